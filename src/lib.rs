@@ -1,1 +1,28 @@
+//! vireo: an HTTP/1.1 static file server shaped like nginx.
+//!
+//! **Data path** (one reactor thread, no locks): the kernel spreads new connections over
+//! one SO_REUSEPORT listener per reactor. A reactor accepts until WouldBlock, registers each
+//! socket once (READABLE | WRITABLE, edge triggered) and keeps it in a slab under a
+//! `generation << 32 | slot` token. On readiness the connection reads until a short read,
+//! parses with httparse (`Ok(None)` means "need more"), asks the router for a reply, writes
+//! the head (and any small body) with one writev and streams files with sendfile, capped
+//! per turn. Pipelined requests already buffered are answered in order before going back to
+//! `epoll_wait`, whose timeout is the nearest connection deadline.
+//!
+//! Module rooms (a module uses only what its row allows): `http` is pure bytes; `files`
+//! maps paths to open files and errno to `FileError`; `route` turns a request into a reply;
+//! `conn` owns one socket; `reactor` owns a Poll, the slab and the timers; `server` owns
+//! the threads and signals.
+
+pub mod config;
+pub mod conn;
+pub mod files;
 pub mod http;
+pub mod listener;
+pub mod reactor;
+pub mod route;
+pub mod server;
+pub mod timer;
+
+pub use config::Config;
+pub use server::Server;

@@ -1,0 +1,639 @@
+//! One client connection: its socket, its buffers, and where it is in the request cycle.
+//!
+//! ```text
+//!            accept
+//!              |
+//!              v
+//!   +-----> Reading ---- head parsed ----> respond (head into `out`, body as `Tail`)
+//!   |          |  ^                             |
+//!   |    partial| |more bytes                   v
+//!   |          v  |                     Writing (writev out [+ bytes], sendfile tail)
+//!   |      (Header timer)                       |  WouldBlock -> Send timer, resume on
+//!   |                                           |  writable; budget spent -> next tick
+//!   |   body to discard? ----------------------+
+//!   |          |                                |
+//!   +-- pipelined bytes buffered <--------------+
+//!              | none
+//!              v
+//!        Idle (KeepAlive timer, buffers returned) --- close/timeout/drain --> Closed
+//!   error or `Connection: close` -> flush -> [Lingering: read and drop until FIN] -> Closed
+//! ```
+//!
+//! Readiness is cached (`readable`, `writable`): the socket is registered once, edge
+//! triggered, and a flag is cleared only when a syscall says WouldBlock (or a read comes
+//! back short, which edge triggering lets us trust). The connection never touches the Poll,
+//! the slab or the timers: `drive` returns a `Next` and the reactor applies it.
+
+use crate::config::Config;
+use crate::files::Resolver;
+use crate::http::request::{self, BodyFraming, ChunkedDecoder, Limits};
+use crate::http::response;
+use crate::route::{Body, Router};
+use crate::timer::Class;
+use mio::net::TcpStream;
+use std::fs::File;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::time::Instant;
+
+/// Bytes a connection may send in one turn before yielding to its neighbours (nginx's
+/// sendfile_max_chunk idea): a fast client pulling a 10 GB file cannot starve the loop.
+const TURN_BUDGET: u64 = 2 << 20;
+/// Stop batching pipelined responses once this much is queued in `out`.
+const OUT_HIGH_WATER: usize = 64 << 10;
+/// Most bytes read and dropped while lingering before we give up and close.
+const LINGER_MAX: usize = 1 << 20;
+
+/// What the reactor should do with the connection after a `drive`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Wait for readiness; the countdown of `Class` started at the given instant.
+    Wait(Class, Instant),
+    /// Work is left but the turn's budget is spent: drive again on the next tick.
+    Yield,
+    Close,
+}
+
+/// Reusable buffers of one reactor, so idle connections hold none.
+#[derive(Default)]
+pub struct BufPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl BufPool {
+    const KEEP: usize = 256;
+
+    fn take(&mut self, len: usize) -> Vec<u8> {
+        match self.free.pop() {
+            Some(mut b) => {
+                b.resize(len, 0);
+                b
+            }
+            None => vec![0; len],
+        }
+    }
+
+    fn give(&mut self, b: Vec<u8>) {
+        if b.capacity() > 0 && self.free.len() < Self::KEEP {
+            self.free.push(b);
+        }
+    }
+}
+
+/// What the connection borrows from its reactor for one `drive`.
+pub struct Cx<'a> {
+    pub config: &'a Config,
+    pub resolver: &'a Resolver,
+    pub date: &'a [u8],
+    pub now: Instant,
+    pub scratch: &'a mut Vec<u8>,
+    pub buffers: &'a mut BufPool,
+    pub output: &'a mut BufPool,
+    /// Graceful shutdown in progress: answer with `Connection: close`.
+    pub draining: bool,
+}
+
+/// A body that follows the bytes in `out`.
+enum Tail {
+    None,
+    File {
+        file: File,
+        pos: u64,
+        end: u64,
+    },
+    /// Segments sent in order; `mem` ranges index `mem`, file ranges are sent with sendfile.
+    Parts {
+        file: File,
+        mem: Vec<u8>,
+        segs: Vec<Seg>,
+        idx: usize,
+    },
+}
+
+enum Seg {
+    Mem(usize, usize),
+    File(u64, u64),
+}
+
+/// A request body being read and thrown away so the next pipelined request parses.
+enum Discard {
+    None,
+    Length(u64),
+    Chunked(ChunkedDecoder),
+}
+
+pub struct Conn {
+    stream: TcpStream,
+    /// Read buffer: valid bytes are `rbuf[rpos..rend]`; empty Vec while idle.
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rend: usize,
+    /// Response bytes to send (heads and small bodies); `out[opos..]` is pending.
+    out: Vec<u8>,
+    opos: usize,
+    tail: Tail,
+    discard: Discard,
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer sent FIN: answer what is buffered, then close.
+    eof: bool,
+    /// Close once everything queued is sent.
+    close_after: bool,
+    /// The close follows an error or leaves unread input: linger so our response is not
+    /// destroyed by an RST.
+    linger_needed: bool,
+    lingering: bool,
+    lingered: usize,
+    requests: u64,
+    /// Start of the current wait: accept, first byte of a request, last progress.
+    accepted: Instant,
+    request_since: Option<Instant>,
+    idle_since: Instant,
+    progress_since: Instant,
+}
+
+#[derive(PartialEq, Eq)]
+enum Flush {
+    Done,
+    Blocked,
+    Budget,
+}
+
+fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+fn interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, now: Instant) -> Conn {
+        Conn {
+            stream,
+            rbuf: Vec::new(),
+            rpos: 0,
+            rend: 0,
+            out: Vec::new(),
+            opos: 0,
+            tail: Tail::None,
+            discard: Discard::None,
+            readable: false,
+            writable: true,
+            eof: false,
+            close_after: false,
+            linger_needed: false,
+            lingering: false,
+            lingered: 0,
+            requests: 0,
+            accepted: now,
+            request_since: None,
+            idle_since: now,
+            progress_since: now,
+        }
+    }
+
+    pub fn stream(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
+    /// Nothing buffered, nothing owed: safe to close during a graceful drain.
+    pub fn is_idle(&self) -> bool {
+        self.rpos == self.rend
+            && self.opos >= self.out.len()
+            && matches!(self.tail, Tail::None)
+            && matches!(self.discard, Discard::None)
+            && !self.close_after
+    }
+
+    /// Advance as far as the socket allows.
+    pub fn drive(&mut self, cx: &mut Cx) -> Next {
+        if self.lingering {
+            return self.linger(cx);
+        }
+        let mut budget = TURN_BUDGET;
+        loop {
+            let answered = self.process(cx);
+            match self.flush(&mut budget) {
+                Ok(Flush::Done) => {}
+                Ok(Flush::Blocked) => return Next::Wait(Class::Send, self.progress_since),
+                Ok(Flush::Budget) => return Next::Yield,
+                Err(_) => return Next::Close,
+            }
+            self.progress_since = cx.now;
+            if self.close_after {
+                return self.begin_close(cx);
+            }
+            if answered {
+                // The output went out; more pipelined requests may be buffered.
+                self.idle_since = cx.now;
+                continue;
+            }
+            if self.rpos == self.rend {
+                self.release_rbuf(cx);
+                if self.eof {
+                    return Next::Close;
+                }
+            }
+            if self.eof {
+                // Half a request and no more coming.
+                return Next::Close;
+            }
+            if !self.readable {
+                return self.wait_input(cx);
+            }
+            match self.fill(cx) {
+                Ok(true) => {}
+                Ok(false) => return self.wait_input(cx),
+                Err(_) => return Next::Close,
+            }
+        }
+    }
+
+    /// The reactor's timer for `class` fired.
+    pub fn timeout(&mut self, class: Class, cx: &mut Cx) -> Next {
+        match class {
+            Class::Header if self.rpos < self.rend && self.opos >= self.out.len() => {
+                // Some of a request arrived but not its head: tell the client why.
+                self.queue_error(408, cx);
+                self.drive(cx)
+            }
+            _ => Next::Close,
+        }
+    }
+
+    fn wait_input(&mut self, cx: &mut Cx) -> Next {
+        if !matches!(self.discard, Discard::None) {
+            Next::Wait(Class::Body, self.progress_since)
+        } else if self.rpos < self.rend || self.requests == 0 {
+            let since = if self.requests == 0 {
+                self.accepted
+            } else {
+                *self.request_since.get_or_insert(cx.now)
+            };
+            Next::Wait(Class::Header, since)
+        } else {
+            Next::Wait(Class::KeepAlive, self.idle_since)
+        }
+    }
+
+    /// Answer every complete request already buffered, appending to `out` (pipelined heads
+    /// share one write). Stops at a body that must be streamed, at the high-water mark, or
+    /// when more input is needed. Returns whether anything was answered.
+    fn process(&mut self, cx: &mut Cx) -> bool {
+        let limits = Limits {
+            max_request_line: cx.config.limits.max_request_line,
+            max_header_bytes: cx.config.limits.max_header_bytes,
+            max_body_bytes: cx.config.limits.max_body_bytes,
+        };
+        let mut answered = false;
+        loop {
+            if self.close_after
+                || !matches!(self.tail, Tail::None)
+                || self.out.len() - self.opos >= OUT_HIGH_WATER
+            {
+                return answered;
+            }
+            if !self.discard_body(&limits, cx) || self.rpos == self.rend {
+                return answered;
+            }
+            let buf = &self.rbuf[self.rpos..self.rend];
+            let head = match request::parse(buf, &limits) {
+                Ok(Some(h)) => h,
+                Ok(None) => {
+                    if self.requests > 0 {
+                        self.request_since.get_or_insert(cx.now);
+                    }
+                    return answered;
+                }
+                Err(e) => {
+                    log::debug!("bad request: {} ({})", e.status, e.why);
+                    self.queue_error(e.status, cx);
+                    return true;
+                }
+            };
+            if self.out.capacity() == 0 {
+                self.out = cx.output.take(0);
+            }
+            let keep_alive = head.keep_alive && !cx.draining;
+            if head.expect_continue && head.framing != BodyFraming::None {
+                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            let mut router = Router {
+                config: cx.config,
+                resolver: cx.resolver,
+                date: cx.date,
+                scratch: cx.scratch,
+                http10: false,
+            };
+            let reply = router.respond(&head, buf, keep_alive, &mut self.out);
+            self.requests += 1;
+            self.request_since = None;
+            self.rpos += head.head_len;
+            self.discard = match head.framing {
+                BodyFraming::None => Discard::None,
+                BodyFraming::Length(0) => Discard::None,
+                BodyFraming::Length(n) => Discard::Length(n),
+                BodyFraming::Chunked => Discard::Chunked(ChunkedDecoder::new()),
+            };
+            if !reply.keep_alive {
+                self.close_after = true;
+                // Unread body or pipelined bytes would turn our close into an RST.
+                self.linger_needed =
+                    self.rpos < self.rend || !matches!(self.discard, Discard::None);
+            }
+            self.set_body(reply.body);
+            answered = true;
+        }
+    }
+
+    fn set_body(&mut self, body: Body) {
+        match body {
+            Body::Empty => {}
+            Body::Static(b) => self.out.extend_from_slice(b),
+            Body::File { file, start, end } => {
+                self.tail = Tail::File {
+                    file,
+                    pos: start,
+                    end,
+                }
+            }
+            Body::Multipart {
+                file,
+                heads,
+                parts,
+                trailer,
+            } => {
+                let mut segs = Vec::with_capacity(parts.len() * 2 + 1);
+                for (h, r) in parts {
+                    segs.push(Seg::Mem(h.start, h.end));
+                    segs.push(Seg::File(r.start, r.end + 1));
+                }
+                segs.push(Seg::Mem(trailer.start, trailer.end));
+                self.tail = Tail::Parts {
+                    file,
+                    mem: heads,
+                    segs,
+                    idx: 0,
+                };
+            }
+        }
+    }
+
+    /// A complete error response, then close: the framing of anything after it is in doubt.
+    fn queue_error(&mut self, status: u16, cx: &mut Cx) {
+        if self.out.capacity() == 0 {
+            self.out = cx.output.take(0);
+        }
+        response::error(&mut self.out, status, cx.date, false, false);
+        self.close_after = true;
+        self.linger_needed = true;
+    }
+
+    /// Drop request-body bytes that are buffered. Returns true when no body is pending.
+    fn discard_body(&mut self, limits: &Limits, cx: &mut Cx) -> bool {
+        let avail = &self.rbuf[self.rpos..self.rend];
+        match &mut self.discard {
+            Discard::None => return true,
+            Discard::Length(left) => {
+                let n = (*left).min(avail.len() as u64);
+                *left -= n;
+                self.rpos += n as usize;
+                if *left > 0 {
+                    return false;
+                }
+            }
+            Discard::Chunked(dec) => match dec.feed(avail, limits) {
+                Ok((n, done)) => {
+                    self.rpos += n;
+                    if !done {
+                        return false;
+                    }
+                }
+                Err(e) => {
+                    self.discard = Discard::None;
+                    self.rpos = self.rend;
+                    self.queue_error(e.status, cx);
+                    return false;
+                }
+            },
+        }
+        self.discard = Discard::None;
+        true
+    }
+
+    /// Read until WouldBlock, a short read, EOF or a full buffer. Returns whether any
+    /// input arrived (or EOF was seen), i.e. whether processing can continue.
+    fn fill(&mut self, cx: &mut Cx) -> io::Result<bool> {
+        let cap = cx.config.limits.max_header_bytes + 1;
+        if self.rbuf.is_empty() {
+            self.rbuf = cx.buffers.take(cap.max(4096));
+        }
+        if self.rpos == self.rend {
+            self.rpos = 0;
+            self.rend = 0;
+        } else if self.rpos > 0 && self.rend == self.rbuf.len() {
+            // Roll the unparsed tail to the front (LineBuffer::roll).
+            self.rbuf.copy_within(self.rpos..self.rend, 0);
+            self.rend -= self.rpos;
+            self.rpos = 0;
+        }
+        let mut got = false;
+        while self.rend < self.rbuf.len() {
+            let want = self.rbuf.len() - self.rend;
+            match self.stream.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.readable = false;
+                    return Ok(true);
+                }
+                Ok(n) => {
+                    self.rend += n;
+                    got = true;
+                    if n < want {
+                        // Edge triggered: a short read means the socket is drained.
+                        self.readable = false;
+                        break;
+                    }
+                }
+                Err(e) if would_block(&e) => {
+                    self.readable = false;
+                    break;
+                }
+                Err(e) if interrupted(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if got {
+            self.progress_since = cx.now;
+        }
+        Ok(got)
+    }
+
+    fn release_rbuf(&mut self, cx: &mut Cx) {
+        if self.rpos == self.rend && !self.rbuf.is_empty() {
+            cx.buffers.give(std::mem::take(&mut self.rbuf));
+            self.rpos = 0;
+            self.rend = 0;
+        }
+        if self.opos >= self.out.len() && matches!(self.tail, Tail::None) {
+            self.opos = 0;
+            self.out.clear();
+            if self.out.capacity() > 0 {
+                cx.output.give(std::mem::take(&mut self.out));
+            }
+        }
+    }
+
+    /// Send `out`, then the tail, until done, WouldBlock or the budget is spent.
+    fn flush(&mut self, budget: &mut u64) -> io::Result<Flush> {
+        loop {
+            let pending = self.out.len() - self.opos;
+            if pending > 0 {
+                if !self.writable {
+                    return Ok(Flush::Blocked);
+                }
+                match self
+                    .stream
+                    .write_vectored(&[IoSlice::new(&self.out[self.opos..])])
+                {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        self.opos += n;
+                        *budget = budget.saturating_sub(n as u64);
+                        continue;
+                    }
+                    Err(e) if would_block(&e) => {
+                        self.writable = false;
+                        return Ok(Flush::Blocked);
+                    }
+                    Err(e) if interrupted(&e) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            self.out.clear();
+            self.opos = 0;
+            if *budget == 0 {
+                return Ok(Flush::Budget);
+            }
+            let done = match &mut self.tail {
+                Tail::None => return Ok(Flush::Done),
+                Tail::File { file, pos, end } => {
+                    if !self.writable {
+                        return Ok(Flush::Blocked);
+                    }
+                    match send_file(&self.stream, file, pos, *end, budget) {
+                        Ok(true) => true,
+                        Ok(false) => continue,
+                        Err(e) if would_block(&e) => {
+                            self.writable = false;
+                            return Ok(Flush::Blocked);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Tail::Parts {
+                    file,
+                    mem,
+                    segs,
+                    idx,
+                } => {
+                    if *idx >= segs.len() {
+                        true
+                    } else {
+                        if !self.writable {
+                            return Ok(Flush::Blocked);
+                        }
+                        let r = match &mut segs[*idx] {
+                            Seg::Mem(s, e) => match self.stream.write(&mem[*s..*e]) {
+                                Ok(n) => {
+                                    *s += n;
+                                    *budget = budget.saturating_sub(n as u64);
+                                    Ok(s == e)
+                                }
+                                Err(err) => Err(err),
+                            },
+                            Seg::File(pos, end) => send_file(&self.stream, file, pos, *end, budget),
+                        };
+                        match r {
+                            Ok(true) => {
+                                *idx += 1;
+                                continue;
+                            }
+                            Ok(false) => continue,
+                            Err(e) if would_block(&e) => {
+                                self.writable = false;
+                                return Ok(Flush::Blocked);
+                            }
+                            Err(e) if interrupted(&e) => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            };
+            if done {
+                self.tail = Tail::None;
+            }
+        }
+    }
+
+    /// After the last response: close at once, or half-close and read until the client's
+    /// FIN when it may still be sending (nginx's lingering close).
+    fn begin_close(&mut self, cx: &mut Cx) -> Next {
+        if !self.linger_needed || self.eof {
+            return Next::Close;
+        }
+        let _ = self.stream.shutdown(Shutdown::Write);
+        self.lingering = true;
+        self.progress_since = cx.now;
+        self.linger(cx)
+    }
+
+    fn linger(&mut self, cx: &mut Cx) -> Next {
+        let mut sink = [0u8; 4096];
+        loop {
+            if !self.readable {
+                return Next::Wait(Class::Linger, self.progress_since);
+            }
+            match self.stream.read(&mut sink) {
+                Ok(0) => return Next::Close,
+                Ok(n) => {
+                    self.lingered += n;
+                    if self.lingered > LINGER_MAX {
+                        return Next::Close;
+                    }
+                }
+                Err(e) if would_block(&e) => self.readable = false,
+                Err(e) if interrupted(&e) => {}
+                Err(_) => return Next::Close,
+            }
+            let _ = cx;
+        }
+    }
+}
+
+/// One sendfile from `*pos` towards `end`, at most the remaining budget. Ok(true) when the
+/// range is complete. A file that shrank under us cannot be framed any more: error.
+fn send_file(
+    sock: &TcpStream,
+    file: &File,
+    pos: &mut u64,
+    end: u64,
+    budget: &mut u64,
+) -> io::Result<bool> {
+    if *pos >= end {
+        return Ok(true);
+    }
+    let want = (end - *pos).min(*budget).min(1 << 30) as usize;
+    match rustix::fs::sendfile(sock, file, Some(pos), want) {
+        Ok(0) => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file shrank while being sent",
+        )),
+        Ok(n) => {
+            *budget = budget.saturating_sub(n as u64);
+            Ok(*pos >= end)
+        }
+        Err(e) => Err(e.into()),
+    }
+}

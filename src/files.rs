@@ -1,0 +1,867 @@
+//! Request path -> open file under the document root.
+//!
+//! Safety model: the path is normalised lexically first (so `..` above the
+//! root is refused before any syscall), then opened with
+//! `openat2(RESOLVE_BENEATH)` relative to a root directory fd, so the kernel
+//! refuses any resolution (symlinks included) that leaves the root. On kernels
+//! without `openat2` a canonicalize + prefix check fallback is used.
+
+use std::ffi::OsStr;
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+
+/// Why a path could not be served. The router maps this to a status.
+#[derive(Debug)]
+pub enum FileError {
+    /// Invalid percent-escape, `%00` / NUL, path not starting with '/'.
+    BadRequest,
+    /// ENOENT, ENOTDIR, ENAMETOOLONG, not a regular file/dir, dir without index.
+    NotFound,
+    /// EACCES, EPERM, escape attempt, ELOOP, encoded slash.
+    Forbidden,
+    /// EMFILE, ENFILE, ENOMEM, EAGAIN: out of resources, try later.
+    Unavailable,
+    /// Anything else.
+    Io(io::Error),
+}
+
+impl fmt::Display for FileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FileError::BadRequest => f.write_str("bad request path"),
+            FileError::NotFound => f.write_str("not found"),
+            FileError::Forbidden => f.write_str("forbidden"),
+            FileError::Unavailable => f.write_str("resources temporarily unavailable"),
+            FileError::Io(e) => write!(f, "i/o error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for FileError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FileError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// The one errno -> FileError mapping.
+fn from_errno(e: Errno) -> FileError {
+    match e {
+        // NXIO: open() of a unix socket; NODEV: device node without a driver.
+        // Neither is something a static server can serve.
+        Errno::NOENT | Errno::NOTDIR | Errno::NAMETOOLONG | Errno::NXIO | Errno::NODEV => {
+            FileError::NotFound
+        }
+        // XDEV is what RESOLVE_BENEATH returns for an escape attempt.
+        Errno::ACCESS | Errno::PERM | Errno::XDEV | Errno::LOOP => FileError::Forbidden,
+        // AGAIN: O_NONBLOCK open of a file holding a conflicting lease.
+        Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::AGAIN => FileError::Unavailable,
+        other => FileError::Io(other.into()),
+    }
+}
+
+fn from_io(e: io::Error) -> FileError {
+    match e.raw_os_error() {
+        Some(raw) => from_errno(Errno::from_raw_os_error(raw)),
+        None => FileError::Io(e),
+    }
+}
+
+/// Strong ETag `"<mtime hex>-<size hex>"` (nginx format), quotes included.
+/// Fixed-size so building one never allocates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct EtagBuf {
+    // 2 quotes + 16 + '-' + 16 hex digits = 35 bytes max.
+    buf: [u8; 36],
+    len: u8,
+}
+
+impl EtagBuf {
+    pub fn new(mtime: u64, size: u64) -> EtagBuf {
+        let mut e = EtagBuf {
+            buf: [0; 36],
+            len: 0,
+        };
+        e.push(b'"');
+        e.push_hex(mtime);
+        e.push(b'-');
+        e.push_hex(size);
+        e.push(b'"');
+        e
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[usize::from(self.len)] = b;
+        self.len += 1;
+    }
+
+    fn push_hex(&mut self, v: u64) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        // Number of significant nibbles; at least one so 0 prints "0".
+        let digits = ((64 - v.leading_zeros()).div_ceil(4)).max(1);
+        for i in (0..digits).rev() {
+            self.push(HEX[((v >> (i * 4)) & 0xf) as usize]);
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always ASCII by construction; the fallback can't be hit.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for EtagBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for EtagBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An opened regular file plus what the response headers need.
+#[derive(Debug)]
+pub struct FileMeta {
+    pub file: File,
+    pub len: u64,
+    /// Seconds since the epoch (clamped to 0 for pre-1970 mtimes).
+    pub mtime: u64,
+    pub mtime_nanos: u32,
+    pub etag: EtagBuf,
+    pub mime: &'static str,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+#[derive(Debug)]
+pub enum Resolved {
+    File(FileMeta),
+    /// The path names a directory but lacks the trailing slash: caller answers 301 to path + "/".
+    AddSlash,
+    /// A directory (path ends with '/') with none of the index files: caller answers 403/404, or a listing later.
+    Directory(File),
+}
+
+pub struct Resolver {
+    /// O_PATH fd of the document root; every open is relative to it.
+    root: OwnedFd,
+    /// Canonical root path, only used by the no-openat2 fallback.
+    canonical_root: PathBuf,
+    index: Vec<Box<[u8]>>,
+    /// False on kernels (or seccomp profiles) without openat2.
+    use_openat2: bool,
+}
+
+impl fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Resolver")
+            .field("root", &self.canonical_root)
+            .field("use_openat2", &self.use_openat2)
+            .finish()
+    }
+}
+
+/// Flags for every served open: O_NONBLOCK so a FIFO never blocks the event
+/// loop, O_NOCTTY so a tty device can't become our controlling terminal.
+const OPEN_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::NOCTTY);
+
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH.union(ResolveFlags::NO_MAGICLINKS);
+
+/// Outcome of opening the path itself, before index lookup.
+enum Step {
+    Done(Resolved),
+    /// Directory requested with a trailing slash: look for an index.
+    NeedIndex(File),
+}
+
+impl Resolver {
+    pub fn new(root: &Path, index: &[String]) -> io::Result<Resolver> {
+        Self::with_mode(root, index, false)
+    }
+
+    fn with_mode(root: &Path, index: &[String], force_fallback: bool) -> io::Result<Resolver> {
+        let mut names = Vec::with_capacity(index.len());
+        for name in index {
+            let b = name.as_bytes();
+            // An index name is a single path component; anything else would let
+            // config smuggle in traversal or produce a broken join.
+            if b.is_empty() || b == b"." || b == b".." || b.contains(&b'/') || b.contains(&0) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("invalid index file name {name:?}"),
+                ));
+            }
+            names.push(b.to_vec().into_boxed_slice());
+        }
+        let fd = rustix::fs::open(
+            root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let canonical_root = std::fs::canonicalize(root)?;
+        let use_openat2 = !force_fallback && probe_openat2(&fd)?;
+        Ok(Resolver {
+            root: fd,
+            canonical_root,
+            index: names,
+            use_openat2,
+        })
+    }
+
+    /// `raw_path` is the request path, percent-encoded, starting with '/'.
+    /// `scratch` is a reusable buffer (to avoid per-request allocation).
+    pub fn open(&self, raw_path: &[u8], scratch: &mut Vec<u8>) -> Result<Resolved, FileError> {
+        let trailing = normalize(raw_path, scratch)?;
+        match self.open_path(scratch, trailing)? {
+            Step::Done(r) => Ok(r),
+            Step::NeedIndex(dir) => self.find_index(scratch, dir),
+        }
+    }
+
+    /// Same as `open` but for a path already decoded/normalised (error pages,
+    /// precompressed siblings). `rel` has no leading '/'; a trailing '/' means
+    /// "directory, look for an index". Containment is still enforced by the
+    /// kernel (or the fallback check), so a stray ".." cannot escape.
+    pub fn open_relative(&self, rel: &[u8]) -> Result<Resolved, FileError> {
+        if rel.contains(&0) {
+            return Err(FileError::BadRequest);
+        }
+        let (rel, trailing) = match rel.strip_suffix(b"/") {
+            Some(r) => (r, true),
+            None => (rel, false),
+        };
+        match self.open_path(rel, trailing)? {
+            Step::Done(r) => Ok(r),
+            // Only this rare case allocates; `rel` is borrowed, not a scratch.
+            Step::NeedIndex(dir) => self.find_index(&mut rel.to_vec(), dir),
+        }
+    }
+
+    fn open_path(&self, rel: &[u8], trailing: bool) -> Result<Step, FileError> {
+        let file = self.open_file(rel)?;
+        let md = file.metadata().map_err(from_io)?;
+        let ft = md.file_type();
+        if ft.is_file() {
+            if trailing {
+                // "/file.txt/" names a directory that isn't one (POSIX ENOTDIR).
+                return Err(FileError::NotFound);
+            }
+            Ok(Step::Done(Resolved::File(file_meta(file, &md, rel))))
+        } else if ft.is_dir() {
+            if trailing {
+                Ok(Step::NeedIndex(file))
+            } else {
+                Ok(Step::Done(Resolved::AddSlash))
+            }
+        } else {
+            // FIFO, socket, device: never served.
+            Err(FileError::NotFound)
+        }
+    }
+
+    /// `buf` holds the directory's relative path; it is restored on return.
+    fn find_index(&self, buf: &mut Vec<u8>, dir: File) -> Result<Resolved, FileError> {
+        let base = buf.len();
+        for name in &self.index {
+            buf.truncate(base);
+            if base != 0 {
+                buf.push(b'/');
+            }
+            buf.extend_from_slice(name);
+            let res = self.open_file(buf);
+            let file = match res {
+                Ok(f) => f,
+                Err(FileError::NotFound) => continue,
+                // An index that exists but is unreadable or escapes is a real
+                // answer (403/503/500), not a reason to try the next name.
+                Err(e) => {
+                    buf.truncate(base);
+                    return Err(e);
+                }
+            };
+            let md = match file.metadata() {
+                Ok(md) => md,
+                Err(e) => {
+                    buf.truncate(base);
+                    return Err(from_io(e));
+                }
+            };
+            // A directory or FIFO called index.html is skipped like nginx does.
+            if md.file_type().is_file() {
+                let meta = file_meta(file, &md, name);
+                buf.truncate(base);
+                return Ok(Resolved::File(meta));
+            }
+        }
+        buf.truncate(base);
+        Ok(Resolved::Directory(dir))
+    }
+
+    fn open_file(&self, rel: &[u8]) -> Result<File, FileError> {
+        // The root itself: openat2 needs a non-empty path.
+        let rel = if rel.is_empty() { b".".as_slice() } else { rel };
+        if self.use_openat2 {
+            match rustix::fs::openat2(&self.root, rel, OPEN_FLAGS, Mode::empty(), RESOLVE) {
+                Ok(fd) => return Ok(File::from(fd)),
+                // Probe succeeded at startup, so this shouldn't happen; if it
+                // does (e.g. seccomp change), degrade rather than fail.
+                Err(Errno::NOSYS) => {}
+                Err(e) => return Err(from_errno(e)),
+            }
+        }
+        open_fallback(&self.canonical_root, rel)
+    }
+}
+
+/// Does this kernel (and seccomp profile) support openat2?
+fn probe_openat2(root: &OwnedFd) -> io::Result<bool> {
+    match rustix::fs::openat2(
+        root,
+        ".",
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::BENEATH,
+    ) {
+        Ok(_) => Ok(true),
+        // Container seccomp profiles answer unknown syscalls with ENOSYS or
+        // EPERM; an O_PATH open of "." can't otherwise fail with EPERM.
+        Err(Errno::NOSYS) | Err(Errno::PERM) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Fallback without openat2: resolve symlinks in userspace and check the
+/// result is still under the canonical root. Racy against concurrent renames
+/// inside the root (a TOCTOU window openat2 doesn't have), hence fallback only.
+fn open_fallback(canonical_root: &Path, rel: &[u8]) -> Result<File, FileError> {
+    let joined = canonical_root.join(OsStr::from_bytes(rel));
+    let canon = std::fs::canonicalize(&joined).map_err(from_io)?;
+    if !canon.starts_with(canonical_root) {
+        return Err(FileError::Forbidden);
+    }
+    rustix::fs::open(&canon, OPEN_FLAGS, Mode::empty())
+        .map(File::from)
+        .map_err(from_errno)
+}
+
+fn file_meta(file: File, md: &std::fs::Metadata, name: &[u8]) -> FileMeta {
+    let len = md.size();
+    let mtime = u64::try_from(md.mtime()).unwrap_or(0);
+    let mtime_nanos = u32::try_from(md.mtime_nsec()).unwrap_or(0);
+    FileMeta {
+        file,
+        len,
+        mtime,
+        mtime_nanos,
+        etag: EtagBuf::new(mtime, len),
+        mime: mime_for(name),
+        ino: md.ino(),
+        dev: md.dev(),
+    }
+}
+
+/// Percent-decode and normalise into `out` as a path relative to the root (no
+/// leading '/'). Returns whether the path denotes a directory (trailing '/',
+/// or a final "." / ".." segment, per RFC 3986 remove_dot_segments).
+///
+/// Decoding happens per segment, before dot handling, so "%2e%2e" is exactly
+/// "..". A decoded '/' (%2F) is refused rather than treated as a separator, so
+/// segment boundaries are always those the client wrote literally.
+pub fn normalize(raw_path: &[u8], out: &mut Vec<u8>) -> Result<bool, FileError> {
+    out.clear();
+    let rest = match raw_path.strip_prefix(b"/") {
+        Some(r) => r,
+        None => return Err(FileError::BadRequest),
+    };
+    let mut trailing = true; // "/" alone is the root directory
+    for seg in rest.split(|&b| b == b'/') {
+        let seg_start = out.len();
+        if !out.is_empty() {
+            out.push(b'/');
+        }
+        let content = out.len();
+        decode_segment(seg, out)?;
+        match &out[content..] {
+            b"" | b"." => {
+                out.truncate(seg_start);
+                trailing = true;
+            }
+            b".." => {
+                out.truncate(seg_start);
+                if out.is_empty() {
+                    // Climbing above the root.
+                    return Err(FileError::Forbidden);
+                }
+                let parent = out.iter().rposition(|&b| b == b'/').unwrap_or(0);
+                out.truncate(parent);
+                trailing = true;
+            }
+            _ => trailing = false,
+        }
+    }
+    Ok(trailing)
+}
+
+fn decode_segment(seg: &[u8], out: &mut Vec<u8>) -> Result<(), FileError> {
+    let mut i = 0;
+    while i < seg.len() {
+        let b = seg[i];
+        let decoded = if b == b'%' {
+            let hi = seg.get(i + 1).and_then(|&c| hex_val(c));
+            let lo = seg.get(i + 2).and_then(|&c| hex_val(c));
+            match (hi, lo) {
+                (Some(h), Some(l)) => {
+                    i += 3;
+                    (h << 4) | l
+                }
+                _ => return Err(FileError::BadRequest),
+            }
+        } else {
+            i += 1;
+            b
+        };
+        match decoded {
+            // NUL would truncate the C path: a different file than checked.
+            0 => return Err(FileError::BadRequest),
+            // Encoded slash: refuse like Apache's AllowEncodedSlashes Off.
+            b'/' => return Err(FileError::Forbidden),
+            _ => out.push(decoded),
+        }
+    }
+    Ok(())
+}
+
+fn hex_val(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Content-Type for a file name's extension (case-insensitive).
+pub fn mime_for(name: &[u8]) -> &'static str {
+    const OCTET: &str = "application/octet-stream";
+    let file = match name.iter().rposition(|&b| b == b'/') {
+        Some(i) => &name[i + 1..],
+        None => name,
+    };
+    let ext = match file.iter().rposition(|&b| b == b'.') {
+        // A leading dot (".bashrc") is a hidden file, not an extension.
+        Some(i) if i > 0 => &file[i + 1..],
+        _ => return OCTET,
+    };
+    // Lowercase into a stack buffer; no known extension is longer than 11.
+    let mut buf = [0u8; 12];
+    if ext.is_empty() || ext.len() > buf.len() {
+        return OCTET;
+    }
+    let lower = &mut buf[..ext.len()];
+    lower.copy_from_slice(ext);
+    lower.make_ascii_lowercase();
+    match &*lower {
+        b"html" | b"htm" => "text/html; charset=utf-8",
+        b"xhtml" => "application/xhtml+xml; charset=utf-8",
+        b"css" => "text/css; charset=utf-8",
+        b"js" | b"mjs" => "text/javascript; charset=utf-8",
+        b"json" | b"map" => "application/json; charset=utf-8",
+        b"jsonld" => "application/ld+json; charset=utf-8",
+        b"webmanifest" => "application/manifest+json; charset=utf-8",
+        b"txt" => "text/plain; charset=utf-8",
+        b"md" | b"markdown" => "text/markdown; charset=utf-8",
+        b"csv" => "text/csv; charset=utf-8",
+        b"xml" => "application/xml; charset=utf-8",
+        b"rss" => "application/rss+xml; charset=utf-8",
+        b"atom" => "application/atom+xml; charset=utf-8",
+        b"svg" => "image/svg+xml; charset=utf-8",
+        b"png" => "image/png",
+        b"jpg" | b"jpeg" => "image/jpeg",
+        b"gif" => "image/gif",
+        b"webp" => "image/webp",
+        b"avif" => "image/avif",
+        b"ico" => "image/x-icon",
+        b"bmp" => "image/bmp",
+        b"tif" | b"tiff" => "image/tiff",
+        b"woff" => "font/woff",
+        b"woff2" => "font/woff2",
+        b"ttf" => "font/ttf",
+        b"otf" => "font/otf",
+        b"eot" => "application/vnd.ms-fontobject",
+        b"pdf" => "application/pdf",
+        b"zip" => "application/zip",
+        b"gz" => "application/gzip",
+        b"tar" => "application/x-tar",
+        b"bz2" => "application/x-bzip2",
+        b"xz" => "application/x-xz",
+        b"zst" => "application/zstd",
+        b"7z" => "application/x-7z-compressed",
+        b"wasm" => "application/wasm",
+        b"mp4" | b"m4v" => "video/mp4",
+        b"webm" => "video/webm",
+        b"ogv" => "video/ogg",
+        b"mov" => "video/quicktime",
+        b"mp3" => "audio/mpeg",
+        b"ogg" | b"oga" | b"opus" => "audio/ogg",
+        b"wav" => "audio/wav",
+        b"flac" => "audio/flac",
+        b"m4a" => "audio/mp4",
+        _ => OCTET,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    use std::time::{Duration, Instant};
+
+    fn norm(p: &str) -> Result<(String, bool), FileError> {
+        let mut out = Vec::new();
+        let t = normalize(p.as_bytes(), &mut out)?;
+        Ok((String::from_utf8(out).expect("test paths are utf-8"), t))
+    }
+
+    #[test]
+    fn normalize_ok_cases() {
+        assert_eq!(norm("/a/./b/../c").unwrap(), ("a/c".into(), false));
+        assert_eq!(norm("//a//b/").unwrap(), ("a/b".into(), true));
+        assert_eq!(
+            norm("/with%20space.txt").unwrap(),
+            ("with space.txt".into(), false)
+        );
+        assert_eq!(
+            norm("/%C3%A9t%C3%A9.txt").unwrap(),
+            ("été.txt".into(), false)
+        );
+        assert_eq!(norm("/a/..").unwrap(), ("".into(), true));
+        assert_eq!(norm("/").unwrap(), ("".into(), true));
+        assert_eq!(norm("/a/.").unwrap(), ("a".into(), true));
+        assert_eq!(norm("/a/%2e%2E/b").unwrap(), ("b".into(), false));
+        assert_eq!(norm("/a%5Cb").unwrap(), ("a\\b".into(), false));
+        // A dot inside a name is not a dot segment.
+        assert_eq!(norm("/..a/b..").unwrap(), ("..a/b..".into(), false));
+    }
+
+    #[test]
+    fn normalize_reuses_buffer() {
+        let mut out = b"stale/leftover".to_vec();
+        assert!(!normalize(b"/x", &mut out).unwrap());
+        assert_eq!(out, b"x");
+    }
+
+    #[test]
+    fn normalize_rejects() {
+        let forbidden = [
+            "/%2e%2e/etc/passwd",
+            "/a/%2E%2e/%2e%2E/x",
+            "/a/%2F/b",
+            "/..",
+            "/a/../..",
+            "/../a",
+            "/.%2e",
+        ];
+        for p in forbidden {
+            assert!(matches!(norm(p), Err(FileError::Forbidden)), "{p}");
+        }
+        let bad = ["/%zz", "/%4", "/a%00b", "/%", "a/b", "", "/a\0b", "/%g0"];
+        for p in bad {
+            assert!(matches!(norm(p), Err(FileError::BadRequest)), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn etag_format() {
+        assert_eq!(EtagBuf::new(0, 0).as_str(), "\"0-0\"");
+        assert_eq!(EtagBuf::new(0x5f3e_2a10, 1234).as_str(), "\"5f3e2a10-4d2\"");
+        let max = EtagBuf::new(u64::MAX, u64::MAX);
+        assert_eq!(max.as_str(), "\"ffffffffffffffff-ffffffffffffffff\"");
+    }
+
+    #[test]
+    fn mime_types() {
+        assert_eq!(mime_for(b"index.html"), "text/html; charset=utf-8");
+        assert_eq!(mime_for(b"A.JS"), "text/javascript; charset=utf-8");
+        assert_eq!(mime_for(b"dir.v2/x.MJS"), "text/javascript; charset=utf-8");
+        assert_eq!(mime_for(b"f.woff2"), "font/woff2");
+        assert_eq!(mime_for(b"a.unknownext"), "application/octet-stream");
+        assert_eq!(mime_for(b"Makefile"), "application/octet-stream");
+        assert_eq!(mime_for(b"dir.d/README"), "application/octet-stream");
+        assert_eq!(mime_for(b".html"), "application/octet-stream");
+        assert_eq!(mime_for(b"trailingdot."), "application/octet-stream");
+        assert_eq!(mime_for(b"a.verylongextension"), "application/octet-stream");
+    }
+
+    #[test]
+    fn errno_mapping() {
+        assert!(matches!(from_errno(Errno::NOENT), FileError::NotFound));
+        assert!(matches!(from_errno(Errno::ACCESS), FileError::Forbidden));
+        assert!(matches!(from_errno(Errno::XDEV), FileError::Forbidden));
+        assert!(matches!(from_errno(Errno::MFILE), FileError::Unavailable));
+        assert!(matches!(from_errno(Errno::IO), FileError::Io(_)));
+        let e = io::Error::from_raw_os_error(Errno::LOOP.raw_os_error());
+        assert!(matches!(from_io(e), FileError::Forbidden));
+        assert!(matches!(from_io(io::Error::other("x")), FileError::Io(_)));
+    }
+
+    /// Root with a file, a dir with index, a dir without, and an outside dir.
+    struct Fixture {
+        root: tempfile::TempDir,
+        outside: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let root = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let r = root.path();
+        std::fs::write(r.join("hello.txt"), b"hello world").unwrap();
+        std::fs::write(r.join("with space.txt"), b"sp").unwrap();
+        std::fs::create_dir(r.join("site")).unwrap();
+        std::fs::write(r.join("site/index.html"), b"<h1>hi</h1>").unwrap();
+        std::fs::create_dir(r.join("empty")).unwrap();
+        std::fs::write(outside.path().join("secret"), b"secret").unwrap();
+        std::fs::create_dir(outside.path().join("sub")).unwrap();
+        std::fs::write(outside.path().join("sub/index.html"), b"out").unwrap();
+        symlink("hello.txt", r.join("link.txt")).unwrap();
+        symlink("/etc/passwd", r.join("passwd")).unwrap();
+        symlink(outside.path().join("secret"), r.join("sibling")).unwrap();
+        symlink(outside.path().join("sub"), r.join("outdir")).unwrap();
+        symlink("../hello.txt", r.join("site/up.txt")).unwrap();
+        Fixture { root, outside }
+    }
+
+    fn resolvers(f: &Fixture) -> [Resolver; 2] {
+        let idx = ["index.htm".to_string(), "index.html".to_string()];
+        [
+            Resolver::new(f.root.path(), &idx).unwrap(),
+            Resolver::with_mode(f.root.path(), &idx, true).unwrap(),
+        ]
+    }
+
+    fn open(r: &Resolver, p: &str) -> Result<Resolved, FileError> {
+        let mut scratch = Vec::new();
+        r.open(p.as_bytes(), &mut scratch)
+    }
+
+    fn expect_file(r: &Resolver, p: &str) -> FileMeta {
+        match open(r, p) {
+            Ok(Resolved::File(m)) => m,
+            Ok(Resolved::AddSlash) => panic!("{p}: AddSlash"),
+            Ok(Resolved::Directory(_)) => panic!("{p}: Directory"),
+            Err(e) => panic!("{p}: {e:?} (openat2={})", r.use_openat2),
+        }
+    }
+
+    #[test]
+    fn serves_regular_file_with_metadata() {
+        let f = fixture();
+        for r in &resolvers(&f) {
+            let mut m = expect_file(r, "/hello.txt");
+            assert_eq!(m.len, 11);
+            assert_eq!(m.mime, "text/plain; charset=utf-8");
+            let md = std::fs::metadata(f.root.path().join("hello.txt")).unwrap();
+            let expected = format!("\"{:x}-{:x}\"", md.mtime(), md.size());
+            assert_eq!(m.etag.as_str(), expected);
+            assert_eq!(m.mtime, md.mtime() as u64);
+            assert_eq!(m.ino, md.ino());
+            assert_eq!(m.dev, md.dev());
+            let mut s = String::new();
+            m.file.read_to_string(&mut s).unwrap();
+            assert_eq!(s, "hello world");
+
+            assert_eq!(expect_file(r, "/with%20space.txt").len, 2);
+            // A file named as a directory is not found.
+            assert!(matches!(open(r, "/hello.txt/"), Err(FileError::NotFound)));
+        }
+    }
+
+    #[test]
+    fn directories_and_index() {
+        let f = fixture();
+        for r in &resolvers(&f) {
+            assert!(matches!(open(r, "/site"), Ok(Resolved::AddSlash)));
+            let m = expect_file(r, "/site/");
+            assert_eq!(m.len, 11);
+            assert_eq!(m.mime, "text/html; charset=utf-8");
+            assert!(matches!(open(r, "/empty/"), Ok(Resolved::Directory(_))));
+            // No index at the root: the root directory itself.
+            assert!(matches!(open(r, "/"), Ok(Resolved::Directory(_))));
+            assert!(matches!(open(r, "/missing"), Err(FileError::NotFound)));
+            assert!(matches!(
+                open(r, "/missing/deeper.txt"),
+                Err(FileError::NotFound)
+            ));
+        }
+    }
+
+    #[test]
+    fn index_scratch_is_reused_and_restored() {
+        let f = fixture();
+        let r = Resolver::new(f.root.path(), &["index.html".into()]).unwrap();
+        let mut scratch = Vec::with_capacity(64);
+        assert!(matches!(
+            r.open(b"/site/", &mut scratch),
+            Ok(Resolved::File(_))
+        ));
+        assert_eq!(scratch, b"site");
+    }
+
+    #[test]
+    fn index_that_is_a_directory_is_skipped() {
+        let f = fixture();
+        std::fs::create_dir(f.root.path().join("empty/index.html")).unwrap();
+        for r in &resolvers(&f) {
+            assert!(matches!(open(r, "/empty/"), Ok(Resolved::Directory(_))));
+        }
+    }
+
+    #[test]
+    fn symlinks_inside_are_followed() {
+        let f = fixture();
+        for r in &resolvers(&f) {
+            assert_eq!(expect_file(r, "/link.txt").len, 11);
+            assert_eq!(expect_file(r, "/site/up.txt").len, 11);
+        }
+    }
+
+    #[test]
+    fn symlinks_outside_are_forbidden() {
+        let f = fixture();
+        assert!(f.outside.path().join("secret").exists());
+        for r in &resolvers(&f) {
+            for p in ["/passwd", "/sibling", "/outdir/", "/outdir/index.html"] {
+                let res = open(r, p);
+                assert!(
+                    matches!(res, Err(FileError::Forbidden)),
+                    "{p}: {res:?} (openat2={})",
+                    r.use_openat2
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn index_symlink_escaping_is_forbidden() {
+        let f = fixture();
+        symlink("/etc/passwd", f.root.path().join("empty/index.html")).unwrap();
+        for r in &resolvers(&f) {
+            assert!(matches!(open(r, "/empty/"), Err(FileError::Forbidden)));
+        }
+    }
+
+    #[test]
+    fn open_relative_paths() {
+        let f = fixture();
+        for r in &resolvers(&f) {
+            assert!(matches!(
+                r.open_relative(b"hello.txt"),
+                Ok(Resolved::File(m)) if m.len == 11
+            ));
+            assert!(matches!(
+                r.open_relative(b"site/"),
+                Ok(Resolved::File(m)) if m.mime.starts_with("text/html")
+            ));
+            assert!(matches!(r.open_relative(b"site"), Ok(Resolved::AddSlash)));
+            // Not normalised on purpose: containment must still hold.
+            assert!(matches!(
+                r.open_relative(b"../x"),
+                Err(FileError::Forbidden | FileError::NotFound)
+            ));
+            assert!(matches!(
+                r.open_relative(b"/etc/passwd"),
+                Err(FileError::Forbidden)
+            ));
+            assert!(matches!(
+                r.open_relative(b"a\0b"),
+                Err(FileError::BadRequest)
+            ));
+        }
+    }
+
+    #[test]
+    fn fifo_and_socket_are_not_found_without_blocking() {
+        let f = fixture();
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            f.root.path().join("fifo"),
+            Mode::from_raw_mode(0o644),
+        )
+        .unwrap();
+        let _sock = std::os::unix::net::UnixListener::bind(f.root.path().join("sock")).unwrap();
+        for r in &resolvers(&f) {
+            let start = Instant::now();
+            assert!(matches!(open(r, "/fifo"), Err(FileError::NotFound)));
+            assert!(start.elapsed() < Duration::from_secs(2));
+            assert!(matches!(open(r, "/sock"), Err(FileError::NotFound)));
+        }
+    }
+
+    #[test]
+    fn unreadable_file_is_forbidden() {
+        let f = fixture();
+        let p = f.root.path().join("private.txt");
+        std::fs::write(&p, b"x").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
+        if rustix::process::geteuid().is_root() {
+            // Root bypasses permission bits; the errno mapping is covered above.
+            return;
+        }
+        for r in &resolvers(&f) {
+            assert!(matches!(open(r, "/private.txt"), Err(FileError::Forbidden)));
+        }
+    }
+
+    #[test]
+    fn fallback_function_directly() {
+        let f = fixture();
+        let root = std::fs::canonicalize(f.root.path()).unwrap();
+        assert!(open_fallback(&root, b"hello.txt").is_ok());
+        assert!(matches!(
+            open_fallback(&root, b"passwd"),
+            Err(FileError::Forbidden)
+        ));
+        assert!(matches!(
+            open_fallback(&root, b"../"),
+            Err(FileError::Forbidden)
+        ));
+        assert!(matches!(
+            open_fallback(&root, b"nope"),
+            Err(FileError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn invalid_index_names_rejected() {
+        let f = fixture();
+        for bad in ["", "..", "a/b", "x\0"] {
+            assert!(Resolver::new(f.root.path(), &[bad.to_string()]).is_err());
+        }
+        assert!(Resolver::new(&f.root.path().join("hello.txt"), &[]).is_err());
+        assert!(Resolver::new(&f.root.path().join("nope"), &[]).is_err());
+    }
+
+    #[test]
+    fn openat2_is_used_on_this_kernel() {
+        // Guards against silently testing only the fallback.
+        let f = fixture();
+        let r = Resolver::new(f.root.path(), &[]).unwrap();
+        assert!(r.use_openat2);
+    }
+}

@@ -1,0 +1,414 @@
+//! One event loop per thread: its own `Poll`, its own SO_REUSEPORT listener, its
+//! connections in a slab, its timers. Nothing here is shared with other reactors; the only
+//! way in from outside is the `Waker` (an eventfd in this Poll) plus a channel.
+//!
+//! Each iteration: `poll(timeout = nearest deadline)` -> accept until WouldBlock -> drive
+//! the connections that had events -> drain the channel -> drive the next-tick list ->
+//! expire timers. Tokens are `generation << 32 | slot`, so an event or a timer for a closed
+//! connection can never reach the connection that reused its slot.
+
+use crate::config::Config;
+use crate::conn::{BufPool, Conn, Cx, Next};
+use crate::files::Resolver;
+use crate::http::response::DateCache;
+use crate::timer::{Class, Entry, Timers, CLASSES};
+use crossbeam_channel::Receiver;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use slab::Slab;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+pub const LISTENER: Token = Token(usize::MAX);
+pub const WAKER: Token = Token(usize::MAX - 1);
+
+/// How long accepting pauses after EMFILE and friends.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// Lingering close gives the client this long to finish sending.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Messages from other threads, delivered through the channel + Waker.
+pub enum Msg {
+    /// Stop accepting and finish in-flight responses (graceful), or stop now.
+    Stop { graceful: bool },
+}
+
+struct Slot {
+    generation: u32,
+    conn: Conn,
+    /// The timer entry currently in a queue for this connection: (class, deadline).
+    armed: Option<(Class, Instant)>,
+    /// What the connection last asked for: (class, countdown start).
+    want: Option<(Class, Instant)>,
+}
+
+pub struct Reactor {
+    id: usize,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    accepting: bool,
+    accept_resume: Option<Instant>,
+    accept_error_logged: bool,
+    conns: Slab<Slot>,
+    next_generation: u32,
+    timers: Timers,
+    config: Arc<Config>,
+    resolver: Resolver,
+    date: DateCache,
+    scratch: Vec<u8>,
+    buffers: BufPool,
+    output: BufPool,
+    rx: Receiver<Msg>,
+    next_tick: Vec<Token>,
+    drain_deadline: Option<Instant>,
+}
+
+fn token(slot: usize, generation: u32) -> Token {
+    Token(((generation as usize) << 32) | slot)
+}
+
+fn split(t: Token) -> (usize, u32) {
+    (t.0 & 0xffff_ffff, (t.0 >> 32) as u32)
+}
+
+impl Reactor {
+    /// Build a reactor around an already bound listener. Returns it with the Waker other
+    /// threads use to reach it.
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        mut listener: TcpListener,
+        rx: Receiver<Msg>,
+    ) -> io::Result<(Reactor, Arc<Waker>)> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let resolver = Resolver::new(&config.root, &config.index)?;
+        let t = &config.timeouts;
+        let mut durations = [Duration::ZERO; CLASSES];
+        durations[Class::Header as usize] = t.header;
+        durations[Class::KeepAlive as usize] = t.keepalive;
+        durations[Class::Body as usize] = t.body;
+        durations[Class::Send as usize] = t.send;
+        durations[Class::Linger as usize] = LINGER;
+        Ok((
+            Reactor {
+                id,
+                poll,
+                listener: Some(listener),
+                accepting: true,
+                accept_resume: None,
+                accept_error_logged: false,
+                conns: Slab::with_capacity(1024),
+                next_generation: 1,
+                timers: Timers::new(durations),
+                config,
+                resolver,
+                date: DateCache::new(),
+                scratch: Vec::with_capacity(1024),
+                buffers: BufPool::default(),
+                output: BufPool::default(),
+                rx,
+                next_tick: Vec::new(),
+                drain_deadline: None,
+            },
+            waker,
+        ))
+    }
+
+    pub fn run(mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(1024);
+        let mut expired = Vec::new();
+        let mut ticks = Vec::new();
+        loop {
+            let now = Instant::now();
+            let timeout = if self.next_tick.is_empty() {
+                self.poll_timeout(now)
+            } else {
+                Some(Duration::ZERO)
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            self.date.update(SystemTime::now());
+
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => self.drain_channel(now),
+                    t => {
+                        let (slot, generation) = split(t);
+                        let Some(s) = self.conns.get_mut(slot) else {
+                            continue;
+                        };
+                        if s.generation != generation {
+                            continue; // stale event for a reused slot
+                        }
+                        // Errors and hang-ups surface through the next read or write.
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            s.conn.readable = true;
+                        }
+                        if event.is_writable() || event.is_write_closed() || event.is_error() {
+                            s.conn.writable = true;
+                        }
+                        self.drive(slot, now);
+                    }
+                }
+            }
+
+            std::mem::swap(&mut ticks, &mut self.next_tick);
+            for t in ticks.drain(..) {
+                let (slot, generation) = split(t);
+                if self
+                    .conns
+                    .get(slot)
+                    .is_some_and(|s| s.generation == generation)
+                {
+                    self.drive(slot, now);
+                }
+            }
+
+            if self.accept_resume.is_some_and(|at| at <= now) {
+                self.accept_resume = None;
+                self.resume_accepting();
+            }
+            self.timers.expired(now, &mut expired);
+            for e in expired.drain(..) {
+                self.expire(e, now);
+            }
+
+            if let Some(deadline) = self.drain_deadline {
+                if self.conns.is_empty() {
+                    return Ok(());
+                }
+                if deadline <= now {
+                    log::warn!(
+                        "reactor {}: shutdown timeout, cutting {} connection(s)",
+                        self.id,
+                        self.conns.len()
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        let mut t = self.timers.next_timeout(now);
+        for at in [self.accept_resume, self.drain_deadline]
+            .into_iter()
+            .flatten()
+        {
+            let d = at.saturating_duration_since(now) + Duration::from_millis(1);
+            t = Some(t.map_or(d, |t| t.min(d)));
+        }
+        t
+    }
+
+    fn accept(&mut self, now: Instant) {
+        while self.accepting {
+            if self.conns.len() >= self.config.limits.max_connections {
+                // At the limit: stop accepting until a connection closes. Queued clients
+                // wait in the backlog (or go to another reactor's socket).
+                self.pause_accepting();
+                return;
+            }
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, _peer)) => {
+                    self.accept_error_logged = false;
+                    if let Err(e) = stream.set_nodelay(true) {
+                        log::debug!("TCP_NODELAY: {e}");
+                    }
+                    let generation = self.next_generation;
+                    self.next_generation = self.next_generation.wrapping_add(1).max(1);
+                    let entry = self.conns.vacant_entry();
+                    let slot = entry.key();
+                    let mut conn = Conn::new(stream, now);
+                    if let Err(e) = self.poll.registry().register(
+                        conn.stream(),
+                        token(slot, generation),
+                        Interest::READABLE | Interest::WRITABLE,
+                    ) {
+                        log::warn!("register: {e}");
+                        continue;
+                    }
+                    entry.insert(Slot {
+                        generation,
+                        conn,
+                        armed: None,
+                        want: None,
+                    });
+                    // Nothing to read yet on a fresh socket: arm the header countdown.
+                    self.apply(slot, Next::Wait(Class::Header, now));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => match e.raw_os_error() {
+                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                        // Out of descriptors or memory: spinning on accept would burn a
+                        // core. Pause, keep serving, retry on a timer (nginx does the same).
+                        if !self.accept_error_logged {
+                            log::error!("reactor {}: accept: {e}; pausing accepts", self.id);
+                            self.accept_error_logged = true;
+                        }
+                        self.pause_accepting();
+                        self.accept_resume = Some(now + ACCEPT_BACKOFF);
+                        return;
+                    }
+                    // ECONNABORTED and friends concern one client only.
+                    _ => log::debug!("accept: {e}"),
+                },
+            }
+        }
+    }
+
+    fn pause_accepting(&mut self) {
+        if self.accepting {
+            self.accepting = false;
+            if let Some(l) = self.listener.as_mut() {
+                let _ = self.poll.registry().deregister(l);
+            }
+        }
+    }
+
+    fn resume_accepting(&mut self) {
+        if self.accepting || self.drain_deadline.is_some() || self.accept_resume.is_some() {
+            return;
+        }
+        if let Some(l) = self.listener.as_mut() {
+            // Registering reports readiness at once if clients are already queued.
+            if self
+                .poll
+                .registry()
+                .register(l, LISTENER, Interest::READABLE)
+                .is_ok()
+            {
+                self.accepting = true;
+            }
+        }
+    }
+
+    fn drain_channel(&mut self, now: Instant) {
+        // Wakes coalesce: one event may stand for many messages.
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Stop { graceful } => self.begin_drain(now, graceful),
+            }
+        }
+    }
+
+    fn begin_drain(&mut self, now: Instant, graceful: bool) {
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        self.accepting = false;
+        let deadline = if graceful {
+            now + self.config.timeouts.shutdown
+        } else {
+            now
+        };
+        self.drain_deadline = Some(self.drain_deadline.map_or(deadline, |d| d.min(deadline)));
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| s.conn.is_idle())
+            .map(|(k, _)| k)
+            .collect();
+        for slot in idle {
+            self.close(slot);
+        }
+    }
+
+    fn cx_drive(&mut self, slot: usize, now: Instant, class: Option<Class>) -> Next {
+        let Some(s) = self.conns.get_mut(slot) else {
+            return Next::Close;
+        };
+        let mut cx = Cx {
+            config: &self.config,
+            resolver: &self.resolver,
+            date: self.date.get(),
+            now,
+            scratch: &mut self.scratch,
+            buffers: &mut self.buffers,
+            output: &mut self.output,
+            draining: self.drain_deadline.is_some(),
+        };
+        match class {
+            None => s.conn.drive(&mut cx),
+            Some(c) => s.conn.timeout(c, &mut cx),
+        }
+    }
+
+    fn drive(&mut self, slot: usize, now: Instant) {
+        let next = self.cx_drive(slot, now, None);
+        self.apply(slot, next);
+    }
+
+    fn apply(&mut self, slot: usize, next: Next) {
+        let draining = self.drain_deadline.is_some();
+        let Some(s) = self.conns.get_mut(slot) else {
+            return;
+        };
+        match next {
+            Next::Close => self.close(slot),
+            Next::Yield => {
+                self.next_tick.push(token(slot, s.generation));
+            }
+            Next::Wait(class, since) => {
+                if draining && (class == Class::KeepAlive || s.conn.is_idle()) {
+                    self.close(slot);
+                    return;
+                }
+                s.want = Some((class, since));
+                let deadline = since + self.timers.duration(class);
+                // Lazy re-arm: an entry that fires no later than needed stays; when it
+                // fires early, `expire` re-arms from `want`.
+                let keep = matches!(s.armed, Some((c, d)) if c == class && d <= deadline);
+                if !keep {
+                    let d = self.timers.arm(class, since, slot, s.generation);
+                    s.armed = Some((class, d));
+                }
+            }
+        }
+    }
+
+    fn expire(&mut self, e: Entry, now: Instant) {
+        let Some(s) = self.conns.get_mut(e.slot) else {
+            return;
+        };
+        if s.generation != e.generation || s.armed != Some((e.class, e.deadline)) {
+            return; // superseded entry
+        }
+        s.armed = None;
+        let Some((class, since)) = s.want else {
+            return;
+        };
+        if since + self.timers.duration(class) > now {
+            // The connection made progress since this entry was armed.
+            let d = self.timers.arm(class, since, e.slot, s.generation);
+            s.armed = Some((class, d));
+            return;
+        }
+        log::debug!("reactor {}: {:?} timeout", self.id, class);
+        let next = self.cx_drive(e.slot, now, Some(class));
+        self.apply(e.slot, next);
+    }
+
+    fn close(&mut self, slot: usize) {
+        if let Some(mut s) = self.conns.try_remove(slot) {
+            let _ = self.poll.registry().deregister(s.conn.stream());
+        }
+        if !self.accepting && self.accept_resume.is_none() {
+            self.resume_accepting();
+        }
+    }
+}

@@ -1,0 +1,64 @@
+use crate::support::*;
+
+/// Send raw bytes on a fresh connection; return the response and whether the server closed.
+fn raw(s: &TestServer, bytes: &[u8]) -> (Response, bool) {
+    let mut c = s.connect();
+    c.send(bytes);
+    let r = c.read_response();
+    let closed = c.is_closed();
+    (r, closed)
+}
+
+#[test]
+fn malformed_requests_get_400_and_close() {
+    let s = TestServer::start("");
+    for req in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET /small.txt HTTP/1.1\r\n\r\n", // no Host
+        b"GET /small.txt HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET /small.txt HTTP/1.1\r\nHost : t\r\n\r\n",
+        b"GET /small.txt HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n",
+        b"GET /small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
+        b"GET /small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n",
+        b"POST /small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ] {
+        let (r, closed) = raw(&s, req);
+        assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(req));
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(closed, "not closed after {:?}", String::from_utf8_lossy(req));
+        assert_eq!(r.body.len().to_string(), r.header("content-length").unwrap_or(""));
+    }
+}
+
+#[test]
+fn limits_give_414_431_413() {
+    let s = TestServer::start(
+        "[limits]\nmax_request_line = 1024\nmax_header_bytes = 4096\nmax_body_bytes = 100\n",
+    );
+    let long = format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "a".repeat(2000));
+    assert_eq!(raw(&s, long.as_bytes()).0.status, 414);
+    let big = format!(
+        "GET / HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n",
+        "b".repeat(5000)
+    );
+    assert_eq!(raw(&s, big.as_bytes()).0.status, 431);
+    let (r, closed) = raw(
+        &s,
+        b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 101\r\n\r\n",
+    );
+    assert_eq!(r.status, 413);
+    assert!(closed);
+}
+
+#[test]
+fn unknown_transfer_coding_is_501_and_bad_version_505() {
+    let s = TestServer::start("");
+    let (r, closed) = raw(
+        &s,
+        b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+    );
+    assert_eq!(r.status, 501);
+    assert!(closed);
+    let (r, _) = raw(&s, b"GET / HTTP/2.0\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 505);
+}

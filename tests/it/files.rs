@@ -1,0 +1,129 @@
+use crate::support::*;
+
+#[test]
+fn small_file_bytes_and_headers() {
+    let s = TestServer::start("");
+    let r = get(s.addr, "/small.txt");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"hello, vireo\n");
+    assert_eq!(r.header("content-length"), Some("13"));
+    assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(r.header("server"), Some("vireo"));
+    assert!(r.header("date").is_some_and(|d| d.ends_with(" GMT")));
+    assert!(r
+        .header("last-modified")
+        .is_some_and(|d| d.ends_with(" GMT")));
+    assert!(r.header("etag").is_some_and(|e| e.starts_with('"')));
+}
+
+#[test]
+fn multi_mib_file_is_byte_exact() {
+    let data = pattern(5 * 1024 * 1024 + 7, 42);
+    let d2 = data.clone();
+    let s = TestServer::start_with("", move |root| {
+        std::fs::write(root.join("big.bin"), &d2).expect("write");
+    });
+    let r = get(s.addr, "/big.bin");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/octet-stream"));
+    assert_eq!(r.body.len(), data.len());
+    assert!(r.body == data, "body differs");
+}
+
+#[test]
+fn head_sends_get_headers_without_body() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    c.send(b"HEAD /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let h = c.read_response_to(true);
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("content-length"), Some("13"));
+    // The next response on the connection starts right after the head: no body was sent.
+    let g = c.get("/small.txt");
+    assert_eq!(g.body, b"hello, vireo\n");
+}
+
+#[test]
+fn index_and_directory_redirect() {
+    let s = TestServer::start("");
+    assert_eq!(get(s.addr, "/").body, b"<h1>home</h1>\n");
+    assert_eq!(get(s.addr, "/dir/").body, b"dir index\n");
+    let r = get(s.addr, "/dir?x=1");
+    assert_eq!(r.status, 301);
+    assert_eq!(r.header("location"), Some("/dir/?x=1"));
+    assert_eq!(get(s.addr, "/empty/").status, 403);
+}
+
+#[test]
+fn percent_decoding_and_query() {
+    let s = TestServer::start("");
+    assert_eq!(get(s.addr, "/with%20space.txt").body, b"spaced\n");
+    assert_eq!(get(s.addr, "/small.txt?v=3").status, 200);
+    assert_eq!(get(s.addr, "/sm%61ll.txt").status, 200);
+    assert_eq!(get(s.addr, "/nope.txt").status, 404);
+}
+
+#[test]
+fn traversal_never_escapes_the_root() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(outside.path().join("secret.txt"), b"SECRET").expect("write");
+    let target = outside.path().join("secret.txt");
+    let target_dir = outside.path().to_path_buf();
+    let s = TestServer::start_with("", move |root| {
+        default_files(root);
+        std::os::unix::fs::symlink(&target, root.join("link.txt")).expect("symlink");
+        std::os::unix::fs::symlink(&target_dir, root.join("linkdir")).expect("symlink");
+        std::os::unix::fs::symlink(root.join("small.txt"), root.join("inside.txt"))
+            .expect("symlink");
+    });
+    // The config file sits one level above the root: try to reach it.
+    for path in [
+        "/../vireo.toml",
+        "/%2e%2e/vireo.toml",
+        "/%2E%2E/vireo.toml",
+        "/dir/../../vireo.toml",
+        "/dir/%2e%2e/%2e%2e/vireo.toml",
+        "/..%2fvireo.toml",
+        "/dir%2f..%2f..%2fvireo.toml",
+        "/link.txt",
+        "/linkdir/secret.txt",
+        "/small.txt%00.html",
+        "/../../../../etc/passwd",
+    ] {
+        let mut c = s.connect();
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let r = c.read_response();
+        assert!(
+            matches!(r.status, 400 | 403 | 404),
+            "{path}: status {}",
+            r.status
+        );
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            !body.contains("SECRET") && !body.contains("listen"),
+            "{path} leaked"
+        );
+    }
+    // A symlink that stays inside the root is fine.
+    assert_eq!(get(s.addr, "/inside.txt").body, b"hello, vireo\n");
+}
+
+#[test]
+fn options_and_method_errors() {
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    c.send(b"OPTIONS /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 204);
+    assert!(r
+        .header("allow")
+        .is_some_and(|a| a.contains("GET") && a.contains("HEAD")));
+    c.send(b"DELETE /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 405);
+    assert!(r.header("allow").is_some_and(|a| a.contains("GET")));
+    c.send(b"BREW /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(c.read_response().status, 501);
+    // Still usable: none of these was a framing error.
+    assert_eq!(c.get("/small.txt").status, 200);
+}

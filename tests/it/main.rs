@@ -1,0 +1,8 @@
+//! One integration binary: every test starts the real vireo binary on 127.0.0.1:0 with its
+//! own config and docroot, and talks HTTP to it over real TCP.
+
+mod cli;
+mod errors;
+mod files;
+mod keepalive;
+mod support;

@@ -1,0 +1,251 @@
+//! A real vireo process on an ephemeral loopback port, and a raw HTTP client.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Start vireo with `extra` TOML appended to a base config (workers = 2, port 0) and a
+    /// fresh docroot, populated by `setup` before the server starts.
+    pub fn start_with(extra: &str, setup: impl FnOnce(&Path)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).expect("mkdir root");
+        setup(&root);
+        let has_workers = extra.lines().any(|l| l.trim_start().starts_with("workers"));
+        let cfg = format!(
+            "listen = \"127.0.0.1:0\"\nroot = \"root\"\n{}{extra}\n",
+            if has_workers { "" } else { "workers = 2\n" }
+        );
+        let cfg_path = dir.path().join("vireo.toml");
+        std::fs::write(&cfg_path, cfg).expect("write config");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vireo"))
+            .arg("--config")
+            .arg(&cfg_path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn vireo");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines
+                .next()
+                .expect("vireo exited before listening")
+                .expect("read stdout");
+            if let Some(a) = line.strip_prefix("listening on ") {
+                break a.parse().expect("address");
+            }
+        };
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        TestServer { addr, child, dir }
+    }
+
+    pub fn start(extra: &str) -> TestServer {
+        Self::start_with(extra, default_files)
+    }
+
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    pub fn connect(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        let pid = rustix::process::Pid::from_raw(self.child.id() as i32).expect("pid");
+        let sig = match sig {
+            15 => rustix::process::Signal::TERM,
+            2 => rustix::process::Signal::INT,
+            1 => rustix::process::Signal::HUP,
+            _ => panic!("signal {sig}"),
+        };
+        rustix::process::kill_process(pid, sig).expect("kill");
+    }
+
+    /// Wait for the process to exit, with a deadline.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < within {
+            if let Some(s) = self.child.try_wait().expect("try_wait") {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A few files most tests use.
+pub fn default_files(root: &Path) {
+    std::fs::write(root.join("index.html"), b"<h1>home</h1>\n").expect("write");
+    std::fs::write(root.join("small.txt"), b"hello, vireo\n").expect("write");
+    std::fs::write(root.join("with space.txt"), b"spaced\n").expect("write");
+    std::fs::create_dir(root.join("dir")).expect("mkdir");
+    std::fs::write(root.join("dir/index.html"), b"dir index\n").expect("write");
+    std::fs::create_dir(root.join("empty")).expect("mkdir");
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub head: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+        stream.set_write_timeout(Some(TIMEOUT)).expect("timeout");
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).expect("send");
+    }
+
+    fn fill(&mut self) -> usize {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk).expect("read (timed out?)");
+        self.buf.extend_from_slice(&chunk[..n]);
+        n
+    }
+
+    /// Read one response; `head_request` means no body follows whatever the headers say.
+    pub fn read_response_to(&mut self, head_request: bool) -> Response {
+        let end = loop {
+            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            assert!(
+                self.fill() > 0,
+                "connection closed before a full head: {:?}",
+                String::from_utf8_lossy(&self.buf)
+            );
+        };
+        let head = String::from_utf8(self.buf[..end].to_vec()).expect("ascii head");
+        self.buf.drain(..end);
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().expect("status line");
+        let status: u16 = status_line
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("bad status line {status_line:?}"));
+        let headers: Vec<(String, String)> = lines
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(':').expect("header colon");
+                (n.to_string(), v.trim().to_string())
+            })
+            .collect();
+        let mut resp = Response {
+            status,
+            head,
+            headers,
+            body: Vec::new(),
+        };
+        if status == 100 {
+            return resp;
+        }
+        let len: usize = if head_request || status == 304 || status == 204 {
+            0
+        } else {
+            resp.header("content-length")
+                .map(|v| v.parse().expect("content-length"))
+                .unwrap_or(0)
+        };
+        while self.buf.len() < len {
+            assert!(self.fill() > 0, "connection closed mid-body");
+        }
+        resp.body = self.buf.drain(..len).collect();
+        resp
+    }
+
+    pub fn read_response(&mut self) -> Response {
+        self.read_response_to(false)
+    }
+
+    /// GET `path` on this connection and read the answer.
+    pub fn get(&mut self, path: &str) -> Response {
+        self.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        self.read_response()
+    }
+
+    /// Everything until the server closes (for Connection: close checks).
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut rest = std::mem::take(&mut self.buf);
+        self.stream.read_to_end(&mut rest).expect("read to close");
+        rest
+    }
+
+    /// True if the server closed the connection (EOF) with nothing more to read.
+    pub fn is_closed(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return false;
+        }
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}
+
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// One request on a fresh connection.
+pub fn get(addr: SocketAddr, path: &str) -> Response {
+    Client::connect(addr).get(path)
+}
