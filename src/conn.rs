@@ -28,12 +28,14 @@ use crate::config::Config;
 use crate::files::Resolver;
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Limits};
 use crate::http::response;
-use crate::route::{Body, Router};
+use crate::offload::{Notifier, Offload, Submitted};
+use crate::route::{self, Body, Router, Variant};
 use crate::timer::Class;
 use mio::net::TcpStream;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Bytes a connection may send in one turn before yielding to its neighbours (nginx's
@@ -91,6 +93,11 @@ pub struct Cx<'a> {
     pub output: &'a mut BufPool,
     /// Graceful shutdown in progress: answer with `Connection: close`.
     pub draining: bool,
+    pub offload: Option<&'a Arc<Offload>>,
+    /// Where this reactor's completions arrive, and who this connection is there.
+    pub notifier: &'a Notifier,
+    pub slot: usize,
+    pub generation: u32,
 }
 
 /// A body that follows the bytes in `out`.
@@ -100,6 +107,12 @@ enum Tail {
         file: File,
         pos: u64,
         end: u64,
+    },
+    /// A body in memory shared with the compression cache, written with the head in one
+    /// writev.
+    Shared {
+        data: Arc<[u8]>,
+        pos: usize,
     },
     /// Segments sent in order; `mem` ranges index `mem`, file ranges are sent with sendfile.
     Parts {
@@ -133,6 +146,8 @@ pub struct Conn {
     opos: usize,
     tail: Tail,
     discard: Discard,
+    /// Waiting for a compression job: no further request is answered until it completes.
+    parked: Option<Parked>,
     pub readable: bool,
     pub writable: bool,
     /// The peer sent FIN: answer what is buffered, then close.
@@ -150,6 +165,12 @@ pub struct Conn {
     request_since: Option<Instant>,
     idle_since: Instant,
     progress_since: Instant,
+}
+
+struct Parked {
+    variant: Variant,
+    head_only: bool,
+    since: Instant,
 }
 
 #[derive(PartialEq, Eq)]
@@ -178,6 +199,7 @@ impl Conn {
             opos: 0,
             tail: Tail::None,
             discard: Discard::None,
+            parked: None,
             readable: false,
             writable: true,
             eof: false,
@@ -204,12 +226,40 @@ impl Conn {
             && matches!(self.tail, Tail::None)
             && matches!(self.discard, Discard::None)
             && !self.close_after
+            && self.parked.is_none()
+    }
+
+    /// A compression job finished for this connection: write the head and the body.
+    pub fn resume(&mut self, result: Result<Arc<[u8]>, String>, cx: &mut Cx) -> Next {
+        let Some(p) = self.parked.take() else {
+            return self.drive(cx);
+        };
+        match result {
+            Ok(data) => {
+                if self.out.capacity() == 0 {
+                    self.out = cx.output.take(0);
+                }
+                route::write_200(&mut self.out, cx.date, &p.variant, data.len() as u64);
+                if !p.head_only {
+                    self.tail = Tail::Shared { data, pos: 0 };
+                }
+            }
+            Err(e) => {
+                log::error!("compression failed: {e}");
+                self.queue_error(500, cx);
+            }
+        }
+        self.drive(cx)
     }
 
     /// Advance as far as the socket allows.
     pub fn drive(&mut self, cx: &mut Cx) -> Next {
         if self.lingering {
             return self.linger(cx);
+        }
+        if let Some(p) = &self.parked {
+            // The job always completes; the send timeout bounds a stuck one.
+            return Next::Wait(Class::Send, p.since);
         }
         let mut budget = TURN_BUDGET;
         loop {
@@ -289,6 +339,7 @@ impl Conn {
         let mut answered = false;
         loop {
             if self.close_after
+                || self.parked.is_some()
                 || !matches!(self.tail, Tail::None)
                 || self.out.len() - self.opos >= OUT_HIGH_WATER
             {
@@ -325,6 +376,7 @@ impl Conn {
                 date: cx.date,
                 scratch: cx.scratch,
                 http10: false,
+                offload: cx.offload,
             };
             let reply = router.respond(&head, buf, keep_alive, &mut self.out);
             self.requests += 1;
@@ -342,15 +394,44 @@ impl Conn {
                 self.linger_needed =
                     self.rpos < self.rend || !matches!(self.discard, Discard::None);
             }
-            self.set_body(reply.body);
+            self.set_body(reply.body, cx);
             answered = true;
         }
     }
 
-    fn set_body(&mut self, body: Body) {
+    fn set_body(&mut self, body: Body, cx: &mut Cx) {
         match body {
             Body::Empty => {}
             Body::Static(b) => self.out.extend_from_slice(b),
+            Body::Shared(data) => self.tail = Tail::Shared { data, pos: 0 },
+            Body::Compress(p) => {
+                let Some(offload) = cx.offload else {
+                    return; // unreachable: the router only asks when there is a pool
+                };
+                match offload.submit(p.key, p.file, cx.notifier, cx.slot, cx.generation) {
+                    Submitted::Parked => {
+                        self.parked = Some(Parked {
+                            variant: p.variant,
+                            head_only: p.head_only,
+                            since: cx.now,
+                        })
+                    }
+                    Submitted::Rejected(file) => {
+                        // Over budget after all (another reactor won the race): identity.
+                        let mut v = p.variant;
+                        v.gzip = false;
+                        v.etag = p.etag_identity;
+                        route::write_200(&mut self.out, cx.date, &v, p.len);
+                        if !p.head_only && p.len > 0 {
+                            self.tail = Tail::File {
+                                file,
+                                pos: 0,
+                                end: p.len,
+                            };
+                        }
+                    }
+                }
+            }
             Body::File { file, start, end } => {
                 self.tail = Tail::File {
                     file,
@@ -489,6 +570,39 @@ impl Conn {
     fn flush(&mut self, budget: &mut u64) -> io::Result<Flush> {
         loop {
             let pending = self.out.len() - self.opos;
+            if let Tail::Shared { data, pos } = &mut self.tail {
+                // Head and in-memory body leave in one writev.
+                if pending == 0 && *pos >= data.len() {
+                    self.tail = Tail::None;
+                    continue;
+                }
+                if !self.writable {
+                    return Ok(Flush::Blocked);
+                }
+                let bufs = [
+                    IoSlice::new(&self.out[self.opos..]),
+                    IoSlice::new(&data[*pos..]),
+                ];
+                match self.stream.write_vectored(&bufs) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        let from_out = n.min(pending);
+                        self.opos += from_out;
+                        *pos += n - from_out;
+                        *budget = budget.saturating_sub(n as u64);
+                        if *budget == 0 {
+                            return Ok(Flush::Budget);
+                        }
+                        continue;
+                    }
+                    Err(e) if would_block(&e) => {
+                        self.writable = false;
+                        return Ok(Flush::Blocked);
+                    }
+                    Err(e) if interrupted(&e) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
             if pending > 0 {
                 if !self.writable {
                     return Ok(Flush::Blocked);
@@ -518,6 +632,7 @@ impl Conn {
             }
             let done = match &mut self.tail {
                 Tail::None => return Ok(Flush::Done),
+                Tail::Shared { .. } => unreachable!("handled with the head"),
                 Tail::File { file, pos, end } => {
                     if !self.writable {
                         return Ok(Flush::Blocked);

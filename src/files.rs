@@ -81,15 +81,15 @@ fn from_io(e: io::Error) -> FileError {
 /// Fixed-size so building one never allocates.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub struct EtagBuf {
-    // 2 quotes + 16 + '-' + 16 hex digits = 35 bytes max.
-    buf: [u8; 36],
+    // 2 quotes + 16 + '-' + 16 hex digits = 35 bytes max, plus room for a variant suffix.
+    buf: [u8; 40],
     len: u8,
 }
 
 impl EtagBuf {
     pub fn new(mtime: u64, size: u64) -> EtagBuf {
         let mut e = EtagBuf {
-            buf: [0; 36],
+            buf: [0; 40],
             len: 0,
         };
         e.push(b'"');
@@ -112,6 +112,18 @@ impl EtagBuf {
         for i in (0..digits).rev() {
             self.push(HEX[((v >> (i * 4)) & 0xf) as usize]);
         }
+    }
+
+    /// The tag of a variant (e.g. gzip): `"x-y"` becomes `"x-y-gz"`, distinct from the
+    /// identity tag so caches and If-None-Match never confuse the two.
+    pub fn variant(&self, suffix: &[u8; 3]) -> EtagBuf {
+        let mut e = *self;
+        e.len -= 1; // drop the closing quote
+        for &b in suffix {
+            e.push(b);
+        }
+        e.push(b'"');
+        e
     }
 
     pub fn as_str(&self) -> &str {

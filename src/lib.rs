@@ -19,6 +19,7 @@ pub mod conn;
 pub mod files;
 pub mod http;
 pub mod listener;
+pub mod offload;
 pub mod reactor;
 pub mod route;
 pub mod server;

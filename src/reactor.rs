@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::conn::{BufPool, Conn, Cx, Next};
 use crate::files::Resolver;
 use crate::http::response::DateCache;
+use crate::offload::{Completion, Notifier, Offload};
 use crate::timer::{Class, Entry, Timers, CLASSES};
 use crossbeam_channel::Receiver;
 use mio::net::TcpListener;
@@ -60,6 +61,9 @@ pub struct Reactor {
     buffers: BufPool,
     output: BufPool,
     rx: Receiver<Msg>,
+    offload: Option<Arc<Offload>>,
+    notifier: Notifier,
+    completions: Receiver<Completion>,
     next_tick: Vec<Token>,
     drain_deadline: Option<Instant>,
 }
@@ -80,9 +84,15 @@ impl Reactor {
         config: Arc<Config>,
         mut listener: TcpListener,
         rx: Receiver<Msg>,
+        offload: Option<Arc<Offload>>,
     ) -> io::Result<(Reactor, Arc<Waker>)> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let (tx, completions) = crossbeam_channel::unbounded();
+        let notifier = Notifier {
+            tx,
+            waker: waker.clone(),
+        };
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let resolver = Resolver::new(&config.root, &config.index)?;
@@ -111,6 +121,9 @@ impl Reactor {
                 buffers: BufPool::default(),
                 output: BufPool::default(),
                 rx,
+                offload,
+                notifier,
+                completions,
                 next_tick: Vec::new(),
                 drain_deadline: None,
             },
@@ -304,6 +317,17 @@ impl Reactor {
                 Msg::Stop { graceful } => self.begin_drain(now, graceful),
             }
         }
+        while let Ok(c) = self.completions.try_recv() {
+            let live = self
+                .conns
+                .get(c.slot)
+                .is_some_and(|s| s.generation == c.generation);
+            if !live {
+                continue; // the connection went away; the cache kept the result
+            }
+            let next = self.with_cx(c.slot, now, |conn, cx| conn.resume(c.result, cx));
+            self.apply(c.slot, next);
+        }
     }
 
     fn begin_drain(&mut self, now: Instant, graceful: bool) {
@@ -328,7 +352,13 @@ impl Reactor {
         }
     }
 
-    fn cx_drive(&mut self, slot: usize, now: Instant, class: Option<Class>) -> Next {
+    /// Run `f` on a connection with the reactor's context lent to it.
+    fn with_cx(
+        &mut self,
+        slot: usize,
+        now: Instant,
+        f: impl FnOnce(&mut Conn, &mut Cx) -> Next,
+    ) -> Next {
         let Some(s) = self.conns.get_mut(slot) else {
             return Next::Close;
         };
@@ -341,15 +371,16 @@ impl Reactor {
             buffers: &mut self.buffers,
             output: &mut self.output,
             draining: self.drain_deadline.is_some(),
+            offload: self.offload.as_ref(),
+            notifier: &self.notifier,
+            slot,
+            generation: s.generation,
         };
-        match class {
-            None => s.conn.drive(&mut cx),
-            Some(c) => s.conn.timeout(c, &mut cx),
-        }
+        f(&mut s.conn, &mut cx)
     }
 
     fn drive(&mut self, slot: usize, now: Instant) {
-        let next = self.cx_drive(slot, now, None);
+        let next = self.with_cx(slot, now, |conn, cx| conn.drive(cx));
         self.apply(slot, next);
     }
 
@@ -399,7 +430,7 @@ impl Reactor {
             return;
         }
         log::debug!("reactor {}: {:?} timeout", self.id, class);
-        let next = self.cx_drive(e.slot, now, Some(class));
+        let next = self.with_cx(e.slot, now, |conn, cx| conn.timeout(class, cx));
         self.apply(e.slot, next);
     }
 

@@ -7,14 +7,16 @@
 //! sockets or the event loop; the connection sends whatever `Body` it returns.
 
 use crate::config::Config;
-use crate::files::{FileError, FileMeta, Resolved, Resolver};
+use crate::files::{EtagBuf, FileError, FileMeta, Resolved, Resolver};
 use crate::http::negotiate::{
-    self, ByteRange, Conditionals, Precondition, RangeResult, Validators,
+    self, ByteRange, Coding, Conditionals, Precondition, RangeResult, Validators,
 };
 use crate::http::request::RequestHead;
 use crate::http::response::{self, error_body};
 use crate::http::{Method, Version};
+use crate::offload::{self, Key, Offload};
 use std::fs::File;
+use std::sync::Arc;
 
 /// Methods a static resource allows; sent with every 405 and OPTIONS (nginx omits it on 405).
 pub const ALLOW: &[u8] = b"GET, HEAD, OPTIONS";
@@ -32,6 +34,11 @@ pub enum Body {
         start: u64,
         end: u64,
     },
+    /// A body in memory shared with a cache, sent in the same writev as the head.
+    Shared(Arc<[u8]>),
+    /// No head yet: the file must be compressed off the loop first. The connection parks,
+    /// submits the job and writes the head (`write_200`) when the result arrives.
+    Compress(Pending),
     /// multipart/byteranges: `heads` holds every part preamble and the trailer; parts are
     /// sent in order, each preamble followed by its slice of the file.
     Multipart {
@@ -48,6 +55,8 @@ impl Body {
             Body::Empty => 0,
             Body::Static(b) => b.len() as u64,
             Body::File { start, end, .. } => end - start,
+            Body::Shared(b) => b.len() as u64,
+            Body::Compress(_) => 0,
             Body::Multipart { parts, trailer, .. } => {
                 parts
                     .iter()
@@ -60,6 +69,55 @@ impl Body {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// What the head of a 200 for a file needs, kept while a compression job runs.
+#[derive(Clone, Copy, Debug)]
+pub struct Variant {
+    pub mime: &'static str,
+    pub etag: EtagBuf,
+    pub mtime: u64,
+    pub gzip: bool,
+    /// The resource has a gzip variant: caches must key on Accept-Encoding.
+    pub vary: bool,
+    pub keep_alive: bool,
+    pub http10: bool,
+}
+
+/// A compression the router asked for.
+pub struct Pending {
+    pub key: Key,
+    pub file: File,
+    pub len: u64,
+    pub variant: Variant,
+    /// For the identity fallback when the pool refuses the job.
+    pub etag_identity: EtagBuf,
+    pub head_only: bool,
+}
+
+/// The head of a 200 for a file (identity or compressed), shared by the router and by the
+/// connection resuming after compression.
+pub fn write_200(out: &mut Vec<u8>, date: &[u8], v: &Variant, len: u64) {
+    response::start(out, 200, date);
+    response::header(out, b"Content-Type", v.mime.as_bytes());
+    response::header_u64(out, b"Content-Length", len);
+    if v.gzip {
+        out.extend_from_slice(b"Content-Encoding: gzip\r\n");
+    }
+    variant_headers(out, v);
+    response::finish(out, v.keep_alive, v.http10);
+}
+
+/// Validators and caching headers shared by 200, 206 and 304.
+fn variant_headers(out: &mut Vec<u8>, v: &Variant) {
+    if v.vary {
+        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
+    }
+    response::header(out, b"Last-Modified", &response::http_date(v.mtime));
+    response::header(out, b"ETag", v.etag.as_str().as_bytes());
+    if !v.gzip {
+        out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     }
 }
 
@@ -78,6 +136,8 @@ pub struct Router<'a> {
     pub scratch: &'a mut Vec<u8>,
     /// Set per request: HTTP/1.0 keep-alive must be announced explicitly.
     pub http10: bool,
+    /// The compression pool and cache; None when compression is off.
+    pub offload: Option<&'a Arc<Offload>>,
 }
 
 impl Router<'_> {
@@ -140,9 +200,34 @@ impl Router<'_> {
         out: &mut Vec<u8>,
     ) -> Reply {
         let head_only = head.method == Method::Head;
-        let etag = meta.etag.as_str().as_bytes();
+        let http10 = self.http10;
+        let compressible = self.compressible(head, &meta);
+        // Ranges apply to the identity representation: a Range request is never compressed.
+        let wants_gzip = compressible
+            && head.range.is_none()
+            && negotiate::choose_encoding(
+                head.accept_encoding.map(|s| s.get(buf)),
+                &[Coding::Gzip],
+            ) == Some(Coding::Gzip);
+        let source = if wants_gzip {
+            self.gzip_source(head, buf, &meta)
+        } else {
+            None
+        };
+        let mut variant = Variant {
+            mime: meta.mime,
+            etag: meta.etag,
+            mtime: meta.mtime,
+            gzip: source.is_some(),
+            vary: compressible,
+            keep_alive,
+            http10,
+        };
+        if variant.gzip {
+            variant.etag = meta.etag.variant(b"-gz");
+        }
         let v = Validators {
-            etag,
+            etag: variant.etag.as_str().as_bytes(),
             last_modified: meta.mtime,
         };
         let conds = Conditionals {
@@ -155,8 +240,8 @@ impl Router<'_> {
             Precondition::Proceed => {}
             Precondition::NotModified => {
                 response::start(out, 304, self.date);
-                self.validators(out, &meta);
-                response::finish(out, keep_alive, self.http10);
+                variant_headers(out, &variant);
+                response::finish(out, keep_alive, http10);
                 return Reply {
                     status: 304,
                     body: Body::Empty,
@@ -165,8 +250,100 @@ impl Router<'_> {
             }
             Precondition::Failed => return self.error(out, 412, keep_alive, head_only),
         }
+        let body = match source {
+            None => return self.identity(head, buf, meta, &variant, out),
+            Some(GzSource::Cached(data)) => {
+                write_200(out, self.date, &variant, data.len() as u64);
+                Body::Shared(data)
+            }
+            Some(GzSource::Sidecar(gz)) => {
+                write_200(out, self.date, &variant, gz.len);
+                Body::File {
+                    file: gz.file,
+                    start: 0,
+                    end: gz.len,
+                }
+            }
+            Some(GzSource::Compress) => {
+                return Reply {
+                    status: 200,
+                    body: Body::Compress(Pending {
+                        key: key_of(&meta),
+                        len: meta.len,
+                        file: meta.file,
+                        variant,
+                        etag_identity: meta.etag,
+                        head_only,
+                    }),
+                    keep_alive,
+                }
+            }
+        };
+        Reply {
+            status: 200,
+            body: if head_only { Body::Empty } else { body },
+            keep_alive,
+        }
+    }
 
-        // Range applies to the identity representation only.
+    /// Is this file worth compressing for this client at all (decides `Vary`)?
+    fn compressible(&self, head: &RequestHead, meta: &FileMeta) -> bool {
+        let c = &self.config.compression;
+        c.enabled
+            && (!self.http10 || c.http10)
+            && meta.len >= c.min_bytes.max(1)
+            && negotiate::mime_matches(meta.mime, &c.types)
+            && (meta.len <= offload::MAX_INPUT || c.precompressed)
+            && head.method != Method::Options
+    }
+
+    /// Where a gzip body can come from, cheapest first; None means identity.
+    fn gzip_source(&mut self, head: &RequestHead, buf: &[u8], meta: &FileMeta) -> Option<GzSource> {
+        let offload = self.offload?;
+        let key = key_of(meta);
+        if let Some(data) = offload.lookup(&key) {
+            return Some(GzSource::Cached(data));
+        }
+        // nginx's gzip_static: `file.gz` beside `file`, not older than it. The resolver left
+        // the normalised path in `scratch` (for index files it holds the directory only).
+        let path = head.path.get(buf);
+        if self.config.compression.precompressed
+            && !path.ends_with(b"/")
+            && !self.scratch.is_empty()
+        {
+            self.scratch.extend_from_slice(b".gz");
+            let side = self.resolver.open_relative(self.scratch);
+            let n = self.scratch.len() - 3;
+            self.scratch.truncate(n);
+            if let Ok(Resolved::File(gz)) = side {
+                if gz.mtime >= meta.mtime {
+                    return Some(GzSource::Sidecar(gz));
+                }
+            }
+        }
+        if meta.len <= offload::MAX_INPUT && offload.pending() < self.config.compression.max_pending
+        {
+            return Some(GzSource::Compress);
+        }
+        None
+    }
+
+    /// 200, 206 or 416 for the identity representation.
+    fn identity(
+        &mut self,
+        head: &RequestHead,
+        buf: &[u8],
+        meta: FileMeta,
+        variant: &Variant,
+        out: &mut Vec<u8>,
+    ) -> Reply {
+        let head_only = head.method == Method::Head;
+        let keep_alive = variant.keep_alive;
+        let http10 = self.http10;
+        let v = Validators {
+            etag: meta.etag.as_str().as_bytes(),
+            last_modified: meta.mtime,
+        };
         let mut ranges = Vec::new();
         let range = match head.range {
             Some(r)
@@ -178,13 +355,12 @@ impl Router<'_> {
             }
             _ => RangeResult::Ignore,
         };
-        let http10 = self.http10;
         match range {
             RangeResult::Unsatisfiable => {
                 let body = error_body(416);
                 response::start(out, 416, self.date);
-                out.extend_from_slice(b"Content-Range: bytes */");
-                out.extend_from_slice(itoa::Buffer::new().format(meta.len).as_bytes());
+                out.extend_from_slice(b"Content-Range: ");
+                negotiate::push_unsatisfied_content_range(out, meta.len);
                 out.extend_from_slice(b"\r\n");
                 response::header(out, b"Content-Type", b"text/html; charset=utf-8");
                 response::header_u64(out, b"Content-Length", body.len() as u64);
@@ -203,16 +379,11 @@ impl Router<'_> {
                 let r = ranges[0];
                 response::start(out, 206, self.date);
                 response::header(out, b"Content-Type", meta.mime.as_bytes());
-                let mut b = itoa::Buffer::new();
-                out.extend_from_slice(b"Content-Range: bytes ");
-                out.extend_from_slice(b.format(r.start).as_bytes());
-                out.push(b'-');
-                out.extend_from_slice(b.format(r.end).as_bytes());
-                out.push(b'/');
-                out.extend_from_slice(b.format(meta.len).as_bytes());
+                out.extend_from_slice(b"Content-Range: ");
+                negotiate::push_content_range(out, r, meta.len);
                 out.extend_from_slice(b"\r\n");
                 response::header_u64(out, b"Content-Length", r.end - r.start + 1);
-                self.validators(out, &meta);
+                variant_headers(out, variant);
                 response::finish(out, keep_alive, http10);
                 Reply {
                     status: 206,
@@ -229,17 +400,19 @@ impl Router<'_> {
                 }
             }
             RangeResult::Satisfiable => {
-                let boundary = boundary(etag);
+                let boundary = negotiate::boundary_from_etag(meta.etag.as_str().as_bytes());
                 let mut heads = Vec::new();
                 let mp = negotiate::multipart_layout(
                     &ranges, meta.len, meta.mime, &boundary, &mut heads,
                 );
                 response::start(out, 206, self.date);
-                out.extend_from_slice(b"Content-Type: multipart/byteranges; boundary=");
-                out.extend_from_slice(boundary.as_bytes());
-                out.extend_from_slice(b"\r\n");
+                response::header(
+                    out,
+                    b"Content-Type",
+                    negotiate::multipart_content_type(&boundary).as_bytes(),
+                );
                 response::header_u64(out, b"Content-Length", mp.content_length);
-                self.validators(out, &meta);
+                variant_headers(out, variant);
                 response::finish(out, keep_alive, http10);
                 Reply {
                     status: 206,
@@ -257,11 +430,7 @@ impl Router<'_> {
                 }
             }
             RangeResult::Ignore => {
-                response::start(out, 200, self.date);
-                response::header(out, b"Content-Type", meta.mime.as_bytes());
-                response::header_u64(out, b"Content-Length", meta.len);
-                self.validators(out, &meta);
-                response::finish(out, keep_alive, http10);
+                write_200(out, self.date, variant, meta.len);
                 let len = meta.len;
                 Reply {
                     status: 200,
@@ -278,13 +447,6 @@ impl Router<'_> {
                 }
             }
         }
-    }
-
-    /// Validators and caching headers shared by 200, 206 and 304.
-    fn validators(&self, out: &mut Vec<u8>, meta: &FileMeta) {
-        response::header(out, b"Last-Modified", &response::http_date(meta.mtime));
-        response::header(out, b"ETag", meta.etag.as_str().as_bytes());
-        out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     }
 
     fn options(&mut self, out: &mut Vec<u8>, keep_alive: bool) -> Reply {
@@ -350,13 +512,18 @@ impl Router<'_> {
     }
 }
 
-/// A multipart boundary derived from the ETag: stable for a file version, and never a
-/// substring of the headers it separates.
-fn boundary(etag: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in etag {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+enum GzSource {
+    Cached(Arc<[u8]>),
+    Sidecar(FileMeta),
+    Compress,
+}
+
+fn key_of(meta: &FileMeta) -> Key {
+    Key {
+        dev: meta.dev,
+        ino: meta.ino,
+        len: meta.len,
+        mtime: meta.mtime,
+        mtime_nanos: meta.mtime_nanos,
     }
-    format!("vireo{h:016x}")
 }

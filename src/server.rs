@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::listener;
+use crate::offload::Offload;
 use crate::reactor::{Msg, Reactor};
 use crossbeam_channel::Sender;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -48,6 +49,17 @@ impl Server {
                 err,
             })?;
         let addr = listeners[0].local_addr()?;
+        let c = &config.compression;
+        let offload = if c.enabled {
+            Some(Offload::new(
+                c.threads,
+                c.level,
+                c.max_pending,
+                c.cache_bytes,
+            )?)
+        } else {
+            None
+        };
         let poll = Poll::new()?;
         let exited = Arc::new(Waker::new(poll.registry(), EXITED)?);
         let running = Arc::new(AtomicUsize::new(listeners.len()));
@@ -55,7 +67,7 @@ impl Server {
         let mut threads = Vec::new();
         for (id, l) in listeners.into_iter().enumerate() {
             let (tx, rx) = crossbeam_channel::unbounded();
-            let (reactor, waker) = Reactor::new(id, config.clone(), l, rx)?;
+            let (reactor, waker) = Reactor::new(id, config.clone(), l, rx, offload.clone())?;
             reactors.push((tx, waker));
             let exited = exited.clone();
             let running = running.clone();
