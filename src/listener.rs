@@ -7,7 +7,7 @@ use std::io;
 use std::net::SocketAddr;
 
 /// Bind one non-blocking, close-on-exec listener with SO_REUSEADDR + SO_REUSEPORT.
-pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener> {
+pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
@@ -17,7 +17,7 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<mio::net::TcpListener>
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
-    Ok(mio::net::TcpListener::from_std(socket.into()))
+    Ok(socket.into())
 }
 
 /// Bind `n` listeners on `addr`. With port 0 the first socket picks the port and the others
@@ -26,7 +26,7 @@ pub fn bind_all(
     addr: SocketAddr,
     backlog: u32,
     n: usize,
-) -> io::Result<Vec<mio::net::TcpListener>> {
+) -> io::Result<Vec<std::net::TcpListener>> {
     let first = bind(addr, backlog)?;
     let real = first.local_addr()?;
     let mut all = vec![first];

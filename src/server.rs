@@ -1,6 +1,12 @@
 //! The process: binds one listener per reactor, starts the reactor threads, and turns
 //! signals into messages for them. The main thread sleeps in its own `Poll` on a
 //! signal-hook self-pipe and a Waker that reactors ring when they exit: no polling loop.
+//!
+//! **Reload (SIGHUP)** starts a new generation of reactors with the new configuration and
+//! then drains the old one. Closing an SO_REUSEPORT socket drops the connections still
+//! queued in its backlog, so while the address is unchanged the listening sockets
+//! themselves survive: the server keeps one descriptor of each, and every generation gets
+//! a duplicate (same socket, same accept queue). Only the old reactors' duplicates close.
 
 use crate::config::Config;
 use crate::listener;
@@ -8,7 +14,7 @@ use crate::offload::Offload;
 use crate::reactor::{Msg, Reactor};
 use crossbeam_channel::Sender;
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use std::io;
 use std::net::SocketAddr;
@@ -29,26 +35,68 @@ pub enum ServerError {
     Reactor(String),
 }
 
+/// One set of reactors started from one configuration.
+struct Generation {
+    reactors: Vec<(Sender<Msg>, Arc<Waker>)>,
+    threads: Vec<JoinHandle<Result<(), String>>>,
+}
+
+impl Generation {
+    fn stop(&self, graceful: bool) {
+        for (tx, waker) in &self.reactors {
+            let _ = tx.send(Msg::Stop { graceful });
+            let _ = waker.wake();
+        }
+    }
+}
+
 /// Running reactors and the way to reach them.
 pub struct Server {
     addr: SocketAddr,
-    reactors: Vec<(Sender<Msg>, Arc<Waker>)>,
-    threads: Vec<JoinHandle<Result<(), String>>>,
+    config: Arc<Config>,
+    /// The listening sockets, kept open across reloads; reactors own duplicates.
+    sockets: Vec<std::net::TcpListener>,
+    current: Generation,
+    draining: Vec<Generation>,
     poll: Poll,
+    exited: Arc<Waker>,
     running: Arc<AtomicUsize>,
+    next_id: usize,
 }
 
 impl Server {
     /// Bind and start every reactor. Returns once all listeners are bound.
     pub fn start(config: Config) -> Result<Server, ServerError> {
         raise_nofile_limit(&config);
-        let config = Arc::new(config);
-        let listeners = listener::bind_all(config.listen, config.limits.backlog, config.workers)
-            .map_err(|err| ServerError::Bind {
-                addr: config.listen,
-                err,
-            })?;
-        let addr = listeners[0].local_addr()?;
+        let sockets = bind(&config)?;
+        let addr = sockets[0].local_addr()?;
+        let poll = Poll::new()?;
+        let exited = Arc::new(Waker::new(poll.registry(), EXITED)?);
+        let mut server = Server {
+            addr,
+            config: Arc::new(config),
+            sockets,
+            current: Generation {
+                reactors: Vec::new(),
+                threads: Vec::new(),
+            },
+            draining: Vec::new(),
+            poll,
+            exited,
+            running: Arc::new(AtomicUsize::new(0)),
+            next_id: 0,
+        };
+        server.current = server.spawn(server.config.clone())?;
+        println!("listening on {addr}");
+        Ok(server)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Start a generation of reactors on duplicates of the kept sockets.
+    fn spawn(&mut self, config: Arc<Config>) -> Result<Generation, ServerError> {
         let c = &config.compression;
         let offload = if c.enabled {
             Some(Offload::new(
@@ -60,17 +108,20 @@ impl Server {
         } else {
             None
         };
-        let poll = Poll::new()?;
-        let exited = Arc::new(Waker::new(poll.registry(), EXITED)?);
-        let running = Arc::new(AtomicUsize::new(listeners.len()));
-        let mut reactors = Vec::new();
-        let mut threads = Vec::new();
-        for (id, l) in listeners.into_iter().enumerate() {
+        let mut generation = Generation {
+            reactors: Vec::new(),
+            threads: Vec::new(),
+        };
+        for socket in &self.sockets {
+            let id = self.next_id;
+            self.next_id += 1;
+            let l = mio::net::TcpListener::from_std(socket.try_clone()?);
             let (tx, rx) = crossbeam_channel::unbounded();
             let (reactor, waker) = Reactor::new(id, config.clone(), l, rx, offload.clone())?;
-            reactors.push((tx, waker));
-            let exited = exited.clone();
-            let running = running.clone();
+            generation.reactors.push((tx, waker));
+            let exited = self.exited.clone();
+            let running = self.running.clone();
+            running.fetch_add(1, Ordering::SeqCst);
             let t = std::thread::Builder::new()
                 .name(format!("vireo-reactor-{id}"))
                 .spawn(move || {
@@ -85,39 +136,75 @@ impl Server {
                     }
                 })?;
             println!("reactor {id} started");
-            threads.push(t);
+            generation.threads.push(t);
         }
-        println!("listening on {addr}");
-        Ok(Server {
-            addr,
-            reactors,
-            threads,
-            poll,
-            running,
-        })
+        Ok(generation)
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// SIGHUP: validate the file again; if it is good, start new reactors with it and
+    /// drain the old ones. A bad file changes nothing.
+    fn reload(&mut self) {
+        let Some(path) = self.config.source.clone() else {
+            log::warn!("reload: running on built-in defaults, nothing to reload");
+            return;
+        };
+        let config = match Config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("reload refused, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        let mut sockets = None;
+        if config.listen != self.config.listen || config.workers != self.sockets.len() {
+            match bind(&config) {
+                Ok(s) => sockets = Some(s),
+                Err(e) => {
+                    log::error!("reload refused: {e}");
+                    return;
+                }
+            }
+        }
+        let old_sockets = sockets.map(|s| std::mem::replace(&mut self.sockets, s));
+        let config = Arc::new(config);
+        match self.spawn(config.clone()) {
+            Ok(generation) => {
+                let old = std::mem::replace(&mut self.current, generation);
+                old.stop(true);
+                self.draining.push(old);
+                self.config = config;
+                if let Ok(a) = self.sockets[0].local_addr() {
+                    self.addr = a;
+                }
+                log::info!("reloaded {}", path.display());
+            }
+            Err(e) => {
+                if let Some(s) = old_sockets {
+                    self.sockets = s;
+                }
+                log::error!("reload failed, keeping the running configuration: {e}");
+            }
+        }
     }
 
     /// Ask every reactor to stop; graceful lets in-flight responses finish.
     pub fn stop(&self, graceful: bool) {
-        for (tx, waker) in &self.reactors {
-            let _ = tx.send(Msg::Stop { graceful });
-            let _ = waker.wake();
+        self.current.stop(graceful);
+        for g in &self.draining {
+            g.stop(graceful);
         }
     }
 
     /// Serve until SIGTERM/SIGINT (graceful; a second one exits at once) and every reactor
-    /// has finished.
+    /// has finished. SIGHUP reloads.
     pub fn run(mut self) -> Result<(), ServerError> {
-        let mut signals = Signals::new([SIGTERM, SIGINT])?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut events = Events::with_capacity(8);
         let mut stopping = false;
+        let mut failure = None;
         while self.running.load(Ordering::SeqCst) > 0 {
             if let Err(e) = self.poll.poll(&mut events, None) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -130,35 +217,70 @@ impl Server {
                     continue;
                 }
                 for sig in signals.pending() {
-                    if stopping {
-                        log::warn!("second signal {sig}: exiting now");
-                        std::process::exit(1);
+                    match sig {
+                        SIGHUP if !stopping => self.reload(),
+                        SIGHUP => {}
+                        _ if stopping => {
+                            log::warn!("second signal {sig}: exiting now");
+                            std::process::exit(1);
+                        }
+                        _ => {
+                            log::info!("signal {sig}: graceful shutdown");
+                            stopping = true;
+                            self.sockets.clear();
+                            self.stop(true);
+                        }
                     }
-                    log::info!("signal {sig}: graceful shutdown");
-                    stopping = true;
-                    self.stop(true);
                 }
             }
-            // A reactor that dies takes the others down with it: a half-served address
-            // is worse than a restart by the supervisor.
-            if !stopping && self.threads.iter().any(|t| t.is_finished()) {
+            // Reap finished generations; a reactor of the current one that dies takes the
+            // others down with it: a half-served address is worse than a supervisor restart.
+            for g in &mut self.draining {
+                reap(&mut g.threads, &mut failure);
+            }
+            self.draining.retain(|g| !g.threads.is_empty());
+            let before = self.current.threads.len();
+            reap(&mut self.current.threads, &mut failure);
+            if self.current.threads.len() != before && !stopping {
+                log::error!("a reactor stopped unexpectedly; shutting down");
                 stopping = true;
                 self.stop(true);
             }
         }
-        let mut failure = None;
-        for t in self.threads.drain(..) {
-            match t.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => failure = Some(e),
-                Err(_) => failure = Some("reactor thread panicked".to_string()),
-            }
-        }
+        reap(&mut self.current.threads, &mut failure);
         match failure {
             Some(e) => Err(ServerError::Reactor(e)),
             None => Ok(()),
         }
     }
+}
+
+/// Join the threads that have finished, keeping the first failure.
+fn reap(threads: &mut Vec<JoinHandle<Result<(), String>>>, failure: &mut Option<String>) {
+    let mut i = 0;
+    while i < threads.len() {
+        if !threads[i].is_finished() {
+            i += 1;
+            continue;
+        }
+        let r = threads.swap_remove(i).join();
+        let err = match r {
+            Ok(Ok(())) => continue,
+            Ok(Err(e)) => e,
+            Err(_) => "reactor thread panicked".to_string(),
+        };
+        log::error!("{err}");
+        failure.get_or_insert(err);
+    }
+}
+
+fn bind(config: &Config) -> Result<Vec<std::net::TcpListener>, ServerError> {
+    let listeners = listener::bind_all(config.listen, config.limits.backlog, config.workers)
+        .map_err(|err| ServerError::Bind {
+            addr: config.listen,
+            err,
+        })?;
+    Ok(listeners)
 }
 
 /// Raise the soft descriptor limit to the hard one; every connection costs one.
