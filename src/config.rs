@@ -49,7 +49,7 @@ impl<'de> Deserialize<'de> for Count {
                 f.write_str("\"auto\" or a positive integer")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
-                if v >= 1 && v <= 1024 {
+                if (1..=1024).contains(&v) {
                     Ok(Count::N(v as usize))
                 } else {
                     Err(E::custom(format!("{v} is out of range 1..=1024")))

@@ -150,6 +150,9 @@ pub struct Conn {
     parked: Option<Parked>,
     pub readable: bool,
     pub writable: bool,
+    /// epoll said the peer hung up (RDHUP): a short read no longer proves the socket is
+    /// drained, the FIN may be queued behind the data, so read on until EOF or WouldBlock.
+    pub read_closed: bool,
     /// The peer sent FIN: answer what is buffered, then close.
     eof: bool,
     /// Close once everything queued is sent.
@@ -202,6 +205,7 @@ impl Conn {
             parked: None,
             readable: false,
             writable: true,
+            read_closed: false,
             eof: false,
             close_after: false,
             linger_needed: false,
@@ -217,16 +221,6 @@ impl Conn {
 
     pub fn stream(&mut self) -> &mut TcpStream {
         &mut self.stream
-    }
-
-    /// Nothing buffered, nothing owed: safe to close during a graceful drain.
-    pub fn is_idle(&self) -> bool {
-        self.rpos == self.rend
-            && self.opos >= self.out.len()
-            && matches!(self.tail, Tail::None)
-            && matches!(self.discard, Discard::None)
-            && !self.close_after
-            && self.parked.is_none()
     }
 
     /// A compression job finished for this connection: write the head and the body.
@@ -531,7 +525,7 @@ impl Conn {
                 Ok(n) => {
                     self.rend += n;
                     got = true;
-                    if n < want {
+                    if n < want && !self.read_closed {
                         // Edge triggered: a short read means the socket is drained.
                         self.readable = false;
                         break;

@@ -334,10 +334,40 @@ impl Resolver {
                 // Probe succeeded at startup, so this shouldn't happen; if it
                 // does (e.g. seccomp change), degrade rather than fail.
                 Err(Errno::NOSYS) => {}
+                // RESOLVE_BENEATH refuses every absolute symlink, even one that points
+                // back inside the root (a common way to lay out a docroot).
+                Err(Errno::XDEV) => return self.open_absolute_link(rel),
                 Err(e) => return Err(from_errno(e)),
             }
         }
         open_fallback(&self.canonical_root, rel)
+    }
+}
+
+impl Resolver {
+    /// Slow path for a path crossing an absolute symlink: resolve it in user space, keep it
+    /// only if it lands under the root, then open the resolved path with no symlink
+    /// allowed at all, so a link swapped in between cannot lead elsewhere.
+    fn open_absolute_link(&self, rel: &[u8]) -> Result<File, FileError> {
+        let joined = self.canonical_root.join(OsStr::from_bytes(rel));
+        let canon = std::fs::canonicalize(&joined).map_err(from_io)?;
+        let inside = canon
+            .strip_prefix(&self.canonical_root)
+            .map_err(|_| FileError::Forbidden)?;
+        let inside = if inside.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            inside
+        };
+        rustix::fs::openat2(
+            &self.root,
+            inside,
+            OPEN_FLAGS,
+            Mode::empty(),
+            RESOLVE | ResolveFlags::NO_SYMLINKS,
+        )
+        .map(File::from)
+        .map_err(from_errno)
     }
 }
 

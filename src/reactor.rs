@@ -28,6 +28,8 @@ pub const WAKER: Token = Token(usize::MAX - 1);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Lingering close gives the client this long to finish sending.
 const LINGER: Duration = Duration::from_secs(5);
+/// During a graceful drain, idle keep-alive connections are closed after this grace.
+const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// Messages from other threads, delivered through the channel + Waker.
 pub enum Msg {
@@ -103,6 +105,7 @@ impl Reactor {
         durations[Class::Body as usize] = t.body;
         durations[Class::Send as usize] = t.send;
         durations[Class::Linger as usize] = LINGER;
+        durations[Class::Drain as usize] = DRAIN_IDLE;
         Ok((
             Reactor {
                 id,
@@ -166,6 +169,9 @@ impl Reactor {
                         // Errors and hang-ups surface through the next read or write.
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
                             s.conn.readable = true;
+                        }
+                        if event.is_read_closed() || event.is_error() {
+                            s.conn.read_closed = true;
                         }
                         if event.is_writable() || event.is_write_closed() || event.is_error() {
                             s.conn.writable = true;
@@ -261,7 +267,7 @@ impl Reactor {
                         want: None,
                     });
                     // Nothing to read yet on a fresh socket: arm the header countdown.
-                    self.apply(slot, Next::Wait(Class::Header, now));
+                    self.apply(slot, Next::Wait(Class::Header, now), now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -326,7 +332,7 @@ impl Reactor {
                 continue; // the connection went away; the cache kept the result
             }
             let next = self.with_cx(c.slot, now, |conn, cx| conn.resume(c.result, cx));
-            self.apply(c.slot, next);
+            self.apply(c.slot, next, now);
         }
     }
 
@@ -341,14 +347,18 @@ impl Reactor {
             now
         };
         self.drain_deadline = Some(self.drain_deadline.map_or(deadline, |d| d.min(deadline)));
+        // Closing an idle connection at once would reset a request already on the wire
+        // (and every connection accepted but not yet read). Idle keep-alive connections
+        // get a short grace instead; a request arriving meanwhile is answered with
+        // `Connection: close`. Fresh connections keep their header deadline.
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, s)| s.conn.is_idle())
+            .filter(|(_, s)| matches!(s.want, Some((Class::KeepAlive, _))))
             .map(|(k, _)| k)
             .collect();
         for slot in idle {
-            self.close(slot);
+            self.apply(slot, Next::Wait(Class::KeepAlive, now), now);
         }
     }
 
@@ -381,10 +391,10 @@ impl Reactor {
 
     fn drive(&mut self, slot: usize, now: Instant) {
         let next = self.with_cx(slot, now, |conn, cx| conn.drive(cx));
-        self.apply(slot, next);
+        self.apply(slot, next, now);
     }
 
-    fn apply(&mut self, slot: usize, next: Next) {
+    fn apply(&mut self, slot: usize, next: Next, now: Instant) {
         let draining = self.drain_deadline.is_some();
         let Some(s) = self.conns.get_mut(slot) else {
             return;
@@ -394,10 +404,13 @@ impl Reactor {
             Next::Yield => {
                 self.next_tick.push(token(slot, s.generation));
             }
-            Next::Wait(class, since) => {
-                if draining && (class == Class::KeepAlive || s.conn.is_idle()) {
-                    self.close(slot);
-                    return;
+            Next::Wait(mut class, mut since) => {
+                if draining && class == Class::KeepAlive {
+                    if matches!(s.want, Some((Class::Drain, _))) {
+                        return; // grace already running
+                    }
+                    class = Class::Drain;
+                    since = now;
                 }
                 s.want = Some((class, since));
                 let deadline = since + self.timers.duration(class);
@@ -431,7 +444,7 @@ impl Reactor {
         }
         log::debug!("reactor {}: {:?} timeout", self.id, class);
         let next = self.with_cx(e.slot, now, |conn, cx| conn.timeout(class, cx));
-        self.apply(e.slot, next);
+        self.apply(e.slot, next, now);
     }
 
     fn close(&mut self, slot: usize) {

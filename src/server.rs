@@ -59,6 +59,7 @@ pub struct Server {
     current: Generation,
     draining: Vec<Generation>,
     poll: Poll,
+    signals: Signals,
     exited: Arc<Waker>,
     running: Arc<AtomicUsize>,
     next_id: usize,
@@ -72,6 +73,11 @@ impl Server {
         let addr = sockets[0].local_addr()?;
         let poll = Poll::new()?;
         let exited = Arc::new(Waker::new(poll.registry(), EXITED)?);
+        // Handlers go in before anyone can learn our address: a SIGHUP that arrives
+        // before them would kill the process (its default action).
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut server = Server {
             addr,
             config: Arc::new(config),
@@ -82,6 +88,7 @@ impl Server {
             },
             draining: Vec::new(),
             poll,
+            signals,
             exited,
             running: Arc::new(AtomicUsize::new(0)),
             next_id: 0,
@@ -198,10 +205,6 @@ impl Server {
     /// Serve until SIGTERM/SIGINT (graceful; a second one exits at once) and every reactor
     /// has finished. SIGHUP reloads.
     pub fn run(mut self) -> Result<(), ServerError> {
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
-        self.poll
-            .registry()
-            .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut events = Events::with_capacity(8);
         let mut stopping = false;
         let mut failure = None;
@@ -216,7 +219,8 @@ impl Server {
                 if event.token() != SIGNALS {
                     continue;
                 }
-                for sig in signals.pending() {
+                let pending: Vec<i32> = self.signals.pending().collect();
+                for sig in pending {
                     match sig {
                         SIGHUP if !stopping => self.reload(),
                         SIGHUP => {}
@@ -289,7 +293,7 @@ fn raise_nofile_limit(config: &Config) {
     let mut lim = getrlimit(Resource::Nofile);
     if lim.current != lim.maximum {
         lim.current = lim.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, lim.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
             log::warn!("cannot raise RLIMIT_NOFILE: {e}");
         }
     }

@@ -21,9 +21,12 @@ pub enum Class {
     Send = 3,
     /// Lingering close: reading what the client still sends after our last response.
     Linger = 4,
+    /// Graceful drain: an idle keep-alive connection gets this grace to send a request
+    /// already on its way (answered with `Connection: close`) before it is closed.
+    Drain = 5,
 }
 
-pub const CLASSES: usize = 5;
+pub const CLASSES: usize = 6;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
@@ -116,7 +119,7 @@ mod tests {
     #[test]
     fn nearest_deadline_drives_the_timeout_and_expiry_is_ordered() {
         let s = Duration::from_secs(1);
-        let mut t = Timers::new([s * 10, s * 75, s * 30, s * 30, s * 5]);
+        let mut t = Timers::new([s * 10, s * 75, s * 30, s * 30, s * 5, s]);
         let now = Instant::now();
         t.arm(Class::KeepAlive, now, 1, 1);
         t.arm(Class::Header, now, 2, 1);

@@ -2,7 +2,10 @@
 //! own config and docroot, and talks HTTP to it over real TCP.
 
 mod cli;
+mod compression;
 mod errors;
 mod files;
 mod keepalive;
+mod lifecycle;
 mod support;
+mod timeouts;

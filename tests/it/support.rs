@@ -122,6 +122,7 @@ pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
 #[derive(Debug)]
 pub struct Response {
     pub status: u16,
+    #[allow(dead_code)] // handy in assertion messages
     pub head: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
