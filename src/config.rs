@@ -77,6 +77,7 @@ struct RawConfig {
     limits: RawLimits,
     timeouts: RawTimeouts,
     compression: RawCompression,
+    open_file_cache: RawOpenFileCache,
 }
 
 impl Default for RawConfig {
@@ -89,8 +90,38 @@ impl Default for RawConfig {
             limits: RawLimits::default(),
             timeouts: RawTimeouts::default(),
             compression: RawCompression::default(),
+            open_file_cache: RawOpenFileCache::default(),
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOpenFileCache {
+    entries: usize,
+    valid: Spanned<String>,
+    inline_bytes: u64,
+}
+
+impl Default for RawOpenFileCache {
+    fn default() -> Self {
+        RawOpenFileCache {
+            entries: 1024,
+            valid: Spanned::new(0..0, "1s".into()),
+            inline_bytes: 16384,
+        }
+    }
+}
+
+/// nginx's open_file_cache, per reactor.
+#[derive(Debug, Clone)]
+pub struct OpenFileCache {
+    /// Paths kept open per reactor; 0 disables the cache.
+    pub entries: usize,
+    /// After this long a cached path is resolved again (renames, deletions).
+    pub valid: Duration,
+    /// Files up to this size are kept in memory and sent with the head in one writev.
+    pub inline_bytes: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +247,7 @@ pub struct Config {
     pub limits: Limits,
     pub timeouts: Timeouts,
     pub compression: Compression,
+    pub open_file_cache: OpenFileCache,
     /// The file this came from, if any (for reload and messages).
     pub source: Option<PathBuf>,
 }
@@ -330,6 +362,12 @@ impl Config {
                 "must be 0..=9".into(),
             ));
         }
+        let ofc = &raw.open_file_cache;
+        let open_file_cache = OpenFileCache {
+            entries: ofc.entries,
+            valid: dur(&ofc.valid, "open_file_cache.valid")?,
+            inline_bytes: ofc.inline_bytes.min(1 << 20),
+        };
         let threads = match c.threads {
             Count::Auto => num_cpus::get().saturating_sub(1).max(1),
             Count::N(n) => n,
@@ -358,6 +396,7 @@ impl Config {
                 precompressed: c.precompressed,
                 http10: c.http10,
             },
+            open_file_cache,
             source: None,
         })
     }

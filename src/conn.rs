@@ -25,7 +25,7 @@
 //! the slab or the timers: `drive` returns a `Next` and the reactor applies it.
 
 use crate::config::Config;
-use crate::files::Resolver;
+use crate::files::{OpenCache, Resolver};
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Limits};
 use crate::http::response;
 use crate::offload::{Notifier, Offload, Submitted};
@@ -86,6 +86,7 @@ impl BufPool {
 pub struct Cx<'a> {
     pub config: &'a Config,
     pub resolver: &'a Resolver,
+    pub files: &'a mut OpenCache,
     pub date: &'a [u8],
     pub now: Instant,
     pub scratch: &'a mut Vec<u8>,
@@ -104,7 +105,7 @@ pub struct Cx<'a> {
 enum Tail {
     None,
     File {
-        file: File,
+        file: Arc<File>,
         pos: u64,
         end: u64,
     },
@@ -116,7 +117,7 @@ enum Tail {
     },
     /// Segments sent in order; `mem` ranges index `mem`, file ranges are sent with sendfile.
     Parts {
-        file: File,
+        file: Arc<File>,
         mem: Vec<u8>,
         segs: Vec<Seg>,
         idx: usize,
@@ -367,6 +368,8 @@ impl Conn {
             let mut router = Router {
                 config: cx.config,
                 resolver: cx.resolver,
+                files: cx.files,
+                now: cx.now,
                 date: cx.date,
                 scratch: cx.scratch,
                 http10: false,

@@ -6,14 +6,18 @@
 //! refuses any resolution (symlinks included) that leaves the root. On kernels
 //! without `openat2` a canonicalize + prefix check fallback is used.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -145,9 +149,14 @@ impl fmt::Display for EtagBuf {
 }
 
 /// An opened regular file plus what the response headers need.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FileMeta {
-    pub file: File,
+    /// Shared with the open-file cache; read only with explicit offsets (sendfile, pread)
+    /// so sharers never disturb each other.
+    pub file: Arc<File>,
+    /// The whole file, for small files held by the open-file cache: sent from memory in
+    /// the same writev as the head.
+    pub content: Option<Arc<[u8]>>,
     pub len: u64,
     /// Seconds since the epoch (clamped to 0 for pre-1970 mtimes).
     pub mtime: u64,
@@ -240,6 +249,15 @@ impl Resolver {
     /// `scratch` is a reusable buffer (to avoid per-request allocation).
     pub fn open(&self, raw_path: &[u8], scratch: &mut Vec<u8>) -> Result<Resolved, FileError> {
         let trailing = normalize(raw_path, scratch)?;
+        self.open_normalized(scratch, trailing)
+    }
+
+    /// `open` for a path `normalize` already wrote into `scratch`.
+    pub fn open_normalized(
+        &self,
+        scratch: &mut Vec<u8>,
+        trailing: bool,
+    ) -> Result<Resolved, FileError> {
         match self.open_path(scratch, trailing)? {
             Step::Done(r) => Ok(r),
             Step::NeedIndex(dir) => self.find_index(scratch, dir),
@@ -407,7 +425,8 @@ fn file_meta(file: File, md: &std::fs::Metadata, name: &[u8]) -> FileMeta {
     let mtime = u64::try_from(md.mtime()).unwrap_or(0);
     let mtime_nanos = u32::try_from(md.mtime_nsec()).unwrap_or(0);
     FileMeta {
-        file,
+        file: Arc::new(file),
+        content: None,
         len,
         mtime,
         mtime_nanos,
@@ -566,6 +585,119 @@ pub fn mime_for(name: &[u8]) -> &'static str {
         b"m4a" => "audio/mp4",
         _ => OCTET,
     }
+}
+
+/// A per-reactor open-file cache (nginx's `open_file_cache`): path -> open fd and metadata,
+/// and the bytes of small files. A hit costs one `fstat` of the cached fd, which catches
+/// in-place modification at once; the path is resolved again after `valid`, which catches
+/// renames and deletions. No locks: each reactor has its own.
+pub struct OpenCache {
+    map: HashMap<Box<[u8]>, Cached>,
+    entries: usize,
+    valid: Duration,
+    inline_bytes: u64,
+}
+
+struct Cached {
+    meta: FileMeta,
+    resolved_at: Instant,
+}
+
+impl OpenCache {
+    pub fn new(entries: usize, valid: Duration, inline_bytes: u64) -> OpenCache {
+        OpenCache {
+            map: HashMap::with_capacity(entries.min(4096)),
+            entries,
+            valid,
+            inline_bytes,
+        }
+    }
+
+    /// `Resolver::open` through the cache. Leaves the normalised path in `scratch`.
+    pub fn open(
+        &mut self,
+        resolver: &Resolver,
+        raw_path: &[u8],
+        scratch: &mut Vec<u8>,
+        now: Instant,
+    ) -> Result<Resolved, FileError> {
+        let trailing = normalize(raw_path, scratch)?;
+        if self.entries == 0 {
+            return resolver.open_normalized(scratch, trailing);
+        }
+        // The key is the normalised path, with its trailing slash (an index lookup).
+        if trailing {
+            scratch.push(b'/');
+        }
+        let hit = self.lookup(scratch, now);
+        if trailing {
+            scratch.pop();
+        }
+        if let Some(meta) = hit {
+            return Ok(Resolved::File(meta));
+        }
+        let resolved = resolver.open_normalized(scratch, trailing)?;
+        let Resolved::File(mut meta) = resolved else {
+            return Ok(resolved);
+        };
+        if meta.len <= self.inline_bytes {
+            meta.content = read_all(&meta.file, meta.len);
+        }
+        if self.map.len() >= self.entries {
+            // Crude but O(1) and allocation-free: drop some entry.
+            if let Some(k) = self.map.keys().next().cloned() {
+                self.map.remove(&k);
+            }
+        }
+        let mut key = Vec::with_capacity(scratch.len() + 1);
+        key.extend_from_slice(scratch);
+        if trailing {
+            key.push(b'/');
+        }
+        self.map.insert(
+            key.into_boxed_slice(),
+            Cached {
+                meta: meta.clone(),
+                resolved_at: now,
+            },
+        );
+        Ok(Resolved::File(meta))
+    }
+
+    fn lookup(&mut self, key: &[u8], now: Instant) -> Option<FileMeta> {
+        let c = self.map.get_mut(key)?;
+        if now.duration_since(c.resolved_at) >= self.valid {
+            self.map.remove(key);
+            return None;
+        }
+        let Ok(md) = c.meta.file.metadata() else {
+            self.map.remove(key);
+            return None;
+        };
+        let m = &mut c.meta;
+        let mtime = u64::try_from(md.mtime()).unwrap_or(0);
+        let mtime_nanos = u32::try_from(md.mtime_nsec()).unwrap_or(0);
+        if md.size() != m.len || mtime != m.mtime || mtime_nanos != m.mtime_nanos {
+            // Changed in place: same fd, new validators and bytes.
+            m.len = md.size();
+            m.mtime = mtime;
+            m.mtime_nanos = mtime_nanos;
+            m.etag = EtagBuf::new(mtime, m.len);
+            m.content = if m.len <= self.inline_bytes {
+                read_all(&m.file, m.len)
+            } else {
+                None
+            };
+        }
+        Some(c.meta.clone())
+    }
+}
+
+/// The whole file with pread, or None if it changed size under us.
+fn read_all(file: &File, len: u64) -> Option<Arc<[u8]>> {
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, 0).ok()?;
+    Some(Arc::from(buf))
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use crossbeam_channel::Sender;
 use mio::Waker;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -68,7 +69,7 @@ pub enum Submitted {
     /// A new job runs, or the request joined one in flight: park and wait.
     Parked,
     /// Over budget: send identity. The file is handed back.
-    Rejected(File),
+    Rejected(Arc<File>),
 }
 
 #[derive(Default)]
@@ -150,7 +151,7 @@ impl Offload {
     pub fn submit(
         self: &Arc<Self>,
         key: Key,
-        file: File,
+        file: Arc<File>,
         notifier: &Notifier,
         slot: usize,
         generation: u32,
@@ -179,7 +180,7 @@ impl Offload {
         let this = Arc::clone(self);
         self.pool.spawn(move || {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                gzip(file, key.len, this.level)
+                gzip(&file, key.len, this.level)
             }))
             .unwrap_or_else(|_| Err("compression panicked".to_string()));
             this.finish(key, result);
@@ -213,13 +214,11 @@ impl Offload {
 
 /// Read the whole file and gzip it. Reading happens here, on the pool, so a slow disk
 /// never stalls a reactor either.
-fn gzip(mut file: File, len: u64, level: u32) -> Result<Vec<u8>, String> {
-    let mut input = Vec::with_capacity(len as usize);
-    file.read_to_end(&mut input)
+fn gzip(file: &File, len: u64, level: u32) -> Result<Vec<u8>, String> {
+    // pread: the fd is shared with the open-file cache, its offset is nobody's.
+    let mut input = vec![0u8; len as usize];
+    file.read_exact_at(&mut input, 0)
         .map_err(|e| format!("read: {e}"))?;
-    if input.len() as u64 != len {
-        return Err("file changed while being compressed".into());
-    }
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(input.len() / 3 + 64),
         flate2::Compression::new(level),

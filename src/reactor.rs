@@ -9,7 +9,7 @@
 
 use crate::config::Config;
 use crate::conn::{BufPool, Conn, Cx, Next};
-use crate::files::Resolver;
+use crate::files::{OpenCache, Resolver};
 use crate::http::response::DateCache;
 use crate::offload::{Completion, Notifier, Offload};
 use crate::timer::{Class, Entry, Timers, CLASSES};
@@ -58,6 +58,7 @@ pub struct Reactor {
     timers: Timers,
     config: Arc<Config>,
     resolver: Resolver,
+    files: OpenCache,
     date: DateCache,
     scratch: Vec<u8>,
     buffers: BufPool,
@@ -98,6 +99,8 @@ impl Reactor {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let resolver = Resolver::new(&config.root, &config.index)?;
+        let ofc = &config.open_file_cache;
+        let files = OpenCache::new(ofc.entries, ofc.valid, ofc.inline_bytes);
         let t = &config.timeouts;
         let mut durations = [Duration::ZERO; CLASSES];
         durations[Class::Header as usize] = t.header;
@@ -119,6 +122,7 @@ impl Reactor {
                 timers: Timers::new(durations),
                 config,
                 resolver,
+                files,
                 date: DateCache::new(),
                 scratch: Vec::with_capacity(1024),
                 buffers: BufPool::default(),
@@ -375,6 +379,7 @@ impl Reactor {
         let mut cx = Cx {
             config: &self.config,
             resolver: &self.resolver,
+            files: &mut self.files,
             date: self.date.get(),
             now,
             scratch: &mut self.scratch,

@@ -7,7 +7,7 @@
 //! sockets or the event loop; the connection sends whatever `Body` it returns.
 
 use crate::config::Config;
-use crate::files::{EtagBuf, FileError, FileMeta, Resolved, Resolver};
+use crate::files::{EtagBuf, FileError, FileMeta, OpenCache, Resolved, Resolver};
 use crate::http::negotiate::{
     self, ByteRange, Coding, Conditionals, Precondition, RangeResult, Validators,
 };
@@ -30,7 +30,7 @@ pub enum Body {
     Static(&'static [u8]),
     /// `start..end` of an open file, sent with sendfile.
     File {
-        file: File,
+        file: Arc<File>,
         start: u64,
         end: u64,
     },
@@ -42,7 +42,7 @@ pub enum Body {
     /// multipart/byteranges: `heads` holds every part preamble and the trailer; parts are
     /// sent in order, each preamble followed by its slice of the file.
     Multipart {
-        file: File,
+        file: Arc<File>,
         heads: Vec<u8>,
         parts: Vec<(std::ops::Range<usize>, ByteRange)>,
         trailer: std::ops::Range<usize>,
@@ -88,7 +88,7 @@ pub struct Variant {
 /// A compression the router asked for.
 pub struct Pending {
     pub key: Key,
-    pub file: File,
+    pub file: Arc<File>,
     pub len: u64,
     pub variant: Variant,
     /// For the identity fallback when the pool refuses the job.
@@ -132,6 +132,8 @@ pub struct Reply {
 pub struct Router<'a> {
     pub config: &'a Config,
     pub resolver: &'a Resolver,
+    pub files: &'a mut OpenCache,
+    pub now: std::time::Instant,
     pub date: &'a [u8],
     pub scratch: &'a mut Vec<u8>,
     /// Set per request: HTTP/1.0 keep-alive must be announced explicitly.
@@ -160,7 +162,7 @@ impl Router<'_> {
         }
         let path = head.path.get(buf);
         let path = if path.is_empty() { &b"/"[..] } else { path };
-        let resolved = self.resolver.open(path, self.scratch);
+        let resolved = self.files.open(self.resolver, path, self.scratch, self.now);
         match resolved {
             Ok(Resolved::File(meta)) => self.file(head, buf, meta, keep_alive, out),
             Ok(Resolved::AddSlash) => {
@@ -436,6 +438,8 @@ impl Router<'_> {
                     status: 200,
                     body: if head_only || len == 0 {
                         Body::Empty
+                    } else if let Some(content) = meta.content {
+                        Body::Shared(content)
                     } else {
                         Body::File {
                             file: meta.file,

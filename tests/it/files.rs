@@ -127,3 +127,56 @@ fn options_and_method_errors() {
     // Still usable: none of these was a framing error.
     assert_eq!(c.get("/small.txt").status, 200);
 }
+
+#[test]
+fn open_file_cache_sees_in_place_edits_at_once_and_renames_after_valid() {
+    let s = TestServer::start("[open_file_cache]\nvalid = \"300ms\"\n");
+    let mut c = s.connect();
+    assert_eq!(c.get("/small.txt").body, b"hello, vireo\n");
+    // In place (same inode, new size): the cached fd's fstat shows it immediately.
+    std::fs::write(s.root().join("small.txt"), b"edited in place\n").expect("write");
+    assert_eq!(c.get("/small.txt").body, b"edited in place\n");
+    // Replaced by rename (a new inode): seen once the entry is re-resolved.
+    let tmp = s.root().join(".tmp");
+    std::fs::write(&tmp, b"renamed over\n").expect("write");
+    std::fs::rename(&tmp, s.root().join("small.txt")).expect("rename");
+    let start = std::time::Instant::now();
+    loop {
+        let r = c.get("/small.txt");
+        if r.body == b"renamed over\n" {
+            break;
+        }
+        assert_eq!(r.body, b"edited in place\n");
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(3),
+            "stale too long"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::fs::remove_file(s.root().join("small.txt")).expect("rm");
+    let start = std::time::Instant::now();
+    while c.get("/small.txt").status != 404 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(3),
+            "deleted file still served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn large_files_and_cached_small_files_agree_on_headers() {
+    let big = pattern(100_000, 5);
+    let s = TestServer::start_with("", move |root| {
+        default_files(root);
+        std::fs::write(root.join("big.bin"), &big).expect("write");
+    });
+    let mut c = s.connect();
+    for _ in 0..3 {
+        let r = c.get("/small.txt");
+        assert_eq!(r.header("content-length"), Some("13"));
+        assert_eq!(r.body, b"hello, vireo\n");
+        let r = c.get("/big.bin");
+        assert_eq!(r.body.len(), 100_000);
+    }
+}
