@@ -78,6 +78,42 @@ struct RawConfig {
     timeouts: RawTimeouts,
     compression: RawCompression,
     open_file_cache: RawOpenFileCache,
+    log: RawLog,
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    access: Spanned<String>,
+    format: Spanned<String>,
+    level: Spanned<String>,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        RawLog {
+            access: Spanned::new(0..0, "off".into()),
+            format: Spanned::new(0..0, "combined".into()),
+            level: Spanned::new(0..0, "info".into()),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    listen: Option<Spanned<String>>,
+}
+
+/// `[log]`: the access log and the error log's level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Log {
+    /// None = off.
+    pub access: Option<crate::accesslog::Target>,
+    pub format: crate::accesslog::Format,
+    /// Error log level (stderr): off, error, warn, info, debug, trace.
+    pub level: log::LevelFilter,
 }
 
 impl Default for RawConfig {
@@ -91,6 +127,8 @@ impl Default for RawConfig {
             timeouts: RawTimeouts::default(),
             compression: RawCompression::default(),
             open_file_cache: RawOpenFileCache::default(),
+            log: RawLog::default(),
+            metrics: RawMetrics::default(),
         }
     }
 }
@@ -248,6 +286,9 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub compression: Compression,
     pub open_file_cache: OpenFileCache,
+    pub log: Log,
+    /// Address of the Prometheus endpoint (`GET /metrics`); None = off.
+    pub metrics: Option<SocketAddr>,
     /// The file this came from, if any (for reload and messages).
     pub source: Option<PathBuf>,
 }
@@ -368,6 +409,45 @@ impl Config {
             valid: dur(&ofc.valid, "open_file_cache.valid")?,
             inline_bytes: ofc.inline_bytes.min(1 << 20),
         };
+        let rl = &raw.log;
+        let access = match rl.access.get_ref().as_str() {
+            "off" => None,
+            "stdout" => Some(crate::accesslog::Target::Stdout),
+            "" => return Err(invalid(rl.access.span(), "log.access", "empty path".into())),
+            p => Some(crate::accesslog::Target::File(base.join(p))),
+        };
+        let format = match rl.format.get_ref().as_str() {
+            "combined" => crate::accesslog::Format::Combined,
+            "json" => crate::accesslog::Format::Json,
+            other => {
+                return Err(invalid(
+                    rl.format.span(),
+                    "log.format",
+                    format!("{other:?}: use \"combined\" or \"json\""),
+                ))
+            }
+        };
+        let level = rl
+            .level
+            .get_ref()
+            .parse::<log::LevelFilter>()
+            .map_err(|_| {
+                invalid(
+                    rl.level.span(),
+                    "log.level",
+                    format!(
+                        "{:?}: use off, error, warn, info, debug or trace",
+                        rl.level.get_ref()
+                    ),
+                )
+            })?;
+        let metrics = match &raw.metrics.listen {
+            None => None,
+            Some(m) => Some(
+                resolve_addr(m.get_ref())
+                    .map_err(|msg| invalid(m.span(), "metrics.listen", msg))?,
+            ),
+        };
         let threads = match c.threads {
             Count::Auto => num_cpus::get().saturating_sub(1).max(1),
             Count::N(n) => n,
@@ -397,6 +477,12 @@ impl Config {
                 http10: c.http10,
             },
             open_file_cache,
+            log: Log {
+                access,
+                format,
+                level,
+            },
+            metrics,
             source: None,
         })
     }

@@ -24,10 +24,12 @@
 //! back short, which edge triggering lets us trust). The connection never touches the Poll,
 //! the slab or the timers: `drive` returns a `Next` and the reactor applies it.
 
+use crate::accesslog::{AccessLog, Entry};
 use crate::config::Config;
 use crate::files::{OpenCache, Resolver};
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Limits};
 use crate::http::response;
+use crate::metrics::{ReactorStats, Registry};
 use crate::offload::{Notifier, Offload, Submitted};
 use crate::route::{self, Body, Router, Variant};
 use crate::timer::Class;
@@ -99,6 +101,10 @@ pub struct Cx<'a> {
     pub notifier: &'a Notifier,
     pub slot: usize,
     pub generation: u32,
+    pub log: Option<&'a mut AccessLog>,
+    pub stats: &'a ReactorStats,
+    /// Set for connections on the metrics listener.
+    pub metrics: Option<&'a Registry>,
 }
 
 /// A body that follows the bytes in `out`.
@@ -138,6 +144,9 @@ enum Discard {
 
 pub struct Conn {
     stream: TcpStream,
+    peer: std::net::SocketAddr,
+    /// Accepted on the metrics listener: only `/metrics` is served.
+    metrics: bool,
     /// Read buffer: valid bytes are `rbuf[rpos..rend]`; empty Vec while idle.
     rbuf: Vec<u8>,
     rpos: usize,
@@ -175,6 +184,17 @@ struct Parked {
     variant: Variant,
     head_only: bool,
     since: Instant,
+    /// The request line and headers the access log needs, copied only when logging.
+    log: Option<Box<LoggedRequest>>,
+}
+
+struct LoggedRequest {
+    method: Vec<u8>,
+    target: Vec<u8>,
+    protocol: &'static [u8],
+    referer: Option<Vec<u8>>,
+    user_agent: Option<Vec<u8>>,
+    started: Instant,
 }
 
 #[derive(PartialEq, Eq)]
@@ -193,9 +213,11 @@ fn interrupted(e: &io::Error) -> bool {
 }
 
 impl Conn {
-    pub fn new(stream: TcpStream, now: Instant) -> Conn {
+    pub fn new(stream: TcpStream, peer: std::net::SocketAddr, metrics: bool, now: Instant) -> Conn {
         Conn {
             stream,
+            peer,
+            metrics,
             rbuf: Vec::new(),
             rpos: 0,
             rend: 0,
@@ -229,6 +251,26 @@ impl Conn {
         let Some(p) = self.parked.take() else {
             return self.drive(cx);
         };
+        let (status, bytes) = match &result {
+            Ok(data) if !p.head_only => (200, data.len() as u64),
+            Ok(_) => (200, 0),
+            Err(_) => (500, crate::http::response::error_body(500).len() as u64),
+        };
+        cx.stats.response(status, bytes);
+        if let (Some(log), Some(r)) = (cx.log.as_deref_mut(), &p.log) {
+            log.log(
+                &Entry {
+                    peer: self.peer,
+                    request: Some((&r.method, &r.target, r.protocol)),
+                    status,
+                    bytes,
+                    referer: r.referer.as_deref(),
+                    user_agent: r.user_agent.as_deref(),
+                    started: r.started,
+                },
+                Instant::now(),
+            );
+        }
         match result {
             Ok(data) => {
                 if self.out.capacity() == 0 {
@@ -241,7 +283,7 @@ impl Conn {
             }
             Err(e) => {
                 log::error!("compression failed: {e}");
-                self.queue_error(500, cx);
+                self.queue_error_unlogged(500, cx);
             }
         }
         self.drive(cx)
@@ -374,8 +416,52 @@ impl Conn {
                 scratch: cx.scratch,
                 http10: false,
                 offload: cx.offload,
+                metrics: if self.metrics { cx.metrics } else { None },
             };
             let reply = router.respond(&head, buf, keep_alive, &mut self.out);
+            let started = match (self.requests, self.request_since) {
+                (0, _) => self.accepted,
+                (_, Some(t)) => t,
+                _ => cx.now,
+            };
+            let protocol: &'static [u8] = match head.version {
+                crate::http::Version::Http10 => b"HTTP/1.0",
+                crate::http::Version::Http11 => b"HTTP/1.1",
+            };
+            let bytes = reply.body.len();
+            // A compressed body is logged when its job completes, with its real length.
+            if !matches!(reply.body, Body::Compress(_)) {
+                cx.stats.response(reply.status, bytes);
+                if let Some(log) = cx.log.as_deref_mut() {
+                    log.log(
+                        &Entry {
+                            peer: self.peer,
+                            request: Some((
+                                head.method_span.get(buf),
+                                head.target.get(buf),
+                                protocol,
+                            )),
+                            status: reply.status,
+                            bytes,
+                            referer: head.referer.map(|s| s.get(buf)),
+                            user_agent: head.user_agent.map(|s| s.get(buf)),
+                            started,
+                        },
+                        cx.now,
+                    );
+                }
+            }
+            let logged = match (&reply.body, &cx.log) {
+                (Body::Compress(_), Some(_)) => Some(Box::new(LoggedRequest {
+                    method: head.method_span.get(buf).to_vec(),
+                    target: head.target.get(buf).to_vec(),
+                    protocol,
+                    referer: head.referer.map(|s| s.get(buf).to_vec()),
+                    user_agent: head.user_agent.map(|s| s.get(buf).to_vec()),
+                    started,
+                })),
+                _ => None,
+            };
             self.requests += 1;
             self.request_since = None;
             self.rpos += head.head_len;
@@ -391,12 +477,12 @@ impl Conn {
                 self.linger_needed =
                     self.rpos < self.rend || !matches!(self.discard, Discard::None);
             }
-            self.set_body(reply.body, cx);
+            self.set_body(reply.body, logged, cx);
             answered = true;
         }
     }
 
-    fn set_body(&mut self, body: Body, cx: &mut Cx) {
+    fn set_body(&mut self, body: Body, log: Option<Box<LoggedRequest>>, cx: &mut Cx) {
         match body {
             Body::Empty => {}
             Body::Static(b) => self.out.extend_from_slice(b),
@@ -411,6 +497,7 @@ impl Conn {
                             variant: p.variant,
                             head_only: p.head_only,
                             since: cx.now,
+                            log,
                         })
                     }
                     Submitted::Rejected(file) => {
@@ -460,6 +547,27 @@ impl Conn {
 
     /// A complete error response, then close: the framing of anything after it is in doubt.
     fn queue_error(&mut self, status: u16, cx: &mut Cx) {
+        let bytes = crate::http::response::error_body(status).len() as u64;
+        cx.stats.response(status, bytes);
+        if let Some(log) = cx.log.as_deref_mut() {
+            let started = self.request_since.unwrap_or(self.accepted);
+            log.log(
+                &Entry {
+                    peer: self.peer,
+                    request: None,
+                    status,
+                    bytes,
+                    referer: None,
+                    user_agent: None,
+                    started,
+                },
+                cx.now,
+            );
+        }
+        self.queue_error_unlogged(status, cx);
+    }
+
+    fn queue_error_unlogged(&mut self, status: u16, cx: &mut Cx) {
         if self.out.capacity() == 0 {
             self.out = cx.output.take(0);
         }

@@ -14,11 +14,13 @@
 //! `conn` owns one socket; `reactor` owns a Poll, the slab and the timers; `server` owns
 //! the threads and signals.
 
+pub mod accesslog;
 pub mod config;
 pub mod conn;
 pub mod files;
 pub mod http;
 pub mod listener;
+pub mod metrics;
 pub mod offload;
 pub mod reactor;
 pub mod route;

@@ -13,7 +13,6 @@ const USAGE: &str = "usage: vireo [--config PATH] [--check] [--version]
   -h, --help         print this help";
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let mut config_path: Option<PathBuf> = None;
     let mut check = false;
     let mut parser = lexopt::Parser::from_env();
@@ -52,6 +51,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // The error log: `[log] level`, unless RUST_LOG says otherwise.
+    env_logger::Builder::new()
+        .filter_level(config.log.level)
+        .parse_env("RUST_LOG")
+        .init();
     if check {
         let name = config
             .source

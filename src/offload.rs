@@ -142,8 +142,17 @@ impl Offload {
         self.pending.load(Ordering::Relaxed)
     }
 
-    pub fn cached_bytes(&self) -> u64 {
-        lock(&self.cache).bytes
+    pub fn figures(&self) -> crate::metrics::OffloadFigures {
+        let s = &self.stats;
+        crate::metrics::OffloadFigures {
+            started: s.jobs_started.load(Ordering::Relaxed),
+            completed: s.jobs_completed.load(Ordering::Relaxed),
+            rejected: s.jobs_rejected.load(Ordering::Relaxed),
+            pending: self.pending.load(Ordering::Relaxed) as u64,
+            cache_hits: s.cache_hits.load(Ordering::Relaxed),
+            cache_misses: s.cache_misses.load(Ordering::Relaxed),
+            cache_bytes: lock(&self.cache).bytes,
+        }
     }
 
     /// Compress `file` for the connection (slot, generation) of the reactor behind

@@ -7,22 +7,39 @@
 //! expire timers. Tokens are `generation << 32 | slot`, so an event or a timer for a closed
 //! connection can never reach the connection that reused its slot.
 
+use crate::accesslog::{self, AccessLog};
 use crate::config::Config;
 use crate::conn::{BufPool, Conn, Cx, Next};
 use crate::files::{OpenCache, Resolver};
 use crate::http::response::DateCache;
+use crate::metrics::{ReactorStats, Registry};
 use crate::offload::{Completion, Notifier, Offload};
 use crate::timer::{Class, Entry, Timers, CLASSES};
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub const LISTENER: Token = Token(usize::MAX);
 pub const WAKER: Token = Token(usize::MAX - 1);
+pub const METRICS: Token = Token(usize::MAX - 2);
+
+/// Everything a reactor is built from.
+pub struct Setup {
+    pub id: usize,
+    pub config: Arc<Config>,
+    pub listener: TcpListener,
+    /// The Prometheus endpoint's listener (first reactor only).
+    pub metrics_listener: Option<TcpListener>,
+    pub rx: Receiver<Msg>,
+    pub offload: Option<Arc<Offload>>,
+    pub registry: Arc<Registry>,
+    pub access_log: Option<Sender<accesslog::Msg>>,
+}
 
 /// How long accepting pauses after EMFILE and friends.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -50,6 +67,10 @@ pub struct Reactor {
     id: usize,
     poll: Poll,
     listener: Option<TcpListener>,
+    metrics_listener: Option<TcpListener>,
+    registry: Arc<Registry>,
+    stats: Arc<ReactorStats>,
+    log: Option<AccessLog>,
     accepting: bool,
     accept_resume: Option<Instant>,
     accept_error_logged: bool,
@@ -82,14 +103,23 @@ fn split(t: Token) -> (usize, u32) {
 impl Reactor {
     /// Build a reactor around an already bound listener. Returns it with the Waker other
     /// threads use to reach it.
-    pub fn new(
-        id: usize,
-        config: Arc<Config>,
-        mut listener: TcpListener,
-        rx: Receiver<Msg>,
-        offload: Option<Arc<Offload>>,
-    ) -> io::Result<(Reactor, Arc<Waker>)> {
+    pub fn new(setup: Setup) -> io::Result<(Reactor, Arc<Waker>)> {
+        let Setup {
+            id,
+            config,
+            mut listener,
+            mut metrics_listener,
+            rx,
+            offload,
+            registry,
+            access_log,
+        } = setup;
         let poll = Poll::new()?;
+        if let Some(m) = metrics_listener.as_mut() {
+            poll.registry().register(m, METRICS, Interest::READABLE)?;
+        }
+        let stats = registry.reactor(id);
+        let log = access_log.map(|tx| AccessLog::new(config.log.format, id, tx, stats.clone()));
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, completions) = crossbeam_channel::unbounded();
         let notifier = Notifier {
@@ -114,6 +144,10 @@ impl Reactor {
                 id,
                 poll,
                 listener: Some(listener),
+                metrics_listener,
+                registry,
+                stats,
+                log,
                 accepting: true,
                 accept_resume: None,
                 accept_error_logged: false,
@@ -139,6 +173,12 @@ impl Reactor {
     }
 
     pub fn run(mut self) -> io::Result<()> {
+        let r = self.run_loop();
+        self.stats.active.store(0, Ordering::Relaxed);
+        r
+    }
+
+    fn run_loop(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut expired = Vec::new();
         let mut ticks = Vec::new();
@@ -160,7 +200,8 @@ impl Reactor {
 
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(now),
+                    LISTENER => self.accept(now, false),
+                    METRICS => self.accept(now, true),
                     WAKER => self.drain_channel(now),
                     t => {
                         let (slot, generation) = split(t);
@@ -206,6 +247,13 @@ impl Reactor {
                 self.expire(e, now);
             }
 
+            if let Some(log) = self.log.as_mut() {
+                if log.deadline().is_some_and(|d| d <= now) {
+                    log.flush();
+                }
+            }
+            self.stats.loop_time.observe(now.elapsed());
+
             if let Some(deadline) = self.drain_deadline {
                 if self.conns.is_empty() {
                     return Ok(());
@@ -234,7 +282,7 @@ impl Reactor {
         t
     }
 
-    fn accept(&mut self, now: Instant) {
+    fn accept(&mut self, now: Instant, metrics: bool) {
         while self.accepting {
             if self.conns.len() >= self.config.limits.max_connections {
                 // At the limit: stop accepting until a connection closes. Queued clients
@@ -242,11 +290,18 @@ impl Reactor {
                 self.pause_accepting();
                 return;
             }
-            let Some(listener) = self.listener.as_ref() else {
+            let listener = if metrics {
+                self.metrics_listener.as_ref()
+            } else {
+                self.listener.as_ref()
+            };
+            let Some(listener) = listener else {
                 return;
             };
             match listener.accept() {
-                Ok((stream, _peer)) => {
+                Ok((stream, peer)) => {
+                    self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    self.stats.active.fetch_add(1, Ordering::Relaxed);
                     self.accept_error_logged = false;
                     if let Err(e) = stream.set_nodelay(true) {
                         log::debug!("TCP_NODELAY: {e}");
@@ -255,13 +310,14 @@ impl Reactor {
                     self.next_generation = self.next_generation.wrapping_add(1).max(1);
                     let entry = self.conns.vacant_entry();
                     let slot = entry.key();
-                    let mut conn = Conn::new(stream, now);
+                    let mut conn = Conn::new(stream, peer, metrics, now);
                     if let Err(e) = self.poll.registry().register(
                         conn.stream(),
                         token(slot, generation),
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         log::warn!("register: {e}");
+                        self.stats.active.fetch_sub(1, Ordering::Relaxed);
                         continue;
                     }
                     entry.insert(Slot {
@@ -297,7 +353,10 @@ impl Reactor {
     fn pause_accepting(&mut self) {
         if self.accepting {
             self.accepting = false;
-            if let Some(l) = self.listener.as_mut() {
+            for l in [self.listener.as_mut(), self.metrics_listener.as_mut()]
+                .into_iter()
+                .flatten()
+            {
                 let _ = self.poll.registry().deregister(l);
             }
         }
@@ -307,8 +366,8 @@ impl Reactor {
         if self.accepting || self.drain_deadline.is_some() || self.accept_resume.is_some() {
             return;
         }
+        // Registering reports readiness at once if clients are already queued.
         if let Some(l) = self.listener.as_mut() {
-            // Registering reports readiness at once if clients are already queued.
             if self
                 .poll
                 .registry()
@@ -317,6 +376,12 @@ impl Reactor {
             {
                 self.accepting = true;
             }
+        }
+        if let Some(l) = self.metrics_listener.as_mut() {
+            let _ = self
+                .poll
+                .registry()
+                .register(l, METRICS, Interest::READABLE);
         }
     }
 
@@ -335,13 +400,17 @@ impl Reactor {
             if !live {
                 continue; // the connection went away; the cache kept the result
             }
+            self.stats.offload_rtt.observe(c.started.elapsed());
             let next = self.with_cx(c.slot, now, |conn, cx| conn.resume(c.result, cx));
             self.apply(c.slot, next, now);
         }
     }
 
     fn begin_drain(&mut self, now: Instant, graceful: bool) {
-        if let Some(mut l) = self.listener.take() {
+        for mut l in [self.listener.take(), self.metrics_listener.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = self.poll.registry().deregister(&mut l);
         }
         self.accepting = false;
@@ -390,6 +459,9 @@ impl Reactor {
             notifier: &self.notifier,
             slot,
             generation: s.generation,
+            log: self.log.as_mut(),
+            stats: &self.stats,
+            metrics: Some(&self.registry),
         };
         f(&mut s.conn, &mut cx)
     }
@@ -448,6 +520,7 @@ impl Reactor {
             return;
         }
         log::debug!("reactor {}: {:?} timeout", self.id, class);
+        self.stats.timeouts[class as usize].fetch_add(1, Ordering::Relaxed);
         let next = self.with_cx(e.slot, now, |conn, cx| conn.timeout(class, cx));
         self.apply(e.slot, next, now);
     }
@@ -455,6 +528,7 @@ impl Reactor {
     fn close(&mut self, slot: usize) {
         if let Some(mut s) = self.conns.try_remove(slot) {
             let _ = self.poll.registry().deregister(s.conn.stream());
+            self.stats.active.fetch_sub(1, Ordering::Relaxed);
         }
         if !self.accepting && self.accept_resume.is_none() {
             self.resume_accepting();

@@ -140,6 +140,8 @@ pub struct Router<'a> {
     pub http10: bool,
     /// The compression pool and cache; None when compression is off.
     pub offload: Option<&'a Arc<Offload>>,
+    /// Set on the metrics listener's connections: they only serve `/metrics`.
+    pub metrics: Option<&'a crate::metrics::Registry>,
 }
 
 impl Router<'_> {
@@ -154,6 +156,9 @@ impl Router<'_> {
     ) -> Reply {
         let head_only = head.method == Method::Head;
         self.http10 = head.version == Version::Http10;
+        if let Some(registry) = self.metrics {
+            return self.metrics(head, buf, registry, keep_alive, out);
+        }
         match head.method {
             Method::Get | Method::Head => {}
             Method::Options => return self.options(out, keep_alive),
@@ -450,6 +455,42 @@ impl Router<'_> {
                     keep_alive,
                 }
             }
+        }
+    }
+
+    /// The Prometheus endpoint, on its own listener.
+    fn metrics(
+        &mut self,
+        head: &RequestHead,
+        buf: &[u8],
+        registry: &crate::metrics::Registry,
+        keep_alive: bool,
+        out: &mut Vec<u8>,
+    ) -> Reply {
+        let head_only = head.method == Method::Head;
+        if !matches!(head.method, Method::Get | Method::Head) {
+            return self.error(out, 405, keep_alive, head_only);
+        }
+        if head.path.get(buf) != b"/metrics" {
+            return self.error(out, 404, keep_alive, head_only);
+        }
+        let body: Arc<[u8]> = Arc::from(registry.render().into_bytes());
+        response::start(out, 200, self.date);
+        response::header(
+            out,
+            b"Content-Type",
+            b"text/plain; version=0.0.4; charset=utf-8",
+        );
+        response::header_u64(out, b"Content-Length", body.len() as u64);
+        response::finish(out, keep_alive, self.http10);
+        Reply {
+            status: 200,
+            body: if head_only {
+                Body::Empty
+            } else {
+                Body::Shared(body)
+            },
+            keep_alive,
         }
     }
 

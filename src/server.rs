@@ -8,13 +8,15 @@
 //! themselves survive: the server keeps one descriptor of each, and every generation gets
 //! a duplicate (same socket, same accept queue). Only the old reactors' duplicates close.
 
+use crate::accesslog;
 use crate::config::Config;
 use crate::listener;
+use crate::metrics::Registry;
 use crate::offload::Offload;
-use crate::reactor::{Msg, Reactor};
+use crate::reactor::{Msg, Reactor, Setup};
 use crossbeam_channel::Sender;
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use std::io;
 use std::net::SocketAddr;
@@ -56,6 +58,11 @@ pub struct Server {
     config: Arc<Config>,
     /// The listening sockets, kept open across reloads; reactors own duplicates.
     sockets: Vec<std::net::TcpListener>,
+    metrics_socket: Option<std::net::TcpListener>,
+    registry: Arc<Registry>,
+    /// The access log writer of the current configuration (target, sender).
+    access_log: Option<(accesslog::Target, Sender<accesslog::Msg>)>,
+    log_writers: Vec<JoinHandle<()>>,
     current: Generation,
     draining: Vec<Generation>,
     poll: Poll,
@@ -71,17 +78,27 @@ impl Server {
         raise_nofile_limit(&config);
         let sockets = bind(&config)?;
         let addr = sockets[0].local_addr()?;
+        let metrics_socket = match config.metrics {
+            Some(a) => {
+                Some(listener::bind(a, 128).map_err(|err| ServerError::Bind { addr: a, err })?)
+            }
+            None => None,
+        };
         let poll = Poll::new()?;
         let exited = Arc::new(Waker::new(poll.registry(), EXITED)?);
         // Handlers go in before anyone can learn our address: a SIGHUP that arrives
         // before them would kill the process (its default action).
-        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+        let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let mut server = Server {
             addr,
             config: Arc::new(config),
             sockets,
+            metrics_socket,
+            registry: Arc::new(Registry::default()),
+            access_log: None,
+            log_writers: Vec::new(),
             current: Generation {
                 reactors: Vec::new(),
                 threads: Vec::new(),
@@ -94,6 +111,9 @@ impl Server {
             next_id: 0,
         };
         server.current = server.spawn(server.config.clone())?;
+        if let Some(m) = &server.metrics_socket {
+            println!("metrics on http://{}/metrics", m.local_addr()?);
+        }
         println!("listening on {addr}");
         Ok(server)
     }
@@ -115,16 +135,49 @@ impl Server {
         } else {
             None
         };
+        if let Some(o) = &offload {
+            let o = o.clone();
+            self.registry.set_offload(Arc::new(move || o.figures()));
+        }
+        // One writer per log target; a reload to the same target keeps the writer.
+        let log_tx = match &config.log.access {
+            None => None,
+            Some(target) => match &self.access_log {
+                Some((t, tx)) if t == target => Some(tx.clone()),
+                _ => {
+                    let (tx, handle) = accesslog::spawn_writer(target.clone())?;
+                    self.log_writers.push(handle);
+                    self.access_log = Some((target.clone(), tx.clone()));
+                    Some(tx)
+                }
+            },
+        };
+        if config.log.access.is_none() {
+            self.access_log = None;
+        }
         let mut generation = Generation {
             reactors: Vec::new(),
             threads: Vec::new(),
         };
-        for socket in &self.sockets {
+        for (i, socket) in self.sockets.iter().enumerate() {
             let id = self.next_id;
             self.next_id += 1;
             let l = mio::net::TcpListener::from_std(socket.try_clone()?);
+            let metrics_listener = match (&self.metrics_socket, i) {
+                (Some(m), 0) => Some(mio::net::TcpListener::from_std(m.try_clone()?)),
+                _ => None,
+            };
             let (tx, rx) = crossbeam_channel::unbounded();
-            let (reactor, waker) = Reactor::new(id, config.clone(), l, rx, offload.clone())?;
+            let (reactor, waker) = Reactor::new(Setup {
+                id,
+                config: config.clone(),
+                listener: l,
+                metrics_listener,
+                rx,
+                offload: offload.clone(),
+                registry: self.registry.clone(),
+                access_log: log_tx.clone(),
+            })?;
             generation.reactors.push((tx, waker));
             let exited = self.exited.clone();
             let running = self.running.clone();
@@ -222,6 +275,11 @@ impl Server {
                 let pending: Vec<i32> = self.signals.pending().collect();
                 for sig in pending {
                     match sig {
+                        SIGUSR1 => {
+                            if let Some((_, tx)) = &self.access_log {
+                                let _ = tx.send(accesslog::Msg::Reopen);
+                            }
+                        }
                         SIGHUP if !stopping => self.reload(),
                         SIGHUP => {}
                         _ if stopping => {
@@ -232,6 +290,7 @@ impl Server {
                             log::info!("signal {sig}: graceful shutdown");
                             stopping = true;
                             self.sockets.clear();
+                            self.metrics_socket = None;
                             self.stop(true);
                         }
                     }
@@ -252,6 +311,11 @@ impl Server {
             }
         }
         reap(&mut self.current.threads, &mut failure);
+        // Reactors are gone and so are their senders: the writer drains and exits.
+        self.access_log = None;
+        for w in self.log_writers.drain(..) {
+            let _ = w.join();
+        }
         match failure {
             Some(e) => Err(ServerError::Reactor(e)),
             None => Ok(()),

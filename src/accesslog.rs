@@ -1,0 +1,361 @@
+//! The access log, off the hot path. Each reactor formats lines into its own buffer (itoa,
+//! a timestamp cached per second, no allocation per line) and hands the buffer to one
+//! writer thread every 64 KiB or every second, over a bounded channel. The reactor never
+//! blocks on the disk: when the writer falls behind and the channel is full, the batch is
+//! dropped and its lines counted (`vireo_access_log_dropped_lines_total`). On a graceful
+//! exit the last batch is handed over with a blocking send, so nothing is lost.
+//!
+//! Formats: `combined` (Apache/nginx combined, so goaccess and awk scripts read it) and
+//! `json` (the same fields plus the request time in microseconds and the reactor id).
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::metrics::ReactorStats;
+
+const BATCH: usize = 64 << 10;
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Batches waiting for the writer; beyond this, lines are dropped.
+const QUEUE: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Combined,
+    Json,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Stdout,
+    File(PathBuf),
+}
+
+pub enum Msg {
+    Batch(Vec<u8>),
+    /// Reopen the file (SIGUSR1, after logrotate renamed it).
+    Reopen,
+}
+
+/// The writer thread: owns the file, writes batches in order, reopens on request, exits
+/// when every sender is gone (after writing everything queued).
+pub fn spawn_writer(target: Target) -> io::Result<(Sender<Msg>, JoinHandle<()>)> {
+    let (tx, rx) = crossbeam_channel::bounded(QUEUE);
+    let mut out = open(&target)?;
+    let t = std::thread::Builder::new()
+        .name("vireo-log".into())
+        .spawn(move || writer(&target, &mut out, rx))?;
+    Ok((tx, t))
+}
+
+fn open(target: &Target) -> io::Result<Box<dyn Write + Send>> {
+    Ok(match target {
+        Target::Stdout => Box::new(io::stdout()),
+        Target::File(p) => Box::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", p.display())))?,
+        ) as Box<dyn Write + Send>,
+    })
+}
+
+fn writer(target: &Target, out: &mut Box<dyn Write + Send>, rx: Receiver<Msg>) {
+    for msg in rx {
+        match msg {
+            Msg::Batch(b) => {
+                if let Err(e) = out.write_all(&b).and_then(|_| out.flush()) {
+                    log::error!("access log: {e}");
+                }
+            }
+            Msg::Reopen => match open(target) {
+                Ok(f) => {
+                    *out = f;
+                    log::info!("access log reopened");
+                }
+                Err(e) => log::error!("access log reopen: {e}"),
+            },
+        }
+    }
+    let _ = out.flush();
+}
+
+/// One request, as the connection saw it.
+pub struct Entry<'a> {
+    pub peer: SocketAddr,
+    /// Method, target, protocol; None when the request could not be parsed.
+    pub request: Option<(&'a [u8], &'a [u8], &'a [u8])>,
+    pub status: u16,
+    pub bytes: u64,
+    pub referer: Option<&'a [u8]>,
+    pub user_agent: Option<&'a [u8]>,
+    pub started: Instant,
+}
+
+/// A reactor's side of the log.
+pub struct AccessLog {
+    format: Format,
+    reactor: usize,
+    buf: Vec<u8>,
+    lines: u64,
+    first_at: Option<Instant>,
+    tx: Sender<Msg>,
+    stats: Arc<ReactorStats>,
+    secs: u64,
+    /// `10/Oct/2000:13:55:36 +0000` and `2000-10-10T13:55:36Z`.
+    clf: [u8; 26],
+    iso: [u8; 20],
+}
+
+impl AccessLog {
+    pub fn new(format: Format, reactor: usize, tx: Sender<Msg>, stats: Arc<ReactorStats>) -> Self {
+        AccessLog {
+            format,
+            reactor,
+            buf: Vec::with_capacity(BATCH + 1024),
+            lines: 0,
+            first_at: None,
+            tx,
+            stats,
+            secs: u64::MAX,
+            clf: [b' '; 26],
+            iso: [b' '; 20],
+        }
+    }
+
+    /// When the buffered lines must be handed over at the latest.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.first_at.map(|t| t + FLUSH_EVERY)
+    }
+
+    pub fn log(&mut self, e: &Entry, now: Instant) {
+        self.update_time();
+        if self.first_at.is_none() {
+            self.first_at = Some(now);
+        }
+        let micros = now.saturating_duration_since(e.started).as_micros() as u64;
+        let mut n = itoa::Buffer::new();
+        let b = &mut self.buf;
+        match self.format {
+            Format::Combined => {
+                push_ip(b, e.peer);
+                b.extend_from_slice(b" - - [");
+                b.extend_from_slice(&self.clf);
+                b.extend_from_slice(b"] \"");
+                match e.request {
+                    Some((method, target, protocol)) => {
+                        escape_clf(b, method);
+                        b.push(b' ');
+                        escape_clf(b, target);
+                        b.push(b' ');
+                        escape_clf(b, protocol);
+                    }
+                    None => b.push(b'-'),
+                }
+                b.extend_from_slice(b"\" ");
+                b.extend_from_slice(n.format(e.status).as_bytes());
+                b.push(b' ');
+                b.extend_from_slice(n.format(e.bytes).as_bytes());
+                b.extend_from_slice(b" \"");
+                escape_clf(b, e.referer.unwrap_or(b"-"));
+                b.extend_from_slice(b"\" \"");
+                escape_clf(b, e.user_agent.unwrap_or(b"-"));
+                b.extend_from_slice(b"\"\n");
+            }
+            Format::Json => {
+                b.extend_from_slice(b"{\"time\":\"");
+                b.extend_from_slice(&self.iso);
+                b.extend_from_slice(b"\",\"remote_addr\":\"");
+                push_ip(b, e.peer);
+                let (method, target, protocol) = e.request.unwrap_or((b"", b"", b""));
+                b.extend_from_slice(b"\",\"method\":\"");
+                escape_json(b, method);
+                b.extend_from_slice(b"\",\"uri\":\"");
+                escape_json(b, target);
+                b.extend_from_slice(b"\",\"protocol\":\"");
+                escape_json(b, protocol);
+                b.extend_from_slice(b"\",\"status\":");
+                b.extend_from_slice(n.format(e.status).as_bytes());
+                b.extend_from_slice(b",\"bytes\":");
+                b.extend_from_slice(n.format(e.bytes).as_bytes());
+                b.extend_from_slice(b",\"referer\":\"");
+                escape_json(b, e.referer.unwrap_or(b""));
+                b.extend_from_slice(b"\",\"user_agent\":\"");
+                escape_json(b, e.user_agent.unwrap_or(b""));
+                b.extend_from_slice(b"\",\"request_time_us\":");
+                b.extend_from_slice(n.format(micros).as_bytes());
+                b.extend_from_slice(b",\"reactor\":");
+                b.extend_from_slice(n.format(self.reactor).as_bytes());
+                b.extend_from_slice(b"}\n");
+            }
+        }
+        self.lines += 1;
+        if self.buf.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    /// Hand the buffer to the writer without ever blocking; drop it if the writer is behind.
+    pub fn flush(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.buf, Vec::with_capacity(BATCH + 1024));
+        match self.tx.try_send(Msg::Batch(batch)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.stats
+                    .log_dropped
+                    .fetch_add(self.lines, Ordering::Relaxed);
+            }
+        }
+        self.lines = 0;
+        self.first_at = None;
+    }
+
+    /// At exit: wait for room so the last lines are not lost.
+    pub fn flush_blocking(&mut self) {
+        if !self.buf.is_empty() {
+            let batch = std::mem::take(&mut self.buf);
+            let _ = self
+                .tx
+                .send_timeout(Msg::Batch(batch), Duration::from_secs(5));
+        }
+    }
+
+    fn update_time(&mut self) {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if secs == self.secs {
+            return;
+        }
+        self.secs = secs;
+        // "Sun, 06 Nov 1994 08:49:37 GMT" -> "06/Nov/1994:08:49:37 +0000"
+        let d = crate::http::response::http_date(secs);
+        let (day, mon, year, time) = (&d[5..7], &d[8..11], &d[12..16], &d[17..25]);
+        let mut clf = Vec::with_capacity(26);
+        for part in [day, b"/", mon, b"/", year, b":", time, b" +0000"] {
+            clf.extend_from_slice(part);
+        }
+        self.clf.copy_from_slice(&clf[..26]);
+        let m = match mon {
+            b"Jan" => b"01",
+            b"Feb" => b"02",
+            b"Mar" => b"03",
+            b"Apr" => b"04",
+            b"May" => b"05",
+            b"Jun" => b"06",
+            b"Jul" => b"07",
+            b"Aug" => b"08",
+            b"Sep" => b"09",
+            b"Oct" => b"10",
+            b"Nov" => b"11",
+            _ => b"12",
+        };
+        let mut iso = Vec::with_capacity(20);
+        for part in [year, b"-", m, b"-", day, b"T", time, b"Z"] {
+            iso.extend_from_slice(part);
+        }
+        self.iso.copy_from_slice(&iso[..20]);
+    }
+}
+
+impl Drop for AccessLog {
+    fn drop(&mut self) {
+        self.flush_blocking();
+    }
+}
+
+fn push_ip(b: &mut Vec<u8>, peer: SocketAddr) {
+    // Formatting an IpAddr does not allocate when written into a Vec via io::Write.
+    let _ = write!(b, "{}", peer.ip());
+}
+
+/// nginx-style escaping: `"`, `\` and bytes outside printable ASCII as `\xHH`.
+fn escape_clf(b: &mut Vec<u8>, s: &[u8]) {
+    for &c in s {
+        if c == b'"' || c == b'\\' || !(0x20..0x7f).contains(&c) {
+            b.extend_from_slice(&[b'\\', b'x', hex(c >> 4), hex(c & 15)]);
+        } else {
+            b.push(c);
+        }
+    }
+}
+
+fn escape_json(b: &mut Vec<u8>, s: &[u8]) {
+    for &c in s {
+        match c {
+            b'"' => b.extend_from_slice(b"\\\""),
+            b'\\' => b.extend_from_slice(b"\\\\"),
+            0x20..0x7f => b.push(c),
+            // Control and non-ASCII bytes as \u00XX (bytes read as Latin-1: always valid JSON).
+            _ => b.extend_from_slice(&[b'\\', b'u', b'0', b'0', hex(c >> 4), hex(c & 15)]),
+        }
+    }
+}
+
+fn hex(n: u8) -> u8 {
+    b"0123456789abcdef"[n as usize & 15]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry() -> Entry<'static> {
+        Entry {
+            peer: "127.0.0.1:5000".parse().expect("addr"),
+            request: Some((b"GET", b"/a\"b", b"HTTP/1.1")),
+            status: 200,
+            bytes: 13,
+            referer: None,
+            user_agent: Some(b"curl/8 \xff"),
+            started: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn combined_line_has_the_standard_shape() {
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let mut l = AccessLog::new(Format::Combined, 0, tx, Arc::default());
+        l.log(&entry(), Instant::now());
+        l.flush();
+        let Ok(Msg::Batch(b)) = rx.try_recv() else {
+            panic!("no batch")
+        };
+        let line = String::from_utf8(b).expect("ascii");
+        assert!(line.starts_with("127.0.0.1 - - ["), "{line}");
+        assert!(
+            line.contains("+0000] \"GET /a\\x22b HTTP/1.1\" 200 13 \"-\" \"curl/8 \\xff\"\n"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn json_line_escapes_and_counts_drops_when_full() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let stats: Arc<ReactorStats> = Arc::default();
+        let mut l = AccessLog::new(Format::Json, 3, tx, stats.clone());
+        l.log(&entry(), Instant::now());
+        l.flush();
+        l.log(&entry(), Instant::now());
+        l.log(&entry(), Instant::now());
+        l.flush(); // channel full: two lines dropped
+        assert_eq!(stats.log_dropped.load(Ordering::Relaxed), 2);
+        let Ok(Msg::Batch(b)) = rx.try_recv() else {
+            panic!("no batch")
+        };
+        let line = String::from_utf8(b).expect("ascii");
+        assert!(line.contains("\"uri\":\"/a\\\"b\""), "{line}");
+        assert!(line.contains("\"user_agent\":\"curl/8 \\u00ff\""), "{line}");
+        assert!(line.contains("\"reactor\":3}"), "{line}");
+    }
+}

@@ -1,0 +1,263 @@
+//! Counters and histograms, per reactor and lock-free: each reactor increments only its own
+//! atomics (Relaxed: they are statistics, not synchronisation), and the `/metrics` endpoint
+//! sums them into the Prometheus text format. The registry's mutex is touched only when a
+//! reactor starts and when someone scrapes.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds of histogram buckets, in microseconds.
+const BUCKETS_US: [u64; 12] = [
+    10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000, 1_000_000,
+];
+
+#[derive(Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let us = d.as_micros().min(u64::MAX as u128) as u64;
+        if let Some(i) = BUCKETS_US.iter().position(|&b| us <= b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+}
+
+type CounterOf = fn(&ReactorStats) -> &AtomicU64;
+type HistogramOf = fn(&ReactorStats) -> &Histogram;
+
+/// Timeout kinds, in the order of `timer::Class`.
+pub const TIMEOUT_KINDS: [&str; 6] = ["header", "keepalive", "body", "send", "linger", "drain"];
+
+/// One reactor's counters.
+#[derive(Default)]
+pub struct ReactorStats {
+    /// Responses by status class: index 0 = 1xx ... 4 = 5xx.
+    pub responses: [AtomicU64; 5],
+    pub bytes_sent: AtomicU64,
+    pub accepted: AtomicU64,
+    pub active: AtomicU64,
+    pub timeouts: [AtomicU64; 6],
+    pub log_dropped: AtomicU64,
+    pub loop_time: Histogram,
+    pub offload_rtt: Histogram,
+}
+
+impl ReactorStats {
+    pub fn response(&self, status: u16, body_bytes: u64) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.responses[class].fetch_add(1, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(body_bytes, Ordering::Relaxed);
+    }
+}
+
+/// Process-wide compression figures, filled in by the offload module.
+pub struct OffloadFigures {
+    pub started: u64,
+    pub completed: u64,
+    pub rejected: u64,
+    pub pending: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub cache_bytes: u64,
+}
+
+#[derive(Default)]
+pub struct Registry {
+    reactors: Mutex<Vec<(usize, Arc<ReactorStats>)>>,
+    offload: Mutex<Option<Arc<dyn Fn() -> OffloadFigures + Send + Sync>>>,
+}
+
+impl Registry {
+    pub fn reactor(&self, id: usize) -> Arc<ReactorStats> {
+        let stats = Arc::new(ReactorStats::default());
+        let mut r = self.reactors.lock().unwrap_or_else(|e| e.into_inner());
+        r.push((id, stats.clone()));
+        stats
+    }
+
+    pub fn set_offload(&self, f: Arc<dyn Fn() -> OffloadFigures + Send + Sync>) {
+        *self.offload.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    }
+
+    /// The Prometheus text exposition (format 0.0.4).
+    pub fn render(&self) -> String {
+        let reactors = self
+            .reactors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut out = String::with_capacity(8192);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+
+        out.push_str("# HELP vireo_responses_total Responses sent, by status class.\n");
+        out.push_str("# TYPE vireo_responses_total counter\n");
+        for (id, s) in &reactors {
+            for (i, c) in s.responses.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "vireo_responses_total{{reactor=\"{id}\",class=\"{}xx\"}} {}",
+                    i + 1,
+                    load(c)
+                );
+            }
+        }
+        let simple: [(&str, &str, &str, CounterOf); 4] = [
+            (
+                "vireo_response_body_bytes_total",
+                "counter",
+                "Response body bytes queued for sending.",
+                |s| &s.bytes_sent,
+            ),
+            (
+                "vireo_connections_accepted_total",
+                "counter",
+                "Connections accepted.",
+                |s| &s.accepted,
+            ),
+            (
+                "vireo_connections_active",
+                "gauge",
+                "Connections open now.",
+                |s| &s.active,
+            ),
+            (
+                "vireo_access_log_dropped_lines_total",
+                "counter",
+                "Access log lines dropped because the writer fell behind.",
+                |s| &s.log_dropped,
+            ),
+        ];
+        for (name, kind, help, get) in simple {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for (id, s) in &reactors {
+                let _ = writeln!(out, "{name}{{reactor=\"{id}\"}} {}", load(get(s)));
+            }
+        }
+        out.push_str("# HELP vireo_timeouts_total Connections closed by a timeout, by kind.\n");
+        out.push_str("# TYPE vireo_timeouts_total counter\n");
+        for (id, s) in &reactors {
+            for (i, kind) in TIMEOUT_KINDS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "vireo_timeouts_total{{reactor=\"{id}\",kind=\"{kind}\"}} {}",
+                    load(&s.timeouts[i])
+                );
+            }
+        }
+        let hists: [(&str, &str, HistogramOf); 2] = [
+            (
+                "vireo_loop_iteration_seconds",
+                "Time a reactor spends handling one batch of events.",
+                |s| &s.loop_time,
+            ),
+            (
+                "vireo_offload_roundtrip_seconds",
+                "From handing a compression job to the pool to resuming the connection.",
+                |s| &s.offload_rtt,
+            ),
+        ];
+        for (name, help, get) in hists {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            for (id, s) in &reactors {
+                let h = get(s);
+                let mut cumulative = 0;
+                for (i, b) in BUCKETS_US.iter().enumerate() {
+                    cumulative += load(&h.buckets[i]);
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{{reactor=\"{id}\",le=\"{}\"}} {cumulative}",
+                        *b as f64 / 1e6
+                    );
+                }
+                let count = load(&h.count);
+                let _ = writeln!(out, "{name}_bucket{{reactor=\"{id}\",le=\"+Inf\"}} {count}");
+                let _ = writeln!(
+                    out,
+                    "{name}_sum{{reactor=\"{id}\"}} {}",
+                    load(&h.sum_us) as f64 / 1e6
+                );
+                let _ = writeln!(out, "{name}_count{{reactor=\"{id}\"}} {count}");
+            }
+        }
+        let offload = self
+            .offload
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(f) = offload {
+            let o = f();
+            out.push_str("# HELP vireo_compression_jobs_total Compression jobs, by outcome.\n");
+            out.push_str("# TYPE vireo_compression_jobs_total counter\n");
+            for (state, v) in [
+                ("started", o.started),
+                ("completed", o.completed),
+                ("rejected", o.rejected),
+            ] {
+                let _ = writeln!(out, "vireo_compression_jobs_total{{state=\"{state}\"}} {v}");
+            }
+            for (name, kind, help, v) in [
+                (
+                    "vireo_compression_jobs_pending",
+                    "gauge",
+                    "Compression jobs in flight.",
+                    o.pending,
+                ),
+                (
+                    "vireo_compression_cache_hits_total",
+                    "counter",
+                    "Compressed-cache hits.",
+                    o.cache_hits,
+                ),
+                (
+                    "vireo_compression_cache_misses_total",
+                    "counter",
+                    "Compressed-cache misses.",
+                    o.cache_misses,
+                ),
+                (
+                    "vireo_compression_cache_bytes",
+                    "gauge",
+                    "Bytes held by the compressed cache.",
+                    o.cache_bytes,
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+                );
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_sums_what_reactors_count() {
+        let r = Registry::default();
+        let a = r.reactor(0);
+        a.response(200, 10);
+        a.response(404, 5);
+        a.loop_time.observe(Duration::from_micros(70));
+        let text = r.render();
+        assert!(text.contains("vireo_responses_total{reactor=\"0\",class=\"2xx\"} 1"));
+        assert!(text.contains("vireo_responses_total{reactor=\"0\",class=\"4xx\"} 1"));
+        assert!(text.contains("vireo_response_body_bytes_total{reactor=\"0\"} 15"));
+        assert!(text.contains("vireo_loop_iteration_seconds_bucket{reactor=\"0\",le=\"0.0001\"} 1"));
+        assert!(
+            text.contains("vireo_loop_iteration_seconds_bucket{reactor=\"0\",le=\"0.00005\"} 0")
+        );
+    }
+}
