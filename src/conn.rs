@@ -242,6 +242,10 @@ impl Conn {
         }
     }
 
+    pub fn is_metrics(&self) -> bool {
+        self.metrics
+    }
+
     pub fn stream(&mut self) -> &mut TcpStream {
         &mut self.stream
     }
@@ -430,7 +434,8 @@ impl Conn {
             };
             let bytes = reply.body.len();
             // A compressed body is logged when its job completes, with its real length.
-            if !matches!(reply.body, Body::Compress(_)) {
+            // Scrapes of the metrics endpoint are not traffic: neither counted nor logged.
+            if !matches!(reply.body, Body::Compress(_)) && !self.metrics {
                 cx.stats.response(reply.status, bytes);
                 if let Some(log) = cx.log.as_deref_mut() {
                     log.log(

@@ -272,7 +272,8 @@ impl Reactor {
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let mut t = self.timers.next_timeout(now);
-        for at in [self.accept_resume, self.drain_deadline]
+        let log = self.log.as_ref().and_then(|l| l.deadline());
+        for at in [self.accept_resume, self.drain_deadline, log]
             .into_iter()
             .flatten()
         {
@@ -300,8 +301,10 @@ impl Reactor {
             };
             match listener.accept() {
                 Ok((stream, peer)) => {
-                    self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                    self.stats.active.fetch_add(1, Ordering::Relaxed);
+                    if !metrics {
+                        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
+                        self.stats.active.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.accept_error_logged = false;
                     if let Err(e) = stream.set_nodelay(true) {
                         log::debug!("TCP_NODELAY: {e}");
@@ -317,7 +320,9 @@ impl Reactor {
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         log::warn!("register: {e}");
-                        self.stats.active.fetch_sub(1, Ordering::Relaxed);
+                        if !metrics {
+                            self.stats.active.fetch_sub(1, Ordering::Relaxed);
+                        }
                         continue;
                     }
                     entry.insert(Slot {
@@ -528,7 +533,9 @@ impl Reactor {
     fn close(&mut self, slot: usize) {
         if let Some(mut s) = self.conns.try_remove(slot) {
             let _ = self.poll.registry().deregister(s.conn.stream());
-            self.stats.active.fetch_sub(1, Ordering::Relaxed);
+            if !s.conn.is_metrics() {
+                self.stats.active.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         if !self.accepting && self.accept_resume.is_none() {
             self.resume_accepting();

@@ -311,10 +311,19 @@ impl Server {
             }
         }
         reap(&mut self.current.threads, &mut failure);
-        // Reactors are gone and so are their senders: the writer drains and exits.
+        // Reactors are gone and so are their senders: the writer drains and exits. A
+        // writer stuck on a log nobody reads (a full FIFO) must not hold the exit forever.
         self.access_log = None;
+        let deadline = std::time::Instant::now() + self.config.timeouts.shutdown;
         for w in self.log_writers.drain(..) {
-            let _ = w.join();
+            while !w.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            if w.is_finished() {
+                let _ = w.join();
+            } else {
+                log::warn!("access log writer still blocked at exit; lines may be lost");
+            }
         }
         match failure {
             Some(e) => Err(ServerError::Reactor(e)),

@@ -7,5 +7,7 @@ mod errors;
 mod files;
 mod keepalive;
 mod lifecycle;
+mod limits;
+mod operations;
 mod support;
 mod timeouts;

@@ -10,6 +10,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The metrics listener, when the config enables one.
+    pub metrics: Option<SocketAddr>,
     pub child: Child,
     pub dir: tempfile::TempDir,
 }
@@ -18,6 +20,11 @@ impl TestServer {
     /// Start vireo with `extra` TOML appended to a base config (workers = 2, port 0) and a
     /// fresh docroot, populated by `setup` before the server starts.
     pub fn start_with(extra: &str, setup: impl FnOnce(&Path)) -> TestServer {
+        Self::start_wrapped(&[], extra, setup)
+    }
+
+    /// Like `start_with`, with the binary run under a wrapper command (e.g. `prlimit`).
+    pub fn start_wrapped(wrapper: &[&str], extra: &str, setup: impl FnOnce(&Path)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("root");
         std::fs::create_dir(&root).expect("mkdir root");
@@ -29,7 +36,15 @@ impl TestServer {
         );
         let cfg_path = dir.path().join("vireo.toml");
         std::fs::write(&cfg_path, cfg).expect("write config");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vireo"))
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(env!("CARGO_BIN_EXE_vireo"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_vireo")),
+        };
+        let mut child = cmd
             .arg("--config")
             .arg(&cfg_path)
             .env("RUST_LOG", "warn")
@@ -39,18 +54,27 @@ impl TestServer {
             .expect("spawn vireo");
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
+        let mut metrics = None;
         let addr = loop {
             let line = lines
                 .next()
                 .expect("vireo exited before listening")
                 .expect("read stdout");
+            if let Some(a) = line.strip_prefix("metrics on http://") {
+                metrics = a.strip_suffix("/metrics").and_then(|a| a.parse().ok());
+            }
             if let Some(a) = line.strip_prefix("listening on ") {
                 break a.parse().expect("address");
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        TestServer { addr, child, dir }
+        TestServer {
+            addr,
+            metrics,
+            child,
+            dir,
+        }
     }
 
     pub fn start(extra: &str) -> TestServer {
@@ -71,6 +95,7 @@ impl TestServer {
             15 => rustix::process::Signal::TERM,
             2 => rustix::process::Signal::INT,
             1 => rustix::process::Signal::HUP,
+            10 => rustix::process::Signal::USR1,
             _ => panic!("signal {sig}"),
         };
         rustix::process::kill_process(pid, sig).expect("kill");

@@ -1,0 +1,264 @@
+use crate::support::*;
+use std::time::{Duration, Instant};
+
+const SIGTERM: i32 = 15;
+const SIGUSR1: i32 = 10;
+
+fn metrics_addr(s: &TestServer) -> std::net::SocketAddr {
+    s.metrics.expect("metrics listener")
+}
+
+/// Sum of a metric over all its label sets.
+fn metric(text: &str, name: &str, label: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| l.contains(label))
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .expect("value") as u64
+        })
+        .sum()
+}
+
+fn scrape(s: &TestServer) -> String {
+    let r = get(metrics_addr(s), "/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/plain")));
+    String::from_utf8(r.body).expect("utf8")
+}
+
+#[test]
+fn metrics_counters_move_by_the_expected_amounts() {
+    let s = TestServer::start("[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let before = scrape(&s);
+    let mut c = s.connect();
+    for _ in 0..5 {
+        assert_eq!(c.get("/small.txt").status, 200);
+    }
+    for _ in 0..3 {
+        assert_eq!(c.get("/missing").status, 404);
+    }
+    let after = scrape(&s);
+    let d = |name, label| metric(&after, name, label) - metric(&before, name, label);
+    assert_eq!(d("vireo_responses_total", "class=\"2xx\""), 5);
+    assert_eq!(d("vireo_responses_total", "class=\"4xx\""), 3);
+    assert!(d("vireo_response_body_bytes_total", "") >= 5 * 13);
+    assert_eq!(d("vireo_connections_accepted_total", ""), 1);
+    assert!(metric(&after, "vireo_connections_active", "") >= 1);
+    assert!(metric(&after, "vireo_loop_iteration_seconds_count", "") > 0);
+    // Every sample line is `name{labels} value` or `name value`.
+    for l in after.lines().filter(|l| !l.starts_with('#')) {
+        let v = l.rsplit(' ').next().expect("value");
+        assert!(v.parse::<f64>().is_ok(), "bad sample line {l:?}");
+    }
+}
+
+#[test]
+fn concurrent_requests_for_one_cold_file_start_one_job() {
+    let text = crate::compression::text(8 << 20, 21);
+    let s = TestServer::start_with(
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n[compression]\nlevel = 9\n",
+        move |root| std::fs::write(root.join("cold.txt"), &text).expect("write"),
+    );
+    let addr = s.addr;
+    let clients: Vec<_> = (0..8)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr);
+                c.send(b"GET /cold.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+                let r = c.read_response();
+                assert_eq!(r.header("content-encoding"), Some("gzip"));
+                r.body.len()
+            })
+        })
+        .collect();
+    let lens: Vec<usize> = clients
+        .into_iter()
+        .map(|t| t.join().expect("client"))
+        .collect();
+    assert!(lens.windows(2).all(|w| w[0] == w[1]));
+    let m = scrape(&s);
+    let started = metric(&m, "vireo_compression_jobs_total", "state=\"started\"");
+    let hits = metric(&m, "vireo_compression_cache_hits_total", "");
+    // Eight requests: one job, the rest joined it or hit the cache it filled.
+    assert_eq!(started, 1, "{m}");
+    assert_eq!(
+        metric(&m, "vireo_compression_jobs_total", "state=\"completed\""),
+        1
+    );
+    assert!(hits <= 7);
+}
+
+#[test]
+fn one_eventfd_per_reactor() {
+    let s = TestServer::start("workers = 3\n");
+    let pid = s.child.id();
+    let eventfds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("proc fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| t.to_string_lossy().contains("eventfd"))
+        .count();
+    // Three reactor wakers, plus the main thread's (reactors ring it when they exit).
+    assert_eq!(eventfds, 3 + 1);
+}
+
+fn parse_combined(line: &str) -> (String, u16, u64) {
+    // 127.0.0.1 - - [29/Nov/2026:02:49:48 +0000] "GET /small.txt HTTP/1.1" 200 13 "-" "ua"
+    let q1 = line.find('"').expect("request quote");
+    let rest = &line[q1 + 1..];
+    let q2 = rest.find('"').expect("end quote");
+    let request = rest[..q2].to_string();
+    let mut nums = rest[q2 + 1..].split_whitespace();
+    let status = nums.next().and_then(|v| v.parse().ok()).expect("status");
+    let bytes = nums.next().and_then(|v| v.parse().ok()).expect("bytes");
+    (request, status, bytes)
+}
+
+fn wait_exit(s: &mut TestServer) {
+    s.signal(SIGTERM);
+    let st = s.wait_exit(Duration::from_secs(10)).expect("exit");
+    assert!(st.success());
+}
+
+#[test]
+fn combined_access_log_lines_parse_back() {
+    let mut s = TestServer::start("[log]\naccess = \"access.log\"\n");
+    let mut c = s.connect();
+    c.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\nUser-Agent: test \"agent\"\r\nReferer: http://r/\r\n\r\n");
+    c.read_response();
+    assert_eq!(c.get("/missing").status, 404);
+    c.send(b"HEAD /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    c.read_response_to(true);
+    let mut bad = s.connect();
+    bad.send(b"BROKEN\r\n\r\n");
+    bad.read_response();
+    wait_exit(&mut s);
+    let log = std::fs::read_to_string(s.dir.path().join("access.log")).expect("log");
+    let lines: Vec<_> = log.lines().collect();
+    assert_eq!(lines.len(), 4, "{log}");
+    let mut parsed: Vec<_> = lines.iter().map(|l| parse_combined(l)).collect();
+    parsed.sort_by_key(|p| p.1);
+    assert!(parsed.contains(&("GET /small.txt HTTP/1.1".into(), 200, 13)));
+    assert!(parsed.contains(&("HEAD /small.txt HTTP/1.1".into(), 200, 0)));
+    assert!(parsed
+        .iter()
+        .any(|p| p.0 == "GET /missing HTTP/1.1" && p.1 == 404));
+    assert!(parsed.iter().any(|p| p.0 == "-" && p.1 == 400));
+    let first = lines
+        .iter()
+        .find(|l| l.contains("/small.txt HTTP/1.1\" 200 13"))
+        .expect("line");
+    assert!(first.starts_with("127.0.0.1 - - ["), "{first}");
+    assert!(
+        first.ends_with("\"http://r/\" \"test \\x22agent\\x22\""),
+        "{first}"
+    );
+}
+
+#[test]
+fn json_access_log_has_the_same_fields_and_timing() {
+    let mut s = TestServer::start("[log]\naccess = \"access.json\"\nformat = \"json\"\n");
+    let mut c = s.connect();
+    for _ in 0..3 {
+        assert_eq!(c.get("/small.txt").status, 200);
+    }
+    wait_exit(&mut s);
+    let log = std::fs::read_to_string(s.dir.path().join("access.json")).expect("log");
+    assert_eq!(log.lines().count(), 3);
+    for l in log.lines() {
+        assert!(l.starts_with('{') && l.ends_with('}'), "{l}");
+        for field in [
+            "\"method\":\"GET\"",
+            "\"uri\":\"/small.txt\"",
+            "\"status\":200",
+            "\"bytes\":13",
+            "\"remote_addr\":\"127.0.0.1\"",
+            "\"request_time_us\":",
+            "\"reactor\":",
+        ] {
+            assert!(l.contains(field), "{field} missing in {l}");
+        }
+    }
+}
+
+#[test]
+fn sigusr1_reopens_the_log_after_a_rename() {
+    let mut s = TestServer::start("[log]\naccess = \"access.log\"\n");
+    let path = s.dir.path().join("access.log");
+    let rotated = s.dir.path().join("access.log.1");
+    assert_eq!(get(s.addr, "/small.txt").status, 200);
+    // Wait for the first line to reach the file (batches are flushed within a second).
+    let start = Instant::now();
+    while std::fs::metadata(&path).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "first line never written"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::rename(&path, &rotated).expect("rename");
+    s.signal(SIGUSR1);
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < Duration::from_secs(5), "log not reopened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(get(s.addr, "/dir/").status, 200);
+    wait_exit(&mut s);
+    let old = std::fs::read_to_string(&rotated).expect("rotated");
+    let new = std::fs::read_to_string(&path).expect("new");
+    assert!(
+        old.contains("/small.txt") && !old.contains("/dir/"),
+        "{old}"
+    );
+    assert!(
+        new.contains("/dir/") && !new.contains("/small.txt"),
+        "{new}"
+    );
+}
+
+#[test]
+fn a_log_nobody_reads_never_stalls_requests() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(st.success());
+    // Hold the read end open without ever reading: the writer's writes block once the
+    // pipe is full.
+    let _reader = std::fs::File::options()
+        .read(true)
+        .write(true) // O_RDWR on a FIFO never blocks in open
+        .open(&fifo)
+        .expect("open fifo");
+    let s = TestServer::start(&format!(
+        "[log]\naccess = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[timeouts]\nshutdown = \"1s\"\n",
+        fifo.display()
+    ));
+    let mut c = s.connect();
+    let long = format!("/small.txt?{}", "q".repeat(2000));
+    let start = Instant::now();
+    for _ in 0..3000 {
+        assert_eq!(c.get(&long).status, 200);
+    }
+    // 3000 lines of 2 KB is ~6 MB against a 64 KiB pipe: the writer is stuck, yet every
+    // request was answered.
+    assert!(start.elapsed() < Duration::from_secs(30));
+    let start = Instant::now();
+    loop {
+        let m = scrape(&s);
+        if metric(&m, "vireo_access_log_dropped_lines_total", "") > 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "no drops counted");
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(c.get(&long).status, 200);
+    }
+}
