@@ -21,15 +21,15 @@ fn emfile_pauses_accepting_without_spinning_and_recovers() {
     );
     let pid = s.child.id();
     let mut clients: Vec<Client> = (0..80).map(|_| s.connect()).collect();
-    // Some of them are being served: the limit is not zero.
-    let mut served = s.connect();
-    drop(
-        served
-            .stream
-            .set_read_timeout(Some(Duration::from_millis(300))),
-    );
-    // Let the accept loop hit EMFILE and settle, then measure CPU while idle.
-    std::thread::sleep(Duration::from_millis(300));
+    // Wait until the server holds every descriptor it may: it is now at EMFILE.
+    let start = Instant::now();
+    while std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count()) < 47 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "never reached the limit"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let t0 = cpu_ticks(pid);
     std::thread::sleep(Duration::from_millis(1500));
     let used = cpu_ticks(pid) - t0;
