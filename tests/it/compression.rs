@@ -214,13 +214,20 @@ fn the_loop_answers_others_while_a_big_file_is_compressed() {
     // reactor answers another connection.
     let big = text(24 << 20, 9);
     let s = server_with(
-        "workers = 1\n[compression]\ncache_bytes = 0\nlevel = 9\n",
+        "workers = 1\n[compression]\ncache_bytes = 0\nlevel = 9\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
         vec![("big.txt", big.clone())],
     );
     let mut slow = s.connect();
     slow.send(b"GET /big.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
-    // Give the reactor the request first: wait until the server has read it.
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    // Wait until the job is running on the pool.
+    let start = std::time::Instant::now();
+    while metric(&scrape(&s), "vireo_compression_jobs_pending", "") != 1 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "job never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     let mut fast = s.connect();
     let r = fast.get("/small.txt");
     assert_eq!(r.body, b"hello, vireo\n");

@@ -4,34 +4,6 @@ use std::time::{Duration, Instant};
 const SIGTERM: i32 = 15;
 const SIGUSR1: i32 = 10;
 
-fn metrics_addr(s: &TestServer) -> std::net::SocketAddr {
-    s.metrics.expect("metrics listener")
-}
-
-/// Sum of a metric over all its label sets.
-fn metric(text: &str, name: &str, label: &str) -> u64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .filter(|l| l.contains(label))
-        .map(|l| {
-            l.rsplit(' ')
-                .next()
-                .and_then(|v| v.parse::<f64>().ok())
-                .expect("value") as u64
-        })
-        .sum()
-}
-
-fn scrape(s: &TestServer) -> String {
-    let r = get(metrics_addr(s), "/metrics");
-    assert_eq!(r.status, 200);
-    assert!(r
-        .header("content-type")
-        .is_some_and(|t| t.starts_with("text/plain")));
-    String::from_utf8(r.body).expect("utf8")
-}
-
 #[test]
 fn metrics_counters_move_by_the_expected_amounts() {
     let s = TestServer::start("[metrics]\nlisten = \"127.0.0.1:0\"\n");

@@ -275,3 +275,31 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 pub fn get(addr: SocketAddr, path: &str) -> Response {
     Client::connect(addr).get(path)
 }
+
+pub fn metrics_addr(s: &TestServer) -> std::net::SocketAddr {
+    s.metrics.expect("metrics listener")
+}
+
+/// Sum of a metric over all its label sets.
+pub fn metric(text: &str, name: &str, label: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| l.contains(label))
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .expect("value") as u64
+        })
+        .sum()
+}
+
+pub fn scrape(s: &TestServer) -> String {
+    let r = get(metrics_addr(s), "/metrics");
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("text/plain")));
+    String::from_utf8(r.body).expect("utf8")
+}
