@@ -305,7 +305,13 @@ impl Conn {
         let mut budget = TURN_BUDGET;
         loop {
             let answered = self.process(cx);
-            match self.flush(&mut budget) {
+            let before = budget;
+            let flushed = self.flush(&mut budget);
+            if budget < before {
+                // Any byte written restarts the send countdown: slow is fine, stuck is not.
+                self.progress_since = cx.now;
+            }
+            match flushed {
                 Ok(Flush::Done) => {}
                 Ok(Flush::Blocked) => return Next::Wait(Class::Send, self.progress_since),
                 Ok(Flush::Budget) => return Next::Yield,

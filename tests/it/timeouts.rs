@@ -111,3 +111,39 @@ fn a_normal_client_is_served_while_500_connections_stall() {
     assert!(start.elapsed() < Duration::from_secs(2));
     drop(stalled);
 }
+
+#[test]
+fn a_slow_but_steady_reader_is_not_cut_by_the_send_timeout() {
+    let big = pattern(8 << 20, 4);
+    let b2 = big.clone();
+    let s = TestServer::start_with("[timeouts]\nsend = \"1s\"\n", move |root| {
+        std::fs::write(root.join("big.bin"), &b2).expect("write");
+    });
+    let mut c = s.connect();
+    c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    // Drain in small sips with pauses: the whole transfer takes well over `send`, but no
+    // single stall lasts that long.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 32 << 10];
+    let start = Instant::now();
+    loop {
+        let n = c.stream.read(&mut buf).expect("read");
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+        if got.len() >= big.len() + 100 {
+            if let Some(i) = find(&got, b"\r\n\r\n") {
+                if got.len() - i - 4 == big.len() {
+                    break;
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(8));
+        assert!(start.elapsed() < Duration::from_secs(60));
+    }
+    assert!(
+        start.elapsed() > Duration::from_millis(1200),
+        "test did not outlast the timeout"
+    );
+    let i = find(&got, b"\r\n\r\n").expect("head") + 4;
+    assert!(got[i..] == big[..]);
+}
