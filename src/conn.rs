@@ -121,13 +121,16 @@ enum Tail {
         data: Arc<[u8]>,
         pos: usize,
     },
-    /// Segments sent in order; `mem` ranges index `mem`, file ranges are sent with sendfile.
-    Parts {
-        file: Arc<File>,
-        mem: Vec<u8>,
-        segs: Vec<Seg>,
-        idx: usize,
-    },
+    /// multipart/byteranges (boxed: rare, and it would double every connection's size).
+    Parts(Box<Parts>),
+}
+
+/// Segments sent in order; `mem` ranges index `mem`, file ranges are sent with sendfile.
+struct Parts {
+    file: Arc<File>,
+    mem: Vec<u8>,
+    segs: Vec<Seg>,
+    idx: usize,
 }
 
 enum Seg {
@@ -157,7 +160,7 @@ pub struct Conn {
     tail: Tail,
     discard: Discard,
     /// Waiting for a compression job: no further request is answered until it completes.
-    parked: Option<Parked>,
+    parked: Option<Box<Parked>>,
     pub readable: bool,
     pub writable: bool,
     /// epoll said the peer hung up (RDHUP): a short read no longer proves the socket is
@@ -504,12 +507,12 @@ impl Conn {
                 };
                 match offload.submit(p.key, p.file, cx.notifier, cx.slot, cx.generation) {
                     Submitted::Parked => {
-                        self.parked = Some(Parked {
+                        self.parked = Some(Box::new(Parked {
                             variant: p.variant,
                             head_only: p.head_only,
                             since: cx.now,
                             log,
-                        })
+                        }))
                     }
                     Submitted::Rejected(file) => {
                         // Over budget after all (another reactor won the race): identity.
@@ -546,12 +549,12 @@ impl Conn {
                     segs.push(Seg::File(r.start, r.end + 1));
                 }
                 segs.push(Seg::Mem(trailer.start, trailer.end));
-                self.tail = Tail::Parts {
+                self.tail = Tail::Parts(Box::new(Parts {
                     file,
                     mem: heads,
                     segs,
                     idx: 0,
-                };
+                }));
             }
         }
     }
@@ -763,12 +766,13 @@ impl Conn {
                         Err(e) => return Err(e),
                     }
                 }
-                Tail::Parts {
-                    file,
-                    mem,
-                    segs,
-                    idx,
-                } => {
+                Tail::Parts(p) => {
+                    let Parts {
+                        file,
+                        mem,
+                        segs,
+                        idx,
+                    } = &mut **p;
                     if *idx >= segs.len() {
                         true
                     } else {
@@ -866,5 +870,17 @@ fn send_file(
             Ok(*pos >= end)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_idle_connection_stays_small() {
+        // What a keep-alive connection costs in user space while idle (its buffers are
+        // returned to the reactor's pool): this struct plus the slab slot around it.
+        let size = std::mem::size_of::<super::Conn>();
+        println!("Conn is {size} bytes");
+        assert!(size <= 320, "Conn grew to {size} bytes");
     }
 }
