@@ -7,5 +7,6 @@ mod errors;
 mod files;
 mod keepalive;
 mod lifecycle;
+mod semantics;
 mod support;
 mod timeouts;
