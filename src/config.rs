@@ -11,6 +11,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use toml::Spanned;
 
@@ -80,6 +81,48 @@ struct RawConfig {
     open_file_cache: RawOpenFileCache,
     log: RawLog,
     metrics: RawMetrics,
+    autoindex: bool,
+    error_pages: Entries<Spanned<String>>,
+    headers: Vec<RawHeaderRule>,
+}
+
+/// One `[[headers]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderRule {
+    path: Spanned<String>,
+    set: Spanned<Entries<Spanned<String>>>,
+}
+
+/// A TOML table as (key, value) pairs, in the order the toml crate yields them (sorted by
+/// key: it is built without `preserve_order`).
+#[derive(Debug)]
+struct Entries<V>(Vec<(String, V)>);
+
+impl<V> Default for Entries<V> {
+    fn default() -> Self {
+        Entries(Vec::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Vis<V>(std::marker::PhantomData<V>);
+        impl<'de, V: Deserialize<'de>> Visitor<'de> for Vis<V> {
+            type Value = Entries<V>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a table")
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Entries<V>, A::Error> {
+                let mut out = Vec::new();
+                while let Some((k, v)) = map.next_entry::<String, V>()? {
+                    out.push((k, v));
+                }
+                Ok(Entries(out))
+            }
+        }
+        d.deserialize_map(Vis(std::marker::PhantomData))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +172,9 @@ impl Default for RawConfig {
             open_file_cache: RawOpenFileCache::default(),
             log: RawLog::default(),
             metrics: RawMetrics::default(),
+            autoindex: false,
+            error_pages: Entries::default(),
+            headers: Vec::new(),
         }
     }
 }
@@ -289,6 +335,13 @@ pub struct Config {
     pub log: Log,
     /// Address of the Prometheus endpoint (`GET /metrics`); None = off.
     pub metrics: Option<SocketAddr>,
+    /// Answer a directory without an index with an HTML listing instead of 403.
+    pub autoindex: bool,
+    /// `[error_pages]`: status -> request path (starting with '/') of the page served
+    /// with that status instead of the built-in body.
+    pub error_pages: Vec<(u16, Box<[u8]>)>,
+    /// `[[headers]]`, in file order (at most `MAX_HEADER_RULES`).
+    pub headers: Arc<[HeaderRule]>,
     /// The file this came from, if any (for reload and messages).
     pub source: Option<PathBuf>,
 }
@@ -448,6 +501,68 @@ impl Config {
                     .map_err(|msg| invalid(m.span(), "metrics.listen", msg))?,
             ),
         };
+        let mut error_pages: Vec<(u16, Box<[u8]>)> = Vec::new();
+        for (key, page) in &raw.error_pages.0 {
+            let at = page.span();
+            let status = key
+                .parse::<u16>()
+                .ok()
+                .filter(|s| (400..=599).contains(s) && key.bytes().all(|b| b.is_ascii_digit()))
+                .ok_or_else(|| {
+                    invalid(
+                        at.clone(),
+                        "error_pages",
+                        format!("{key:?}: the key must be a status code 400..=599"),
+                    )
+                })?;
+            check_page_path(page.get_ref()).map_err(|msg| {
+                invalid(
+                    at.clone(),
+                    "error_pages",
+                    format!("{key} = {:?}: {msg}", page.get_ref()),
+                )
+            })?;
+            error_pages.push((status, page.get_ref().as_bytes().into()));
+        }
+        if raw.headers.len() > MAX_HEADER_RULES {
+            return Err(invalid(
+                raw.headers[MAX_HEADER_RULES].path.span(),
+                "headers",
+                format!("at most {MAX_HEADER_RULES} [[headers]] rules"),
+            ));
+        }
+        let mut headers = Vec::with_capacity(raw.headers.len());
+        for rule in &raw.headers {
+            let pattern = PathPattern::parse(rule.path.get_ref()).map_err(|msg| {
+                invalid(
+                    rule.path.span(),
+                    "headers.path",
+                    format!("{:?}: {msg}", rule.path.get_ref()),
+                )
+            })?;
+            let set = rule.set.get_ref();
+            if set.0.is_empty() {
+                return Err(invalid(
+                    rule.set.span(),
+                    "headers.set",
+                    "sets no header".into(),
+                ));
+            }
+            let mut block = Vec::new();
+            for (name, value) in &set.0 {
+                check_header(name, value.get_ref()).map_err(|msg| {
+                    invalid(value.span(), "headers.set", format!("{name:?}: {msg}"))
+                })?;
+                block.extend_from_slice(name.as_bytes());
+                block.extend_from_slice(b": ");
+                block.extend_from_slice(value.get_ref().as_bytes());
+                block.extend_from_slice(b"\r\n");
+            }
+            headers.push(HeaderRule {
+                pattern,
+                block: block.into(),
+            });
+        }
         let threads = match c.threads {
             Count::Auto => num_cpus::get().saturating_sub(1).max(1),
             Count::N(n) => n,
@@ -483,9 +598,206 @@ impl Config {
                 level,
             },
             metrics,
+            autoindex: raw.autoindex,
+            error_pages,
+            headers: headers.into(),
             source: None,
         })
     }
+}
+
+/// Most `[[headers]]` rules (the router tracks matches in a u64).
+pub const MAX_HEADER_RULES: usize = 64;
+
+/// Headers vireo writes itself (or that frame the message): `[[headers]]` may not set them.
+const RESERVED_HEADERS: &[&str] = &[
+    "accept-ranges",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-range",
+    "content-type",
+    "date",
+    "etag",
+    "keep-alive",
+    "last-modified",
+    "server",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn check_header(name: &str, value: &str) -> Result<(), String> {
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(tchar) {
+        return Err("a header name must be a token (letters, digits, !#$%&'*+-.^_`|~)".into());
+    }
+    if RESERVED_HEADERS
+        .iter()
+        .any(|r| r.eq_ignore_ascii_case(name))
+    {
+        return Err("set by vireo itself; cannot be configured".into());
+    }
+    // field-value: no CR, LF, NUL or other control characters (HTAB is allowed inside).
+    if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
+        return Err("the value contains a control character (CR, LF, NUL, ...)".into());
+    }
+    if value.starts_with([' ', '\t']) || value.ends_with([' ', '\t']) {
+        return Err("the value has leading or trailing whitespace".into());
+    }
+    Ok(())
+}
+
+/// An error page is a request path: '/'-rooted, no query, no dot-segment escaping the root.
+fn check_page_path(p: &str) -> Result<(), String> {
+    if !p.starts_with('/') {
+        return Err("must be a path under root starting with '/'".into());
+    }
+    if p.bytes()
+        .any(|b| b <= b' ' || b == 0x7f || b == b'?' || b == b'#')
+    {
+        return Err("contains whitespace, a control character, '?' or '#'".into());
+    }
+    let mut scratch = Vec::new();
+    match crate::files::normalize(p.as_bytes(), &mut scratch) {
+        Ok(false) => Ok(()),
+        Ok(true) => Err("names a directory, not a file".into()),
+        Err(e) => Err(format!("not a valid path under root ({e})")),
+    }
+}
+
+/// One `[[headers]]` rule: its pattern and its header lines, pre-rendered.
+#[derive(Debug, Clone)]
+pub struct HeaderRule {
+    pub pattern: PathPattern,
+    /// `Name: value\r\n` lines, sorted by name within the rule.
+    pub block: Box<[u8]>,
+}
+
+/// A `[[headers]] path`. Without `*` it is a prefix of the request path (`/assets/`).
+/// With `*` the whole path must match: `*` matches within one segment (never '/'), a
+/// segment that is exactly `**` matches zero or more whole segments (`/**/*.js`,
+/// `/assets/**`). Matched against the request path as sent (percent-encoded, no query).
+#[derive(Debug, Clone)]
+pub enum PathPattern {
+    Prefix(Box<[u8]>),
+    Glob(Box<[GlobSeg]>),
+}
+
+#[derive(Debug, Clone)]
+pub enum GlobSeg {
+    /// `**`: any number of segments.
+    Any,
+    /// One segment; `*` in it matches any run of non-'/' bytes.
+    One(Box<[u8]>),
+}
+
+impl PathPattern {
+    pub fn parse(p: &str) -> Result<PathPattern, String> {
+        if !p.starts_with('/') {
+            return Err("must start with '/'".into());
+        }
+        if p.bytes()
+            .any(|b| b <= b' ' || b == 0x7f || b == b'?' || b == b'#')
+        {
+            return Err("contains whitespace, a control character, '?' or '#'".into());
+        }
+        if !p.contains('*') {
+            return Ok(PathPattern::Prefix(p.as_bytes().into()));
+        }
+        let mut segs = Vec::new();
+        for seg in p.split('/') {
+            if seg == "**" {
+                // Consecutive `**` are one.
+                if !matches!(segs.last(), Some(GlobSeg::Any)) {
+                    segs.push(GlobSeg::Any);
+                }
+            } else if seg.contains("**") {
+                return Err("`**` must be a whole segment (like /assets/**/x.js)".into());
+            } else {
+                segs.push(GlobSeg::One(seg.as_bytes().into()));
+            }
+        }
+        Ok(PathPattern::Glob(segs.into()))
+    }
+
+    /// Does the raw request path match? No allocation; O(pattern * path) at worst.
+    pub fn matches(&self, path: &[u8]) -> bool {
+        match self {
+            PathPattern::Prefix(p) => path.starts_with(p),
+            PathPattern::Glob(segs) => glob_path(segs, path),
+        }
+    }
+}
+
+/// Segment-level wildcard match: `GlobSeg::One` consumes exactly one path segment, `Any`
+/// zero or more. Greedy with a single backtrack point, like the classic `*` algorithm
+/// (correct because every other token matches exactly one symbol).
+fn glob_path(pat: &[GlobSeg], path: &[u8]) -> bool {
+    let n = path.len();
+    // The segment starting at `pos` and the start of the next one (`n + 1` = none left).
+    let seg_at = |pos: usize| -> (&[u8], usize) {
+        let end = path[pos..]
+            .iter()
+            .position(|&b| b == b'/')
+            .map_or(n, |i| pos + i);
+        (&path[pos..end], end + 1)
+    };
+    let (mut p, mut s) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    loop {
+        if s > n {
+            return pat[p..].iter().all(|g| matches!(g, GlobSeg::Any));
+        }
+        match pat.get(p) {
+            Some(GlobSeg::Any) => {
+                star = Some((p + 1, s));
+                p += 1;
+                continue;
+            }
+            Some(GlobSeg::One(g)) => {
+                let (seg, next) = seg_at(s);
+                if glob_segment(g, seg) {
+                    p += 1;
+                    s = next;
+                    continue;
+                }
+            }
+            None => {}
+        }
+        match star {
+            Some((sp, ss)) => {
+                let (_, next) = seg_at(ss);
+                p = sp;
+                s = next;
+                star = Some((sp, next));
+            }
+            None => return false,
+        }
+    }
+}
+
+/// `*` wildcard match of one segment (no '/' on either side).
+fn glob_segment(pat: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if p < pat.len() && pat[p] == b'*' {
+            star = Some((p + 1, i));
+            p += 1;
+        } else if p < pat.len() && pat[p] == s[i] {
+            p += 1;
+            i += 1;
+        } else if let Some((sp, si)) = star {
+            p = sp;
+            i = si + 1;
+            star = Some((sp, si + 1));
+        } else {
+            return false;
+        }
+    }
+    pat[p..].iter().all(|&b| b == b'*')
 }
 
 fn resolve_addr(s: &str) -> Result<SocketAddr, String> {
@@ -569,6 +881,101 @@ mod tests {
         assert_eq!(load("workers = 3").expect("3").workers, 3);
         assert!(load("workers = \"two\"").is_err());
         assert!(load("workers = 0").is_err());
+    }
+
+    #[test]
+    fn error_pages_are_validated() {
+        let c =
+            load("[error_pages]\n404 = \"/404.html\"\n500 = \"/err/500.html\"\n").expect("valid");
+        assert_eq!(c.error_pages.len(), 2);
+        assert_eq!(c.error_pages[0], (404, b"/404.html".to_vec().into()));
+        for (text, needle) in [
+            ("[error_pages]\n200 = \"/x.html\"\n", "\"200\""),
+            ("[error_pages]\nabc = \"/x.html\"\n", "\"abc\""),
+            ("[error_pages]\n\"+404\" = \"/x.html\"\n", "\"+404\""),
+            ("[error_pages]\n404 = \"x.html\"\n", "404"),
+            ("[error_pages]\n404 = \"/../x.html\"\n", "404"),
+            ("[error_pages]\n404 = \"/errors/\"\n", "404"),
+            ("[error_pages]\n404 = \"/a b\"\n", "404"),
+            ("[error_pages]\n404 = \"/%zz\"\n", "404"),
+        ] {
+            let e = load(text).unwrap_err().to_string();
+            assert!(
+                e.contains("line 2") && e.contains("error_pages") && e.contains(needle),
+                "{text}: {e}"
+            );
+        }
+        assert!(load("[error_pages]\n404 = 5\n").is_err());
+    }
+
+    #[test]
+    fn header_rules_are_validated_and_rendered() {
+        let c = load(
+            "[[headers]]\npath = \"/assets/\"\nset = { \"Cache-Control\" = \"public\", \"X-B\" = \"1\", \"X-A\" = \"2\" }\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            &*c.headers[0].block,
+            b"Cache-Control: public\r\nX-A: 2\r\nX-B: 1\r\n"
+        );
+        for (text, key) in [
+            ("path = \"assets/\"\nset = { X = \"1\" }", "headers.path"),
+            ("path = \"/a**/\"\nset = { X = \"1\" }", "headers.path"),
+            ("path = \"/a\"\nset = { \"X Y\" = \"1\" }", "headers.set"),
+            (
+                "path = \"/a\"\nset = { X = \"a\\r\\nEvil: 1\" }",
+                "headers.set",
+            ),
+            ("path = \"/a\"\nset = { X = \"a\\u0000\" }", "headers.set"),
+            (
+                "path = \"/a\"\nset = { \"Content-Length\" = \"1\" }",
+                "headers.set",
+            ),
+            ("path = \"/a\"\nset = {}", "headers.set"),
+        ] {
+            let e = load(&format!("[[headers]]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && e.contains("line"), "{text}: {e}");
+        }
+        assert!(load("[[headers]]\npath = \"/a\"\n").is_err());
+        assert!(load("[[headers]]\npath = \"/a\"\nset = {X=\"1\"}\nother = 1\n").is_err());
+    }
+
+    #[test]
+    fn path_patterns() {
+        let m = |p: &str, s: &str| PathPattern::parse(p).expect(p).matches(s.as_bytes());
+        assert!(m("/assets/", "/assets/app.js"));
+        assert!(!m("/assets/", "/asset/app.js"));
+        assert!(m("/", "/anything"));
+        assert!(m("/*.js", "/app.js"));
+        assert!(!m("/*.js", "/a/app.js"));
+        assert!(!m("/*.js", "/app.json"));
+        assert!(m("/**/*.js", "/app.js"));
+        assert!(m("/**/*.js", "/a/b/c/app.min.js"));
+        assert!(!m("/**/*.js", "/a/b/c/app.css"));
+        assert!(m("/assets/**", "/assets/x/y/z"));
+        assert!(m("/assets/**", "/assets/"));
+        assert!(!m("/assets/**", "/other/x"));
+        assert!(m("/a/*/c", "/a/bbb/c"));
+        assert!(!m("/a/*/c", "/a/b/b/c"));
+        assert!(m("/a/**/c/**/e", "/a/c/x/e"));
+        assert!(m("/a/**/c/**/e", "/a/x/c/y/c/z/e"));
+        assert!(!m("/a/**/c/**/e", "/a/x/c/y/e/z"));
+        assert!(m("/*a*b*", "/xxaxxbxx"));
+        assert!(!m("/*a*b*", "/xxbxxaxx"));
+        // Long adversarial inputs stay fast (no exponential backtracking).
+        let long = format!("/{}", "a/".repeat(4000));
+        assert!(!m("/**/a/**/a/**/b", &long));
+        let long = format!("/{}", "a".repeat(8000));
+        assert!(!m("/*a*a*a*a*a*b", &long));
+    }
+
+    #[test]
+    fn autoindex_defaults_off() {
+        assert!(!load("").expect("defaults").autoindex);
+        assert!(load("autoindex = true").expect("on").autoindex);
+        assert!(load("autoindex = \"yes\"").is_err());
     }
 
     #[test]

@@ -321,6 +321,10 @@ impl Conn {
                 Err(_) => return Next::Close,
             }
             self.progress_since = cx.now;
+            if let Some(p) = &self.parked {
+                // A response is still being compressed: it goes out before any close.
+                return Next::Wait(Class::Send, p.since);
+            }
             if self.close_after {
                 return self.begin_close(cx);
             }

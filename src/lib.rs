@@ -15,6 +15,7 @@
 //! the threads and signals.
 
 pub mod accesslog;
+pub mod autoindex;
 pub mod config;
 pub mod conn;
 pub mod files;

@@ -6,7 +6,7 @@
 //! 304/412, Range -> 206/416, and which representation to send. The router knows nothing of
 //! sockets or the event loop; the connection sends whatever `Body` it returns.
 
-use crate::config::Config;
+use crate::config::{Config, HeaderRule};
 use crate::files::{EtagBuf, FileError, FileMeta, OpenCache, Resolved, Resolver};
 use crate::http::negotiate::{
     self, ByteRange, Coding, Conditionals, Precondition, RangeResult, Validators,
@@ -73,7 +73,7 @@ impl Body {
 }
 
 /// What the head of a 200 for a file needs, kept while a compression job runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Variant {
     pub mime: &'static str,
     pub etag: EtagBuf,
@@ -83,6 +83,43 @@ pub struct Variant {
     pub vary: bool,
     pub keep_alive: bool,
     pub http10: bool,
+    /// `[[headers]]` rules matching the request path.
+    pub extra: ExtraHeaders,
+}
+
+/// The configured `[[headers]]` rules a request matched: the shared rule list (an Arc
+/// clone, only when something matched) and a bitmask over it. Never allocates.
+#[derive(Clone, Debug, Default)]
+pub struct ExtraHeaders {
+    rules: Option<Arc<[HeaderRule]>>,
+    mask: u64,
+}
+
+impl ExtraHeaders {
+    /// Match `path` (the raw request path) against every rule, in order.
+    pub fn for_path(rules: &Arc<[HeaderRule]>, path: &[u8]) -> ExtraHeaders {
+        let mut mask = 0u64;
+        for (i, r) in rules.iter().enumerate().take(64) {
+            if r.pattern.matches(path) {
+                mask |= 1 << i;
+            }
+        }
+        ExtraHeaders {
+            rules: (mask != 0).then(|| Arc::clone(rules)),
+            mask,
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        let Some(rules) = &self.rules else {
+            return;
+        };
+        for (i, r) in rules.iter().enumerate().take(64) {
+            if self.mask & (1 << i) != 0 {
+                out.extend_from_slice(&r.block);
+            }
+        }
+    }
 }
 
 /// A compression the router asked for.
@@ -119,6 +156,7 @@ fn variant_headers(out: &mut Vec<u8>, v: &Variant) {
     if !v.gzip {
         out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
     }
+    v.extra.write(out);
 }
 
 pub struct Reply {
@@ -180,6 +218,9 @@ impl Router<'_> {
                 }
                 self.redirect(out, &loc, keep_alive, head_only)
             }
+            Ok(Resolved::Directory(dir)) if self.config.autoindex => {
+                self.autoindex(dir, keep_alive, head_only, out)
+            }
             // A directory without an index: nginx answers 403 too.
             Ok(Resolved::Directory(_)) => self.error(out, 403, keep_alive, head_only),
             Err(e) => {
@@ -221,6 +262,13 @@ impl Router<'_> {
         } else {
             None
         };
+        let extra = if self.config.headers.is_empty() {
+            ExtraHeaders::default()
+        } else {
+            let path = head.path.get(buf);
+            let path = if path.is_empty() { &b"/"[..] } else { path };
+            ExtraHeaders::for_path(&self.config.headers, path)
+        };
         let mut variant = Variant {
             mime: meta.mime,
             etag: meta.etag,
@@ -229,6 +277,7 @@ impl Router<'_> {
             vary: compressible,
             keep_alive,
             http10,
+            extra,
         };
         if variant.gzip {
             variant.etag = meta.etag.variant(b"-gz");
@@ -356,7 +405,7 @@ impl Router<'_> {
             Some(r)
                 if head
                     .if_range
-                    .is_none_or(|ir| negotiate::if_range_matches(ir.get(buf), &v)) =>
+                    .is_none_or(|ir| self.if_range_matches(ir.get(buf), &v, &meta)) =>
             {
                 negotiate::parse_range(r.get(buf), meta.len, MAX_RANGES, &mut ranges)
             }
@@ -364,23 +413,12 @@ impl Router<'_> {
         };
         match range {
             RangeResult::Unsatisfiable => {
-                let body = error_body(416);
-                response::start(out, 416, self.date);
-                out.extend_from_slice(b"Content-Range: ");
-                negotiate::push_unsatisfied_content_range(out, meta.len);
-                out.extend_from_slice(b"\r\n");
-                response::header(out, b"Content-Type", b"text/html; charset=utf-8");
-                response::header_u64(out, b"Content-Length", body.len() as u64);
-                response::finish(out, keep_alive, http10);
-                Reply {
-                    status: 416,
-                    body: if head_only {
-                        Body::Empty
-                    } else {
-                        Body::Static(body)
-                    },
-                    keep_alive,
-                }
+                let len = meta.len;
+                self.error_with(out, 416, keep_alive, head_only, |out| {
+                    out.extend_from_slice(b"Content-Range: ");
+                    negotiate::push_unsatisfied_content_range(out, len);
+                    out.extend_from_slice(b"\r\n");
+                })
             }
             RangeResult::Satisfiable if ranges.len() == 1 => {
                 let r = ranges[0];
@@ -537,20 +575,127 @@ impl Router<'_> {
         keep_alive: bool,
         head_only: bool,
     ) -> Reply {
-        let body = error_body(status);
+        self.error_with(out, status, keep_alive, head_only, |out| {
+            if status == 405 {
+                response::header(out, b"Allow", ALLOW);
+            }
+        })
+    }
+
+    /// An error response: the configured `[error_pages]` file if there is one and it can
+    /// be opened, else the built-in body. `headers` adds status-specific header lines.
+    fn error_with(
+        &mut self,
+        out: &mut Vec<u8>,
+        status: u16,
+        keep_alive: bool,
+        head_only: bool,
+        headers: impl FnOnce(&mut Vec<u8>),
+    ) -> Reply {
+        let page = self.error_page(status);
         response::start(out, status, self.date);
-        if status == 405 {
-            response::header(out, b"Allow", ALLOW);
-        }
-        response::header(out, b"Content-Type", b"text/html; charset=utf-8");
-        response::header_u64(out, b"Content-Length", body.len() as u64);
+        headers(out);
+        let body = match page {
+            Some(meta) => {
+                response::header(out, b"Content-Type", meta.mime.as_bytes());
+                response::header_u64(out, b"Content-Length", meta.len);
+                if meta.len == 0 {
+                    Body::Empty
+                } else if let Some(content) = meta.content {
+                    Body::Shared(content)
+                } else {
+                    Body::File {
+                        file: meta.file,
+                        start: 0,
+                        end: meta.len,
+                    }
+                }
+            }
+            None => {
+                let body = error_body(status);
+                response::header(out, b"Content-Type", b"text/html; charset=utf-8");
+                response::header_u64(out, b"Content-Length", body.len() as u64);
+                Body::Static(body)
+            }
+        };
         response::finish(out, keep_alive, self.http10);
         Reply {
             status,
-            body: if head_only {
+            body: if head_only { Body::Empty } else { body },
+            keep_alive,
+        }
+    }
+
+    /// The `[error_pages]` file for `status`, through the open-file cache. None (built-in
+    /// body) when none is configured, on the metrics listener, or when it can't be opened.
+    fn error_page(&mut self, status: u16) -> Option<FileMeta> {
+        let config = self.config;
+        if self.metrics.is_some() {
+            return None;
+        }
+        let (_, path) = config.error_pages.iter().find(|(s, _)| *s == status)?;
+        match self.files.open(self.resolver, path, self.scratch, self.now) {
+            Ok(Resolved::File(meta)) => Some(meta),
+            Ok(_) => None,
+            Err(e) => {
+                log::warn!(
+                    "error page {:?} for {status}: {e}",
+                    String::from_utf8_lossy(path)
+                );
+                None
+            }
+        }
+    }
+
+    /// If-Range (RFC 9110 13.1.5): an HTTP-date only matches when Last-Modified is a strong
+    /// validator, i.e. at least one second before the Date we send (8.8.2.2); a file
+    /// modified within the same second might change again unnoticed.
+    fn if_range_matches(&self, if_range: &[u8], v: &Validators, meta: &FileMeta) -> bool {
+        let val = if_range.trim_ascii_start();
+        let is_date = !val.iter().take(3).any(|&b| b == b'"');
+        if is_date {
+            let date = std::str::from_utf8(self.date)
+                .ok()
+                .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            let Some(date) = date else {
+                return false;
+            };
+            let modified = std::time::Duration::new(meta.mtime, meta.mtime_nanos);
+            if modified + std::time::Duration::from_secs(1) > date {
+                return false;
+            }
+        }
+        negotiate::if_range_matches(val, v)
+    }
+
+    /// `autoindex = true`: an HTML listing of a directory without an index file.
+    fn autoindex(
+        &mut self,
+        dir: File,
+        keep_alive: bool,
+        head_only: bool,
+        out: &mut Vec<u8>,
+    ) -> Reply {
+        // The resolver left the directory's normalised path in `scratch`.
+        let page = match crate::autoindex::render(self.resolver, dir, self.scratch) {
+            Ok(page) => page,
+            Err(e) => {
+                let path = String::from_utf8_lossy(self.scratch).into_owned();
+                log::error!("autoindex {path:?}: {e}");
+                return self.error(out, 500, keep_alive, head_only);
+            }
+        };
+        response::start(out, 200, self.date);
+        response::header(out, b"Content-Type", b"text/html; charset=utf-8");
+        response::header_u64(out, b"Content-Length", page.len() as u64);
+        response::finish(out, keep_alive, self.http10);
+        Reply {
+            status: 200,
+            body: if head_only || page.is_empty() {
                 Body::Empty
             } else {
-                Body::Static(body)
+                Body::Shared(Arc::from(page))
             },
             keep_alive,
         }

@@ -9,5 +9,6 @@ mod keepalive;
 mod lifecycle;
 mod limits;
 mod operations;
+mod semantics;
 mod support;
 mod timeouts;
