@@ -147,3 +147,29 @@ fn a_slow_but_steady_reader_is_not_cut_by_the_send_timeout() {
     let i = find(&got, b"\r\n\r\n").expect("head") + 4;
     assert!(got[i..] == big[..]);
 }
+
+#[test]
+fn a_request_body_that_stops_is_cut_at_the_body_deadline() {
+    let s = TestServer::start("[timeouts]\nbody = \"600ms\"\nheader = \"30s\"\n");
+    let mut c = s.connect();
+    c.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789");
+    // The response goes out at once (the body is only being discarded)...
+    assert_eq!(c.read_response().status, 200);
+    let start = Instant::now();
+    // ...then the stalled body closes the connection at the deadline.
+    let (bytes, at) = read_until_closed(&mut c);
+    assert!(bytes.is_empty());
+    let waited = at - start;
+    assert!(waited >= Duration::from_millis(450), "cut after {waited:?}");
+    assert!(waited < Duration::from_secs(4), "cut after {waited:?}");
+}
+
+#[test]
+fn a_keep_alive_request_gets_a_full_header_timeout_from_its_first_byte() {
+    let s = TestServer::start("[timeouts]\nheader = \"800ms\"\nkeepalive = \"30s\"\n");
+    let mut c = s.connect();
+    assert_eq!(c.get("/small.txt").status, 200);
+    // Idle longer than the header timeout: only keep-alive applies while idle.
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(c.get("/small.txt").status, 200);
+}
