@@ -693,60 +693,39 @@ impl Conn {
     fn flush(&mut self, budget: &mut u64) -> io::Result<Flush> {
         loop {
             let pending = self.out.len() - self.opos;
-            if let Tail::Shared { data, pos } = &mut self.tail {
-                // Head and in-memory body leave in one writev.
-                if pending == 0 && *pos >= data.len() {
-                    self.tail = Tail::None;
-                    continue;
-                }
+            // Heads and an in-memory body leave together in one writev.
+            let shared: &[u8] = match &self.tail {
+                Tail::Shared { data, pos } => &data[*pos..],
+                _ => &[],
+            };
+            if pending > 0 || !shared.is_empty() {
                 if !self.writable {
                     return Ok(Flush::Blocked);
                 }
-                let bufs = [
-                    IoSlice::new(&self.out[self.opos..]),
-                    IoSlice::new(&data[*pos..]),
-                ];
-                match self.stream.write_vectored(&bufs) {
+                let bufs = [IoSlice::new(&self.out[self.opos..]), IoSlice::new(shared)];
+                let n = match self.stream.write_vectored(&bufs) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        let from_out = n.min(pending);
-                        self.opos += from_out;
-                        *pos += n - from_out;
-                        *budget = budget.saturating_sub(n as u64);
-                        if *budget == 0 {
-                            return Ok(Flush::Budget);
-                        }
-                        continue;
-                    }
+                    Ok(n) => n,
                     Err(e) if would_block(&e) => {
                         self.writable = false;
                         return Ok(Flush::Blocked);
                     }
                     Err(e) if interrupted(&e) => continue,
                     Err(e) => return Err(e),
+                };
+                let from_out = n.min(pending);
+                self.opos += from_out;
+                if let Tail::Shared { pos, .. } = &mut self.tail {
+                    *pos += n - from_out;
                 }
+                *budget = budget.saturating_sub(n as u64);
+                if *budget == 0 {
+                    return Ok(Flush::Budget);
+                }
+                continue;
             }
-            if pending > 0 {
-                if !self.writable {
-                    return Ok(Flush::Blocked);
-                }
-                match self
-                    .stream
-                    .write_vectored(&[IoSlice::new(&self.out[self.opos..])])
-                {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        self.opos += n;
-                        *budget = budget.saturating_sub(n as u64);
-                        continue;
-                    }
-                    Err(e) if would_block(&e) => {
-                        self.writable = false;
-                        return Ok(Flush::Blocked);
-                    }
-                    Err(e) if interrupted(&e) => continue,
-                    Err(e) => return Err(e),
-                }
+            if matches!(self.tail, Tail::Shared { .. }) {
+                self.tail = Tail::None;
             }
             self.out.clear();
             self.opos = 0;
