@@ -47,7 +47,7 @@ impl TestServer {
         let mut child = cmd
             .arg("--config")
             .arg(&cfg_path)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", "error")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
