@@ -121,3 +121,38 @@ fn sighup_with_a_broken_config_keeps_serving() {
         assert_eq!(get(s.addr, "/small.txt").status, 200);
     }
 }
+
+#[test]
+fn requests_arriving_during_a_drain_get_connection_close() {
+    let big = pattern(48 << 20, 12);
+    let mut s = TestServer::start_with("", move |root| {
+        std::fs::write(root.join("big.bin"), &big).expect("write");
+        std::fs::write(root.join("small.txt"), b"x").expect("write");
+    });
+    // One response in flight keeps the server draining.
+    let mut slow = s.connect();
+    slow.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
+    let mut first = [0u8; 1024];
+    assert!(slow.stream.read(&mut first).expect("read") > 0);
+    let mut c = s.connect();
+    assert_eq!(c.get("/small.txt").status, 200);
+    s.signal(SIGTERM);
+    // The drain has begun everywhere once the listening socket is gone.
+    let start = Instant::now();
+    while std::net::TcpStream::connect(s.addr).is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(5), "still accepting");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Within the idle grace, a request on the keep-alive connection is still answered,
+    // and told the connection ends.
+    let r = c.get("/small.txt");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.is_closed());
+    let mut rest = Vec::new();
+    slow.stream.read_to_end(&mut rest).expect("rest");
+    assert!(s
+        .wait_exit(Duration::from_secs(10))
+        .expect("exit")
+        .success());
+}
