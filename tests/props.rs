@@ -71,8 +71,8 @@ fn req() -> impl Strategy<Value = Req> {
         Just("POST".to_string()),
         Just("OPTIONS".to_string()),
         Just("DELETE".to_string()),
-        "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}".prop_filter("CONNECT needs authority-form", |m| m
-            != "CONNECT"),
+        "[A-Za-z0-9!#$%&'*+.^_`|~-]{1,12}"
+            .prop_filter("CONNECT needs authority-form", |m| m != "CONNECT"),
     ];
     let path = prop::collection::vec("[A-Za-z0-9._~!$&'()*+,;=:@%-]{0,12}", 0..5)
         .prop_map(|segs| format!("/{}", segs.join("/")));
@@ -327,7 +327,10 @@ fn assert_inside(w: &World, r: &Resolved) {
         }
         Resolved::AddSlash => return,
     };
-    assert!(w.inside.contains(&id), "opened something outside the root: {r:?}");
+    assert!(
+        w.inside.contains(&id),
+        "opened something outside the root: {r:?}"
+    );
 }
 
 proptest! {
@@ -378,7 +381,13 @@ fn spec(len: u64) -> impl Strategy<Value = Spec> {
 }
 
 fn range_case() -> impl Strategy<Value = (u64, Vec<Spec>, usize)> {
-    (0u64..3000).prop_flat_map(|len| (Just(len), prop::collection::vec(spec(len), 1..8), 1usize..10))
+    (0u64..3000).prop_flat_map(|len| {
+        (
+            Just(len),
+            prop::collection::vec(spec(len), 1..8),
+            1usize..10,
+        )
+    })
 }
 
 /// The bytes of the file each spec asks for, if any.

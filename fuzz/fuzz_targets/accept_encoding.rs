@@ -20,11 +20,20 @@ fuzz_target!(|data: &[u8]| {
     let offered = OFFERS[usize::from(sel) % OFFERS.len()];
     let pick = choose_encoding(Some(header), offered);
     if let Some(c) = pick {
-        assert!(c == Coding::Identity || offered.contains(&c), "{c:?} not offered");
+        assert!(
+            c == Coding::Identity || offered.contains(&c),
+            "{c:?} not offered"
+        );
     }
     // Tokens and the "q" key are case-insensitive, digits have no case.
-    assert_eq!(choose_encoding(Some(&header.to_ascii_uppercase()), offered), pick);
-    assert_eq!(choose_encoding(Some(&header.to_ascii_lowercase()), offered), pick);
+    assert_eq!(
+        choose_encoding(Some(&header.to_ascii_uppercase()), offered),
+        pick
+    );
+    assert_eq!(
+        choose_encoding(Some(&header.to_ascii_lowercase()), offered),
+        pick
+    );
 
     // The first valid element for a coding wins: refusing the pick up front excludes it.
     if let Some(c) = pick {

@@ -34,7 +34,10 @@ fuzz_target!(|data: &[u8]| {
                 // Finished is sticky and consumes nothing more.
                 assert_eq!(d.feed(input, &LIMITS), Ok((0, true)));
                 // Exactly the body is enough to finish.
-                assert_eq!(ChunkedDecoder::new().feed(&input[..n], &LIMITS), Ok((n, true)));
+                assert_eq!(
+                    ChunkedDecoder::new().feed(&input[..n], &LIMITS),
+                    Ok((n, true))
+                );
             } else {
                 assert_eq!(n, input.len(), "unfinished decoder must consume everything");
             }

@@ -70,5 +70,8 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(m.trailer.start, at);
     assert_eq!(m.trailer.end, heads.len());
     sent += m.trailer.len() as u64;
-    assert_eq!(m.content_length, sent, "Content-Length differs from the body sent");
+    assert_eq!(
+        m.content_length, sent,
+        "Content-Length differs from the body sent"
+    );
 });

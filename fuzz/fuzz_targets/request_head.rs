@@ -39,7 +39,11 @@ fn check(buf: &[u8], limits: &Limits) {
         }
     }
     // Monotone in the prefix: more bytes never change a settled verdict ...
-    for tail in [&b"\r\n\r\n"[..], b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"\x00"] {
+    for tail in [
+        &b"\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"\x00",
+    ] {
         let mut longer = buf.to_vec();
         longer.extend_from_slice(tail);
         assert_eq!(parse(&longer, limits), verdict, "appending {tail:?}");
@@ -87,7 +91,9 @@ fn check_head(buf: &[u8], h: &RequestHead, limits: &Limits) {
     assert!(!method.is_empty());
     let target = h.target.get(buf);
     assert!(!target.is_empty());
-    assert!(target.iter().all(|&b| (0x21..0x7f).contains(&b) && b != b'#'));
+    assert!(target
+        .iter()
+        .all(|&b| (0x21..0x7f).contains(&b) && b != b'#'));
     // path and query lie inside the target.
     let inside = |s: Span| s.start >= h.target.start && s.end <= h.target.end;
     assert!(inside(h.path), "path outside target");
@@ -119,7 +125,10 @@ fn check_framing(head: &[u8], h: &RequestHead, limits: &Limits) {
         if line.is_empty() {
             break;
         }
-        let colon = line.iter().position(|&b| b == b':').expect("field has a colon");
+        let colon = line
+            .iter()
+            .position(|&b| b == b':')
+            .expect("field has a colon");
         let (name, value) = (&line[..colon], &line[colon + 1..]);
         if name.eq_ignore_ascii_case(b"content-length") {
             cl.push(value);
