@@ -7,5 +7,6 @@ mod errors;
 mod files;
 mod keepalive;
 mod lifecycle;
+mod split;
 mod support;
 mod timeouts;
