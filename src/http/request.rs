@@ -75,7 +75,13 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, HttpErr
         // Judge only the bytes a request line may occupy: a syntax error inside them is
         // a 400, otherwise 414. Looking at more would make the verdict depend on how
         // much arrived in one read.
-        let cut = &buf[..(start + limits.max_request_line).min(buf.len())];
+        // The byte just past the limit counts when it is a CR: a read that ended on it
+        // saw it as a (still unconfirmed) line ending and judged it already.
+        let mut end = start + limits.max_request_line;
+        if buf.get(end) == Some(&b'\r') {
+            end += 1;
+        }
+        let cut = &buf[..end.min(buf.len())];
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         return match req.parse(cut) {

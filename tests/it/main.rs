@@ -10,5 +10,6 @@ mod lifecycle;
 mod limits;
 mod operations;
 mod semantics;
+mod split;
 mod support;
 mod timeouts;

@@ -1,0 +1,47 @@
+//! Inputs found by `fuzz/` (cargo fuzz), kept as regression tests over the public API.
+
+use vireo::http::request::{parse, Limits};
+
+/// Every prefix of `input` either needs more bytes or gives the whole input's verdict.
+fn assert_prefix_stable(input: &[u8], limits: &Limits) {
+    let whole = parse(input, limits);
+    assert!(whole.is_err(), "{whole:?}");
+    for cut in 0..input.len() {
+        match parse(&input[..cut], limits) {
+            Ok(None) => {}
+            other => assert_eq!(other, whole, "prefix {cut} vs whole"),
+        }
+    }
+}
+
+/// request_head crash-aafadaa9: a request line exactly at the limit followed by a bare
+/// CR got 400 when the read ended at the CR but 414 when more bytes came with it.
+#[test]
+fn bare_cr_just_past_the_request_line_limit() {
+    let small = Limits {
+        max_request_line: 48,
+        max_header_bytes: 160,
+        max_body_bytes: 100,
+    };
+    let mut line = b"G ".to_vec();
+    line.extend_from_slice(&[b'Q'; 44]);
+    line.extend_from_slice(&[0xff, 0xff, b'\r', b'\r', b'\n', b'\r', b'\n']);
+    assert_prefix_stable(&line, &small);
+
+    let default = Limits {
+        max_request_line: 8192,
+        max_header_bytes: 16384,
+        max_body_bytes: 1 << 20,
+    };
+    for tail in [&b"\r\r\n\r\n"[..], b"\rX\r\n\r\n", b"\r \r\n\r\n"] {
+        let mut req = b"GET /".to_vec();
+        req.resize(8192, b'a');
+        req.extend_from_slice(tail);
+        assert_prefix_stable(&req, &default);
+        let mut req = b"GET /".to_vec();
+        req.resize(8192 - 9, b'a');
+        req.extend_from_slice(b" HTTP/1.1");
+        req.extend_from_slice(tail);
+        assert_prefix_stable(&req, &default);
+    }
+}
