@@ -734,7 +734,8 @@ impl Conn {
             }
             let done = match &mut self.tail {
                 Tail::None => return Ok(Flush::Done),
-                Tail::Shared { .. } => unreachable!("handled with the head"),
+                // Sent with the head above; nothing left of it here.
+                Tail::Shared { .. } => true,
                 Tail::File { file, pos, end } => {
                     if !self.writable {
                         return Ok(Flush::Blocked);
