@@ -45,3 +45,29 @@ fn bare_cr_just_past_the_request_line_limit() {
         assert_prefix_stable(&req, &default);
     }
 }
+
+/// request_head crash-080d08a8: 161 empty lines (over a 160-byte head limit) then a
+/// partial request line gave 431, but 400 once more bytes made that line look too long.
+#[test]
+fn empty_lines_over_the_head_limit_are_431_whatever_follows() {
+    let small = Limits {
+        max_request_line: 48,
+        max_header_bytes: 160,
+        max_body_bytes: 100,
+    };
+    let mut input = vec![b'\n'; 161];
+    input.extend_from_slice(b"A##V## ");
+    input.extend_from_slice(&[0u8; 34]);
+    let verdict = parse(&input, &small);
+    assert_eq!(verdict.as_ref().map_err(|e| e.status), Err(431));
+    for tail in [
+        &b"\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"\x00",
+    ] {
+        let mut longer = input.clone();
+        longer.extend_from_slice(tail);
+        assert_eq!(parse(&longer, &small), verdict, "appending {tail:?}");
+    }
+    assert_prefix_stable(&input, &small);
+}

@@ -65,6 +65,12 @@ pub struct RequestHead {
 /// grown buffer). Every error has `close == true`.
 pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, HttpError> {
     let start = skip_empty_lines(buf);
+    if start >= limits.max_header_bytes {
+        // Empty lines alone fill the head's budget: no request can follow within it,
+        // whatever comes next (checked first so the verdict cannot depend on the bytes
+        // after them, which a later read might bring).
+        return Err(HEAD_TOO_LARGE);
+    }
     let rest = &buf[start..];
     let newline = memchr::memchr(b'\n', rest);
     let line_len = match newline {
