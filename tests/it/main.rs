@@ -2,6 +2,7 @@
 //! own config and docroot, and talks HTTP to it over real TCP.
 
 mod cli;
+mod client;
 mod compression;
 mod errors;
 mod files;
