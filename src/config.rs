@@ -185,6 +185,7 @@ struct RawOpenFileCache {
     entries: usize,
     valid: Spanned<String>,
     inline_bytes: u64,
+    errors: bool,
 }
 
 impl Default for RawOpenFileCache {
@@ -193,6 +194,7 @@ impl Default for RawOpenFileCache {
             entries: 1024,
             valid: Spanned::new(0..0, "1s".into()),
             inline_bytes: 16384,
+            errors: false,
         }
     }
 }
@@ -206,6 +208,8 @@ pub struct OpenFileCache {
     pub valid: Duration,
     /// Files up to this size are kept in memory and sent with the head in one writev.
     pub inline_bytes: u64,
+    /// Cache "not found" too, for `valid` (nginx's open_file_cache_errors).
+    pub errors: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -461,6 +465,7 @@ impl Config {
             entries: ofc.entries,
             valid: dur(&ofc.valid, "open_file_cache.valid")?,
             inline_bytes: ofc.inline_bytes.min(1 << 20),
+            errors: ofc.errors,
         };
         let rl = &raw.log;
         let access = match rl.access.get_ref().as_str() {

@@ -596,20 +596,24 @@ pub struct OpenCache {
     entries: usize,
     valid: Duration,
     inline_bytes: u64,
+    /// Also remember "not found" for `valid` (nginx's open_file_cache_errors).
+    errors: bool,
 }
 
 struct Cached {
-    meta: FileMeta,
+    /// None: the path did not exist when last resolved.
+    meta: Option<FileMeta>,
     resolved_at: Instant,
 }
 
 impl OpenCache {
-    pub fn new(entries: usize, valid: Duration, inline_bytes: u64) -> OpenCache {
+    pub fn new(entries: usize, valid: Duration, inline_bytes: u64, errors: bool) -> OpenCache {
         OpenCache {
             map: HashMap::with_capacity(entries.min(4096)),
             entries,
             valid,
             inline_bytes,
+            errors,
         }
     }
 
@@ -633,48 +637,63 @@ impl OpenCache {
         if trailing {
             scratch.pop();
         }
-        if let Some(meta) = hit {
-            return Ok(Resolved::File(meta));
+        match hit {
+            Some(Some(meta)) => return Ok(Resolved::File(meta)),
+            Some(None) => return Err(FileError::NotFound),
+            None => {}
         }
-        let resolved = resolver.open_normalized(scratch, trailing)?;
+        let resolved = match resolver.open_normalized(scratch, trailing) {
+            Err(FileError::NotFound) if self.errors => {
+                self.insert(scratch, trailing, None, now);
+                return Err(FileError::NotFound);
+            }
+            r => r?,
+        };
         let Resolved::File(mut meta) = resolved else {
             return Ok(resolved);
         };
         if meta.len <= self.inline_bytes {
             meta.content = read_all(&meta.file, meta.len);
         }
+        self.insert(scratch, trailing, Some(meta.clone()), now);
+        Ok(Resolved::File(meta))
+    }
+
+    fn insert(&mut self, path: &[u8], trailing: bool, meta: Option<FileMeta>, now: Instant) {
         if self.map.len() >= self.entries {
             // Crude but O(1) and allocation-free: drop some entry.
             if let Some(k) = self.map.keys().next().cloned() {
                 self.map.remove(&k);
             }
         }
-        let mut key = Vec::with_capacity(scratch.len() + 1);
-        key.extend_from_slice(scratch);
+        let mut key = Vec::with_capacity(path.len() + 1);
+        key.extend_from_slice(path);
         if trailing {
             key.push(b'/');
         }
         self.map.insert(
             key.into_boxed_slice(),
             Cached {
-                meta: meta.clone(),
+                meta,
                 resolved_at: now,
             },
         );
-        Ok(Resolved::File(meta))
     }
 
-    fn lookup(&mut self, key: &[u8], now: Instant) -> Option<FileMeta> {
+    /// None: not cached (or expired). Some(None): cached as not found.
+    fn lookup(&mut self, key: &[u8], now: Instant) -> Option<Option<FileMeta>> {
         let c = self.map.get_mut(key)?;
         if now.duration_since(c.resolved_at) >= self.valid {
             self.map.remove(key);
             return None;
         }
-        let Ok(md) = c.meta.file.metadata() else {
+        let Some(m) = c.meta.as_mut() else {
+            return Some(None);
+        };
+        let Ok(md) = m.file.metadata() else {
             self.map.remove(key);
             return None;
         };
-        let m = &mut c.meta;
         let mtime = u64::try_from(md.mtime()).unwrap_or(0);
         let mtime_nanos = u32::try_from(md.mtime_nsec()).unwrap_or(0);
         if md.size() != m.len || mtime != m.mtime || mtime_nanos != m.mtime_nanos {
@@ -689,7 +708,7 @@ impl OpenCache {
                 None
             };
         }
-        Some(c.meta.clone())
+        Some(Some(m.clone()))
     }
 }
 

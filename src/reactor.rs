@@ -130,7 +130,7 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let resolver = Resolver::new(&config.root, &config.index)?;
         let ofc = &config.open_file_cache;
-        let files = OpenCache::new(ofc.entries, ofc.valid, ofc.inline_bytes);
+        let files = OpenCache::new(ofc.entries, ofc.valid, ofc.inline_bytes, ofc.errors);
         let t = &config.timeouts;
         let mut durations = [Duration::ZERO; CLASSES];
         durations[Class::Header as usize] = t.header;

@@ -180,3 +180,28 @@ fn large_files_and_cached_small_files_agree_on_headers() {
         assert_eq!(r.body.len(), 100_000);
     }
 }
+
+#[test]
+fn not_found_is_cached_only_when_asked_and_only_for_valid() {
+    // Default: a file created after a 404 is served at once.
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    assert_eq!(c.get("/late.txt").status, 404);
+    std::fs::write(s.root().join("late.txt"), b"late\n").expect("write");
+    assert_eq!(c.get("/late.txt").body, b"late\n");
+
+    // errors = true: the 404 is remembered, then re-checked after `valid`.
+    let s = TestServer::start("[open_file_cache]\nerrors = true\nvalid = \"2s\"\n");
+    let mut c = s.connect();
+    assert_eq!(c.get("/late.txt").status, 404);
+    std::fs::write(s.root().join("late.txt"), b"late\n").expect("write");
+    assert_eq!(c.get("/late.txt").status, 404, "not found was not cached");
+    let start = std::time::Instant::now();
+    while c.get("/late.txt").status != 200 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(6),
+            "cached 404 never expired"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
