@@ -40,6 +40,25 @@ use std::net::Shutdown;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The byte stream under a connection: a TCP socket in the server, an in-memory stream in
+/// the connection fuzzer and its tests (`harness`).
+pub trait Transport: Read + Write {
+    /// Copy up to `len` bytes of `file` from `*pos` into the stream, advancing `*pos`.
+    fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize>;
+    /// Half-close: no more bytes from us (lingering close).
+    fn shutdown_write(&mut self) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize> {
+        Ok(rustix::fs::sendfile(&*self, file, Some(pos), len)?)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
 /// Bytes a connection may send in one turn before yielding to its neighbours (nginx's
 /// sendfile_max_chunk idea): a fast client pulling a 10 GB file cannot starve the loop.
 const TURN_BUDGET: u64 = 2 << 20;
@@ -145,8 +164,8 @@ enum Discard {
     Chunked(ChunkedDecoder),
 }
 
-pub struct Conn {
-    stream: TcpStream,
+pub struct Conn<S = TcpStream> {
+    stream: S,
     peer: std::net::SocketAddr,
     /// Accepted on the metrics listener: only `/metrics` is served.
     metrics: bool,
@@ -215,8 +234,8 @@ fn interrupted(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::Interrupted
 }
 
-impl Conn {
-    pub fn new(stream: TcpStream, peer: std::net::SocketAddr, metrics: bool, now: Instant) -> Conn {
+impl<S: Transport> Conn<S> {
+    pub fn new(stream: S, peer: std::net::SocketAddr, metrics: bool, now: Instant) -> Conn<S> {
         Conn {
             stream,
             peer,
@@ -249,7 +268,12 @@ impl Conn {
         self.metrics
     }
 
-    pub fn stream(&mut self) -> &mut TcpStream {
+    /// Waiting for a compression job's completion.
+    pub fn is_parked(&self) -> bool {
+        self.parked.is_some()
+    }
+
+    pub fn stream(&mut self) -> &mut S {
         &mut self.stream
     }
 
@@ -740,7 +764,7 @@ impl Conn {
                     if !self.writable {
                         return Ok(Flush::Blocked);
                     }
-                    match send_file(&self.stream, file, pos, *end, budget) {
+                    match send_file(&mut self.stream, file, pos, *end, budget) {
                         Ok(true) => true,
                         Ok(false) => continue,
                         Err(e) if would_block(&e) => {
@@ -772,7 +796,9 @@ impl Conn {
                                 }
                                 Err(err) => Err(err),
                             },
-                            Seg::File(pos, end) => send_file(&self.stream, file, pos, *end, budget),
+                            Seg::File(pos, end) => {
+                                send_file(&mut self.stream, file, pos, *end, budget)
+                            }
                         };
                         match r {
                             Ok(true) => {
@@ -802,7 +828,7 @@ impl Conn {
         if !self.linger_needed || self.eof {
             return Next::Close;
         }
-        let _ = self.stream.shutdown(Shutdown::Write);
+        let _ = self.stream.shutdown_write();
         self.lingering = true;
         self.progress_since = cx.now;
         self.linger(cx)
@@ -834,7 +860,7 @@ impl Conn {
 /// One sendfile from `*pos` towards `end`, at most the remaining budget. Ok(true) when the
 /// range is complete. A file that shrank under us cannot be framed any more: error.
 fn send_file(
-    sock: &TcpStream,
+    sock: &mut impl Transport,
     file: &File,
     pos: &mut u64,
     end: u64,
@@ -844,7 +870,7 @@ fn send_file(
         return Ok(true);
     }
     let want = (end - *pos).min(*budget).min(1 << 30) as usize;
-    match rustix::fs::sendfile(sock, file, Some(pos), want) {
+    match sock.send_file(file, pos, want) {
         Ok(0) => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             "file shrank while being sent",
@@ -853,7 +879,7 @@ fn send_file(
             *budget = budget.saturating_sub(n as u64);
             Ok(*pos >= end)
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
 }
 

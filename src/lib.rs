@@ -28,6 +28,8 @@ pub mod autoindex;
 pub mod config;
 pub mod conn;
 pub mod files;
+#[doc(hidden)]
+pub mod harness;
 pub mod http;
 pub mod listener;
 pub mod metrics;

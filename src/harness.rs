@@ -1,0 +1,538 @@
+//! One `Conn` driven over an in-memory stream the way a reactor drives it, without sockets:
+//! for the connection fuzzer (`fuzz/fuzz_targets/connection.rs`) and the tests that replay
+//! its seeds. Input arrives in chunks split wherever the script says, the client's receive
+//! window opens and closes, timers fire, and `check` verifies the bytes that came back.
+
+use crate::config::Config;
+use crate::conn::{BufPool, Conn, Cx, Next, Transport};
+use crate::files::{OpenCache, Resolver};
+use crate::metrics::{ReactorStats, Registry};
+use crate::offload::{Completion, Notifier, Offload};
+use crate::timer::Class;
+use crossbeam_channel::Receiver;
+use mio::{Poll, Token, Waker};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A fixed Date header value, so two runs of the same requests compare byte for byte.
+const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+/// Drives without progress before the harness calls the connection stuck.
+const MAX_SPINS: usize = 100_000;
+
+/// The client side of a connection, in memory.
+#[derive(Default)]
+pub struct MemStream {
+    /// Delivered to the server but not yet read.
+    inbox: Vec<u8>,
+    inpos: usize,
+    fin: bool,
+    /// Everything the server wrote.
+    pub output: Vec<u8>,
+    /// Bytes the client will accept before the server's writes would block.
+    window: usize,
+    shut: bool,
+    /// Writes attempted after the server half-closed: always a bug.
+    pub writes_after_shutdown: usize,
+}
+
+impl MemStream {
+    fn take(&mut self, want: usize) -> io::Result<usize> {
+        if self.shut {
+            self.writes_after_shutdown += 1;
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        if want > 0 && self.window == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = want.min(self.window);
+        self.window -= n;
+        Ok(n)
+    }
+}
+
+impl Read for MemStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let avail = &self.inbox[self.inpos..];
+        if avail.is_empty() {
+            return if self.fin {
+                Ok(0)
+            } else {
+                Err(io::ErrorKind::WouldBlock.into())
+            };
+        }
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.inpos += n;
+        if self.inpos == self.inbox.len() {
+            self.inbox.clear();
+            self.inpos = 0;
+        }
+        Ok(n)
+    }
+}
+
+impl Write for MemStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.take(buf.len())?;
+        self.output.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let total = bufs.iter().map(|b| b.len()).sum();
+        let mut n = self.take(total)?;
+        let written = n;
+        for b in bufs {
+            let k = n.min(b.len());
+            self.output.extend_from_slice(&b[..k]);
+            n -= k;
+        }
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Transport for MemStream {
+    fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize> {
+        let n = self.take(len.min(1 << 20))?;
+        let start = self.output.len();
+        self.output.resize(start + n, 0);
+        let got = file.read_at(&mut self.output[start..], *pos)?;
+        // Give back what the file did not have (it shrank): sendfile returns short.
+        self.output.truncate(start + got);
+        self.window += n - got;
+        *pos += got as u64;
+        Ok(got)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shut = true;
+        Ok(())
+    }
+}
+
+/// What happens next on the wire.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// These bytes arrive (one readable edge).
+    Data(Vec<u8>),
+    /// The client reads: this many more bytes may be written (one writable edge).
+    Window(usize),
+    /// The timer the connection is waiting on fires.
+    Timeout,
+    /// A graceful shutdown begins: later responses say `Connection: close`.
+    Drain,
+    /// The client half-closes (FIN).
+    Fin,
+}
+
+/// The result of one scripted connection.
+#[derive(Debug, Default)]
+pub struct Transcript {
+    pub output: Vec<u8>,
+    /// The connection closed (it always must, once the client sent FIN and reads all).
+    pub closed: bool,
+    /// A timer fired and closed the connection, which may cut a response short.
+    pub timed_out: bool,
+    pub writes_after_shutdown: usize,
+}
+
+/// A reactor's context for one connection at a time.
+pub struct Harness {
+    config: Config,
+    resolver: Resolver,
+    files: OpenCache,
+    scratch: Vec<u8>,
+    buffers: BufPool,
+    output: BufPool,
+    offload: Option<Arc<Offload>>,
+    notifier: Notifier,
+    completions: Receiver<Completion>,
+    stats: Arc<ReactorStats>,
+    registry: Registry,
+    _poll: Poll,
+}
+
+impl Harness {
+    pub fn new(config: Config) -> io::Result<Harness> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), Token(0))?);
+        let (tx, completions) = crossbeam_channel::unbounded();
+        let c = &config.compression;
+        let offload = if c.enabled {
+            Some(Offload::new(1, c.level, c.max_pending, c.cache_bytes)?)
+        } else {
+            None
+        };
+        let ofc = &config.open_file_cache;
+        let registry = Registry::default();
+        Ok(Harness {
+            resolver: Resolver::new(&config.root, &config.index)?,
+            files: OpenCache::new(ofc.entries, ofc.valid, ofc.inline_bytes, ofc.errors),
+            scratch: Vec::new(),
+            buffers: BufPool::default(),
+            output: BufPool::default(),
+            offload,
+            notifier: Notifier { tx, waker },
+            completions,
+            stats: registry.reactor(0),
+            registry,
+            config,
+            _poll: poll,
+        })
+    }
+
+    /// Play `steps`, then FIN with an unlimited window, and return what the client got.
+    pub fn run(&mut self, steps: &[Step]) -> Result<Transcript, String> {
+        let stream = MemStream {
+            window: 0,
+            ..MemStream::default()
+        };
+        let peer = ([127, 0, 0, 1], 9).into();
+        let mut conn = Conn::new(stream, peer, false, Instant::now());
+        let mut draining = false;
+        let mut waiting: Option<Class> = None;
+        let mut t = Transcript::default();
+        let finale = [Step::Window(usize::MAX / 2), Step::Fin];
+        for step in steps.iter().chain(finale.iter()) {
+            let s = conn.stream();
+            match step {
+                Step::Data(d) => {
+                    if s.fin {
+                        continue; // nothing follows a FIN
+                    }
+                    s.inbox.extend_from_slice(d);
+                    conn.readable = true;
+                }
+                Step::Window(n) => {
+                    s.window = s.window.saturating_add(*n);
+                    conn.writable = true;
+                }
+                Step::Fin => {
+                    s.fin = true;
+                    conn.readable = true;
+                    conn.read_closed = true;
+                }
+                Step::Drain => draining = true,
+                Step::Timeout => {}
+            }
+            let timer = match (step, waiting) {
+                (Step::Timeout, Some(class)) => Some(class),
+                (Step::Timeout, None) => continue, // nothing armed: a timer cannot fire
+                _ => None,
+            };
+            let next = self.settle(&mut conn, draining, timer)?;
+            match next {
+                Next::Close => {
+                    t.closed = true;
+                    t.timed_out = timer.is_some();
+                    break;
+                }
+                Next::Wait(class, _) => waiting = Some(class),
+                Next::Yield => unreachable!("settle drives until the connection waits"),
+            }
+        }
+        let s = conn.stream();
+        t.output = std::mem::take(&mut s.output);
+        t.writes_after_shutdown = s.writes_after_shutdown;
+        Ok(t)
+    }
+
+    /// Drive (or fire `timer` on) the connection until it waits or closes, completing any
+    /// compression job it parks on as the reactor would.
+    fn settle(
+        &mut self,
+        conn: &mut Conn<MemStream>,
+        draining: bool,
+        mut timer: Option<Class>,
+    ) -> Result<Next, String> {
+        let mut completion: Option<Completion> = None;
+        for _ in 0..MAX_SPINS {
+            let mut cx = Cx {
+                config: &self.config,
+                resolver: &self.resolver,
+                files: &mut self.files,
+                date: DATE,
+                now: Instant::now(),
+                scratch: &mut self.scratch,
+                buffers: &mut self.buffers,
+                output: &mut self.output,
+                draining,
+                offload: self.offload.as_ref(),
+                notifier: &self.notifier,
+                slot: 0,
+                generation: 1,
+                log: None,
+                stats: &self.stats,
+                metrics: Some(&self.registry),
+            };
+            let next = if let Some(c) = completion.take() {
+                conn.resume(c.result, &mut cx)
+            } else if let Some(class) = timer.take() {
+                conn.timeout(class, &mut cx)
+            } else {
+                conn.drive(&mut cx)
+            };
+            match next {
+                Next::Yield => continue,
+                Next::Wait(..) if conn.is_parked() => {
+                    let c = self
+                        .completions
+                        .recv_timeout(Duration::from_secs(30))
+                        .map_err(|_| "a parked connection never got its completion")?;
+                    completion = Some(c);
+                }
+                other => return Ok(other),
+            }
+        }
+        Err("the connection neither waits nor closes (spinning)".into())
+    }
+}
+
+/// One response as the client parsed it.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub close: bool,
+    pub body_len: usize,
+}
+
+/// Split `output` into responses and check each is well formed. `requests` bounds how many
+/// final responses may exist (complete heads sent, plus one error for an incomplete one).
+/// `truncated_ok` allows the last response to be cut short (a timer closed the connection).
+pub fn check(output: &[u8], requests: usize, truncated_ok: bool) -> Result<Vec<Response>, String> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < output.len() {
+        let rest = &output[at..];
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut r = httparse::Response::new(&mut headers);
+        let head_len = match r.parse(rest) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if truncated_ok => break,
+            Ok(httparse::Status::Partial) => return Err(format!("truncated head at {at}")),
+            Err(e) => return Err(format!("malformed head at {at}: {e}")),
+        };
+        let status = r.code.unwrap_or(0);
+        if r.version != Some(1) {
+            return Err(format!("response {} is not HTTP/1.1", out.len()));
+        }
+        if !(100..600).contains(&status) {
+            return Err(format!("status {status}"));
+        }
+        let mut lens = r
+            .headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("content-length"));
+        let len = match (lens.next(), lens.next()) {
+            (Some(h), None) => std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+                .ok_or_else(|| format!("bad Content-Length in response {}", out.len()))?,
+            (Some(_), Some(_)) => return Err("two Content-Length headers".into()),
+            (None, _) if status < 200 || status == 204 || status == 304 => 0,
+            (None, _) => return Err(format!("status {status} without Content-Length")),
+        };
+        let has = |name: &str| r.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
+        if status >= 200 && !(has("date") && has("server")) {
+            return Err(format!("status {status} without Date or Server"));
+        }
+        let close = r.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")
+        });
+        at += head_len;
+        if status < 200 {
+            continue; // interim (100 Continue): no body, the final response follows
+        }
+        // No body bytes after the head: a HEAD response (none of the served bodies begins
+        // like a status line, and a body never ends the output early unless cut).
+        let after = &output[at..];
+        let bodiless = status == 304 || status == 204;
+        let body_len = if bodiless || after.is_empty() || after.starts_with(b"HTTP/1.1 ") {
+            0
+        } else if after.len() < len {
+            if truncated_ok {
+                break;
+            }
+            return Err(format!("body of response {} cut short", out.len()));
+        } else {
+            len
+        };
+        at += body_len;
+        out.push(Response {
+            status,
+            close,
+            body_len,
+        });
+        if close && at < output.len() {
+            return Err("bytes after a Connection: close response".into());
+        }
+    }
+    if out.len() > requests {
+        return Err(format!(
+            "{} responses for at most {requests} requests",
+            out.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// An upper bound on the complete request heads in `input` (each ends with an empty line),
+/// plus one for an error answering an incomplete or oversized one.
+pub fn max_responses(input: &[u8]) -> usize {
+    let ends = input.windows(2).filter(|w| w == b"\n\n").count()
+        + input.windows(3).filter(|w| w == b"\n\r\n").count();
+    ends + 1
+}
+
+/// Lay out a docroot under `dir` (and a secret beside it) and return the configurations the
+/// fuzzer picks from: defaults; tight limits; autoindex, error pages, header rules and
+/// negative caching; compression of everything with no cache (every gzip runs a job).
+/// No served body begins with `HTTP/1.1 `, which `check` relies on.
+pub fn world(dir: &std::path::Path) -> io::Result<Vec<Config>> {
+    use std::fs;
+    let root = dir.join("root");
+    fs::create_dir_all(root.join("dir/sub"))?;
+    fs::create_dir_all(root.join("list/inner"))?;
+    fs::create_dir_all(root.join("assets"))?;
+    fs::write(dir.join("secret"), b"SECRET outside the root\n")?;
+    fs::write(
+        root.join("index.html"),
+        b"<!doctype html><title>vireo</title>home\n",
+    )?;
+    fs::write(root.join("a.txt"), b"alpha\n")?;
+    fs::write(root.join("with space.txt"), b"spaced\n")?;
+    fs::write(
+        root.join("404.html"),
+        b"<!doctype html><title>404</title>custom\n",
+    )?;
+    fs::write(root.join("dir/index.html"), b"<p>dir index</p>\n")?;
+    fs::write(root.join("dir/sub/b.txt"), b"bravo\n")?;
+    fs::write(root.join("list/<b>&.txt"), b"escaped\n")?;
+    fs::write(root.join("list/x.json"), b"{\"x\":1}\n")?;
+    let css: Vec<u8> = (0..64)
+        .flat_map(|i| format!(".c{i} {{ color: #{i:06x}; margin: {i}px }}\n").into_bytes())
+        .collect();
+    fs::write(root.join("assets/style.css"), &css)?;
+    let js: Vec<u8> = (0..1200)
+        .flat_map(|i| format!("function f{i}(a) {{ return a * {i} + {}; }}\n", i % 7).into_bytes())
+        .collect();
+    fs::write(root.join("app.js"), &js)?;
+    // Over the per-turn send budget (2 MiB), so a response spans several turns.
+    let big: Vec<u8> = (0..(2usize << 20) + 4099)
+        .map(|i| (i % 251) as u8 + 1)
+        .collect();
+    fs::write(root.join("big.bin"), &big)?;
+    fs::write(
+        root.join("pre.txt"),
+        b"precompressed sidecar identity text\n".repeat(20),
+    )?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&b"precompressed sidecar identity text\n".repeat(20))?;
+    fs::write(root.join("pre.txt.gz"), gz.finish()?)?;
+    std::os::unix::fs::symlink("../secret", root.join("out"))?;
+    std::os::unix::fs::symlink("a.txt", root.join("link"))?;
+
+    let base = format!(
+        "root = {:?}\nlisten = \"127.0.0.1:0\"\n",
+        root.display().to_string()
+    );
+    let variants = [
+        String::new(),
+        "[limits]\nmax_request_line = 64\nmax_header_bytes = 300\nmax_body_bytes = 40\n"
+            .to_string(),
+        "autoindex = true\n[error_pages]\n404 = \"/404.html\"\n\
+         [open_file_cache]\nerrors = true\ninline_bytes = 0\n\
+         [[headers]]\npath = \"/assets/\"\nset = { \"Cache-Control\" = \"max-age=60\" }\n\
+         [[headers]]\npath = \"/**/*.txt\"\nset = { \"X-Kind\" = \"text\" }\n"
+            .to_string(),
+        "[compression]\nmin_bytes = 1\ncache_bytes = 0\nhttp10 = true\nprecompressed = false\n\
+         types = [\"*\"]\n"
+            .to_string(),
+    ];
+    variants
+        .iter()
+        .map(|v| {
+            Config::from_toml(&format!("{base}{v}"), dir, "harness.toml")
+                .map_err(|e| io::Error::other(e.to_string()))
+        })
+        .collect()
+}
+
+/// One fuzz input: byte 0 picks the configuration (bits 0-1) and allows timers (bit 2) and a
+/// drain (bit 3); bytes 1..9 seed the schedule (where the input splits, how much the client
+/// reads between writes); the rest is what the client sends. Checks that the connection
+/// closes after the client's FIN, never writes after its half-close, answers with well-formed
+/// responses no more numerous than the requests, and, when no timer or drain interfered,
+/// sends exactly what it sends for the same bytes arriving in one piece.
+pub fn exercise(harnesses: &mut [Harness], data: &[u8]) -> Result<(), String> {
+    let Some((&flags, rest)) = data.split_first() else {
+        return Ok(());
+    };
+    let (seed, payload) = rest.split_at(rest.len().min(8));
+    let mut s = [0u8; 8];
+    s[..seed.len()].copy_from_slice(seed);
+    let mut rng = u64::from_le_bytes(s) | 1;
+    let mut next = move || {
+        // xorshift64*
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    let h = &mut harnesses[flags as usize % harnesses.len()];
+    let mut steps = Vec::new();
+    let mut interfered = false;
+    let mut at = 0;
+    while at < payload.len() {
+        let r = next();
+        let max = [1, 3, 16, 64, 512, 4096, usize::MAX, usize::MAX][(r & 7) as usize];
+        let n = (1 + (r >> 3) as usize % max.min(payload.len())).min(payload.len() - at);
+        steps.push(Step::Data(payload[at..at + n].to_vec()));
+        at += n;
+        let r = next();
+        if r & 1 == 1 {
+            let w = [0, 1, 7, 100, 1500, 65536, 1 << 22, 3][((r >> 1) & 7) as usize];
+            steps.push(Step::Window(w));
+        }
+        if flags & 4 != 0 && (r >> 8) % 16 == 0 {
+            steps.push(Step::Timeout);
+            interfered = true;
+        }
+        if flags & 8 != 0 && (r >> 16) % 32 == 0 {
+            steps.push(Step::Drain);
+            interfered = true;
+        }
+    }
+    let t = h.run(&steps)?;
+    if t.writes_after_shutdown > 0 {
+        return Err("wrote after the half-close".into());
+    }
+    if !t.closed {
+        return Err("still open after the client's FIN with everything read".into());
+    }
+    check(&t.output, max_responses(payload), t.timed_out)?;
+    if !interfered {
+        let whole = h.run(&[Step::Data(payload.to_vec())])?;
+        if whole.output != t.output {
+            let at = whole
+                .output
+                .iter()
+                .zip(&t.output)
+                .position(|(a, b)| a != b)
+                .unwrap_or(whole.output.len().min(t.output.len()));
+            return Err(format!(
+                "split delivery changed the response bytes at offset {at} ({} vs {} bytes)",
+                t.output.len(),
+                whole.output.len()
+            ));
+        }
+    }
+    Ok(())
+}
