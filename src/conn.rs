@@ -331,6 +331,10 @@ impl<S: Transport> Conn<S> {
         }
         let mut budget = TURN_BUDGET;
         loop {
+            // A response still going out holds back the pipelined requests behind it; once
+            // it is flushed they must be answered even if no new byte arrives.
+            let backlogged =
+                !matches!(self.tail, Tail::None) || self.out.len() - self.opos >= OUT_HIGH_WATER;
             let answered = self.process(cx);
             let before = budget;
             let flushed = self.flush(&mut budget);
@@ -352,7 +356,7 @@ impl<S: Transport> Conn<S> {
             if self.close_after {
                 return self.begin_close(cx);
             }
-            if answered {
+            if answered || (backlogged && self.rpos < self.rend) {
                 // The output went out; more pipelined requests may be buffered.
                 self.idle_since = cx.now;
                 continue;

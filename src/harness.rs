@@ -190,6 +190,15 @@ impl Harness {
 
     /// Play `steps`, then FIN with an unlimited window, and return what the client got.
     pub fn run(&mut self, steps: &[Step]) -> Result<Transcript, String> {
+        self.play(steps, true)
+    }
+
+    /// Play `steps` only: the connection is left as the last step left it (no FIN).
+    pub fn run_open(&mut self, steps: &[Step]) -> Result<Transcript, String> {
+        self.play(steps, false)
+    }
+
+    fn play(&mut self, steps: &[Step], fin: bool) -> Result<Transcript, String> {
         let stream = MemStream {
             window: 0,
             ..MemStream::default()
@@ -200,7 +209,8 @@ impl Harness {
         let mut waiting: Option<Class> = None;
         let mut t = Transcript::default();
         let finale = [Step::Window(usize::MAX / 2), Step::Fin];
-        for step in steps.iter().chain(finale.iter()) {
+        let finale = if fin { &finale[..] } else { &[] };
+        for step in steps.iter().chain(finale) {
             let s = conn.stream();
             match step {
                 Step::Data(d) => {

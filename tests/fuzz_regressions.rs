@@ -71,3 +71,33 @@ fn empty_lines_over_the_head_limit_are_431_whatever_follows() {
     }
     assert_prefix_stable(&input, &small);
 }
+
+/// connection crash-0ba2570c: requests pipelined behind a response that could not be sent
+/// at once (the client's window was shut) were answered only when more input came, so
+/// the whole input delivered in one piece got one response fewer than the same bytes
+/// trickled in. Replays the exact input through the fuzzer's checks, and the minimal shape.
+#[test]
+fn pipelined_requests_behind_a_blocked_response() {
+    use vireo::harness::{check, exercise, world, Harness, Step};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut hs: Vec<Harness> = world(dir.path())
+        .expect("world")
+        .into_iter()
+        .map(|c| Harness::new(c).expect("harness"))
+        .collect();
+    let input = include_bytes!("../fuzz/corpus/connection/regress-pipelined-behind-long-response");
+    exercise(&mut hs, input).expect("fuzzer checks");
+
+    let two = b"GET /app.js HTTP/1.1\r\nHost: x\r\n\r\nGET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n";
+    // The window opens only after both requests are buffered; no more input follows until
+    // the client's FIN, which must not be what unblocks the second answer.
+    let t = hs[0]
+        .run_open(&[Step::Data(two.to_vec()), Step::Window(usize::MAX / 2)])
+        .expect("run");
+    let before_fin = check(&t.output, 2, false).expect("well formed");
+    assert_eq!(
+        before_fin.len(),
+        2,
+        "second pipelined request left unanswered"
+    );
+}

@@ -36,6 +36,23 @@ fn pipelined_requests_are_answered_in_order() {
 }
 
 #[test]
+fn a_request_pipelined_behind_a_long_response_is_answered_without_more_input() {
+    // The first response outlasts one turn (2 MiB budget) and fills the socket; the second
+    // request is already buffered and must be answered when the first is done, not when
+    // the client sends something else (connection fuzzer finding).
+    let big = pattern(5 << 20, 3);
+    let b2 = big.clone();
+    let s = TestServer::start_with("[timeouts]\nheader = \"60s\"\n", move |root| {
+        default_files(root);
+        std::fs::write(root.join("big.bin"), &b2).expect("write");
+    });
+    let mut c = s.connect();
+    c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\nGET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(c.read_response().body == big);
+    assert_eq!(c.read_response().body, b"hello, vireo\n");
+}
+
+#[test]
 fn connection_close_is_honoured() {
     let s = TestServer::start("");
     let mut c = s.connect();
