@@ -184,6 +184,7 @@ impl Default for RawConfig {
 struct RawOpenFileCache {
     entries: usize,
     valid: Spanned<String>,
+    check: Spanned<String>,
     inline_bytes: u64,
     errors: bool,
 }
@@ -193,6 +194,7 @@ impl Default for RawOpenFileCache {
         RawOpenFileCache {
             entries: 1024,
             valid: Spanned::new(0..0, "1s".into()),
+            check: Spanned::new(0..0, "0s".into()),
             inline_bytes: 16384,
             errors: false,
         }
@@ -206,6 +208,9 @@ pub struct OpenFileCache {
     pub entries: usize,
     /// After this long a cached path is resolved again (renames, deletions).
     pub valid: Duration,
+    /// A hit trusts the cached metadata for this long before fstat-ing the fd again (in-place
+    /// edits); zero checks on every hit.
+    pub check: Duration,
     /// Files up to this size are kept in memory and sent with the head in one writev.
     pub inline_bytes: u64,
     /// Cache "not found" too, for `valid` (nginx's open_file_cache_errors).
@@ -464,6 +469,7 @@ impl Config {
         let open_file_cache = OpenFileCache {
             entries: ofc.entries,
             valid: dur(&ofc.valid, "open_file_cache.valid")?,
+            check: dur(&ofc.check, "open_file_cache.check")?,
             inline_bytes: ofc.inline_bytes.min(1 << 20),
             errors: ofc.errors,
         };

@@ -47,6 +47,8 @@ pub trait Transport: Read + Write {
     fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize>;
     /// Half-close: no more bytes from us (lingering close).
     fn shutdown_write(&mut self) -> io::Result<()>;
+    /// Turn Nagle off (TCP_NODELAY).
+    fn set_nodelay(&mut self) -> io::Result<()>;
 }
 
 impl Transport for TcpStream {
@@ -56,6 +58,10 @@ impl Transport for TcpStream {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+
+    fn set_nodelay(&mut self) -> io::Result<()> {
+        TcpStream::set_nodelay(self, true)
     }
 }
 
@@ -193,6 +199,8 @@ pub struct Conn<S = TcpStream> {
     /// destroyed by an RST.
     linger_needed: bool,
     lingering: bool,
+    /// TCP_NODELAY is set: done once, when the first response keeps the connection open.
+    nodelay: bool,
     lingered: usize,
     requests: u64,
     /// Start of the current wait: accept, first byte of a request, last progress.
@@ -255,6 +263,7 @@ impl<S: Transport> Conn<S> {
             close_after: false,
             linger_needed: false,
             lingering: false,
+            nodelay: false,
             lingered: 0,
             requests: 0,
             accepted: now,
@@ -517,6 +526,16 @@ impl<S: Transport> Conn<S> {
                 BodyFraming::Length(n) => Discard::Length(n),
                 BodyFraming::Chunked => Discard::Chunked(ChunkedDecoder::new()),
             };
+            if reply.keep_alive && !self.nodelay {
+                // Like nginx's tcp_nodelay, only for connections that stay open: a response
+                // followed by close is pushed out by the close itself, so the syscall is
+                // saved on every short-lived connection. Pipelined responses and a file's
+                // last partial segment must not wait for the client's delayed ACK.
+                self.nodelay = true;
+                if let Err(e) = self.stream.set_nodelay() {
+                    log::debug!("TCP_NODELAY: {e}");
+                }
+            }
             if !reply.keep_alive {
                 self.close_after = true;
                 // Unread body or pipelined bytes would turn our close into an RST.

@@ -588,13 +588,15 @@ pub fn mime_for(name: &[u8]) -> &'static str {
 }
 
 /// A per-reactor open-file cache (nginx's `open_file_cache`): path -> open fd and metadata,
-/// and the bytes of small files. A hit costs one `fstat` of the cached fd, which catches
-/// in-place modification at once; the path is resolved again after `valid`, which catches
-/// renames and deletions. No locks: each reactor has its own.
+/// and the bytes of small files. A hit costs one `fstat` of the cached fd (at most once per
+/// `check`; by default on every hit), which catches in-place modification; the path is
+/// resolved again after `valid`, which catches renames and deletions. No locks: each
+/// reactor has its own.
 pub struct OpenCache {
     map: HashMap<Box<[u8]>, Cached>,
     entries: usize,
     valid: Duration,
+    check: Duration,
     inline_bytes: u64,
     /// Also remember "not found" for `valid` (nginx's open_file_cache_errors).
     errors: bool,
@@ -604,16 +606,18 @@ struct Cached {
     /// None: the path did not exist when last resolved.
     meta: Option<FileMeta>,
     resolved_at: Instant,
+    checked_at: Instant,
 }
 
 impl OpenCache {
-    pub fn new(entries: usize, valid: Duration, inline_bytes: u64, errors: bool) -> OpenCache {
+    pub fn new(c: &crate::config::OpenFileCache) -> OpenCache {
         OpenCache {
-            map: HashMap::with_capacity(entries.min(4096)),
-            entries,
-            valid,
-            inline_bytes,
-            errors,
+            map: HashMap::with_capacity(c.entries.min(4096)),
+            entries: c.entries,
+            valid: c.valid,
+            check: c.check,
+            inline_bytes: c.inline_bytes,
+            errors: c.errors,
         }
     }
 
@@ -676,6 +680,7 @@ impl OpenCache {
             Cached {
                 meta,
                 resolved_at: now,
+                checked_at: now,
             },
         );
     }
@@ -690,6 +695,10 @@ impl OpenCache {
         let Some(m) = c.meta.as_mut() else {
             return Some(None);
         };
+        if now.duration_since(c.checked_at) < self.check {
+            return Some(Some(m.clone()));
+        }
+        c.checked_at = now;
         let Ok(md) = m.file.metadata() else {
             self.map.remove(key);
             return None;

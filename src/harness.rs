@@ -115,6 +115,10 @@ impl Transport for MemStream {
         self.shut = true;
         Ok(())
     }
+
+    fn set_nodelay(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What happens next on the wire.
@@ -174,7 +178,7 @@ impl Harness {
         let registry = Registry::default();
         Ok(Harness {
             resolver: Resolver::new(&config.root, &config.index)?,
-            files: OpenCache::new(ofc.entries, ofc.valid, ofc.inline_bytes, ofc.errors),
+            files: OpenCache::new(ofc),
             scratch: Vec::new(),
             buffers: BufPool::default(),
             output: BufPool::default(),

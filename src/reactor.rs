@@ -130,7 +130,7 @@ impl Reactor {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         let resolver = Resolver::new(&config.root, &config.index)?;
         let ofc = &config.open_file_cache;
-        let files = OpenCache::new(ofc.entries, ofc.valid, ofc.inline_bytes, ofc.errors);
+        let files = OpenCache::new(ofc);
         let t = &config.timeouts;
         let mut durations = [Duration::ZERO; CLASSES];
         durations[Class::Header as usize] = t.header;
@@ -306,9 +306,6 @@ impl Reactor {
                         self.stats.active.fetch_add(1, Ordering::Relaxed);
                     }
                     self.accept_error_logged = false;
-                    if let Err(e) = stream.set_nodelay(true) {
-                        log::debug!("TCP_NODELAY: {e}");
-                    }
                     let generation = self.next_generation;
                     self.next_generation = self.next_generation.wrapping_add(1).max(1);
                     let entry = self.conns.vacant_entry();

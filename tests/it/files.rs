@@ -129,6 +129,19 @@ fn options_and_method_errors() {
 }
 
 #[test]
+fn open_file_cache_check_trusts_a_hit_without_fstat_for_its_interval() {
+    // check = "1h": hits within the hour skip the fstat, so an in-place edit (same inode,
+    // new size) is not seen; with the default ("0s") the next test sees it at once.
+    let s = TestServer::start("[open_file_cache]\nvalid = \"1h\"\ncheck = \"1h\"\n");
+    let mut c = s.connect();
+    assert_eq!(c.get("/small.txt").body, b"hello, vireo\n");
+    std::fs::write(s.root().join("small.txt"), b"edited in place\n").expect("write");
+    let r = c.get("/small.txt");
+    assert_eq!(r.body, b"hello, vireo\n");
+    assert_eq!(r.header("content-length"), Some("13"));
+}
+
+#[test]
 fn open_file_cache_sees_in_place_edits_at_once_and_renames_after_valid() {
     let s = TestServer::start("[open_file_cache]\nvalid = \"300ms\"\n");
     let mut c = s.connect();
