@@ -21,7 +21,8 @@
 //! `route` turns a request into a reply (`autoindex` renders listings); `offload` runs
 //! compression and owns the compressed cache; `conn` owns one socket; `reactor` owns a
 //! Poll, the slab, the timers (`timer`), its access-log buffer (`accesslog`) and its
-//! counters (`metrics`); `server` owns the threads, the listening sockets and signals.
+//! counters (`metrics`); `server` owns the threads, the listening sockets and signals;
+//! `harness` plays a reactor for one `conn` over an in-memory stream (fuzzer and tests).
 
 pub mod accesslog;
 pub mod autoindex;
