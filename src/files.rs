@@ -6,7 +6,6 @@
 //! refuses any resolution (symlinks included) that leaves the root. On kernels
 //! without `openat2` a canonicalize + prefix check fallback is used.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fmt;
 use std::fs::File;
@@ -593,7 +592,9 @@ pub fn mime_for(name: &[u8]) -> &'static str {
 /// resolved again after `valid`, which catches renames and deletions. No locks: each
 /// reactor has its own.
 pub struct OpenCache {
-    map: HashMap<Box<[u8]>, Cached>,
+    /// Least recently used first: a hit moves its entry to the back, a full cache drops the
+    /// front (nginx keeps its cache in LRU order too).
+    map: hashlink::LruCache<Box<[u8]>, Cached>,
     entries: usize,
     valid: Duration,
     check: Duration,
@@ -612,7 +613,7 @@ struct Cached {
 impl OpenCache {
     pub fn new(c: &crate::config::OpenFileCache) -> OpenCache {
         OpenCache {
-            map: HashMap::with_capacity(c.entries.min(4096)),
+            map: hashlink::LruCache::new(c.entries.max(1)),
             entries: c.entries,
             valid: c.valid,
             check: c.check,
@@ -664,12 +665,6 @@ impl OpenCache {
     }
 
     fn insert(&mut self, path: &[u8], trailing: bool, meta: Option<FileMeta>, now: Instant) {
-        if self.map.len() >= self.entries {
-            // Crude but O(1) and allocation-free: drop some entry.
-            if let Some(k) = self.map.keys().next().cloned() {
-                self.map.remove(&k);
-            }
-        }
         let mut key = Vec::with_capacity(path.len() + 1);
         key.extend_from_slice(path);
         if trailing {
@@ -1065,5 +1060,29 @@ mod tests {
         let f = fixture();
         let r = Resolver::new(f.root.path(), &[]).unwrap();
         assert!(r.use_openat2);
+    }
+
+    #[test]
+    fn open_file_cache_evicts_the_least_recently_used() {
+        let root = tempfile::tempdir().unwrap();
+        for n in ["a", "b", "c"] {
+            std::fs::write(root.path().join(n), n).unwrap();
+        }
+        let r = Resolver::new(root.path(), &[]).unwrap();
+        let mut cache = OpenCache::new(&crate::config::OpenFileCache {
+            entries: 2,
+            valid: Duration::from_secs(60),
+            check: Duration::ZERO,
+            inline_bytes: 0,
+            errors: false,
+        });
+        let now = Instant::now();
+        let mut scratch = Vec::new();
+        for p in ["/a", "/b", "/a", "/c"] {
+            assert!(cache.open(&r, p.as_bytes(), &mut scratch, now).is_ok());
+        }
+        // "a" was used after "b", so "b" made room for "c".
+        let keys: Vec<&[u8]> = cache.map.iter().map(|(k, _)| &k[..]).collect();
+        assert_eq!(keys, [&b"a"[..], b"c"]);
     }
 }
