@@ -689,7 +689,7 @@ pub struct HeaderRule {
 /// A `[[headers]] path`. Without `*` it is a prefix of the request path (`/assets/`).
 /// With `*` the whole path must match: `*` matches within one segment (never '/'), a
 /// segment that is exactly `**` matches zero or more whole segments (`/**/*.js`,
-/// `/assets/**`). Matched against the request path as sent (percent-encoded, no query).
+/// `/assets/**`). Matched against the decoded, normalised request path (no query).
 #[derive(Debug, Clone)]
 pub enum PathPattern {
     Prefix(Box<[u8]>),

@@ -96,7 +96,8 @@ pub struct ExtraHeaders {
 }
 
 impl ExtraHeaders {
-    /// Match `path` (the raw request path) against every rule, in order.
+    /// Match `path` (the normalised request path, with its leading slash) against every
+    /// rule, in order.
     pub fn for_path(rules: &Arc<[HeaderRule]>, path: &[u8]) -> ExtraHeaders {
         let mut mask = 0u64;
         for (i, r) in rules.iter().enumerate().take(64) {
@@ -265,9 +266,22 @@ impl Router<'_> {
         let extra = if self.config.headers.is_empty() {
             ExtraHeaders::default()
         } else {
-            let path = head.path.get(buf);
-            let path = if path.is_empty() { &b"/"[..] } else { path };
-            ExtraHeaders::for_path(&self.config.headers, path)
+            // Rules see the decoded, normalised path, as nginx locations do, so that
+            // `/%61ssets/x` or `/x/../assets/x` cannot dodge an `/assets/` rule. The resolver
+            // left it in `scratch` without the leading slash (for an index file: the
+            // directory), borrowed here and restored.
+            let trailing = head.path.get(buf).ends_with(b"/");
+            self.scratch.insert(0, b'/');
+            let slash = trailing && self.scratch.len() > 1;
+            if slash {
+                self.scratch.push(b'/');
+            }
+            let extra = ExtraHeaders::for_path(&self.config.headers, self.scratch);
+            if slash {
+                self.scratch.pop();
+            }
+            self.scratch.remove(0);
+            extra
         };
         let mut variant = Variant {
             mime: meta.mime,

@@ -709,6 +709,17 @@ fn per_path_headers_on_200_206_304() {
     let r = req(&mut c, "HEAD", "/assets/logo.png", &[]);
     assert_eq!(hdr(&r, "cache-control"), cc);
 
+    // Rules match the decoded, normalised path: encodings and dot segments don't dodge them.
+    for p in [
+        "/%61ssets/logo.png",
+        "//assets/./logo.png",
+        "/main/../assets/logo.png",
+    ] {
+        let r = c.get(p);
+        assert_eq!((r.status, hdr(&r, "cache-control")), (200, cc), "{p}");
+    }
+    assert_eq!(hdr(&c.get("/main%2Ejs"), "x-script"), "yes");
+
     // Not a file response, or not matching: nothing added.
     let r = c.get("/assets/missing.png");
     assert_eq!(r.status, 404);
