@@ -67,7 +67,7 @@ impl Transport for TcpStream {
 
 /// Bytes a connection may send in one turn before yielding to its neighbours (nginx's
 /// sendfile_max_chunk idea): a fast client pulling a 10 GB file cannot starve the loop.
-const TURN_BUDGET: u64 = 2 << 20;
+pub const TURN_BUDGET: u64 = 2 << 20;
 /// Stop batching pipelined responses once this much is queued in `out`.
 const OUT_HIGH_WATER: usize = 64 << 10;
 /// Most bytes read and dropped while lingering before we give up and close.
@@ -121,6 +121,8 @@ pub struct Cx<'a> {
     pub output: &'a mut BufPool,
     /// Graceful shutdown in progress: answer with `Connection: close`.
     pub draining: bool,
+    /// Bytes one connection may send per turn (`TURN_BUDGET`; smaller in the harness).
+    pub turn_budget: u64,
     pub offload: Option<&'a Arc<Offload>>,
     /// Where this reactor's completions arrive, and who this connection is there.
     pub notifier: &'a Notifier,
@@ -338,7 +340,7 @@ impl<S: Transport> Conn<S> {
             // The job always completes; the send timeout bounds a stuck one.
             return Next::Wait(Class::Send, p.since);
         }
-        let mut budget = TURN_BUDGET;
+        let mut budget = cx.turn_budget;
         loop {
             // A response still going out holds back the pipelined requests behind it; once
             // it is flushed they must be answered even if no new byte arrives.

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 /// A fixed Date header value, so two runs of the same requests compare byte for byte.
 const DATE: &[u8] = b"Sun, 06 Nov 1994 08:49:37 GMT";
+/// The per-turn send budget here: small, so that a response spanning turns needs no
+/// multi-megabyte file (which would slow the fuzzer down).
+const TURN_BUDGET: u64 = 48 << 10;
 /// Drives without progress before the harness calls the connection stuck.
 const MAX_SPINS: usize = 100_000;
 
@@ -278,6 +281,7 @@ impl Harness {
                 buffers: &mut self.buffers,
                 output: &mut self.output,
                 draining,
+                turn_budget: TURN_BUDGET,
                 offload: self.offload.as_ref(),
                 notifier: &self.notifier,
                 slot: 0,

@@ -457,6 +457,7 @@ impl Reactor {
             buffers: &mut self.buffers,
             output: &mut self.output,
             draining: self.drain_deadline.is_some(),
+            turn_budget: crate::conn::TURN_BUDGET,
             offload: self.offload.as_ref(),
             notifier: &self.notifier,
             slot,
