@@ -438,7 +438,7 @@ impl<S: Transport> Conn<S> {
             {
                 return answered;
             }
-            if !self.discard_body(&limits, cx) || self.rpos == self.rend {
+            if !self.discard_body(&limits) || self.rpos == self.rend {
                 return answered;
             }
             let buf = &self.rbuf[self.rpos..self.rend];
@@ -644,7 +644,7 @@ impl<S: Transport> Conn<S> {
     }
 
     /// Drop request-body bytes that are buffered. Returns true when no body is pending.
-    fn discard_body(&mut self, limits: &Limits, cx: &mut Cx) -> bool {
+    fn discard_body(&mut self, limits: &Limits) -> bool {
         let avail = &self.rbuf[self.rpos..self.rend];
         match &mut self.discard {
             Discard::None => return true,
@@ -664,9 +664,15 @@ impl<S: Transport> Conn<S> {
                     }
                 }
                 Err(e) => {
+                    // This request has its response already: a second one would be taken
+                    // as the answer to the client's next request. Nothing after a broken
+                    // body can be framed, so close once the answer is out (lingering, so
+                    // it is not lost to an RST), as nginx does.
+                    log::debug!("bad request body: {} ({})", e.status, e.why);
                     self.discard = Discard::None;
                     self.rpos = self.rend;
-                    self.queue_error(e.status, cx);
+                    self.close_after = true;
+                    self.linger_needed = true;
                     return false;
                 }
             },

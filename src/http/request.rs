@@ -115,6 +115,16 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, HttpErr
     let head_len = match req.parse(view) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return need_more(),
+        Err(httparse::Error::Version) if later_minor(view).is_some() => {
+            // HTTP/1.2 .. HTTP/1.9: RFC 9112 2.3 says to process it as the highest minor
+            // version we implement, as nginx does. httparse knows only 1.0 and 1.1, so a
+            // copy with the digit rewritten is parsed; its offsets are the original's.
+            let mut copy = buf.to_vec();
+            if let Some(at) = later_minor(view) {
+                copy[at] = b'1';
+            }
+            return parse(&copy, limits);
+        }
         Err(e) => match syntax_error(e, view) {
             Some(err) => return Err(err),
             None => return need_more(),
@@ -364,6 +374,22 @@ fn syntax_error(e: httparse::Error, bytes: &[u8]) -> Option<HttpError> {
         httparse::Error::TooManyHeaders => Some(HttpError::new(431, "too many header fields")),
         httparse::Error::Version => version_error(bytes),
         _ => Some(bad("malformed request head")),
+    }
+}
+
+/// Where the minor digit of a complete request line's `HTTP/1.d` is, when d is 2..=9.
+fn later_minor(bytes: &[u8]) -> Option<usize> {
+    let start = skip_empty_lines(bytes);
+    let rest = &bytes[start..];
+    let nl = memchr::memchr(b'\n', rest)?;
+    let line = &rest[..nl];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let sp = memchr::memrchr(b' ', line)?;
+    match &line[sp + 1..] {
+        [b'H', b'T', b'T', b'P', b'/', b'1', b'.', d] if (b'2'..=b'9').contains(d) => {
+            Some(start + line.len() - 1)
+        }
+        _ => None,
     }
 }
 
@@ -1043,7 +1069,16 @@ mod tests {
     #[test]
     fn versions() {
         assert_eq!(status(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
-        assert_eq!(status(b"GET / HTTP/1.2\r\nHost: a\r\n\r\n"), 505);
+        // A later 1.x minor is processed as 1.1 (RFC 9112 2.3), the rest of the head intact.
+        let h = ok(b"GET /x HTTP/1.2\r\nHost: a\r\n\r\n");
+        assert_eq!(h.version, Version::Http11);
+        assert!(h.keep_alive);
+        assert_eq!(
+            ok(b"\r\nGET / HTTP/1.9\nHost: a\n\n").version,
+            Version::Http11
+        );
+        assert_eq!(status(b"GET / HTTP/1.2\r\n\r\n"), 400); // 1.1 rules: Host required
+        assert_eq!(status(b"GET / HTTP/1.10\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status(b"GET / HTTP/0.9\r\n\r\n"), 505);
         assert_eq!(status(b"GET / HTTP/3.0\n\n"), 505);
         assert_eq!(status(b"GET / http/1.1\r\nHost: a\r\n\r\n"), 400);

@@ -51,6 +51,27 @@ fn limits_give_414_431_413() {
 }
 
 #[test]
+fn a_broken_body_after_the_answer_closes_without_a_second_response() {
+    // The 405 answers the POST; its chunked body then turns out malformed (or too large).
+    // One request, one response: the connection just closes.
+    let s = TestServer::start("[limits]\nmax_body_bytes = 100\n");
+    for body in ["z\r\nx\r\n0\r\n\r\n", "65\r\n"] {
+        let mut c = s.connect();
+        c.send(
+            format!(
+                "POST /small.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n{body}\
+                 GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let all = c.read_to_close();
+        let text = String::from_utf8_lossy(&all);
+        assert!(text.starts_with("HTTP/1.1 405 "), "{text}");
+        assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "{body:?}: {text}");
+    }
+}
+
+#[test]
 fn unknown_transfer_coding_is_501_and_bad_version_505() {
     let s = TestServer::start("");
     let (r, closed) = raw(
