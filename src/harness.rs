@@ -438,7 +438,8 @@ pub fn world(dir: &std::path::Path) -> io::Result<Vec<Config>> {
         .flat_map(|i| format!(".c{i} {{ color: #{i:06x}; margin: {i}px }}\n").into_bytes())
         .collect();
     fs::write(root.join("assets/style.css"), &css)?;
-    let js: Vec<u8> = (0..1200)
+    // Over inline_bytes (sent with sendfile), small enough to gzip quickly.
+    let js: Vec<u8> = (0..480)
         .flat_map(|i| format!("function f{i}(a) {{ return a * {i} + {}; }}\n", i % 7).into_bytes())
         .collect();
     fs::write(root.join("app.js"), &js)?;
@@ -471,7 +472,7 @@ pub fn world(dir: &std::path::Path) -> io::Result<Vec<Config>> {
          [[headers]]\npath = \"/**/*.txt\"\nset = { \"X-Kind\" = \"text\" }\n"
             .to_string(),
         "[compression]\nmin_bytes = 1\ncache_bytes = 0\nhttp10 = true\nprecompressed = false\n\
-         types = [\"*\"]\n"
+         types = [\"text/*\", \"image/svg+xml\"]\n"
             .to_string(),
     ];
     variants
