@@ -471,7 +471,7 @@ pub fn world(dir: &std::path::Path) -> io::Result<Vec<Config>> {
          [[headers]]\npath = \"/assets/\"\nset = { \"Cache-Control\" = \"max-age=60\" }\n\
          [[headers]]\npath = \"/**/*.txt\"\nset = { \"X-Kind\" = \"text\" }\n"
             .to_string(),
-        "[compression]\nmin_bytes = 1\ncache_bytes = 0\nhttp10 = true\nprecompressed = false\n\
+        "[compression]\nlevel = 1\nmin_bytes = 1\ncache_bytes = 0\nhttp10 = true\nprecompressed = false\n\
          types = [\"text/*\", \"image/svg+xml\"]\n"
             .to_string(),
     ];
