@@ -115,14 +115,12 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, HttpErr
     let head_len = match req.parse(view) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return need_more(),
-        Err(httparse::Error::Version) if later_minor(view).is_some() => {
+        Err(httparse::Error::Version) if let Some(at) = later_minor(view) => {
             // HTTP/1.2 .. HTTP/1.9: RFC 9112 2.3 says to process it as the highest minor
             // version we implement, as nginx does. httparse knows only 1.0 and 1.1, so a
             // copy with the digit rewritten is parsed; its offsets are the original's.
             let mut copy = buf.to_vec();
-            if let Some(at) = later_minor(view) {
-                copy[at] = b'1';
-            }
+            copy[at] = b'1';
             return parse(&copy, limits);
         }
         Err(e) => match syntax_error(e, view) {
