@@ -409,11 +409,11 @@ pub fn max_responses(input: &[u8]) -> usize {
     ends + 1
 }
 
-/// Lay out a docroot under `dir` (and a secret beside it) and return the configurations the
-/// fuzzer picks from: defaults; tight limits; autoindex, error pages, header rules and
-/// negative caching; compression of everything with no cache (every gzip runs a job).
-/// No served body begins with `HTTP/1.1 `, which `check` relies on.
-pub fn world(dir: &std::path::Path) -> io::Result<Vec<Config>> {
+/// Lay out a docroot under `dir` (and a secret beside it) and return a harness for each
+/// configuration the fuzzer picks from: defaults; tight limits; autoindex, error pages,
+/// header rules and negative caching; compression of everything with no cache (every gzip
+/// runs a job). No served body begins with `HTTP/1.1 `, which `check` relies on.
+pub fn world(dir: &std::path::Path) -> io::Result<Vec<Harness>> {
     use std::fs;
     let root = dir.join("root");
     fs::create_dir_all(root.join("dir/sub"))?;
@@ -478,8 +478,9 @@ pub fn world(dir: &std::path::Path) -> io::Result<Vec<Config>> {
     variants
         .iter()
         .map(|v| {
-            Config::from_toml(&format!("{base}{v}"), dir, "harness.toml")
-                .map_err(|e| io::Error::other(e.to_string()))
+            let config = Config::from_toml(&format!("{base}{v}"), dir, "harness.toml")
+                .map_err(|e| io::Error::other(e.to_string()))?;
+            Harness::new(config)
         })
         .collect()
 }

@@ -19,11 +19,7 @@ fn with_world<T>(f: impl FnOnce(&mut Vec<Harness>) -> T) -> T {
         let mut w = w.borrow_mut();
         let w = w.get_or_insert_with(|| {
             let dir = tempfile::tempdir().expect("tempdir");
-            let harnesses = world(dir.path())
-                .expect("world")
-                .into_iter()
-                .map(|c| Harness::new(c).expect("harness"))
-                .collect();
+            let harnesses = world(dir.path()).expect("world");
             World {
                 harnesses,
                 _dir: dir,

@@ -80,11 +80,7 @@ fn empty_lines_over_the_head_limit_are_431_whatever_follows() {
 fn pipelined_requests_behind_a_blocked_response() {
     use vireo::harness::{check, exercise, world, Harness, Step};
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut hs: Vec<Harness> = world(dir.path())
-        .expect("world")
-        .into_iter()
-        .map(|c| Harness::new(c).expect("harness"))
-        .collect();
+    let mut hs: Vec<Harness> = world(dir.path()).expect("world");
     let input = include_bytes!("../fuzz/corpus/connection/regress-pipelined-behind-long-response");
     exercise(&mut hs, input).expect("fuzzer checks");
 

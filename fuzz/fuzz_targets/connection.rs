@@ -18,11 +18,7 @@ struct World {
 thread_local! {
     static WORLD: RefCell<World> = RefCell::new({
         let dir = tempfile::tempdir().unwrap();
-        let harnesses = world(dir.path())
-            .unwrap()
-            .into_iter()
-            .map(|c| Harness::new(c).unwrap())
-            .collect();
+        let harnesses = world(dir.path()).unwrap();
         World { harnesses, _dir: dir }
     });
 }
