@@ -83,3 +83,16 @@ fn unknown_transfer_coding_is_501_and_bad_version_505() {
     let (r, _) = raw(&s, b"GET / HTTP/2.0\r\nHost: t\r\n\r\n");
     assert_eq!(r.status, 505);
 }
+
+#[test]
+fn a_later_http_1_minor_is_served_as_1_1() {
+    // RFC 9112 2.3: HTTP/1.2 is processed as the highest 1.x we implement, keep-alive included.
+    let s = TestServer::start("");
+    let mut c = s.connect();
+    c.send(b"GET /small.txt HTTP/1.2\r\nHost: t\r\n\r\nGET /small.txt HTTP/1.9\r\nHost: t\r\n\r\n");
+    for _ in 0..2 {
+        let r = c.read_response();
+        assert_eq!((r.status, &r.body[..]), (200, &b"hello, vireo\n"[..]));
+        assert_eq!(r.header("connection"), None);
+    }
+}
