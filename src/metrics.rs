@@ -47,6 +47,8 @@ pub struct ReactorStats {
     pub active: AtomicU64,
     pub timeouts: [AtomicU64; 6],
     pub log_dropped: AtomicU64,
+    /// Timer queue entries, garbage included (bounded by connections, not requests).
+    pub timer_entries: AtomicU64,
     pub loop_time: Histogram,
     pub offload_rtt: Histogram,
 }
@@ -110,7 +112,7 @@ impl Registry {
                 );
             }
         }
-        let simple: [(&str, &str, &str, CounterOf); 4] = [
+        let simple: [(&str, &str, &str, CounterOf); 5] = [
             (
                 "vireo_response_body_bytes_total",
                 "counter",
@@ -134,6 +136,12 @@ impl Registry {
                 "counter",
                 "Access log lines dropped because the writer fell behind.",
                 |s| &s.log_dropped,
+            ),
+            (
+                "vireo_timer_entries",
+                "gauge",
+                "Deadlines queued in the reactors' timers (stale ones included).",
+                |s| &s.timer_entries,
             ),
         ];
         for (name, kind, help, get) in simple {

@@ -14,7 +14,7 @@ use crate::files::{OpenCache, Resolver};
 use crate::http::response::DateCache;
 use crate::metrics::{ReactorStats, Registry};
 use crate::offload::{Completion, Notifier, Offload};
-use crate::timer::{Class, Entry, Timers, CLASSES};
+use crate::timer::{Class, Expired, Timers, CLASSES};
 use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -57,10 +57,6 @@ pub enum Msg {
 struct Slot {
     generation: u32,
     conn: Conn,
-    /// The timer entry currently in a queue for this connection: (class, deadline).
-    armed: Option<(Class, Instant)>,
-    /// What the connection last asked for: (class, countdown start).
-    want: Option<(Class, Instant)>,
 }
 
 pub struct Reactor {
@@ -252,6 +248,9 @@ impl Reactor {
                     log.flush();
                 }
             }
+            self.stats
+                .timer_entries
+                .store(self.timers.queued_len() as u64, Ordering::Relaxed);
             self.stats.loop_time.observe(now.elapsed());
 
             if let Some(deadline) = self.drain_deadline {
@@ -322,12 +321,7 @@ impl Reactor {
                         }
                         continue;
                     }
-                    entry.insert(Slot {
-                        generation,
-                        conn,
-                        armed: None,
-                        want: None,
-                    });
+                    entry.insert(Slot { generation, conn });
                     // Nothing to read yet on a fresh socket: arm the header countdown.
                     self.apply(slot, Next::Wait(Class::Header, now), now);
                 }
@@ -429,7 +423,7 @@ impl Reactor {
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, s)| matches!(s.want, Some((Class::KeepAlive, _))))
+            .filter(|(k, s)| self.timers.wanted(*k, s.generation) == Some(Class::KeepAlive))
             .map(|(k, _)| k)
             .collect();
         for slot in idle {
@@ -486,45 +480,28 @@ impl Reactor {
             }
             Next::Wait(mut class, mut since) => {
                 if draining && class == Class::KeepAlive {
-                    if matches!(s.want, Some((Class::Drain, _))) {
+                    if self.timers.wanted(slot, s.generation) == Some(Class::Drain) {
                         return; // grace already running
                     }
                     class = Class::Drain;
                     since = now;
                 }
-                s.want = Some((class, since));
-                let deadline = since + self.timers.duration(class);
-                // Lazy re-arm: an entry that fires no later than needed stays; when it
-                // fires early, `expire` re-arms from `want`.
-                let keep = matches!(s.armed, Some((c, d)) if c == class && d <= deadline);
-                if !keep {
-                    let d = self.timers.arm(class, since, slot, s.generation);
-                    s.armed = Some((class, d));
-                }
+                self.timers.arm(class, since, slot, s.generation);
             }
         }
     }
 
-    fn expire(&mut self, e: Entry, now: Instant) {
-        let Some(s) = self.conns.get_mut(e.slot) else {
-            return;
-        };
-        if s.generation != e.generation || s.armed != Some((e.class, e.deadline)) {
-            return; // superseded entry
-        }
-        s.armed = None;
-        let Some((class, since)) = s.want else {
-            return;
-        };
-        if since + self.timers.duration(class) > now {
-            // The connection made progress since this entry was armed.
-            let d = self.timers.arm(class, since, e.slot, s.generation);
-            s.armed = Some((class, d));
+    fn expire(&mut self, e: Expired, now: Instant) {
+        if self
+            .conns
+            .get(e.slot)
+            .is_none_or(|s| s.generation != e.generation)
+        {
             return;
         }
-        log::debug!("reactor {}: {:?} timeout", self.id, class);
-        self.stats.timeouts[class as usize].fetch_add(1, Ordering::Relaxed);
-        let next = self.with_cx(e.slot, now, |conn, cx| conn.timeout(class, cx));
+        log::debug!("reactor {}: {:?} timeout", self.id, e.class);
+        self.stats.timeouts[e.class as usize].fetch_add(1, Ordering::Relaxed);
+        let next = self.with_cx(e.slot, now, |conn, cx| conn.timeout(e.class, cx));
         self.apply(e.slot, next, now);
     }
 
@@ -532,6 +509,7 @@ impl Reactor {
         // No epoll_ctl(DEL): the socket was never duplicated, so closing it (dropping the
         // Conn) removes it from the epoll set. One syscall less per connection.
         if let Some(s) = self.conns.try_remove(slot) {
+            self.timers.cancel(slot);
             if !s.conn.is_metrics() {
                 self.stats.active.fetch_sub(1, Ordering::Relaxed);
             }

@@ -14,3 +14,4 @@ mod semantics;
 mod split;
 mod support;
 mod timeouts;
+mod timers;
