@@ -270,7 +270,7 @@ def lint(kind, request, raw):
 
 def run_curl(base, port):
     if not shutil.which("curl"):
-        skip("curl", "curl binary not found")
+        fail("curl", "curl binary not found (.ci/run installs it)")
         return
     url = f"http://127.0.0.1:{port}"
     out = os.path.join(base, "curl.out")
@@ -308,7 +308,7 @@ def run_curl(base, port):
 
 def run_wget(base, port):
     if not shutil.which("wget"):
-        skip("wget -c resume", "wget binary not found")
+        fail("wget -c resume", "wget binary not found (.ci/run installs it)")
         return
     d = os.path.join(base, "wget")
     os.makedirs(d)
