@@ -76,16 +76,27 @@ fn idle_keep_alive_connections_are_closed() {
 #[test]
 fn a_client_that_does_not_read_is_closed_at_the_send_deadline() {
     let big = pattern(64 << 20, 3);
-    let s = TestServer::start_with("[timeouts]\nsend = \"1s\"\n", move |root| {
-        std::fs::write(root.join("big.bin"), &big).expect("write");
-    });
+    let s = TestServer::start_with(
+        "[timeouts]\nsend = \"1s\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        move |root| {
+            std::fs::write(root.join("big.bin"), &big).expect("write");
+        },
+    );
     let mut c = s.connect();
     c.stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .expect("timeout");
     c.send(b"GET /big.bin HTTP/1.1\r\nHost: t\r\n\r\n");
-    // Read nothing for well over the send timeout.
-    std::thread::sleep(Duration::from_millis(2500));
+    // Read nothing until the server reports the send timeout.
+    let start = Instant::now();
+    while metric(&scrape(&s), "vireo_timeouts_total", "kind=\"send\"") == 0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "no send timeout");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(900),
+        "cut too early"
+    );
     let (bytes, _) = read_until_closed(&mut c);
     assert!(
         bytes.len() < (64 << 20),
