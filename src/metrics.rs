@@ -168,7 +168,7 @@ impl Registry {
             ),
             (
                 "vireo_offload_roundtrip_seconds",
-                "From handing a compression job to the pool to resuming the connection.",
+                "From handing an offload job (compression, listing) to the pool to resuming the connection.",
                 |s| &s.offload_rtt,
             ),
         ];

@@ -62,7 +62,11 @@ fn a_listing_is_built_once_on_the_pool_then_served_from_the_cache() {
         h.header("content-length"),
         Some(first.body.len().to_string().as_str())
     );
-    assert_eq!(c.get("/d/a.txt").body, b"alpha", "the connection stays usable");
+    assert_eq!(
+        c.get("/d/a.txt").body,
+        b"alpha",
+        "the connection stays usable"
+    );
 
     let m = scrape(&s);
     let jobs = |state: &str| {
@@ -161,7 +165,11 @@ fn a_full_pool_answers_a_listing_with_503_and_retry_after() {
         0,
         "{m}"
     );
-    assert_eq!(metric(&m, "vireo_responses_total", "class=\"5xx\""), 2, "{m}");
+    assert_eq!(
+        metric(&m, "vireo_responses_total", "class=\"5xx\""),
+        2,
+        "{m}"
+    );
 }
 
 #[test]
