@@ -1,19 +1,77 @@
 //! `autoindex = true`: an HTML listing for a directory without an index file.
 //!
-//! A rare, admin-enabled path, so it reads the directory synchronously on the reactor, but
-//! bounded: at most `MAX_ENTRIES` entries are listed. The directory is read through the fd
-//! the resolver opened (beneath the root); a symlink is listed only if the resolver can open
-//! it (so one leading outside the root never shows up), and dotfiles are hidden.
+//! Reading a directory is disk work (a `statat` per entry) and rendering it CPU work, so
+//! `render` runs on the offload pool, never on a reactor: the router hands over the
+//! directory fd (`Job`), the connection parks, and the page comes back through the pool's
+//! cache (`offload`). The read is bounded: at most `MAX_ENTRIES` entries, hidden or not.
+//! The directory is read through the fd the resolver opened (beneath the root); a symlink
+//! is listed only if the resolver can open it (so one leading outside the root never shows
+//! up), and dotfiles are hidden.
 
 use crate::files::{Resolved, Resolver};
 use crate::http::response;
+use crate::offload::ListingKey;
 use rustix::fs::{AtFlags, Dir, FileType};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 
-/// Most entries read from one directory; the rest are left out (and the page says so).
+/// Most entries read from one directory, dotfiles included (each costs a `getdents` slot
+/// even when hidden); the rest are left out and the page says so.
 pub const MAX_ENTRIES: usize = 10_000;
+
+/// A listing the router wants: the connection submits it to the pool and parks.
+pub struct Job {
+    pub key: ListingKey,
+    pub dir: File,
+    pub head: Head,
+}
+
+/// What the response head of a listing needs, kept while the listing is built.
+#[derive(Clone, Copy, Debug)]
+pub struct Head {
+    pub keep_alive: bool,
+    pub http10: bool,
+    pub head_only: bool,
+}
+
+impl Head {
+    /// The 200 head of a page of `len` bytes. Listings change whenever the directory does,
+    /// so they carry no validators (as before they were built off the loop).
+    pub fn write_200(&self, out: &mut Vec<u8>, date: &[u8], len: u64) {
+        response::start(out, 200, date);
+        response::header(out, b"Content-Type", b"text/html; charset=utf-8");
+        response::header_u64(out, b"Content-Length", len);
+        response::finish(out, self.keep_alive, self.http10);
+    }
+
+    /// A built-in error page in place of the listing, framed so the connection can stay
+    /// open. 503 (the pool is full) asks the client to come back. Returns the body length.
+    pub fn write_error(&self, out: &mut Vec<u8>, date: &[u8], status: u16) -> u64 {
+        let body = response::error_body(status);
+        response::start(out, status, date);
+        if status == 503 {
+            out.extend_from_slice(b"Retry-After: 1\r\n");
+        }
+        response::header(out, b"Content-Type", b"text/html; charset=utf-8");
+        response::header_u64(out, b"Content-Length", body.len() as u64);
+        response::finish(out, self.keep_alive, self.http10);
+        if self.head_only {
+            return 0;
+        }
+        out.extend_from_slice(body);
+        body.len() as u64
+    }
+}
+
+/// The status answering a listing that could not be read.
+pub fn error_status(e: &io::Error) -> u16 {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => 403,
+        io::ErrorKind::NotFound => 404,
+        _ => 500,
+    }
+}
 
 struct Entry {
     name: Vec<u8>,
@@ -23,9 +81,14 @@ struct Entry {
 }
 
 /// The listing page of `dir`, whose path relative to the root is `rel` (no leading or
-/// trailing '/'; empty for the root).
-pub fn render(resolver: &Resolver, dir: File, rel: &[u8]) -> io::Result<Vec<u8>> {
-    let (mut entries, truncated) = read_entries(resolver, dir, rel)?;
+/// trailing '/'; empty for the root). Dotfiles are listed only with `show_hidden`.
+pub fn render(
+    resolver: &Resolver,
+    dir: File,
+    rel: &[u8],
+    show_hidden: bool,
+) -> io::Result<Vec<u8>> {
+    let (mut entries, truncated) = read_entries(resolver, dir, rel, show_hidden)?;
     // Directories first, then by name (bytewise, which is code point order for UTF-8).
     entries.sort_unstable_by(|a, b| b.dir.cmp(&a.dir).then_with(|| a.name.cmp(&b.name)));
 
@@ -80,7 +143,12 @@ pub fn render(resolver: &Resolver, dir: File, rel: &[u8]) -> io::Result<Vec<u8>>
     Ok(out)
 }
 
-fn read_entries(resolver: &Resolver, dir: File, rel: &[u8]) -> io::Result<(Vec<Entry>, bool)> {
+fn read_entries(
+    resolver: &Resolver,
+    dir: File,
+    rel: &[u8],
+    show_hidden: bool,
+) -> io::Result<(Vec<Entry>, bool)> {
     let fd = dir.as_fd();
     let mut reader = Dir::read_from(fd)?;
     let mut entries = Vec::new();
@@ -89,13 +157,17 @@ fn read_entries(resolver: &Resolver, dir: File, rel: &[u8]) -> io::Result<(Vec<E
     while let Some(ent) = reader.read() {
         let ent = ent?;
         let name = ent.file_name().to_bytes();
-        // Hidden files, "." and "..".
-        if name.first() == Some(&b'.') {
+        if name == b"." || name == b".." {
             continue;
         }
+        // Counted before the hidden check: a directory of a million dotfiles must not
+        // make one request read them all.
         seen += 1;
         if seen > MAX_ENTRIES {
             return Ok((entries, true));
+        }
+        if name.first() == Some(&b'.') && !show_hidden {
+            continue;
         }
         let Ok(st) = rustix::fs::statat(fd, ent.file_name(), AtFlags::SYMLINK_NOFOLLOW) else {
             continue; // vanished meanwhile
@@ -202,7 +274,7 @@ mod tests {
         std::os::unix::fs::symlink("a<b>.txt", r.join("d/in")).unwrap();
         let res = Resolver::new(r, &[]).unwrap();
         let dir = File::open(r.join("d")).unwrap();
-        let page = String::from_utf8(render(&res, dir, b"d").unwrap()).unwrap();
+        let page = String::from_utf8(render(&res, dir, b"d", false).unwrap()).unwrap();
         assert!(page.contains("Index of /d/"), "{page}");
         assert!(page.contains("<a href=\"../\">"), "{page}");
         let zdir = page.find("zdir/").unwrap();
@@ -215,8 +287,29 @@ mod tests {
             "{page}"
         );
         let dir = File::open(r).unwrap();
-        let page = String::from_utf8(render(&res, dir, b"").unwrap()).unwrap();
+        let page = String::from_utf8(render(&res, dir, b"", false).unwrap()).unwrap();
         assert!(!page.contains("../"), "{page}");
         assert!(page.contains("href=\"d/\""), "{page}");
+    }
+
+    #[test]
+    fn dotfiles_count_toward_the_cap() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for i in 0..MAX_ENTRIES {
+            std::fs::write(r.join(format!(".h{i}")), b"").unwrap();
+        }
+        std::fs::write(r.join("visible"), b"").unwrap();
+        let res = Resolver::new(r, &[]).unwrap();
+        let page =
+            String::from_utf8(render(&res, File::open(r).unwrap(), b"", false).unwrap()).unwrap();
+        assert!(
+            page.contains("Listing truncated after 10000 entries"),
+            "{page}"
+        );
+        let page =
+            String::from_utf8(render(&res, File::open(r).unwrap(), b"", true).unwrap()).unwrap();
+        let rows = page.matches("<tr><td>").count();
+        assert_eq!(rows, MAX_ENTRIES, "shown entries stop at the cap");
     }
 }

@@ -30,7 +30,7 @@ use crate::files::{OpenCache, Resolver};
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Limits};
 use crate::http::response;
 use crate::metrics::{ReactorStats, Registry};
-use crate::offload::{Notifier, Offload, Submitted};
+use crate::offload::{JobError, Notifier, Offload, Submitted};
 use crate::route::{self, Body, Router, Variant};
 use crate::timer::Class;
 use mio::net::TcpStream;
@@ -186,7 +186,7 @@ pub struct Conn<S = TcpStream> {
     opos: usize,
     tail: Tail,
     discard: Discard,
-    /// Waiting for a compression job: no further request is answered until it completes.
+    /// Waiting for an offload job: no further request is answered until it completes.
     parked: Option<Box<Parked>>,
     pub readable: bool,
     pub writable: bool,
@@ -213,11 +213,17 @@ pub struct Conn<S = TcpStream> {
 }
 
 struct Parked {
-    variant: Variant,
+    head: ParkedHead,
     head_only: bool,
     since: Instant,
     /// The request line and headers the access log needs, copied only when logging.
     log: Option<Box<LoggedRequest>>,
+}
+
+/// The head a parked response gets once its body is ready.
+enum ParkedHead {
+    Gzip(Variant),
+    Listing(crate::autoindex::Head),
 }
 
 struct LoggedRequest {
@@ -279,7 +285,7 @@ impl<S: Transport> Conn<S> {
         self.metrics
     }
 
-    /// Waiting for a compression job's completion.
+    /// Waiting for an offload job's completion.
     pub fn is_parked(&self) -> bool {
         self.parked.is_some()
     }
@@ -288,18 +294,51 @@ impl<S: Transport> Conn<S> {
         &mut self.stream
     }
 
-    /// A compression job finished for this connection: write the head and the body.
-    pub fn resume(&mut self, result: Result<Arc<[u8]>, String>, cx: &mut Cx) -> Next {
+    /// An offload job (compression or listing) finished for this connection: write the
+    /// head and the body.
+    pub fn resume(&mut self, result: Result<Arc<[u8]>, JobError>, cx: &mut Cx) -> Next {
         let Some(p) = self.parked.take() else {
             return self.drive(cx);
         };
-        let (status, bytes) = match &result {
-            Ok(data) if !p.head_only => (200, data.len() as u64),
-            Ok(_) => (200, 0),
-            Err(_) => (500, crate::http::response::error_body(500).len() as u64),
+        if self.out.capacity() == 0 {
+            self.out = cx.output.take(0);
+        }
+        let (status, bytes) = match (result, &p.head) {
+            (Ok(data), head) => {
+                let len = data.len() as u64;
+                match head {
+                    ParkedHead::Gzip(v) => route::write_200(&mut self.out, cx.date, v, len),
+                    ParkedHead::Listing(h) => h.write_200(&mut self.out, cx.date, len),
+                }
+                if p.head_only {
+                    (200, 0)
+                } else {
+                    self.tail = Tail::Shared { data, pos: 0 };
+                    (200, len)
+                }
+            }
+            (Err(e), ParkedHead::Listing(h)) => {
+                if e.status >= 500 {
+                    log::error!("{}", e.message);
+                } else {
+                    log::debug!("{}", e.message);
+                }
+                (e.status, h.write_error(&mut self.out, cx.date, e.status))
+            }
+            (Err(e), ParkedHead::Gzip(_)) => {
+                log::error!("compression failed: {}", e.message);
+                self.queue_error_unlogged(500, cx);
+                (500, response::error_body(500).len() as u64)
+            }
         };
+        self.log_deferred(p.log.as_deref(), status, bytes, cx);
+        self.drive(cx)
+    }
+
+    /// Count and log a response whose status was known only once its job ran.
+    fn log_deferred(&self, r: Option<&LoggedRequest>, status: u16, bytes: u64, cx: &mut Cx) {
         cx.stats.response(status, bytes);
-        if let (Some(log), Some(r)) = (cx.log.as_deref_mut(), &p.log) {
+        if let (Some(log), Some(r)) = (cx.log.as_deref_mut(), r) {
             log.log(
                 &Entry {
                     peer: self.peer,
@@ -313,22 +352,6 @@ impl<S: Transport> Conn<S> {
                 Instant::now(),
             );
         }
-        match result {
-            Ok(data) => {
-                if self.out.capacity() == 0 {
-                    self.out = cx.output.take(0);
-                }
-                route::write_200(&mut self.out, cx.date, &p.variant, data.len() as u64);
-                if !p.head_only {
-                    self.tail = Tail::Shared { data, pos: 0 };
-                }
-            }
-            Err(e) => {
-                log::error!("compression failed: {e}");
-                self.queue_error_unlogged(500, cx);
-            }
-        }
-        self.drive(cx)
     }
 
     /// Advance as far as the socket allows.
@@ -485,9 +508,11 @@ impl<S: Transport> Conn<S> {
                 crate::http::Version::Http11 => b"HTTP/1.1",
             };
             let bytes = reply.body.len();
-            // A compressed body is logged when its job completes, with its real length.
-            // Scrapes of the metrics endpoint are not traffic: neither counted nor logged.
-            if !matches!(reply.body, Body::Compress(_)) && !self.metrics {
+            // A compressed body or a listing is logged when its job completes, with its real
+            // length. Scrapes of the metrics endpoint are not traffic: neither counted nor
+            // logged.
+            let deferred = matches!(reply.body, Body::Compress(_) | Body::Listing(_));
+            if !deferred && !self.metrics {
                 cx.stats.response(reply.status, bytes);
                 if let Some(log) = cx.log.as_deref_mut() {
                     log.log(
@@ -508,8 +533,8 @@ impl<S: Transport> Conn<S> {
                     );
                 }
             }
-            let logged = match (&reply.body, &cx.log) {
-                (Body::Compress(_), Some(_)) => Some(Box::new(LoggedRequest {
+            let logged = match (deferred, &cx.log) {
+                (true, Some(_)) => Some(Box::new(LoggedRequest {
                     method: head.method_span.get(buf).to_vec(),
                     target: head.target.get(buf).to_vec(),
                     protocol,
@@ -561,7 +586,7 @@ impl<S: Transport> Conn<S> {
                 match offload.submit(p.key, p.file, cx.notifier, cx.slot, cx.generation) {
                     Submitted::Parked => {
                         self.parked = Some(Box::new(Parked {
-                            variant: p.variant,
+                            head: ParkedHead::Gzip(p.variant),
                             head_only: p.head_only,
                             since: cx.now,
                             log,
@@ -581,6 +606,24 @@ impl<S: Transport> Conn<S> {
                             };
                         }
                     }
+                }
+            }
+            Body::Listing(job) => {
+                let h = job.head;
+                let parked = cx.offload.is_some_and(|o| {
+                    o.submit_listing(job.key, job.dir, cx.notifier, cx.slot, cx.generation)
+                });
+                if parked {
+                    self.parked = Some(Box::new(Parked {
+                        head: ParkedHead::Listing(h),
+                        head_only: h.head_only,
+                        since: cx.now,
+                        log,
+                    }));
+                } else {
+                    // The pool is full: building the page here would block the loop.
+                    let bytes = h.write_error(&mut self.out, cx.date, 503);
+                    self.log_deferred(log.as_deref(), 503, bytes, cx);
                 }
             }
             Body::File { file, start, end } => {

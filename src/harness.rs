@@ -171,12 +171,7 @@ impl Harness {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), Token(0))?);
         let (tx, completions) = crossbeam_channel::unbounded();
-        let c = &config.compression;
-        let offload = if c.enabled {
-            Some(Offload::new(1, c.level, c.max_pending, c.cache_bytes)?)
-        } else {
-            None
-        };
+        let offload = Offload::for_config(&config, 1)?;
         let ofc = &config.open_file_cache;
         let registry = Registry::default();
         Ok(Harness {
@@ -262,7 +257,7 @@ impl Harness {
     }
 
     /// Drive (or fire `timer` on) the connection until it waits or closes, completing any
-    /// compression job it parks on as the reactor would.
+    /// offload job (compression, listing) it parks on as the reactor would.
     fn settle(
         &mut self,
         conn: &mut Conn<MemStream>,

@@ -10,16 +10,17 @@
 //! `epoll_wait`, whose timeout is the nearest connection deadline.
 //!
 //! **Offload path**: when the router wants a gzip body that is neither cached nor on disk as
-//! `file.gz`, the connection parks and the reactor's context hands the job (token and
-//! generation included) to the rayon pool in `offload`. The job answers on the reactor's
-//! channel and rings its `mio::Waker`; the reactor drains the channel until empty and
-//! resumes the connection if its generation still matches. Concurrent misses for one file
-//! join one job; the result lands in a shared LRU.
+//! `file.gz`, or a directory listing that is not cached, the connection parks and the
+//! reactor's context hands the job (token and generation included) to the rayon pool in
+//! `offload`. The job answers on the reactor's channel and rings its `mio::Waker`; the
+//! reactor drains the channel until empty and resumes the connection if its generation
+//! still matches. Concurrent misses for one file or directory join one job; the result
+//! lands in a shared LRU.
 //!
 //! Module rooms (a module uses only what its row allows): `http` is pure bytes; `files`
 //! maps paths to open files (and caches them per reactor) and errno to `FileError`;
 //! `route` turns a request into a reply (`autoindex` renders listings); `offload` runs
-//! compression and owns the compressed cache; `conn` owns one socket; `reactor` owns a
+//! compression and listings and owns their cache; `conn` owns one socket; `reactor` owns a
 //! Poll, the slab, the timers (`timer`), its access-log buffer (`accesslog`) and its
 //! counters (`metrics`); `server` owns the threads, the listening sockets and signals;
 //! `harness` plays a reactor for one `conn` over an in-memory stream (fuzzer and tests).

@@ -61,8 +61,15 @@ impl ReactorStats {
     }
 }
 
-/// Process-wide compression figures, filled in by the offload module.
+/// Process-wide offload figures, filled in by the offload module: one set per kind of job
+/// that is enabled.
 pub struct OffloadFigures {
+    pub compression: Option<JobFigures>,
+    /// Directory listings (`autoindex`).
+    pub listing: Option<JobFigures>,
+}
+
+pub struct JobFigures {
     pub started: u64,
     pub completed: u64,
     pub rejected: u64,
@@ -169,7 +176,7 @@ impl Registry {
             ),
             (
                 "vireo_offload_roundtrip_seconds",
-                "From handing a compression job to the pool to resuming the connection.",
+                "From handing an offload job (compression, listing) to the pool to resuming the connection.",
                 |s| &s.offload_rtt,
             ),
         ];
@@ -201,46 +208,47 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        if let Some(f) = offload {
-            let o = f();
-            out.push_str("# HELP vireo_compression_jobs_total Compression jobs, by outcome.\n");
-            out.push_str("# TYPE vireo_compression_jobs_total counter\n");
+        let Some(f) = offload else {
+            return out;
+        };
+        let figures = f();
+        for (kind, what, o) in [
+            ("compression", "Compression", figures.compression),
+            ("listing", "Directory listing", figures.listing),
+        ] {
+            let Some(o) = o else { continue };
+            let _ = writeln!(
+                out,
+                "# HELP vireo_{kind}_jobs_total {what} jobs, by outcome.\n\
+                 # TYPE vireo_{kind}_jobs_total counter"
+            );
             for (state, v) in [
                 ("started", o.started),
                 ("completed", o.completed),
                 ("rejected", o.rejected),
             ] {
-                let _ = writeln!(out, "vireo_compression_jobs_total{{state=\"{state}\"}} {v}");
+                let _ = writeln!(out, "vireo_{kind}_jobs_total{{state=\"{state}\"}} {v}");
             }
-            for (name, kind, help, v) in [
+            for (name, type_, help, v) in [
+                ("jobs_pending", "gauge", "jobs in flight.", o.pending),
+                ("cache_hits_total", "counter", "cache hits.", o.cache_hits),
                 (
-                    "vireo_compression_jobs_pending",
-                    "gauge",
-                    "Compression jobs in flight.",
-                    o.pending,
-                ),
-                (
-                    "vireo_compression_cache_hits_total",
+                    "cache_misses_total",
                     "counter",
-                    "Compressed-cache hits.",
-                    o.cache_hits,
-                ),
-                (
-                    "vireo_compression_cache_misses_total",
-                    "counter",
-                    "Compressed-cache misses.",
+                    "cache misses.",
                     o.cache_misses,
                 ),
                 (
-                    "vireo_compression_cache_bytes",
+                    "cache_bytes",
                     "gauge",
-                    "Bytes held by the compressed cache.",
+                    "bytes held in the offload cache.",
                     o.cache_bytes,
                 ),
             ] {
                 let _ = writeln!(
                     out,
-                    "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+                    "# HELP vireo_{kind}_{name} {what} {help}\n\
+                     # TYPE vireo_{kind}_{name} {type_}\nvireo_{kind}_{name} {v}"
                 );
             }
         }

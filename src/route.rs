@@ -39,6 +39,9 @@ pub enum Body {
     /// No head yet: the file must be compressed off the loop first. The connection parks,
     /// submits the job and writes the head (`write_200`) when the result arrives.
     Compress(Pending),
+    /// No head yet: the directory listing is built on the offload pool; the connection
+    /// parks like for `Compress`.
+    Listing(crate::autoindex::Job),
     /// multipart/byteranges: `heads` holds every part preamble and the trailer; parts are
     /// sent in order, each preamble followed by its slice of the file.
     Multipart {
@@ -56,7 +59,7 @@ impl Body {
             Body::Static(b) => b.len() as u64,
             Body::File { start, end, .. } => end - start,
             Body::Shared(b) => b.len() as u64,
-            Body::Compress(_) => 0,
+            Body::Compress(_) | Body::Listing(_) => 0,
             Body::Multipart { parts, trailer, .. } => {
                 parts
                     .iter()
@@ -177,7 +180,7 @@ pub struct Router<'a> {
     pub scratch: &'a mut Vec<u8>,
     /// Set per request: HTTP/1.0 keep-alive must be announced explicitly.
     pub http10: bool,
-    /// The compression pool and cache; None when compression is off.
+    /// The offload pool and cache; None when neither compression nor autoindex is on.
     pub offload: Option<&'a Arc<Offload>>,
     /// Set on the metrics listener's connections: they only serve `/metrics`.
     pub metrics: Option<&'a crate::metrics::Registry>,
@@ -683,7 +686,8 @@ impl Router<'_> {
         negotiate::if_range_matches(val, v)
     }
 
-    /// `autoindex = true`: an HTML listing of a directory without an index file.
+    /// `autoindex = true`: an HTML listing of a directory without an index file, from the
+    /// offload cache or else built on the pool (never here, on the loop).
     fn autoindex(
         &mut self,
         dir: File,
@@ -691,25 +695,40 @@ impl Router<'_> {
         head_only: bool,
         out: &mut Vec<u8>,
     ) -> Reply {
-        // The resolver left the directory's normalised path in `scratch`.
-        let page = match crate::autoindex::render(self.resolver, dir, self.scratch) {
-            Ok(page) => page,
+        let head = crate::autoindex::Head {
+            keep_alive,
+            http10: self.http10,
+            head_only,
+        };
+        // The resolver left the directory's normalised path in `scratch`. Dotfiles are
+        // never listed (yet): a setting for them belongs in the key too.
+        let Some(offload) = self.offload else {
+            log::error!("autoindex without an offload pool");
+            return self.error(out, 500, keep_alive, head_only);
+        };
+        let key = match offload::ListingKey::of(&dir, self.scratch, false) {
+            Ok(key) => key,
             Err(e) => {
                 let path = String::from_utf8_lossy(self.scratch).into_owned();
                 log::error!("autoindex {path:?}: {e}");
-                return self.error(out, 500, keep_alive, head_only);
+                let status = crate::autoindex::error_status(&e);
+                return self.error(out, status, keep_alive, head_only);
             }
         };
-        response::start(out, 200, self.date);
-        response::header(out, b"Content-Type", b"text/html; charset=utf-8");
-        response::header_u64(out, b"Content-Length", page.len() as u64);
-        response::finish(out, keep_alive, self.http10);
+        let Some(page) = offload.lookup_listing(&key) else {
+            return Reply {
+                status: 200,
+                body: Body::Listing(crate::autoindex::Job { key, dir, head }),
+                keep_alive,
+            };
+        };
+        head.write_200(out, self.date, page.len() as u64);
         Reply {
             status: 200,
             body: if head_only || page.is_empty() {
                 Body::Empty
             } else {
-                Body::Shared(Arc::from(page))
+                Body::Shared(page)
             },
             keep_alive,
         }

@@ -124,17 +124,8 @@ impl Server {
 
     /// Start a generation of reactors on duplicates of the kept sockets.
     fn spawn(&mut self, config: Arc<Config>) -> Result<Generation, ServerError> {
-        let c = &config.compression;
-        let offload = if c.enabled {
-            Some(Offload::new(
-                c.threads,
-                c.level,
-                c.max_pending,
-                c.cache_bytes,
-            )?)
-        } else {
-            None
-        };
+        // Compression and directory listings share one pool, sized by compression.threads.
+        let offload = Offload::for_config(&config, config.compression.threads)?;
         if let Some(o) = &offload {
             let o = o.clone();
             self.registry.set_offload(Arc::new(move || o.figures()));

@@ -98,6 +98,32 @@ fn a_pipeline_byte_by_byte_gets_every_response_in_order() {
 }
 
 #[test]
+fn pipelined_listings_park_on_the_pool_and_answer_in_order() {
+    // World 2 has autoindex: each listing parks the connection until its pool job (or the
+    // cache) answers; the requests behind it wait their turn.
+    let mut input = Vec::new();
+    for (m, p) in [
+        ("GET", "/list/"),
+        ("HEAD", "/list/"),
+        ("GET", "/a.txt"),
+        ("GET", "/list/"),
+    ] {
+        input.extend(format!("{m} {p} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes());
+    }
+    with_world(|hs| {
+        let t = hs[2].run(&[Step::Data(input.clone())]).expect("run");
+        assert!(t.closed && !t.timed_out);
+        let rs = check(&t.output, 4, false).expect("well formed");
+        let got: Vec<(u16, usize)> = rs.iter().map(|r| (r.status, r.body_len)).collect();
+        let page = got[0].1;
+        assert!(page > 0);
+        assert_eq!(got, [(200, page), (200, 0), (200, 6), (200, page)]);
+        let text = String::from_utf8_lossy(&t.output);
+        assert!(text.contains("Index of /list/") && text.contains("x.json"));
+    });
+}
+
+#[test]
 fn a_send_timeout_mid_body_closes_and_says_so() {
     let steps = [
         Step::Data(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
