@@ -4,12 +4,14 @@
 mod cli;
 mod client;
 mod compression;
+mod dates;
 mod errors;
 mod files;
 mod keepalive;
 mod lifecycle;
 mod limits;
 mod operations;
+mod paths;
 mod semantics;
 mod split;
 mod support;
