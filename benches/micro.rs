@@ -105,7 +105,7 @@ fn write_head(b: Bencher) {
     let v = Variant {
         mime: "text/html; charset=utf-8",
         etag: EtagBuf::new(1_700_000_000, 1024),
-        mtime: 1_700_000_000,
+        last_modified: Some(1_700_000_000),
         gzip: false,
         vary: true,
         keep_alive: true,

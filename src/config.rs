@@ -82,6 +82,7 @@ struct RawConfig {
     log: RawLog,
     metrics: RawMetrics,
     autoindex: bool,
+    hidden: Spanned<String>,
     error_pages: Entries<Spanned<String>>,
     headers: Vec<RawHeaderRule>,
 }
@@ -173,6 +174,7 @@ impl Default for RawConfig {
             log: RawLog::default(),
             metrics: RawMetrics::default(),
             autoindex: false,
+            hidden: Spanned::new(0..0, "deny".into()),
             error_pages: Entries::default(),
             headers: Vec::new(),
         }
@@ -346,6 +348,9 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// Answer a directory without an index with an HTML listing instead of 403.
     pub autoindex: bool,
+    /// `hidden = "allow"`: serve paths with a segment starting with '.'; by default
+    /// (`"deny"`) they are 404, except a leading `/.well-known/`.
+    pub serve_hidden: bool,
     /// `[error_pages]`: status -> request path (starting with '/') of the page served
     /// with that status instead of the built-in body.
     pub error_pages: Vec<(u16, Box<[u8]>)>,
@@ -505,6 +510,17 @@ impl Config {
                     ),
                 )
             })?;
+        let serve_hidden = match raw.hidden.get_ref().as_str() {
+            "deny" => false,
+            "allow" => true,
+            other => {
+                return Err(invalid(
+                    raw.hidden.span(),
+                    "hidden",
+                    format!("{other:?}: use \"deny\" or \"allow\""),
+                ))
+            }
+        };
         let metrics = match &raw.metrics.listen {
             None => None,
             Some(m) => Some(
@@ -610,6 +626,7 @@ impl Config {
             },
             metrics,
             autoindex: raw.autoindex,
+            serve_hidden,
             error_pages,
             headers: headers.into(),
             source: None,
@@ -824,16 +841,26 @@ fn resolve_addr(s: &str) -> Result<SocketAddr, String> {
     }
 }
 
-/// "10s", "500ms", "2m", "1h", "0s". A bare number is refused: units must be explicit.
+/// Longest duration accepted: deadlines are `Instant + duration`, which panics on
+/// overflow, and nothing vireo waits for needs longer.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// "10s", "500ms", "2m", "1h", "0s", at most 1 year. A bare number is refused: units must
+/// be explicit.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !c.is_ascii_digit())
         .ok_or_else(|| format!("{s:?} needs a unit (ms, s, m, h)"))?;
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like \"10s\" or \"500ms\""))?;
+    let too_long = || format!("{s:?} is too long: at most 1 year (8760h)");
+    let n: u64 = num.parse().map_err(|e: std::num::ParseIntError| {
+        if *e.kind() == std::num::IntErrorKind::PosOverflow {
+            too_long()
+        } else {
+            format!("{s:?} is not a duration like \"10s\" or \"500ms\"")
+        }
+    })?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "s" => Duration::from_secs(n),
@@ -841,6 +868,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "h" => Duration::from_secs(n.saturating_mul(3600)),
         _ => return Err(format!("{s:?}: unknown unit {unit:?} (use ms, s, m or h)")),
     };
+    if d > MAX_DURATION {
+        return Err(too_long());
+    }
     Ok(d)
 }
 
@@ -983,6 +1013,16 @@ mod tests {
     }
 
     #[test]
+    fn hidden_is_deny_or_allow() {
+        assert!(!load("").expect("defaults").serve_hidden);
+        assert!(!load("hidden = \"deny\"").expect("deny").serve_hidden);
+        assert!(load("hidden = \"allow\"").expect("allow").serve_hidden);
+        let e = load("\nhidden = \"yes\"").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("hidden"), "{e}");
+        assert!(load("hidden = true").is_err());
+    }
+
+    #[test]
     fn autoindex_defaults_off() {
         assert!(!load("").expect("defaults").autoindex);
         assert!(load("autoindex = true").expect("on").autoindex);
@@ -995,5 +1035,15 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("s").is_err());
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        for huge in [
+            "8761h",
+            "100000000000h",
+            "18446744073709551615ms",
+            "99999999999999999999s",
+        ] {
+            let e = parse_duration(huge).unwrap_err();
+            assert!(e.contains("at most 1 year"), "{huge}: {e}");
+        }
     }
 }

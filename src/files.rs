@@ -160,10 +160,22 @@ pub struct FileMeta {
     /// Seconds since the epoch (clamped to 0 for pre-1970 mtimes).
     pub mtime: u64,
     pub mtime_nanos: u32,
+    /// The real mtime is before 1970: no `Last-Modified` can be sent for it.
+    pub before_epoch: bool,
+    /// Which `index` name this is, when the request named its directory (the resolver
+    /// then leaves the directory's path, not the file's, in `scratch`).
+    pub index: Option<usize>,
     pub etag: EtagBuf,
     pub mime: &'static str,
     pub ino: u64,
     pub dev: u64,
+}
+
+impl FileMeta {
+    /// The modification time as a `Last-Modified` candidate; None before 1970.
+    pub fn modified(&self) -> Option<u64> {
+        (!self.before_epoch).then_some(self.mtime)
+    }
 }
 
 #[derive(Debug)]
@@ -236,6 +248,16 @@ impl Resolver {
         )?;
         let canonical_root = std::fs::canonicalize(root)?;
         let use_openat2 = !force_fallback && probe_openat2(&fd)?;
+        if !use_openat2 && !force_fallback {
+            // Every reactor builds a resolver; the operator needs to hear it once.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                log::warn!(
+                    "openat2(RESOLVE_BENEATH) is unavailable: falling back to \
+                     canonicalize-then-open, which races against renames inside the root"
+                );
+            });
+        }
         Ok(Resolver {
             root: fd,
             canonical_root,
@@ -304,10 +326,15 @@ impl Resolver {
         }
     }
 
+    /// The `index` name a `FileMeta::index` refers to.
+    pub fn index_name(&self, i: usize) -> Option<&[u8]> {
+        self.index.get(i).map(|n| &n[..])
+    }
+
     /// `buf` holds the directory's relative path; it is restored on return.
     fn find_index(&self, buf: &mut Vec<u8>, dir: File) -> Result<Resolved, FileError> {
         let base = buf.len();
-        for name in &self.index {
+        for (i, name) in self.index.iter().enumerate() {
             buf.truncate(base);
             if base != 0 {
                 buf.push(b'/');
@@ -333,7 +360,8 @@ impl Resolver {
             };
             // A directory or FIFO called index.html is skipped like nginx does.
             if md.file_type().is_file() {
-                let meta = file_meta(file, &md, name);
+                let mut meta = file_meta(file, &md, name);
+                meta.index = Some(i);
                 buf.truncate(base);
                 return Ok(Resolved::File(meta));
             }
@@ -390,6 +418,11 @@ impl Resolver {
 
 /// Does this kernel (and seccomp profile) support openat2?
 fn probe_openat2(root: &OwnedFd) -> io::Result<bool> {
+    // Tests reach the fallback (and its warning) on kernels that have openat2.
+    #[cfg(feature = "fault-injection")]
+    if std::env::var_os("VIREO_FAULT_NO_OPENAT2").is_some() {
+        return Ok(false);
+    }
     match rustix::fs::openat2(
         root,
         ".",
@@ -429,6 +462,8 @@ fn file_meta(file: File, md: &std::fs::Metadata, name: &[u8]) -> FileMeta {
         len,
         mtime,
         mtime_nanos,
+        before_epoch: md.mtime() < 0,
+        index: None,
         etag: EtagBuf::new(mtime, len),
         mime: mime_for(name),
         ino: md.ino(),
@@ -476,6 +511,20 @@ pub fn normalize(raw_path: &[u8], out: &mut Vec<u8>) -> Result<bool, FileError> 
         }
     }
     Ok(trailing)
+}
+
+/// Does a normalised relative path (`normalize`'s output) name a hidden file: a segment
+/// starting with '.'? A leading `.well-known` (RFC 8615) is not hidden; dot segments below
+/// it still are.
+pub fn is_hidden(rel: &[u8]) -> bool {
+    let rel = rel.strip_prefix(b".well-known").map_or(rel, |rest| {
+        if rest.is_empty() || rest.starts_with(b"/") {
+            rest
+        } else {
+            rel
+        }
+    });
+    rel.split(|&b| b == b'/').any(|seg| seg.starts_with(b"."))
 }
 
 fn decode_segment(seg: &[u8], out: &mut Vec<u8>) -> Result<(), FileError> {
@@ -631,6 +680,17 @@ impl OpenCache {
         now: Instant,
     ) -> Result<Resolved, FileError> {
         let trailing = normalize(raw_path, scratch)?;
+        self.open_normalized(resolver, scratch, trailing, now)
+    }
+
+    /// `open` for a path `normalize` already wrote into `scratch` (it stays there).
+    pub fn open_normalized(
+        &mut self,
+        resolver: &Resolver,
+        scratch: &mut Vec<u8>,
+        trailing: bool,
+        now: Instant,
+    ) -> Result<Resolved, FileError> {
         if self.entries == 0 {
             return resolver.open_normalized(scratch, trailing);
         }
@@ -700,11 +760,17 @@ impl OpenCache {
         };
         let mtime = u64::try_from(md.mtime()).unwrap_or(0);
         let mtime_nanos = u32::try_from(md.mtime_nsec()).unwrap_or(0);
-        if md.size() != m.len || mtime != m.mtime || mtime_nanos != m.mtime_nanos {
+        let before_epoch = md.mtime() < 0;
+        if md.size() != m.len
+            || mtime != m.mtime
+            || mtime_nanos != m.mtime_nanos
+            || before_epoch != m.before_epoch
+        {
             // Changed in place: same fd, new validators and bytes.
             m.len = md.size();
             m.mtime = mtime;
             m.mtime_nanos = mtime_nanos;
+            m.before_epoch = before_epoch;
             m.etag = EtagBuf::new(mtime, m.len);
             m.content = if m.len <= self.inline_bytes {
                 read_all(&m.file, m.len)
@@ -755,6 +821,33 @@ mod tests {
         assert_eq!(norm("/a%5Cb").unwrap(), ("a\\b".into(), false));
         // A dot inside a name is not a dot segment.
         assert_eq!(norm("/..a/b..").unwrap(), ("..a/b..".into(), false));
+    }
+
+    #[test]
+    fn hidden_segments() {
+        let hidden = |p: &str| is_hidden(norm(p).expect(p).0.as_bytes());
+        for p in [
+            "/.env",
+            "/.git/config",
+            "/%2egit/config",
+            "/a/.hidden/x",
+            "/a/.x",
+        ] {
+            assert!(hidden(p), "{p}");
+        }
+        for p in [
+            "/",
+            "/a/b.c",
+            "/.well-known/x",
+            "/.well-known/",
+            "/a..b",
+            "/x/../y",
+        ] {
+            assert!(!hidden(p), "{p}");
+        }
+        assert!(hidden("/.well-known/.x"));
+        assert!(hidden("/.well-knownx/y"));
+        assert!(hidden("/a/.well-known/y"));
     }
 
     #[test]

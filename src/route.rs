@@ -7,7 +7,7 @@
 //! sockets or the event loop; the connection sends whatever `Body` it returns.
 
 use crate::config::{Config, HeaderRule};
-use crate::files::{EtagBuf, FileError, FileMeta, OpenCache, Resolved, Resolver};
+use crate::files::{self, EtagBuf, FileError, FileMeta, OpenCache, Resolved, Resolver};
 use crate::http::negotiate::{
     self, ByteRange, Coding, Conditionals, Precondition, RangeResult, Validators,
 };
@@ -80,7 +80,8 @@ impl Body {
 pub struct Variant {
     pub mime: &'static str,
     pub etag: EtagBuf,
-    pub mtime: u64,
+    /// Unix seconds, already no later than the `Date` of the response that chose it.
+    pub last_modified: Option<u64>,
     pub gzip: bool,
     /// The resource has a gzip variant: caches must key on Accept-Encoding.
     pub vary: bool,
@@ -155,7 +156,9 @@ fn variant_headers(out: &mut Vec<u8>, v: &Variant) {
     if v.vary {
         out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
     }
-    response::header(out, b"Last-Modified", &response::http_date(v.mtime));
+    if let Some(lm) = v.last_modified {
+        response::header(out, b"Last-Modified", &response::http_date(lm));
+    }
     response::header(out, b"ETag", v.etag.as_str().as_bytes());
     if !v.gzip {
         out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
@@ -209,12 +212,28 @@ impl Router<'_> {
         }
         let path = head.path.get(buf);
         let path = if path.is_empty() { &b"/"[..] } else { path };
-        let resolved = self.files.open(self.resolver, path, self.scratch, self.now);
+        // Every later decision (index or redirect, `[[headers]]`, the `.gz` sidecar) is
+        // taken on the normalised path and its trailing-slash flag, never on the raw one:
+        // `/assets/.` is `/assets/`, `//x/../assets` is `/assets`.
+        let (resolved, trailing) = match files::normalize(path, self.scratch) {
+            Ok(t) if !self.config.serve_hidden && files::is_hidden(self.scratch) => {
+                (Err(FileError::NotFound), t)
+            }
+            Ok(t) => (
+                self.files
+                    .open_normalized(self.resolver, self.scratch, t, self.now),
+                t,
+            ),
+            Err(e) => (Err(e), false),
+        };
         match resolved {
-            Ok(Resolved::File(meta)) => self.file(head, buf, meta, keep_alive, out),
+            Ok(Resolved::File(meta)) => self.file(head, buf, meta, trailing, keep_alive, out),
             Ok(Resolved::AddSlash) => {
-                let mut loc = Vec::with_capacity(path.len() + 1);
-                loc.extend_from_slice(path);
+                // Built from the normalised path, so it never starts with `//` (which a
+                // browser would take for another host).
+                let mut loc = Vec::with_capacity(self.scratch.len() + 2);
+                loc.push(b'/');
+                push_path_encoded(&mut loc, self.scratch);
                 loc.push(b'/');
                 if let Some(q) = head.query {
                     loc.push(b'?');
@@ -248,6 +267,7 @@ impl Router<'_> {
         head: &RequestHead,
         buf: &[u8],
         meta: FileMeta,
+        trailing: bool,
         keep_alive: bool,
         out: &mut Vec<u8>,
     ) -> Reply {
@@ -262,7 +282,7 @@ impl Router<'_> {
                 &[Coding::Gzip],
             ) == Some(Coding::Gzip);
         let source = if wants_gzip {
-            self.gzip_source(head, buf, &meta)
+            self.gzip_source(&meta, trailing)
         } else {
             None
         };
@@ -273,7 +293,6 @@ impl Router<'_> {
             // `/%61ssets/x` or `/x/../assets/x` cannot dodge an `/assets/` rule. The resolver
             // left it in `scratch` without the leading slash (for an index file: the
             // directory), borrowed here and restored.
-            let trailing = head.path.get(buf).ends_with(b"/");
             self.scratch.insert(0, b'/');
             let slash = trailing && self.scratch.len() > 1;
             if slash {
@@ -286,10 +305,12 @@ impl Router<'_> {
             self.scratch.remove(0);
             extra
         };
+        let last_modified = response::parse_date(self.date)
+            .and_then(|date| response::last_modified(meta.modified(), date));
         let mut variant = Variant {
             mime: meta.mime,
             etag: meta.etag,
-            mtime: meta.mtime,
+            last_modified,
             gzip: source.is_some(),
             vary: compressible,
             keep_alive,
@@ -301,7 +322,7 @@ impl Router<'_> {
         }
         let v = Validators {
             etag: variant.etag.as_str().as_bytes(),
-            last_modified: meta.mtime,
+            last_modified,
         };
         let conds = Conditionals {
             if_match: head.if_match.map(|s| s.get(buf)),
@@ -371,23 +392,30 @@ impl Router<'_> {
     }
 
     /// Where a gzip body can come from, cheapest first; None means identity.
-    fn gzip_source(&mut self, head: &RequestHead, buf: &[u8], meta: &FileMeta) -> Option<GzSource> {
+    fn gzip_source(&mut self, meta: &FileMeta, trailing: bool) -> Option<GzSource> {
         let offload = self.offload?;
         let key = key_of(meta);
         if let Some(data) = offload.lookup(&key) {
             return Some(GzSource::Cached(data));
         }
         // nginx's gzip_static: `file.gz` beside `file`, not older than it. The resolver left
-        // the normalised path in `scratch` (for index files it holds the directory only).
-        let path = head.path.get(buf);
-        if self.config.compression.precompressed
-            && !path.ends_with(b"/")
-            && !self.scratch.is_empty()
-        {
+        // the normalised path in `scratch`; for an index file (`trailing`) that is the
+        // directory, so the index name is added: `dir/index.html.gz`, never `dir.gz`.
+        let index = match meta.index {
+            Some(i) if trailing => self.resolver.index_name(i),
+            _ => None,
+        };
+        if self.config.compression.precompressed && (index.is_some() || !trailing) {
+            let base = self.scratch.len();
+            if let Some(name) = index {
+                if base != 0 {
+                    self.scratch.push(b'/');
+                }
+                self.scratch.extend_from_slice(name);
+            }
             self.scratch.extend_from_slice(b".gz");
             let side = self.resolver.open_relative(self.scratch);
-            let n = self.scratch.len() - 3;
-            self.scratch.truncate(n);
+            self.scratch.truncate(base);
             if let Ok(Resolved::File(gz)) = side {
                 if gz.mtime >= meta.mtime {
                     return Some(GzSource::Sidecar(gz));
@@ -415,7 +443,7 @@ impl Router<'_> {
         let http10 = self.http10;
         let v = Validators {
             etag: meta.etag.as_str().as_bytes(),
-            last_modified: meta.mtime,
+            last_modified: variant.last_modified,
         };
         let mut ranges = Vec::new();
         let range = match head.range {
@@ -666,20 +694,22 @@ impl Router<'_> {
 
     /// If-Range (RFC 9110 13.1.5): an HTTP-date only matches when Last-Modified is a strong
     /// validator, i.e. at least one second before the Date we send (8.8.2.2); a file
-    /// modified within the same second might change again unnoticed.
+    /// modified within the same second might change again unnoticed. A Last-Modified that
+    /// was replaced by the Date (an mtime in the future) is never strong.
     fn if_range_matches(&self, if_range: &[u8], v: &Validators, meta: &FileMeta) -> bool {
         let val = if_range.trim_ascii_start();
         let is_date = !val.iter().take(3).any(|&b| b == b'"');
         if is_date {
-            let date = std::str::from_utf8(self.date)
-                .ok()
-                .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-            let Some(date) = date else {
+            let (Some(date), Some(lm)) = (response::parse_date(self.date), v.last_modified) else {
                 return false;
             };
-            let modified = std::time::Duration::new(meta.mtime, meta.mtime_nanos);
-            if modified + std::time::Duration::from_secs(1) > date {
+            let nanos = if lm == meta.mtime {
+                meta.mtime_nanos
+            } else {
+                0
+            };
+            let modified = std::time::Duration::new(lm, nanos);
+            if modified + std::time::Duration::from_secs(1) > std::time::Duration::from_secs(date) {
                 return false;
             }
         }
@@ -731,6 +761,19 @@ impl Router<'_> {
                 Body::Shared(page)
             },
             keep_alive,
+        }
+    }
+}
+
+/// Append a decoded path as a URI path: bytes outside RFC 3986 pchar (and '/') are
+/// percent-encoded, so `%`, `?`, `#`, `\\`, spaces and non-ASCII cannot change its meaning.
+fn push_path_encoded(out: &mut Vec<u8>, path: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in path {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
         }
     }
 }

@@ -238,8 +238,9 @@ pub enum Precondition {
 pub struct Validators<'a> {
     /// Strong entity-tag including quotes, e.g. `"5f1a-2c"`.
     pub etag: &'a [u8],
-    /// Unix seconds.
-    pub last_modified: u64,
+    /// The `Last-Modified` sent, in unix seconds; None when none is (RFC 9110 13.1.3 /
+    /// 13.1.4: date conditions are then ignored, and an If-Range date never matches).
+    pub last_modified: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default)]
@@ -326,8 +327,10 @@ pub fn evaluate(c: &Conditionals, v: &Validators, is_get_or_head: bool) -> Preco
         if !etag_field_matches(im, v.etag, true) {
             return Precondition::Failed;
         }
-    } else if let Some(date) = c.if_unmodified_since.and_then(parse_date) {
-        if v.last_modified > date {
+    } else if let (Some(date), Some(lm)) =
+        (c.if_unmodified_since.and_then(parse_date), v.last_modified)
+    {
+        if lm > date {
             return Precondition::Failed;
         }
     }
@@ -341,8 +344,9 @@ pub fn evaluate(c: &Conditionals, v: &Validators, is_get_or_head: bool) -> Preco
             };
         }
     } else if is_get_or_head {
-        if let Some(date) = c.if_modified_since.and_then(parse_date) {
-            if v.last_modified <= date {
+        if let (Some(date), Some(lm)) = (c.if_modified_since.and_then(parse_date), v.last_modified)
+        {
+            if lm <= date {
                 return Precondition::NotModified;
             }
         }
@@ -366,7 +370,7 @@ pub fn if_range_matches(if_range: &[u8], v: &Validators) -> bool {
         };
         return end == val.len() && opaque == cur;
     }
-    parse_date(val) == Some(v.last_modified)
+    v.last_modified.is_some() && parse_date(val) == v.last_modified
 }
 
 // ---------------------------------------------------------------------------------------
@@ -729,7 +733,7 @@ mod tests {
     fn v() -> Validators<'static> {
         Validators {
             etag: ETAG,
-            last_modified: LM,
+            last_modified: Some(LM),
         }
     }
 
@@ -784,6 +788,23 @@ mod tests {
         );
         assert_eq!(ev(Some("\"x\""), Some("\"y\""), None, None, true), Failed);
         assert_eq!(ev(Some("\"x\""), None, None, None, false), Failed);
+    }
+
+    #[test]
+    fn cond_dates_ignored_without_last_modified() {
+        let none = Validators {
+            etag: ETAG,
+            last_modified: None,
+        };
+        let c = |ims: Option<&'static str>, ius: Option<&'static str>| Conditionals {
+            if_modified_since: ims.map(str::as_bytes),
+            if_unmodified_since: ius.map(str::as_bytes),
+            ..Conditionals::default()
+        };
+        assert_eq!(evaluate(&c(Some(AFTER), None), &none, true), Proceed);
+        assert_eq!(evaluate(&c(None, Some(BEFORE)), &none, true), Proceed);
+        assert!(!if_range_matches(LM_S.as_bytes(), &none));
+        assert!(if_range_matches(ETAG, &none));
     }
 
     #[test]
@@ -853,7 +874,7 @@ mod tests {
         assert!(!if_range_matches(b"*", &v()));
         let weak = Validators {
             etag: b"W/\"5f1a-2c\"",
-            last_modified: LM,
+            last_modified: Some(LM),
         };
         assert!(!if_range_matches(b"W/\"5f1a-2c\"", &weak));
         assert!(!if_range_matches(b"\"5f1a-2c\"", &weak));

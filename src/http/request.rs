@@ -115,18 +115,29 @@ pub fn parse(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, HttpErr
     let head_len = match req.parse(view) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return need_more(),
-        Err(httparse::Error::Version) if let Some(at) = later_minor(view) => {
+        Err(e) => {
             // HTTP/1.2 .. HTTP/1.9: RFC 9112 2.3 says to process it as the highest minor
             // version we implement, as nginx does. httparse knows only 1.0 and 1.1, so a
             // copy with the digit rewritten is parsed; its offsets are the original's.
-            let mut copy = buf.to_vec();
-            copy[at] = b'1';
-            return parse(&copy, limits);
+            // Only the head is copied, not the pipelined requests or body behind it.
+            let minor = match e {
+                httparse::Error::Version => later_minor(view),
+                _ => None,
+            };
+            if let Some(at) = minor {
+                let mut copy = view[..head_end(view)].to_vec();
+                copy[at] = b'1';
+                return match parse(&copy, limits)? {
+                    Some(head) => Ok(Some(head)),
+                    // The copy is cut at the limit: let the whole buffer decide on 431.
+                    None => need_more(),
+                };
+            }
+            match syntax_error(e, view) {
+                Some(err) => return Err(err),
+                None => return need_more(),
+            }
         }
-        Err(e) => match syntax_error(e, view) {
-            Some(err) => return Err(err),
-            None => return need_more(),
-        },
     };
     let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
         return Err(bad("incomplete request line"));
@@ -373,6 +384,21 @@ fn syntax_error(e: httparse::Error, bytes: &[u8]) -> Option<HttpError> {
         httparse::Error::Version => version_error(bytes),
         _ => Some(bad("malformed request head")),
     }
+}
+
+/// The length of the head at the start of `bytes`: up to and including the empty line
+/// (CRLF or bare LF) that ends it, or all of `bytes` if none has arrived.
+fn head_end(bytes: &[u8]) -> usize {
+    let start = skip_empty_lines(bytes);
+    for nl in memchr::memchr_iter(b'\n', &bytes[start..]) {
+        let after = start + nl + 1;
+        match bytes.get(after..) {
+            Some([b'\n', ..]) => return after + 1,
+            Some([b'\r', b'\n', ..]) => return after + 2,
+            _ => {}
+        }
+    }
+    bytes.len()
 }
 
 /// Where the minor digit of a complete request line's `HTTP/1.d` is, when d is 2..=9.
@@ -1076,6 +1102,29 @@ mod tests {
             Version::Http11
         );
         assert_eq!(status(b"GET / HTTP/1.2\r\n\r\n"), 400); // 1.1 rules: Host required
+                                                            // Only the head is copied; what follows it is left alone and the offsets hold.
+        let first = b"\r\nGET /1 HTTP/1.2\r\nHost: a\r\nContent-Length: 3\r\n\r\n";
+        let mut r = first.to_vec();
+        r.extend_from_slice(b"abcGET /2 HTTP/1.2\nHost: a\n\n");
+        let h = ok(&r);
+        assert_eq!((h.head_len, text(&r, h.path)), (first.len(), "/1"));
+        assert_eq!(h.framing, BodyFraming::Length(3));
+        let h2 = ok(&r[h.head_len + 3..]);
+        assert_eq!(text(&r[h.head_len + 3..], h2.path), "/2");
+        for (head, end) in [
+            (&b"A\r\n\r\nB"[..], 5),
+            (b"\r\nA\nB\n\nC", 7),
+            (b"A\n\rB", 4),
+            (b"\n\n", 2),
+        ] {
+            assert_eq!(head_end(head), end, "{head:?}");
+        }
+        // A 1.2 head that never ends within the limit is still a 431, not "need more".
+        let mut long = b"GET / HTTP/1.2\r\nHost: a\r\n".to_vec();
+        while long.len() <= 1000 {
+            long.extend_from_slice(b"X-Pad: 0123456789\r\n");
+        }
+        assert_eq!(status(&long), 431);
         assert_eq!(status(b"GET / HTTP/1.10\r\nHost: a\r\n\r\n"), 400);
         assert_eq!(status(b"GET / HTTP/0.9\r\n\r\n"), 505);
         assert_eq!(status(b"GET / HTTP/3.0\n\n"), 505);

@@ -34,10 +34,7 @@ impl DateCache {
         let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if secs != self.secs {
             self.secs = secs;
-            let s = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(secs));
-            let b = s.as_bytes();
-            let n = b.len().min(29);
-            self.text[..n].copy_from_slice(&b[..n]);
+            self.text = http_date(secs);
         }
     }
 
@@ -46,13 +43,33 @@ impl DateCache {
     }
 }
 
-/// Format a unix time as an IMF-fixdate into a stack buffer (Last-Modified).
+/// The last second an IMF-fixdate can name: Fri, 31 Dec 9999 23:59:59 GMT. httpdate
+/// panics on anything later (a file's mtime can be, and so can a wrong clock).
+pub const MAX_HTTP_DATE: u64 = 253_402_300_799;
+
+/// Format a unix time as an IMF-fixdate into a stack buffer. Total: times past year 9999
+/// are written as its last second (callers that must not show such a date check first).
 pub fn http_date(secs: u64) -> [u8; 29] {
     let mut out = [b' '; 29];
-    let s = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(secs));
+    let t = UNIX_EPOCH + std::time::Duration::from_secs(secs.min(MAX_HTTP_DATE));
+    let s = httpdate::fmt_http_date(t);
     let n = s.len().min(29);
     out[..n].copy_from_slice(&s.as_bytes()[..n]);
     out
+}
+
+/// Unix seconds of a `Date` value this module formatted (`DateCache::get`).
+pub fn parse_date(date: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(date).ok()?;
+    let t = httpdate::parse_http_date(s.trim()).ok()?;
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+/// The `Last-Modified` to send for a file modified at `mtime` (None: before 1970) in a
+/// response dated `date` (unix seconds). RFC 9110 8.8.2.1: never later than `Date`; a
+/// modification time in the future is replaced by the `Date` value itself.
+pub fn last_modified(mtime: Option<u64>, date: u64) -> Option<u64> {
+    Some(mtime?.min(date).min(MAX_HTTP_DATE))
 }
 
 /// Status line plus the headers every response carries.
@@ -164,5 +181,26 @@ mod tests {
     #[test]
     fn http_date_formats_epoch() {
         assert_eq!(&http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
+    }
+
+    #[test]
+    fn http_date_is_total() {
+        assert_eq!(&http_date(MAX_HTTP_DATE), b"Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(
+            &http_date(253_402_300_900),
+            b"Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+        assert_eq!(&http_date(u64::MAX), b"Fri, 31 Dec 9999 23:59:59 GMT");
+        let mut d = DateCache::new();
+        d.update(UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_900));
+        assert_eq!(d.get(), b"Fri, 31 Dec 9999 23:59:59 GMT");
+        assert_eq!(parse_date(d.get()), Some(MAX_HTTP_DATE));
+    }
+
+    #[test]
+    fn last_modified_is_never_after_date() {
+        assert_eq!(last_modified(Some(5), 10), Some(5));
+        assert_eq!(last_modified(Some(253_402_300_900), 10), Some(10));
+        assert_eq!(last_modified(None, 10), None);
     }
 }
