@@ -731,7 +731,7 @@ impl Router<'_> {
             head_only,
         };
         // The resolver left the directory's normalised path in `scratch`. Dotfiles are
-        // never listed (yet): a setting for them belongs in the key too.
+        // never listed, even with `hidden = "allow"` (as nginx's autoindex).
         let Some(offload) = self.offload else {
             log::error!("autoindex without an offload pool");
             return self.error(out, 500, keep_alive, head_only);
