@@ -828,6 +828,7 @@ impl<S: Transport> Conn<S> {
                             self.writable = false;
                             return Ok(Flush::Blocked);
                         }
+                        Err(e) if interrupted(&e) => continue,
                         Err(e) => return Err(e),
                     }
                 }
