@@ -306,21 +306,7 @@ impl<S: Transport> Conn<S> {
             Ok(_) => (200, 0),
             Err(_) => (500, crate::http::response::error_body(500).len() as u64),
         };
-        cx.stats.response(status, bytes);
-        if let (Some(log), Some(r)) = (cx.log.as_deref_mut(), &p.log) {
-            log.log(
-                &Entry {
-                    peer: self.peer,
-                    request: Some((&r.method, &r.target, r.protocol)),
-                    status,
-                    bytes,
-                    referer: r.referer.as_deref(),
-                    user_agent: r.user_agent.as_deref(),
-                    started: r.started,
-                },
-                Instant::now(),
-            );
-        }
+        self.log_parked(&p, status, bytes, cx);
         match result {
             Ok(data) => {
                 if self.out.capacity() == 0 {
@@ -339,14 +325,47 @@ impl<S: Transport> Conn<S> {
         self.drive(cx)
     }
 
+    /// The reactor is closing the connection (peer gone, timeout, shutdown). A request
+    /// still waiting for its compression job is counted and logged as 499 with no bytes,
+    /// like nginx's "client closed request", so it does not vanish from the log.
+    pub fn on_close(&mut self, cx: &mut Cx) {
+        if let Some(p) = self.parked.take() {
+            self.log_parked(&p, 499, 0, cx);
+        }
+    }
+
+    fn log_parked(&self, p: &Parked, status: u16, bytes: u64, cx: &mut Cx) {
+        cx.stats.response(status, bytes);
+        if let (Some(log), Some(r)) = (cx.log.as_deref_mut(), &p.log) {
+            log.log(
+                &Entry {
+                    peer: self.peer,
+                    request: Some((&r.method, &r.target, r.protocol)),
+                    status,
+                    bytes,
+                    referer: r.referer.as_deref(),
+                    user_agent: r.user_agent.as_deref(),
+                    started: r.started,
+                },
+                Instant::now(),
+            );
+        }
+    }
+
     /// Advance as far as the socket allows.
     pub fn drive(&mut self, cx: &mut Cx) -> Next {
         if self.lingering {
             return self.linger(cx);
         }
         if let Some(p) = &self.parked {
-            // The job always completes; the send timeout bounds a stuck one.
-            return Next::Wait(Class::Send, p.since);
+            // The job always completes; the send timeout bounds a stuck one. Meanwhile
+            // read ahead, which notices a client that reset the connection (logged as 499
+            // by `on_close`); a FIN still gets the answer, as a half-close may want it.
+            let since = p.since;
+            if self.readable && !self.eof && self.fill(cx).is_err() {
+                return Next::Close;
+            }
+            return Next::Wait(Class::Send, since);
         }
         let mut budget = cx.turn_budget;
         loop {
