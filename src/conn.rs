@@ -4,15 +4,17 @@
 //!            accept
 //!              |
 //!              v
-//!   +-----> Reading ---- head parsed ----> respond (head into `out`, body as `Tail`)
-//!   |          |  ^                             |
-//!   |    partial| |more bytes                   v
-//!   |          v  |                     Writing (writev out [+ bytes], sendfile tail)
-//!   |      (Header timer)                       |  WouldBlock -> Send timer, resume on
-//!   |                                           |  writable; budget spent -> next tick
-//!   |   body to discard? ----------------------+
-//!   |          |                                |
-//!   +-- pipelined bytes buffered <--------------+
+//!   +-----> Reading ---- head parsed ----> body? --yes--> read and validate it in place
+//!   |          |  ^                          |            (Body timer; bad -> 400/413)
+//!   |    partial| |more bytes                 no               |
+//!   |          v  |                          v                 v
+//!   |      (Header timer)            respond (head into `out`, body as `Tail`)
+//!   |                                        |
+//!   |                                        v
+//!   |                           Writing (writev out [+ bytes], sendfile tail)
+//!   |                                        |  WouldBlock -> Send timer, resume on
+//!   |                                        |  writable; budget spent -> next tick
+//!   +-- pipelined bytes buffered <-----------+
 //!              | none
 //!              v
 //!        Idle (KeepAlive timer, buffers returned) --- close/timeout/drain --> Closed
@@ -29,6 +31,7 @@ use crate::config::Config;
 use crate::files::{OpenCache, Resolver};
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Limits};
 use crate::http::response;
+use crate::http::HttpError;
 use crate::metrics::{ReactorStats, Registry};
 use crate::offload::{JobError, Notifier, Offload, Submitted};
 use crate::route::{self, Body, Router, Variant};
@@ -70,6 +73,8 @@ impl Transport for TcpStream {
 pub const TURN_BUDGET: u64 = 2 << 20;
 /// Stop batching pipelined responses once this much is queued in `out`.
 const OUT_HIGH_WATER: usize = 64 << 10;
+/// Free space kept after a buffered head while its body is read.
+const BODY_ROOM: usize = 4096;
 /// Most bytes read and dropped while lingering before we give up and close.
 const LINGER_MAX: usize = 1 << 20;
 
@@ -165,8 +170,10 @@ enum Seg {
     File(u64, u64),
 }
 
-/// A request body being read and thrown away so the next pipelined request parses.
-enum Discard {
+/// The body of the request at `rbuf[rpos..]` being read (and dropped) before it is answered:
+/// a response must not go out for a request whose body may still turn out malformed. The
+/// head stays in `rbuf` and is parsed again when the body is complete.
+enum RequestBody {
     None,
     Length(u64),
     Chunked(ChunkedDecoder),
@@ -185,7 +192,8 @@ pub struct Conn<S = TcpStream> {
     out: Vec<u8>,
     opos: usize,
     tail: Tail,
-    discard: Discard,
+    /// The body of the request at `rbuf[rpos..]`, when it is still being read.
+    body: RequestBody,
     /// Waiting for an offload job: no further request is answered until it completes.
     parked: Option<Box<Parked>>,
     pub readable: bool,
@@ -262,7 +270,7 @@ impl<S: Transport> Conn<S> {
             out: Vec::new(),
             opos: 0,
             tail: Tail::None,
-            discard: Discard::None,
+            body: RequestBody::None,
             parked: None,
             readable: false,
             writable: true,
@@ -354,14 +362,29 @@ impl<S: Transport> Conn<S> {
         }
     }
 
+    /// The reactor is closing the connection (peer gone, timeout, shutdown). A request
+    /// still waiting for its offload job is counted and logged as 499 with no bytes,
+    /// like nginx's "client closed request", so it does not vanish from the log.
+    pub fn on_close(&mut self, cx: &mut Cx) {
+        if let Some(p) = self.parked.take() {
+            self.log_deferred(p.log.as_deref(), 499, 0, cx);
+        }
+    }
+
     /// Advance as far as the socket allows.
     pub fn drive(&mut self, cx: &mut Cx) -> Next {
         if self.lingering {
             return self.linger(cx);
         }
         if let Some(p) = &self.parked {
-            // The job always completes; the send timeout bounds a stuck one.
-            return Next::Wait(Class::Send, p.since);
+            // The job always completes; the send timeout bounds a stuck one. Meanwhile
+            // read ahead, which notices a client that reset the connection (logged as 499
+            // by `on_close`); a FIN still gets the answer, as a half-close may want it.
+            let since = p.since;
+            if self.readable && !self.eof && self.fill(cx).is_err() {
+                return Next::Close;
+            }
+            return Next::Wait(Class::Send, since);
         }
         let mut budget = cx.turn_budget;
         loop {
@@ -424,12 +447,20 @@ impl<S: Transport> Conn<S> {
                 self.queue_error(408, cx);
                 self.drive(cx)
             }
+            Class::Body
+                if !matches!(self.body, RequestBody::None) && self.opos >= self.out.len() =>
+            {
+                // The body stopped coming: its request has no answer yet (nginx: 408).
+                self.body = RequestBody::None;
+                self.queue_error(408, cx);
+                self.drive(cx)
+            }
             _ => Next::Close,
         }
     }
 
     fn wait_input(&mut self, cx: &mut Cx) -> Next {
-        if !matches!(self.discard, Discard::None) {
+        if !matches!(self.body, RequestBody::None) {
             Next::Wait(Class::Body, self.progress_since)
         } else if self.rpos < self.rend || self.requests == 0 {
             let since = if self.requests == 0 {
@@ -444,8 +475,9 @@ impl<S: Transport> Conn<S> {
     }
 
     /// Answer every complete request already buffered, appending to `out` (pipelined heads
-    /// share one write). Stops at a body that must be streamed, at the high-water mark, or
-    /// when more input is needed. Returns whether anything was answered.
+    /// share one write). A request with a body is answered once the body is read and valid.
+    /// Stops at a response that must be streamed, at the high-water mark, or when more
+    /// input is needed. Returns whether anything was answered.
     fn process(&mut self, cx: &mut Cx) -> bool {
         let limits = Limits {
             max_request_line: cx.config.limits.max_request_line,
@@ -461,7 +493,7 @@ impl<S: Transport> Conn<S> {
             {
                 return answered;
             }
-            if !self.discard_body(&limits) || self.rpos == self.rend {
+            if self.rpos == self.rend {
                 return answered;
             }
             let buf = &self.rbuf[self.rpos..self.rend];
@@ -482,10 +514,36 @@ impl<S: Transport> Conn<S> {
             if self.out.capacity() == 0 {
                 self.out = cx.output.take(0);
             }
-            let keep_alive = head.keep_alive && !cx.draining;
-            if head.expect_continue && head.framing != BodyFraming::None {
-                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            if matches!(self.body, RequestBody::None) {
+                // First sight of this head (a head waiting for its body is parsed again
+                // on every read, with the same result).
+                if head.expect_continue && head.framing != BodyFraming::None {
+                    self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                }
+                if self.requests > 0 {
+                    // The request's time includes waiting for its body.
+                    self.request_since.get_or_insert(cx.now);
+                }
+                self.body = match head.framing {
+                    BodyFraming::None | BodyFraming::Length(0) => RequestBody::None,
+                    BodyFraming::Length(n) => RequestBody::Length(n),
+                    BodyFraming::Chunked => RequestBody::Chunked(ChunkedDecoder::new()),
+                };
             }
+            match self.read_body(head.head_len, &limits) {
+                Ok(true) => {}
+                Ok(false) => return answered,
+                Err(e) => {
+                    // Nothing after a broken body can be framed: answer the error, close.
+                    log::debug!("bad request body: {} ({})", e.status, e.why);
+                    self.body = RequestBody::None;
+                    self.queue_error(e.status, cx);
+                    return true;
+                }
+            }
+            // The body is gone from the buffer: the next request follows the head.
+            let buf = &self.rbuf[self.rpos..self.rend];
+            let keep_alive = head.keep_alive && !cx.draining;
             let mut router = Router {
                 config: cx.config,
                 resolver: cx.resolver,
@@ -547,12 +605,6 @@ impl<S: Transport> Conn<S> {
             self.requests += 1;
             self.request_since = None;
             self.rpos += head.head_len;
-            self.discard = match head.framing {
-                BodyFraming::None => Discard::None,
-                BodyFraming::Length(0) => Discard::None,
-                BodyFraming::Length(n) => Discard::Length(n),
-                BodyFraming::Chunked => Discard::Chunked(ChunkedDecoder::new()),
-            };
             if reply.keep_alive && !self.nodelay {
                 // Like nginx's tcp_nodelay, only for connections that stay open: a response
                 // followed by close is pushed out by the close itself, so the syscall is
@@ -565,9 +617,8 @@ impl<S: Transport> Conn<S> {
             }
             if !reply.keep_alive {
                 self.close_after = true;
-                // Unread body or pipelined bytes would turn our close into an RST.
-                self.linger_needed =
-                    self.rpos < self.rend || !matches!(self.discard, Discard::None);
+                // Unread pipelined bytes would turn our close into an RST.
+                self.linger_needed = self.rpos < self.rend;
             }
             self.set_body(reply.body, logged, cx);
             answered = true;
@@ -686,42 +737,27 @@ impl<S: Transport> Conn<S> {
         self.linger_needed = true;
     }
 
-    /// Drop request-body bytes that are buffered. Returns true when no body is pending.
-    fn discard_body(&mut self, limits: &Limits) -> bool {
-        let avail = &self.rbuf[self.rpos..self.rend];
-        match &mut self.discard {
-            Discard::None => return true,
-            Discard::Length(left) => {
+    /// Consume the buffered bytes of the pending request body, which follow its head at
+    /// `rbuf[rpos + head_len..]`, in place (later bytes move down, the head stays). Returns
+    /// whether the body is complete.
+    fn read_body(&mut self, head_len: usize, limits: &Limits) -> Result<bool, HttpError> {
+        let start = self.rpos + head_len;
+        let avail = &self.rbuf[start..self.rend];
+        let (n, done) = match &mut self.body {
+            RequestBody::None => return Ok(true),
+            RequestBody::Length(left) => {
                 let n = (*left).min(avail.len() as u64);
                 *left -= n;
-                self.rpos += n as usize;
-                if *left > 0 {
-                    return false;
-                }
+                (n as usize, *left == 0)
             }
-            Discard::Chunked(dec) => match dec.feed(avail, limits) {
-                Ok((n, done)) => {
-                    self.rpos += n;
-                    if !done {
-                        return false;
-                    }
-                }
-                Err(e) => {
-                    // This request has its response already: a second one would be taken
-                    // as the answer to the client's next request. Nothing after a broken
-                    // body can be framed, so close once the answer is out (lingering, so
-                    // it is not lost to an RST), as nginx does.
-                    log::debug!("bad request body: {} ({})", e.status, e.why);
-                    self.discard = Discard::None;
-                    self.rpos = self.rend;
-                    self.close_after = true;
-                    self.linger_needed = true;
-                    return false;
-                }
-            },
+            RequestBody::Chunked(dec) => dec.feed(avail, limits)?,
+        };
+        self.rbuf.copy_within(start + n..self.rend, start);
+        self.rend -= n;
+        if done {
+            self.body = RequestBody::None;
         }
-        self.discard = Discard::None;
-        true
+        Ok(done)
     }
 
     /// Read until WouldBlock, a short read, EOF or a full buffer. Returns whether any
@@ -739,6 +775,11 @@ impl<S: Transport> Conn<S> {
             self.rbuf.copy_within(self.rpos..self.rend, 0);
             self.rend -= self.rpos;
             self.rpos = 0;
+        }
+        if !matches!(self.body, RequestBody::None) && self.rbuf.len() - self.rend < BODY_ROOM {
+            // A head near the size limit leaves the body almost no room: read it in
+            // blocks, not a few bytes per syscall.
+            self.rbuf.resize(self.rend + BODY_ROOM, 0);
         }
         let mut got = false;
         while self.rend < self.rbuf.len() {
@@ -845,6 +886,7 @@ impl<S: Transport> Conn<S> {
                             self.writable = false;
                             return Ok(Flush::Blocked);
                         }
+                        Err(e) if interrupted(&e) => continue,
                         Err(e) => return Err(e),
                     }
                 }

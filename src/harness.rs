@@ -39,6 +39,17 @@ pub struct MemStream {
     shut: bool,
     /// Writes attempted after the server half-closed: always a bug.
     pub writes_after_shutdown: usize,
+    /// The next read, write and send_file each fail once with EINTR (`Step::Interrupt`).
+    eintr_read: bool,
+    eintr_write: bool,
+    eintr_send_file: bool,
+}
+
+fn eintr(flag: &mut bool) -> io::Result<()> {
+    if std::mem::take(flag) {
+        return Err(io::ErrorKind::Interrupted.into());
+    }
+    Ok(())
 }
 
 impl MemStream {
@@ -58,6 +69,7 @@ impl MemStream {
 
 impl Read for MemStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        eintr(&mut self.eintr_read)?;
         let avail = &self.inbox[self.inpos..];
         if avail.is_empty() {
             return if self.fin {
@@ -79,12 +91,14 @@ impl Read for MemStream {
 
 impl Write for MemStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        eintr(&mut self.eintr_write)?;
         let n = self.take(buf.len())?;
         self.output.extend_from_slice(&buf[..n]);
         Ok(n)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        eintr(&mut self.eintr_write)?;
         let total = bufs.iter().map(|b| b.len()).sum();
         let mut n = self.take(total)?;
         let written = n;
@@ -103,6 +117,7 @@ impl Write for MemStream {
 
 impl Transport for MemStream {
     fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize> {
+        eintr(&mut self.eintr_send_file)?;
         let n = self.take(len.min(1 << 20))?;
         let start = self.output.len();
         self.output.resize(start + n, 0);
@@ -137,6 +152,9 @@ pub enum Step {
     Drain,
     /// The client half-closes (FIN).
     Fin,
+    /// A signal lands: the next read, write and send_file each fail once with EINTR,
+    /// which must change nothing the client sees.
+    Interrupt,
 }
 
 /// The result of one scripted connection.
@@ -232,6 +250,12 @@ impl Harness {
                     conn.read_closed = true;
                 }
                 Step::Drain => draining = true,
+                Step::Interrupt => {
+                    s.eintr_read = true;
+                    s.eintr_write = true;
+                    s.eintr_send_file = true;
+                    continue; // nothing to drive until the next event
+                }
                 Step::Timeout => {}
             }
             let timer = match (step, waiting) {
@@ -314,100 +338,248 @@ pub struct Response {
     pub status: u16,
     pub close: bool,
     pub body_len: usize,
+    /// Where the body lies in the output.
+    pub body: std::ops::Range<usize>,
 }
 
-/// Split `output` into responses and check each is well formed. `requests` bounds how many
-/// final responses may exist (complete heads sent, plus one error for an incomplete one).
-/// `truncated_ok` allows the last response to be cut short (a timer closed the connection).
-pub fn check(output: &[u8], requests: usize, truncated_ok: bool) -> Result<Vec<Response>, String> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while at < output.len() {
-        let rest = &output[at..];
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut r = httparse::Response::new(&mut headers);
-        let head_len = match r.parse(rest) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if truncated_ok => break,
-            Ok(httparse::Status::Partial) => return Err(format!("truncated head at {at}")),
-            Err(e) => return Err(format!("malformed head at {at}: {e}")),
+/// A complete request in the client's input (head and, if any, a valid whole body): the
+/// server owes it exactly one final response, in order.
+#[derive(Debug)]
+struct Sent {
+    head: bool,
+    get: bool,
+    /// The request-target's path, percent-decoded.
+    path: Vec<u8>,
+}
+
+impl Harness {
+    /// The complete requests in `input` under this harness's limits, in order. Stops at
+    /// the first incomplete or invalid one: nothing after it is answered.
+    fn requests(&self, input: &[u8]) -> Vec<Sent> {
+        use crate::http::request::{parse, BodyFraming, ChunkedDecoder, Limits};
+        let l = &self.config.limits;
+        let limits = Limits {
+            max_request_line: l.max_request_line,
+            max_header_bytes: l.max_header_bytes,
+            max_body_bytes: l.max_body_bytes,
         };
-        let status = r.code.unwrap_or(0);
-        if r.version != Some(1) {
-            return Err(format!("response {} is not HTTP/1.1", out.len()));
-        }
-        if !(100..600).contains(&status) {
-            return Err(format!("status {status}"));
-        }
-        let mut lens = r
-            .headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("content-length"));
-        let len = match (lens.next(), lens.next()) {
-            (Some(h), None) => std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.parse::<usize>().ok())
-                .ok_or_else(|| format!("bad Content-Length in response {}", out.len()))?,
-            (Some(_), Some(_)) => return Err("two Content-Length headers".into()),
-            (None, _) if status < 200 || status == 204 || status == 304 => 0,
-            (None, _) => return Err(format!("status {status} without Content-Length")),
-        };
-        let has = |name: &str| r.headers.iter().any(|h| h.name.eq_ignore_ascii_case(name));
-        if status >= 200 && !(has("date") && has("server")) {
-            return Err(format!("status {status} without Date or Server"));
-        }
-        let close = r.headers.iter().any(|h| {
-            h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")
-        });
-        at += head_len;
-        if status < 200 {
-            continue; // interim (100 Continue): no body, the final response follows
-        }
-        // No body bytes after the head: a HEAD response (none of the served bodies begins
-        // like a status line, and a body never ends the output early unless cut).
-        let after = &output[at..];
-        let bodiless = status == 304 || status == 204;
-        let body_len = if bodiless || after.is_empty() || after.starts_with(b"HTTP/1.1 ") {
-            0
-        } else if after.len() < len {
-            if truncated_ok {
+        let mut sent = Vec::new();
+        let mut at = 0;
+        while let Ok(Some(h)) = parse(&input[at..], &limits) {
+            let req = &input[at..];
+            let body = &req[h.head_len..];
+            let body_len = match h.framing {
+                BodyFraming::None => Some(0),
+                BodyFraming::Length(n) => usize::try_from(n).ok().filter(|&n| n <= body.len()),
+                BodyFraming::Chunked => match ChunkedDecoder::new().feed(body, &limits) {
+                    Ok((n, true)) => Some(n),
+                    _ => None,
+                },
+            };
+            let Some(body_len) = body_len else {
                 break;
-            }
-            return Err(format!("body of response {} cut short", out.len()));
-        } else {
-            len
-        };
-        at += body_len;
-        out.push(Response {
-            status,
-            close,
-            body_len,
-        });
-        if close && at < output.len() {
-            return Err("bytes after a Connection: close response".into());
+            };
+            sent.push(Sent {
+                head: h.method == crate::http::Method::Head,
+                get: h.method == crate::http::Method::Get,
+                path: percent_decode(h.path.get(req)),
+            });
+            at += h.head_len + body_len;
         }
+        sent
     }
-    if out.len() > requests {
-        return Err(format!(
-            "{} responses for at most {requests} requests",
-            out.len()
-        ));
+
+    /// Split `output` (the server's answer to `input`) into responses and check each
+    /// strictly: a status line and headers with one Content-Length, Date and Server, then
+    /// exactly that many body bytes (none for HEAD, 1xx, 204 and 304), nothing after
+    /// `Connection: close`, no more final responses than complete requests (+1 error), and
+    /// the body of a 200 or single-range 206 for a file equal to the file's bytes (gunzipped
+    /// when gzip). `truncated_ok` allows the last response to be cut short (a timer closed
+    /// the connection).
+    pub fn check(
+        &self,
+        input: &[u8],
+        output: &[u8],
+        truncated_ok: bool,
+    ) -> Result<Vec<Response>, String> {
+        let sent = self.requests(input);
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < output.len() {
+            let rest = &output[at..];
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut r = httparse::Response::new(&mut headers);
+            let head_len = match r.parse(rest) {
+                Ok(httparse::Status::Complete(n)) => n,
+                Ok(httparse::Status::Partial) if truncated_ok => break,
+                Ok(httparse::Status::Partial) => return Err(format!("truncated head at {at}")),
+                Err(e) => return Err(format!("malformed head at {at}: {e}")),
+            };
+            let n = out.len();
+            let status = r.code.unwrap_or(0);
+            if r.version != Some(1) {
+                return Err(format!("response {n} is not HTTP/1.1"));
+            }
+            if !(100..600).contains(&status) {
+                return Err(format!("status {status}"));
+            }
+            let header = |name: &str| {
+                let mut it = r
+                    .headers
+                    .iter()
+                    .filter(|h| h.name.eq_ignore_ascii_case(name));
+                match (it.next(), it.next()) {
+                    (Some(h), None) => Ok(Some(h.value)),
+                    (None, _) => Ok(None),
+                    _ => Err(format!("two {name} headers in response {n}")),
+                }
+            };
+            let len = match header("content-length")? {
+                Some(v) => std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .ok_or_else(|| format!("bad Content-Length in response {n}"))?,
+                None if status < 200 || status == 204 || status == 304 => 0,
+                None => return Err(format!("status {status} without Content-Length")),
+            };
+            if status >= 200 && (header("date")?.is_none() || header("server")?.is_none()) {
+                return Err(format!("status {status} without Date or Server"));
+            }
+            let close = header("connection")?.is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
+            at += head_len;
+            if status < 200 {
+                continue; // interim (100 Continue): no body, the final response follows
+            }
+            let after = &output[at..];
+            let req = sent.get(n);
+            // An error that ends the connection carries its body even for HEAD (the head
+            // was fine, the body or the wait for it was not).
+            let error_body = crate::http::response::error_body(status);
+            let fatal = close && status >= 400 && len == error_body.len();
+            let head = req.is_some_and(|q| q.head) && !(fatal && after.starts_with(error_body));
+            let body_len = if head || status == 204 || status == 304 {
+                0
+            } else {
+                len
+            };
+            if after.len() < body_len {
+                if truncated_ok {
+                    break;
+                }
+                return Err(format!(
+                    "body of response {n} cut short ({} of {body_len} bytes)",
+                    after.len()
+                ));
+            }
+            let body = &after[..body_len];
+            if let Some(q) = req.filter(|q| q.get) {
+                let gzip = header("content-encoding")?.is_some_and(|v| v == b"gzip");
+                self.check_body(q, status, header("content-range")?, gzip, body)
+                    .map_err(|e| format!("response {n} ({status}): {e}"))?;
+            }
+            out.push(Response {
+                status,
+                close,
+                body_len,
+                body: at..at + body_len,
+            });
+            at += body_len;
+            if close && at < output.len() {
+                return Err("bytes after a Connection: close response".into());
+            }
+        }
+        if out.len() > sent.len() + 1 {
+            return Err(format!(
+                "{} responses for {} complete requests",
+                out.len(),
+                sent.len()
+            ));
+        }
+        Ok(out)
     }
-    Ok(out)
+
+    /// A 200 or single-range 206 to a GET for a file under the root must carry the file's
+    /// bytes.
+    fn check_body(
+        &self,
+        q: &Sent,
+        status: u16,
+        range: Option<&[u8]>,
+        gzip: bool,
+        body: &[u8],
+    ) -> Result<(), String> {
+        if status != 200 && status != 206 {
+            return Ok(());
+        }
+        let rel = String::from_utf8_lossy(&q.path);
+        let mut path = self.config.root.join(rel.trim_start_matches('/'));
+        if path.is_dir() {
+            path.push("index.html");
+        }
+        let Ok(file) = std::fs::read(&path) else {
+            return Ok(()); // a listing, or not a file the harness knows
+        };
+        let body = if gzip {
+            let mut plain = Vec::new();
+            flate2::read::GzDecoder::new(body)
+                .read_to_end(&mut plain)
+                .map_err(|e| format!("bad gzip body: {e}"))?;
+            plain
+        } else {
+            body.to_vec()
+        };
+        let want = match (status, range) {
+            (206, Some(r)) => {
+                let r = std::str::from_utf8(r).map_err(|_| "bad Content-Range")?;
+                let (a, b) = r
+                    .strip_prefix("bytes ")
+                    .and_then(|r| r.split_once('/'))
+                    .and_then(|(r, _)| r.split_once('-'))
+                    .ok_or_else(|| format!("bad Content-Range {r:?}"))?;
+                let (a, b) = (a.parse::<usize>(), b.parse::<usize>());
+                match (a, b) {
+                    (Ok(a), Ok(b)) if a <= b && b < file.len() => &file[a..=b],
+                    _ => return Err(format!("Content-Range {r:?} outside the file")),
+                }
+            }
+            (206, None) => return Ok(()), // multipart/byteranges: framing checked only
+            _ => &file[..],
+        };
+        if body != want {
+            return Err(format!(
+                "body ({} bytes) differs from {} ({} bytes)",
+                body.len(),
+                path.display(),
+                want.len()
+            ));
+        }
+        Ok(())
+    }
 }
 
-/// An upper bound on the complete request heads in `input` (each ends with an empty line),
-/// plus one for an error answering an incomplete or oversized one.
-pub fn max_responses(input: &[u8]) -> usize {
-    let ends = input.windows(2).filter(|w| w == b"\n\n").count()
-        + input.windows(3).filter(|w| w == b"\n\r\n").count();
-    ends + 1
+fn percent_decode(raw: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match (raw[i], raw.get(i + 1), raw.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Lay out a docroot under `dir` (and a secret beside it) and return a harness for each
 /// configuration the fuzzer picks from: defaults; tight limits; autoindex, error pages,
 /// header rules and negative caching; compression of everything with no cache (every gzip
-/// runs a job). No served body begins with `HTTP/1.1 `, which `check` relies on.
+/// runs a job).
 pub fn world(dir: &std::path::Path) -> io::Result<Vec<Harness>> {
     use std::fs;
     let root = dir.join("root");
@@ -482,10 +654,10 @@ pub fn world(dir: &std::path::Path) -> io::Result<Vec<Harness>> {
 
 /// One fuzz input: byte 0 picks the configuration (bits 0-1) and allows timers (bit 2) and a
 /// drain (bit 3); bytes 1..9 seed the schedule (where the input splits, how much the client
-/// reads between writes); the rest is what the client sends. Checks that the connection
-/// closes after the client's FIN, never writes after its half-close, answers with well-formed
-/// responses no more numerous than the requests, and, when no timer or drain interfered,
-/// sends exactly what it sends for the same bytes arriving in one piece.
+/// reads between writes, where a signal interrupts a syscall); the rest is what the client
+/// sends. Checks that the connection closes after the client's FIN, never writes after its
+/// half-close, answers with responses that pass `Harness::check`, and, when no timer or
+/// drain interfered, sends exactly what it sends for the same bytes arriving in one piece.
 pub fn exercise(harnesses: &mut [Harness], data: &[u8]) -> Result<(), String> {
     let Some((&flags, rest)) = data.split_first() else {
         return Ok(());
@@ -512,6 +684,10 @@ pub fn exercise(harnesses: &mut [Harness], data: &[u8]) -> Result<(), String> {
         steps.push(Step::Data(payload[at..at + n].to_vec()));
         at += n;
         let r = next();
+        if (r >> 24) % 8 == 0 {
+            // Not interference: EINTR must be invisible on the wire.
+            steps.push(Step::Interrupt);
+        }
         if r & 1 == 1 {
             let w = [0, 1, 7, 100, 1500, 65536, 1 << 22, 3][((r >> 1) & 7) as usize];
             steps.push(Step::Window(w));
@@ -532,7 +708,7 @@ pub fn exercise(harnesses: &mut [Harness], data: &[u8]) -> Result<(), String> {
     if !t.closed {
         return Err("still open after the client's FIN with everything read".into());
     }
-    check(&t.output, max_responses(payload), t.timed_out)?;
+    h.check(payload, &t.output, t.timed_out)?;
     if !interfered {
         let whole = h.run(&[Step::Data(payload.to_vec())])?;
         if whole.output != t.output {

@@ -506,6 +506,13 @@ impl Reactor {
     }
 
     fn close(&mut self, slot: usize) {
+        if self.conns.get(slot).is_some_and(|s| s.conn.is_parked()) {
+            // Its request is still being compressed: log it (499) before it goes.
+            self.with_cx(slot, Instant::now(), |conn, cx| {
+                conn.on_close(cx);
+                Next::Close
+            });
+        }
         // No epoll_ctl(DEL): the socket was never duplicated, so closing it (dropping the
         // Conn) removes it from the epoll set. One syscall less per connection.
         if let Some(s) = self.conns.try_remove(slot) {

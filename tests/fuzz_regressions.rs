@@ -78,7 +78,7 @@ fn empty_lines_over_the_head_limit_are_431_whatever_follows() {
 /// trickled in. Replays the exact input through the fuzzer's checks, and the minimal shape.
 #[test]
 fn pipelined_requests_behind_a_blocked_response() {
-    use vireo::harness::{check, exercise, world, Harness, Step};
+    use vireo::harness::{exercise, world, Harness, Step};
     let dir = tempfile::tempdir().expect("tempdir");
     let mut hs: Vec<Harness> = world(dir.path()).expect("world");
     let input = include_bytes!("../fuzz/corpus/connection/regress-pipelined-behind-long-response");
@@ -90,7 +90,7 @@ fn pipelined_requests_behind_a_blocked_response() {
     let t = hs[0]
         .run_open(&[Step::Data(two.to_vec()), Step::Window(usize::MAX / 2)])
         .expect("run");
-    let before_fin = check(&t.output, 2, false).expect("well formed");
+    let before_fin = hs[0].check(two, &t.output, false).expect("well formed");
     assert_eq!(
         before_fin.len(),
         2,

@@ -249,3 +249,52 @@ fn the_loop_answers_others_while_a_big_file_is_compressed() {
     assert_eq!(r.header("content-encoding"), Some("gzip"));
     assert!(gunzip(&r.body) == big);
 }
+
+#[test]
+fn a_client_gone_while_its_gzip_is_made_is_logged_as_499() {
+    // One reactor, no cache, level 9: the job runs long enough for the client to leave.
+    let big = text(12 << 20, 10);
+    let s = server_with(
+        "workers = 1\n[log]\naccess = \"access.log\"\n\
+         [compression]\ncache_bytes = 0\nlevel = 9\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        vec![("big.txt", big)],
+    );
+    let log = s.dir.path().join("access.log");
+    let mut c = s.connect();
+    c.send(b"GET /big.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    let wait = |what: &str, done: &mut dyn FnMut() -> bool| {
+        let start = std::time::Instant::now();
+        while !done() {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "{what}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    };
+    wait("job never started", &mut || {
+        metric(&scrape(&s), "vireo_compression_jobs_pending", "") == 1
+    });
+    // Reset, not FIN: a half-closed client may still want the answer.
+    socket2::SockRef::from(&c.stream)
+        .set_linger(Some(std::time::Duration::ZERO))
+        .expect("linger");
+    drop(c);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait("no 499 line", &mut || {
+        read().contains("\"GET /big.txt HTTP/1.1\" 499 0 ")
+    });
+    assert!(
+        metric(&scrape(&s), "vireo_responses_total", "class=\"4xx\"") >= 1,
+        "499 not counted"
+    );
+    // The job still completes (its result is dropped): no second line for the request.
+    wait("job never finished", &mut || {
+        metric(&scrape(&s), "vireo_compression_jobs_pending", "") == 0
+    });
+    assert_eq!(get(s.addr, "/small.txt").status, 200);
+    wait("later request not logged", &mut || {
+        read().contains("/small.txt")
+    });
+    assert_eq!(read().matches("/big.txt").count(), 1, "{}", read());
+}

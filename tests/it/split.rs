@@ -41,6 +41,19 @@ const CASES: &[(&str, &[u8], &[u16])] = &[
         &[200, 404],
     ),
     (
+        "100-continue, then the answer after the body",
+        b"GET /small.txt HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello\
+          GET /dir/ HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        &[100, 200, 200],
+    ),
+    (
+        "400 bad chunk size after a good chunk, never a 200 first",
+        b"GET /small.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\nz\r\n\
+          GET /missing HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        &[400],
+    ),
+    (
         "400 duplicate Content-Length",
         b"GET /small.txt HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello",
         &[400],
