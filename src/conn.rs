@@ -649,6 +649,8 @@ impl<S: Transport> Conn<S> {
                         v.gzip = false;
                         v.etag = p.etag_identity;
                         route::write_200(&mut self.out, cx.date, &v, p.len);
+                        let bytes = if p.head_only { 0 } else { p.len };
+                        self.log_deferred(log.as_deref(), 200, bytes, cx);
                         if !p.head_only && p.len > 0 {
                             self.tail = Tail::File {
                                 file,

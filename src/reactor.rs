@@ -263,6 +263,11 @@ impl Reactor {
                         self.id,
                         self.conns.len()
                     );
+                    // Through `close`, so a request still waiting for its job is logged.
+                    let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for slot in slots {
+                        self.close(slot);
+                    }
                     return Ok(());
                 }
             }
