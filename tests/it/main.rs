@@ -5,6 +5,7 @@ mod cli;
 mod client;
 mod compression;
 mod errors;
+mod faults;
 mod files;
 mod keepalive;
 mod lifecycle;
