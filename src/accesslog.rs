@@ -3,7 +3,11 @@
 //! writer thread every 64 KiB or every second, over a bounded channel. The reactor never
 //! blocks on the disk: when the writer falls behind and the channel is full, the batch is
 //! dropped and its lines counted (`vireo_access_log_dropped_lines_total`). On a graceful
-//! exit the last batch is handed over with a blocking send, so nothing is lost.
+//! exit the last batch is handed over with a send bounded by the shutdown deadline.
+//!
+//! Reopening (SIGUSR1) is a flag the writer checks before each write, plus a non-blocking
+//! nudge through the channel: the signal thread never waits on a writer stuck on a full
+//! pipe or a slow disk.
 //!
 //! Formats: `combined` (Apache/nginx combined, so goaccess and awk scripts read it) and
 //! `json` (the same fields plus the request time in microseconds and the reactor id).
@@ -13,7 +17,7 @@ use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,19 +43,37 @@ pub enum Target {
 
 pub enum Msg {
     Batch(Vec<u8>),
-    /// Reopen the file (SIGUSR1, after logrotate renamed it).
+    /// Wake an idle writer to look at its reopen flag.
     Reopen,
+}
+
+/// The main thread's handle on a writer (reactors get clones of `tx`).
+#[derive(Clone)]
+pub struct Writer {
+    pub tx: Sender<Msg>,
+    reopen: Arc<AtomicBool>,
+}
+
+impl Writer {
+    /// Reopen the file (SIGUSR1, after logrotate renamed it) before the next write. Never
+    /// blocks: a full channel means the writer is busy and sees the flag after this batch.
+    pub fn request_reopen(&self) {
+        self.reopen.store(true, Ordering::SeqCst);
+        let _ = self.tx.try_send(Msg::Reopen);
+    }
 }
 
 /// The writer thread: owns the file, writes batches in order, reopens on request, exits
 /// when every sender is gone (after writing everything queued).
-pub fn spawn_writer(target: Target) -> io::Result<(Sender<Msg>, JoinHandle<()>)> {
+pub fn spawn_writer(target: Target) -> io::Result<(Writer, JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::bounded(QUEUE);
     let mut out = open(&target)?;
-    let t = std::thread::Builder::new()
+    let reopen = Arc::new(AtomicBool::new(false));
+    let flag = reopen.clone();
+    let thread = std::thread::Builder::new()
         .name("vireo-log".into())
-        .spawn(move || writer(&target, &mut out, rx))?;
-    Ok((tx, t))
+        .spawn(move || writer(&target, &mut out, rx, &flag))?;
+    Ok((Writer { tx, reopen }, thread))
 }
 
 fn open(target: &Target) -> io::Result<Box<dyn Write + Send>> {
@@ -67,21 +89,27 @@ fn open(target: &Target) -> io::Result<Box<dyn Write + Send>> {
     })
 }
 
-fn writer(target: &Target, out: &mut Box<dyn Write + Send>, rx: Receiver<Msg>) {
+fn writer(
+    target: &Target,
+    out: &mut Box<dyn Write + Send>,
+    rx: Receiver<Msg>,
+    reopen: &AtomicBool,
+) {
     for msg in rx {
-        match msg {
-            Msg::Batch(b) => {
-                if let Err(e) = out.write_all(&b).and_then(|_| out.flush()) {
-                    log::error!("access log: {e}");
-                }
-            }
-            Msg::Reopen => match open(target) {
+        if reopen.swap(false, Ordering::SeqCst) {
+            match open(target) {
                 Ok(f) => {
+                    let _ = out.flush();
                     *out = f;
                     log::info!("access log reopened");
                 }
                 Err(e) => log::error!("access log reopen: {e}"),
-            },
+            }
+        }
+        if let Msg::Batch(b) = msg {
+            if let Err(e) = out.write_all(&b).and_then(|_| out.flush()) {
+                log::error!("access log: {e}");
+            }
         }
     }
     let _ = out.flush();
@@ -220,14 +248,20 @@ impl AccessLog {
         self.first_at = None;
     }
 
-    /// At exit: wait for room so the last lines are not lost.
-    pub fn flush_blocking(&mut self) {
-        if !self.buf.is_empty() {
-            let batch = std::mem::take(&mut self.buf);
-            let _ = self
-                .tx
-                .send_timeout(Msg::Batch(batch), Duration::from_secs(5));
+    /// At exit: wait for room until `deadline` so the last lines are not lost, but never
+    /// longer (a writer stuck on a full pipe must not hold the exit).
+    pub fn finish(&mut self, deadline: Instant) {
+        if self.buf.is_empty() {
+            return;
         }
+        let batch = std::mem::take(&mut self.buf);
+        if self.tx.send_deadline(Msg::Batch(batch), deadline).is_err() {
+            self.stats
+                .log_dropped
+                .fetch_add(self.lines, Ordering::Relaxed);
+        }
+        self.lines = 0;
+        self.first_at = None;
     }
 
     fn update_time(&mut self) {
@@ -270,7 +304,8 @@ impl AccessLog {
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
-        self.flush_blocking();
+        // After a normal exit `finish` has emptied the buffer; otherwise never block here.
+        self.flush();
     }
 }
 
@@ -357,5 +392,19 @@ mod tests {
         assert!(line.contains("\"uri\":\"/a\\\"b\""), "{line}");
         assert!(line.contains("\"user_agent\":\"curl/8 \\u00ff\""), "{line}");
         assert!(line.contains("\"reactor\":3}"), "{line}");
+    }
+
+    #[test]
+    fn finish_gives_up_at_the_deadline_and_counts_the_lines() {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let stats: Arc<ReactorStats> = Arc::default();
+        let mut l = AccessLog::new(Format::Combined, 0, tx, stats.clone());
+        l.log(&entry(), Instant::now());
+        l.flush();
+        l.log(&entry(), Instant::now());
+        let start = Instant::now();
+        l.finish(start + Duration::from_millis(50));
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert_eq!(stats.log_dropped.load(Ordering::Relaxed), 1);
     }
 }

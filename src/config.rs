@@ -233,7 +233,9 @@ impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
             backlog: 4096,
-            max_connections: 10_000,
+            // workers x (this + open_file_cache.entries) must fit RLIMIT_NOFILE: 4096 fits
+            // a hard limit of 20,000 up to 3 workers (systemd's default, 524288, far more).
+            max_connections: 4096,
             max_request_line: 8192,
             max_header_bytes: 16384,
             max_body_bytes: 1 << 20,

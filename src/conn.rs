@@ -289,6 +289,15 @@ impl<S: Transport> Conn<S> {
         }
     }
 
+    /// The peer and the first line of the request being handled (up to 200 bytes; empty
+    /// between requests): what the reactor logs when handling this connection panicked.
+    pub fn context(&self) -> (std::net::SocketAddr, &[u8]) {
+        let pending = self.rbuf.get(self.rpos..self.rend).unwrap_or_default();
+        let line = pending.split(|&b| b == b'\n').next().unwrap_or_default();
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        (self.peer, &line[..line.len().min(200)])
+    }
+
     pub fn is_metrics(&self) -> bool {
         self.metrics
     }
@@ -511,6 +520,8 @@ impl<S: Transport> Conn<S> {
                     return true;
                 }
             };
+            #[cfg(feature = "fault-injection")]
+            crate::fault::on_request(&buf[..head.head_len]);
             if self.out.capacity() == 0 {
                 self.out = cx.output.take(0);
             }

@@ -29,6 +29,8 @@ pub mod accesslog;
 pub mod autoindex;
 pub mod config;
 pub mod conn;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
 pub mod files;
 #[doc(hidden)]
 pub mod harness;

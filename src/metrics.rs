@@ -2,6 +2,11 @@
 //! atomics (Relaxed: they are statistics, not synchronisation), and the `/metrics` endpoint
 //! sums them into the Prometheus text format. The registry's mutex is touched only when a
 //! reactor starts and when someone scrapes.
+//!
+//! Counters belong to a reactor *position* (0..workers), not to one thread: after a reload
+//! the new reactor in position i keeps counting in the same atomics as the one it replaces
+//! (both for the length of the drain), so `/metrics` does not grow by a set of series per
+//! reload and the counters stay monotonic.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +54,8 @@ pub struct ReactorStats {
     pub log_dropped: AtomicU64,
     /// Timer queue entries, garbage included (bounded by connections, not requests).
     pub timer_entries: AtomicU64,
+    /// Connections closed because handling them panicked.
+    pub panics: AtomicU64,
     pub loop_time: Histogram,
     pub offload_rtt: Histogram,
 }
@@ -79,22 +86,43 @@ pub struct JobFigures {
     pub cache_bytes: u64,
 }
 
+type OffloadSource = Arc<dyn Fn() -> OffloadFigures + Send + Sync>;
+
 #[derive(Default)]
 pub struct Registry {
     reactors: Mutex<Vec<(usize, Arc<ReactorStats>)>>,
-    offload: Mutex<Option<Arc<dyn Fn() -> OffloadFigures + Send + Sync>>>,
+    offload: Mutex<Option<OffloadSource>>,
+    reloads: AtomicU64,
+    reload_failures: AtomicU64,
 }
 
 impl Registry {
+    /// The counters of reactor position `id`, shared with earlier reactors in that position.
     pub fn reactor(&self, id: usize) -> Arc<ReactorStats> {
-        let stats = Arc::new(ReactorStats::default());
         let mut r = self.reactors.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, s)) = r.iter().find(|(i, _)| *i == id) {
+            return s.clone();
+        }
+        let stats = Arc::new(ReactorStats::default());
         r.push((id, stats.clone()));
+        r.sort_by_key(|(i, _)| *i);
         stats
     }
 
-    pub fn set_offload(&self, f: Arc<dyn Fn() -> OffloadFigures + Send + Sync>) {
-        *self.offload.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+    /// Where the compression figures come from; None when compression is off (the source
+    /// holds the pool and its cache alive, so it must go with them).
+    pub fn set_offload(&self, f: Option<OffloadSource>) {
+        *self.offload.lock().unwrap_or_else(|e| e.into_inner()) = f;
+    }
+
+    /// A SIGHUP was handled: applied, or refused/failed (the running config kept).
+    pub fn reloaded(&self, ok: bool) {
+        let c = if ok {
+            &self.reloads
+        } else {
+            &self.reload_failures
+        };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition (format 0.0.4).
@@ -119,7 +147,16 @@ impl Registry {
                 );
             }
         }
-        let simple: [(&str, &str, &str, CounterOf); 5] = [
+        out.push_str("# HELP vireo_reloads_total Configuration reloads (SIGHUP), by result.\n");
+        out.push_str("# TYPE vireo_reloads_total counter\n");
+        for (result, c) in [("ok", &self.reloads), ("failed", &self.reload_failures)] {
+            let _ = writeln!(
+                out,
+                "vireo_reloads_total{{result=\"{result}\"}} {}",
+                load(c)
+            );
+        }
+        let simple: [(&str, &str, &str, CounterOf); 6] = [
             (
                 "vireo_response_body_bytes_total",
                 "counter",
@@ -149,6 +186,12 @@ impl Registry {
                 "gauge",
                 "Deadlines queued in the reactors' timers (stale ones included).",
                 |s| &s.timer_entries,
+            ),
+            (
+                "vireo_panics_total",
+                "counter",
+                "Connections closed because handling them panicked.",
+                |s| &s.panics,
             ),
         ];
         for (name, kind, help, get) in simple {
@@ -275,5 +318,20 @@ mod tests {
         assert!(
             text.contains("vireo_loop_iteration_seconds_bucket{reactor=\"0\",le=\"0.00005\"} 0")
         );
+    }
+
+    #[test]
+    fn a_position_keeps_its_counters_across_generations() {
+        let r = Registry::default();
+        r.reactor(0).response(200, 1);
+        r.reactor(1).response(200, 1);
+        let lines = r.render().lines().count();
+        // A reload: new reactors in the same positions.
+        r.reactor(1).response(200, 1);
+        r.reactor(0).response(200, 1);
+        let text = r.render();
+        assert_eq!(text.lines().count(), lines);
+        assert!(text.contains("vireo_responses_total{reactor=\"0\",class=\"2xx\"} 2"));
+        assert!(text.contains("vireo_responses_total{reactor=\"1\",class=\"2xx\"} 2"));
     }
 }

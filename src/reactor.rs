@@ -15,7 +15,7 @@ use crate::http::response::DateCache;
 use crate::metrics::{ReactorStats, Registry};
 use crate::offload::{Completion, Notifier, Offload};
 use crate::timer::{Class, Expired, Timers, CLASSES};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
@@ -86,6 +86,8 @@ pub struct Reactor {
     completions: Receiver<Completion>,
     next_tick: Vec<Token>,
     drain_deadline: Option<Instant>,
+    /// Taking what is queued on the listener before closing it: ignore max_connections.
+    sweeping: bool,
 }
 
 fn token(slot: usize, generation: u32) -> Token {
@@ -163,14 +165,28 @@ impl Reactor {
                 completions,
                 next_tick: Vec::new(),
                 drain_deadline: None,
+                sweeping: false,
             },
             waker,
         ))
     }
 
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
     pub fn run(mut self) -> io::Result<()> {
         let r = self.run_loop();
-        self.stats.active.store(0, Ordering::Relaxed);
+        // The counters outlive this reactor (its successor in the position shares them).
+        let open = self
+            .conns
+            .iter()
+            .filter(|(_, s)| !s.conn.is_metrics())
+            .count();
+        self.stats.active.fetch_sub(open as u64, Ordering::Relaxed);
+        if let Some(log) = self.log.as_mut() {
+            log.finish(self.drain_deadline.unwrap_or_else(Instant::now));
+        }
         r
     }
 
@@ -289,7 +305,7 @@ impl Reactor {
 
     fn accept(&mut self, now: Instant, metrics: bool) {
         while self.accepting {
-            if self.conns.len() >= self.config.limits.max_connections {
+            if self.conns.len() >= self.config.limits.max_connections && !self.sweeping {
                 // At the limit: stop accepting until a connection closes. Queued clients
                 // wait in the backlog (or go to another reactor's socket).
                 self.pause_accepting();
@@ -388,9 +404,17 @@ impl Reactor {
 
     fn drain_channel(&mut self, now: Instant) {
         // Wakes coalesce: one event may stand for many messages.
-        while let Ok(msg) = self.rx.try_recv() {
-            match msg {
-                Msg::Stop { graceful } => self.begin_drain(now, graceful),
+        loop {
+            match self.rx.try_recv() {
+                Ok(Msg::Stop { graceful }) => self.begin_drain(now, graceful),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    // Nobody can reach this reactor any more (the server dropped it): stop.
+                    if self.drain_deadline.is_none() {
+                        self.begin_drain(now, true);
+                    }
+                    break;
+                }
             }
         }
         while let Ok(c) = self.completions.try_recv() {
@@ -408,6 +432,15 @@ impl Reactor {
     }
 
     fn begin_drain(&mut self, now: Instant, graceful: bool) {
+        if graceful && self.listener.is_some() {
+            // Take the connections already queued: if ours is the socket's last descriptor
+            // (fewer workers or a new address after a reload, or shutdown), closing it
+            // would reset them. They are answered with `Connection: close`.
+            self.sweeping = true;
+            self.accepting = true;
+            self.accept(now, false);
+            self.sweeping = false;
+        }
         for mut l in [self.listener.take(), self.metrics_listener.take()]
             .into_iter()
             .flatten()
@@ -465,7 +498,33 @@ impl Reactor {
             stats: &self.stats,
             metrics: Some(&self.registry),
         };
-        f(&mut s.conn, &mut cx)
+        let conn = &mut s.conn;
+        // A bug in one connection must not take down the reactor and every other connection
+        // on it: close that connection, say what it was doing, count it, go on.
+        let next = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn, &mut cx)))
+        {
+            Ok(next) => next,
+            Err(payload) => {
+                let msg = payload
+                    .downcast_ref::<&str>()
+                    .copied()
+                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                    .unwrap_or("(no message)");
+                let (peer, line) = s.conn.context();
+                log::error!(
+                    "reactor {}: panic handling {peer} \"{}\": {msg}; connection closed",
+                    self.id,
+                    line.escape_ascii()
+                );
+                self.stats.panics.fetch_add(1, Ordering::Relaxed);
+                Next::Close
+            }
+        };
+        #[cfg(feature = "fault-injection")]
+        if crate::fault::take_reactor_fault() {
+            panic!("injected fault: reactor");
+        }
+        next
     }
 
     fn drive(&mut self, slot: usize, now: Instant) {

@@ -2,11 +2,19 @@
 //! signals into messages for them. The main thread sleeps in its own `Poll` on a
 //! signal-hook self-pipe and a Waker that reactors ring when they exit: no polling loop.
 //!
-//! **Reload (SIGHUP)** starts a new generation of reactors with the new configuration and
-//! then drains the old one. Closing an SO_REUSEPORT socket drops the connections still
-//! queued in its backlog, so while the address is unchanged the listening sockets
-//! themselves survive: the server keeps one descriptor of each, and every generation gets
-//! a duplicate (same socket, same accept queue). Only the old reactors' duplicates close.
+//! **Reload (SIGHUP)** is all or nothing: every piece of the new generation (sockets,
+//! metrics listener, compression pool, log writer, every reactor) is built first, and the
+//! reactors start only once all of them exist; any error drops the lot and the running
+//! generation carries on. Then the old generation drains. Closing an SO_REUSEPORT socket
+//! drops the connections still queued in its backlog, so the listening sockets themselves
+//! survive a reload: the server keeps one descriptor of each and every generation gets a
+//! duplicate (same socket, same accept queue). With fewer `workers` the surplus sockets'
+//! last descriptors are the old reactors', which take what is queued before closing them;
+//! with more, the extra sockets join the same address.
+//!
+//! **A reactor that dies** (a panic outside a connection's containment, a poll error) ends
+//! the process with exit status 1 at once: its listening socket would stay open with
+//! nobody accepting, and the kernel would keep handing it a share of new connections.
 
 use crate::accesslog;
 use crate::config::Config;
@@ -23,6 +31,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 const SIGNALS: Token = Token(0);
 const EXITED: Token = Token(1);
@@ -44,12 +53,73 @@ struct Generation {
 }
 
 impl Generation {
+    fn empty() -> Generation {
+        Generation {
+            reactors: Vec::new(),
+            threads: Vec::new(),
+        }
+    }
+
     fn stop(&self, graceful: bool) {
         for (tx, waker) in &self.reactors {
             let _ = tx.send(Msg::Stop { graceful });
             let _ = waker.wake();
         }
     }
+}
+
+impl Drop for Generation {
+    /// A reactor whose channel is disconnected stops: drop each sender, then wake.
+    fn drop(&mut self) {
+        for (tx, waker) in self.reactors.drain(..) {
+            drop(tx);
+            let _ = waker.wake();
+        }
+    }
+}
+
+/// What the offload pool was built from; the pool survives a reload that keeps all of it.
+#[derive(PartialEq)]
+struct PoolKey {
+    threads: usize,
+    level: u32,
+    max_pending: usize,
+    cache_bytes: u64,
+    compression: bool,
+    autoindex: bool,
+    /// Listings resolve paths under the root themselves, and expire after `valid`.
+    root: std::path::PathBuf,
+    index: Vec<String>,
+    listing_ttl: std::time::Duration,
+}
+
+impl PoolKey {
+    fn of(config: &Config) -> PoolKey {
+        let c = &config.compression;
+        PoolKey {
+            threads: c.threads,
+            level: c.level,
+            max_pending: c.max_pending,
+            cache_bytes: c.cache_bytes,
+            compression: c.enabled,
+            autoindex: config.autoindex,
+            root: config.root.clone(),
+            index: config.index.clone(),
+            listing_ttl: config.open_file_cache.valid,
+        }
+    }
+}
+
+/// A generation built but not started: dropping it undoes everything.
+struct Plan {
+    config: Arc<Config>,
+    /// The listening sockets (the server's own descriptors).
+    sockets: Vec<std::net::TcpListener>,
+    metrics_socket: Option<std::net::TcpListener>,
+    offload: Option<(PoolKey, Arc<Offload>)>,
+    access_log: Option<(accesslog::Target, accesslog::Writer)>,
+    new_log_thread: Option<JoinHandle<()>>,
+    reactors: Vec<(Reactor, Sender<Msg>, Arc<Waker>)>,
 }
 
 /// Running reactors and the way to reach them.
@@ -60,8 +130,9 @@ pub struct Server {
     sockets: Vec<std::net::TcpListener>,
     metrics_socket: Option<std::net::TcpListener>,
     registry: Arc<Registry>,
-    /// The access log writer of the current configuration (target, sender).
-    access_log: Option<(accesslog::Target, Sender<accesslog::Msg>)>,
+    offload: Option<(PoolKey, Arc<Offload>)>,
+    /// The access log writer of the current configuration.
+    access_log: Option<(accesslog::Target, accesslog::Writer)>,
     log_writers: Vec<JoinHandle<()>>,
     current: Generation,
     draining: Vec<Generation>,
@@ -69,21 +140,15 @@ pub struct Server {
     signals: Signals,
     exited: Arc<Waker>,
     running: Arc<AtomicUsize>,
-    next_id: usize,
 }
 
 impl Server {
     /// Bind and start every reactor. Returns once all listeners are bound.
     pub fn start(config: Config) -> Result<Server, ServerError> {
-        raise_nofile_limit(&config);
+        raise_nofile_limit();
+        check_nofile_limit(&config);
         let sockets = bind(&config)?;
         let addr = sockets[0].local_addr()?;
-        let metrics_socket = match config.metrics {
-            Some(a) => {
-                Some(listener::bind(a, 128).map_err(|err| ServerError::Bind { addr: a, err })?)
-            }
-            None => None,
-        };
         let poll = Poll::new()?;
         let exited = Arc::new(Waker::new(poll.registry(), EXITED)?);
         // Handlers go in before anyone can learn our address: a SIGHUP that arrives
@@ -91,29 +156,25 @@ impl Server {
         let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let config = Arc::new(config);
         let mut server = Server {
             addr,
-            config: Arc::new(config),
+            config: config.clone(),
             sockets,
-            metrics_socket,
+            metrics_socket: None,
             registry: Arc::new(Registry::default()),
+            offload: None,
             access_log: None,
             log_writers: Vec::new(),
-            current: Generation {
-                reactors: Vec::new(),
-                threads: Vec::new(),
-            },
+            current: Generation::empty(),
             draining: Vec::new(),
             poll,
             signals,
             exited,
             running: Arc::new(AtomicUsize::new(0)),
-            next_id: 0,
         };
-        server.current = server.spawn(server.config.clone())?;
-        if let Some(m) = &server.metrics_socket {
-            println!("metrics on http://{}/metrics", m.local_addr()?);
-        }
+        let plan = server.prepare(config)?;
+        server.commit(plan)?;
         println!("listening on {addr}");
         Ok(server)
     }
@@ -122,58 +183,98 @@ impl Server {
         self.addr
     }
 
-    /// Start a generation of reactors on duplicates of the kept sockets.
-    fn spawn(&mut self, config: Arc<Config>) -> Result<Generation, ServerError> {
-        // Compression and directory listings share one pool, sized by compression.threads.
-        let offload = Offload::for_config(&config, config.compression.threads)?;
-        if let Some(o) = &offload {
-            let o = o.clone();
-            self.registry.set_offload(Arc::new(move || o.figures()));
+    /// Build everything a generation on `config` needs without starting or changing
+    /// anything: an error here leaves the running generation exactly as it was.
+    fn prepare(&self, config: Arc<Config>) -> Result<Plan, ServerError> {
+        let backlog = config.limits.backlog;
+        let mut sockets = Vec::with_capacity(config.workers);
+        if config.listen == self.config.listen {
+            // Keep every socket that still fits; bind the extra ones on the same address.
+            for s in self.sockets.iter().take(config.workers) {
+                sockets.push(s.try_clone()?);
+            }
+            while sockets.len() < config.workers {
+                let s = listener::bind(self.addr, backlog).map_err(|err| ServerError::Bind {
+                    addr: self.addr,
+                    err,
+                })?;
+                sockets.push(s);
+            }
+        } else {
+            sockets = bind(&config)?;
         }
+        let metrics_socket = match (config.metrics, &self.metrics_socket) {
+            (None, _) => None,
+            (Some(a), Some(m)) if Some(a) == self.config.metrics => Some(m.try_clone()?),
+            (Some(a), _) => {
+                Some(listener::bind(a, 128).map_err(|err| ServerError::Bind { addr: a, err })?)
+            }
+        };
+        // Compression and directory listings share one pool; it survives a reload that
+        // keeps everything it was built from.
+        let key = PoolKey::of(&config);
+        let offload = match &self.offload {
+            Some((k, o)) if *k == key => Some((key, o.clone())),
+            _ => Offload::for_config(&config, config.compression.threads)?.map(|o| (key, o)),
+        };
         // One writer per log target; a reload to the same target keeps the writer.
-        let log_tx = match &config.log.access {
-            None => None,
-            Some(target) => match &self.access_log {
-                Some((t, tx)) if t == target => Some(tx.clone()),
-                _ => {
-                    let (tx, handle) = accesslog::spawn_writer(target.clone())?;
-                    self.log_writers.push(handle);
-                    self.access_log = Some((target.clone(), tx.clone()));
-                    Some(tx)
-                }
-            },
+        let mut new_log_thread = None;
+        let access_log = match (&config.log.access, &self.access_log) {
+            (None, _) => None,
+            (Some(t), Some((cur, w))) if t == cur => Some((t.clone(), w.clone())),
+            (Some(t), _) => {
+                let (w, thread) = accesslog::spawn_writer(t.clone())?;
+                new_log_thread = Some(thread);
+                Some((t.clone(), w))
+            }
         };
-        if config.log.access.is_none() {
-            self.access_log = None;
-        }
-        let mut generation = Generation {
-            reactors: Vec::new(),
-            threads: Vec::new(),
-        };
-        for (i, socket) in self.sockets.iter().enumerate() {
-            let id = self.next_id;
-            self.next_id += 1;
-            let l = mio::net::TcpListener::from_std(socket.try_clone()?);
-            let metrics_listener = match (&self.metrics_socket, i) {
+        let mut reactors = Vec::with_capacity(sockets.len());
+        for (i, socket) in sockets.iter().enumerate() {
+            #[cfg(feature = "fault-injection")]
+            if crate::fault::fail_build() {
+                return Err(
+                    io::Error::other(format!("injected fault: building reactor {i}")).into(),
+                );
+            }
+            let metrics_listener = match (&metrics_socket, i) {
                 (Some(m), 0) => Some(mio::net::TcpListener::from_std(m.try_clone()?)),
                 _ => None,
             };
             let (tx, rx) = crossbeam_channel::unbounded();
             let (reactor, waker) = Reactor::new(Setup {
-                id,
+                // A position, not a thread: the next generation's reactor i counts on.
+                id: i,
                 config: config.clone(),
-                listener: l,
+                listener: mio::net::TcpListener::from_std(socket.try_clone()?),
                 metrics_listener,
                 rx,
-                offload: offload.clone(),
+                offload: offload.as_ref().map(|(_, o)| o.clone()),
                 registry: self.registry.clone(),
-                access_log: log_tx.clone(),
+                access_log: access_log.as_ref().map(|(_, w)| w.tx.clone()),
             })?;
-            generation.reactors.push((tx, waker));
+            reactors.push((reactor, tx, waker));
+        }
+        Ok(Plan {
+            config,
+            sockets,
+            metrics_socket,
+            offload,
+            access_log,
+            new_log_thread,
+            reactors,
+        })
+    }
+
+    /// Start a prepared generation and make it the current one; the previous one drains.
+    /// If a thread cannot be started, the ones that did are stopped and nothing changes.
+    fn commit(&mut self, mut plan: Plan) -> Result<(), ServerError> {
+        let mut generation = Generation::empty();
+        for (reactor, tx, waker) in plan.reactors.drain(..) {
+            let id = reactor.id();
             let exited = self.exited.clone();
             let running = self.running.clone();
             running.fetch_add(1, Ordering::SeqCst);
-            let t = std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name(format!("vireo-reactor-{id}"))
                 .spawn(move || {
                     let r =
@@ -183,17 +284,74 @@ impl Server {
                     match r {
                         Ok(Ok(())) => Ok(()),
                         Ok(Err(e)) => Err(format!("reactor {id}: {e}")),
-                        Err(_) => Err(format!("reactor {id} panicked")),
+                        Err(p) => Err(format!("reactor {id} panicked: {}", panic_message(&*p))),
                     }
-                })?;
-            println!("reactor {id} started");
-            generation.threads.push(t);
+                });
+            match spawned {
+                Ok(t) => {
+                    generation.reactors.push((tx, waker));
+                    generation.threads.push(t);
+                }
+                Err(e) => {
+                    self.running.fetch_sub(1, Ordering::SeqCst);
+                    generation.stop(false);
+                    self.draining.push(generation);
+                    return Err(e.into());
+                }
+            }
         }
-        Ok(generation)
+        for t in &generation.threads {
+            if let Some(name) = t.thread().name() {
+                println!(
+                    "{} started",
+                    name.trim_start_matches("vireo-").replace('-', " ")
+                );
+            }
+        }
+        // The server's descriptors change before the old reactors are told to stop: for a
+        // surplus socket theirs is then the last one, closed after taking its queue.
+        if plan.config.limits.backlog != self.config.limits.backlog {
+            for s in plan.sockets.iter().take(self.sockets.len()) {
+                if let Err(e) = socket2::SockRef::from(s).listen(listen_backlog(&plan.config)) {
+                    log::warn!("cannot change the backlog: {e}");
+                }
+            }
+        }
+        self.sockets = std::mem::take(&mut plan.sockets);
+        if let Ok(a) = self.sockets[0].local_addr() {
+            self.addr = a;
+        }
+        let metrics_changed =
+            plan.config.metrics != self.config.metrics || self.current.threads.is_empty();
+        self.metrics_socket = plan.metrics_socket.take();
+        if metrics_changed {
+            if let Some(a) = self
+                .metrics_socket
+                .as_ref()
+                .and_then(|m| m.local_addr().ok())
+            {
+                println!("metrics on http://{a}/metrics");
+            }
+        }
+        self.offload = plan.offload.take();
+        self.registry
+            .set_offload(self.offload.as_ref().map(|(_, o)| {
+                let o = o.clone();
+                Arc::new(move || o.figures()) as Arc<dyn Fn() -> _ + Send + Sync>
+            }));
+        self.access_log = plan.access_log.take();
+        self.log_writers.extend(plan.new_log_thread.take());
+        self.config = plan.config.clone();
+        let old = std::mem::replace(&mut self.current, generation);
+        old.stop(true);
+        if !old.threads.is_empty() {
+            self.draining.push(old);
+        }
+        Ok(())
     }
 
     /// SIGHUP: validate the file again; if it is good, start new reactors with it and
-    /// drain the old ones. A bad file changes nothing.
+    /// drain the old ones. A bad file, or any failure building the new set, changes nothing.
     fn reload(&mut self) {
         let Some(path) = self.config.source.clone() else {
             log::warn!("reload: running on built-in defaults, nothing to reload");
@@ -203,36 +361,21 @@ impl Server {
             Ok(c) => c,
             Err(e) => {
                 log::error!("reload refused, keeping the running configuration: {e}");
+                self.registry.reloaded(false);
                 return;
             }
         };
-        let mut sockets = None;
-        if config.listen != self.config.listen || config.workers != self.sockets.len() {
-            match bind(&config) {
-                Ok(s) => sockets = Some(s),
-                Err(e) => {
-                    log::error!("reload refused: {e}");
-                    return;
-                }
-            }
-        }
-        let old_sockets = sockets.map(|s| std::mem::replace(&mut self.sockets, s));
-        let config = Arc::new(config);
-        match self.spawn(config.clone()) {
-            Ok(generation) => {
-                let old = std::mem::replace(&mut self.current, generation);
-                old.stop(true);
-                self.draining.push(old);
-                self.config = config;
-                if let Ok(a) = self.sockets[0].local_addr() {
-                    self.addr = a;
-                }
+        check_nofile_limit(&config);
+        match self
+            .prepare(Arc::new(config))
+            .and_then(|plan| self.commit(plan))
+        {
+            Ok(()) => {
+                self.registry.reloaded(true);
                 log::info!("reloaded {}", path.display());
             }
             Err(e) => {
-                if let Some(s) = old_sockets {
-                    self.sockets = s;
-                }
+                self.registry.reloaded(false);
                 log::error!("reload failed, keeping the running configuration: {e}");
             }
         }
@@ -247,13 +390,19 @@ impl Server {
     }
 
     /// Serve until SIGTERM/SIGINT (graceful; a second one exits at once) and every reactor
-    /// has finished. SIGHUP reloads.
+    /// has finished. SIGHUP reloads; SIGUSR1 reopens the access log.
     pub fn run(mut self) -> Result<(), ServerError> {
         let mut events = Events::with_capacity(8);
-        let mut stopping = false;
+        let mut stopped_at: Option<Instant> = None;
         let mut failure = None;
         while self.running.load(Ordering::SeqCst) > 0 {
-            if let Err(e) = self.poll.poll(&mut events, None) {
+            // A reactor rings `exited` just before its thread ends: until the join handle
+            // says finished, look again shortly instead of sleeping until the next signal.
+            let threads = self.current.threads.len()
+                + self.draining.iter().map(|g| g.threads.len()).sum::<usize>();
+            let timeout =
+                (self.running.load(Ordering::SeqCst) < threads).then_some(Duration::from_millis(5));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -267,19 +416,20 @@ impl Server {
                 for sig in pending {
                     match sig {
                         SIGUSR1 => {
-                            if let Some((_, tx)) = &self.access_log {
-                                let _ = tx.send(accesslog::Msg::Reopen);
+                            // Never blocks, whatever state the writer is in.
+                            if let Some((_, w)) = &self.access_log {
+                                w.request_reopen();
                             }
                         }
-                        SIGHUP if !stopping => self.reload(),
+                        SIGHUP if stopped_at.is_none() => self.reload(),
                         SIGHUP => {}
-                        _ if stopping => {
+                        _ if stopped_at.is_some() => {
                             log::warn!("second signal {sig}: exiting now");
                             std::process::exit(1);
                         }
                         _ => {
                             log::info!("signal {sig}: graceful shutdown");
-                            stopping = true;
+                            stopped_at = Some(Instant::now());
                             self.sockets.clear();
                             self.metrics_socket = None;
                             self.stop(true);
@@ -287,28 +437,31 @@ impl Server {
                     }
                 }
             }
-            // Reap finished generations; a reactor of the current one that dies takes the
-            // others down with it: a half-served address is worse than a supervisor restart.
             for g in &mut self.draining {
-                reap(&mut g.threads, &mut failure);
+                reap(&mut g.threads, &mut failure, false);
             }
             self.draining.retain(|g| !g.threads.is_empty());
             let before = self.current.threads.len();
-            reap(&mut self.current.threads, &mut failure);
-            if self.current.threads.len() != before && !stopping {
-                log::error!("a reactor stopped unexpectedly; shutting down");
-                stopping = true;
-                self.stop(true);
+            reap(&mut self.current.threads, &mut failure, false);
+            if self.current.threads.len() != before && stopped_at.is_none() {
+                // Its socket would stay open with nobody accepting: clients would hang.
+                log::error!("a reactor stopped unexpectedly; exiting");
+                std::process::exit(1);
             }
         }
-        reap(&mut self.current.threads, &mut failure);
+        // Every reactor has rung `exited`; their threads are ending now.
+        reap(&mut self.current.threads, &mut failure, true);
+        for g in &mut self.draining {
+            reap(&mut g.threads, &mut failure, true);
+        }
         // Reactors are gone and so are their senders: the writer drains and exits. A
-        // writer stuck on a log nobody reads (a full FIFO) must not hold the exit forever.
+        // writer stuck on a log nobody reads (a full FIFO) must not hold the exit past the
+        // shutdown timeout.
         self.access_log = None;
-        let deadline = std::time::Instant::now() + self.config.timeouts.shutdown;
+        let deadline = stopped_at.unwrap_or_else(Instant::now) + self.config.timeouts.shutdown;
         for w in self.log_writers.drain(..) {
-            while !w.is_finished() && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(10));
+            while !w.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
             }
             if w.is_finished() {
                 let _ = w.join();
@@ -323,11 +476,26 @@ impl Server {
     }
 }
 
-/// Join the threads that have finished, keeping the first failure.
-fn reap(threads: &mut Vec<JoinHandle<Result<(), String>>>, failure: &mut Option<String>) {
+fn panic_message(p: &(dyn std::any::Any + Send)) -> &str {
+    p.downcast_ref::<&str>()
+        .copied()
+        .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+fn listen_backlog(config: &Config) -> i32 {
+    config.limits.backlog.min(i32::MAX as u32) as i32
+}
+
+/// Join the threads that have finished (all of them with `wait`), keeping the first failure.
+fn reap(
+    threads: &mut Vec<JoinHandle<Result<(), String>>>,
+    failure: &mut Option<String>,
+    wait: bool,
+) {
     let mut i = 0;
     while i < threads.len() {
-        if !threads[i].is_finished() {
+        if !wait && !threads[i].is_finished() {
             i += 1;
             continue;
         }
@@ -352,7 +520,7 @@ fn bind(config: &Config) -> Result<Vec<std::net::TcpListener>, ServerError> {
 }
 
 /// Raise the soft descriptor limit to the hard one; every connection costs one.
-fn raise_nofile_limit(config: &Config) {
+fn raise_nofile_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut lim = getrlimit(Resource::Nofile);
     if lim.current != lim.maximum {
@@ -361,12 +529,23 @@ fn raise_nofile_limit(config: &Config) {
             log::warn!("cannot raise RLIMIT_NOFILE: {e}");
         }
     }
-    let lim = getrlimit(Resource::Nofile);
-    let need = (config.limits.max_connections * config.workers) as u64 + 64;
+}
+
+/// Descriptors a configuration may hold open: per reactor its connections and its open-file
+/// cache, plus some slack for listeners, epoll, eventfds, the log and the pool.
+pub fn descriptors_needed(config: &Config) -> u64 {
+    let per_reactor = config.limits.max_connections + config.open_file_cache.entries;
+    (per_reactor * config.workers) as u64 + 64
+}
+
+fn check_nofile_limit(config: &Config) {
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+    let need = descriptors_needed(config);
     if let Some(cur) = lim.current {
         if cur < need {
             log::warn!(
-                "RLIMIT_NOFILE is {cur}, below the {need} that max_connections x workers needs"
+                "RLIMIT_NOFILE is {cur}, below the {need} that workers x (max_connections + \
+                 open_file_cache.entries) needs"
             );
         }
     }

@@ -49,7 +49,7 @@ fn sigterm_with_nothing_in_flight_exits_promptly() {
 
 #[test]
 fn sighup_switches_root_without_failing_a_request() {
-    let s = TestServer::start_with("", |root| {
+    let s = TestServer::start_with("[metrics]\nlisten = \"127.0.0.1:0\"\n", |root| {
         std::fs::write(root.join("which.txt"), b"old").expect("write");
     });
     let root2 = s.dir.path().join("root2");
@@ -59,9 +59,11 @@ fn sighup_switches_root_without_failing_a_request() {
     let text = std::fs::read_to_string(&cfg).expect("read cfg");
     let addr = s.addr;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let clients: Vec<_> = (0..4)
         .map(|i| {
             let stop = stop.clone();
+            let done = done.clone();
             std::thread::spawn(move || {
                 let mut seen_new = false;
                 let mut n = 0;
@@ -85,24 +87,27 @@ fn sighup_switches_root_without_failing_a_request() {
                     assert!(r.body == b"old" || r.body == b"new", "{:?}", r.body);
                     seen_new |= r.body == b"new";
                     n += 1;
+                    done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 }
                 (n, seen_new)
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    // Requests are flowing on all four clients' loops before the reload...
+    let wait_done = |n: usize| {
+        let start = Instant::now();
+        while done.load(std::sync::atomic::Ordering::SeqCst) < n {
+            assert!(start.elapsed() < TIMEOUT, "clients stalled");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_done(40);
     std::fs::write(&cfg, text.replace("root = \"root\"", "root = \"root2\"")).expect("write cfg");
     s.signal(SIGHUP);
-    // Wait until the new root answers, then keep the load on a little longer.
-    let start = Instant::now();
-    while get(addr, "/which.txt").body != b"new" {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "reload never took effect"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(300));
+    s.wait_reloads("ok", 1);
+    assert_eq!(get(addr, "/which.txt").body, b"new");
+    // ...and go on through the old generation's drain.
+    wait_done(done.load(std::sync::atomic::Ordering::SeqCst) + 200);
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for t in clients {
         let (n, seen_new) = t.join().expect("no client saw a failure");
@@ -112,10 +117,12 @@ fn sighup_switches_root_without_failing_a_request() {
 
 #[test]
 fn sighup_with_a_broken_config_keeps_serving() {
-    let s = TestServer::start("");
+    let s = TestServer::start("[metrics]\nlisten = \"127.0.0.1:0\"\n");
     let cfg = s.dir.path().join("vireo.toml");
     std::fs::write(&cfg, "this is = not [toml").expect("write");
     s.signal(SIGHUP);
+    s.wait_reloads("failed", 1);
+    assert_eq!(metric(&scrape(&s), "vireo_reloads_total", "ok"), 0);
     // Still the old configuration, still serving.
     for _ in 0..20 {
         assert_eq!(get(s.addr, "/small.txt").status, 200);
@@ -155,4 +162,74 @@ fn requests_arriving_during_a_drain_get_connection_close() {
         .wait_exit(Duration::from_secs(10))
         .expect("exit")
         .success());
+}
+
+/// Open `n` connections and send a request on each; with `max_connections = 1` per reactor
+/// all but one per reactor wait in the accept queues.
+fn queue_requests(addr: std::net::SocketAddr, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|_| {
+            let mut c = Client::connect(addr);
+            c.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn changing_workers_on_reload_resets_no_queued_connection() {
+    let s = TestServer::start_logged(
+        "info",
+        &[],
+        "workers = 2\n[limits]\nmax_connections = 1\n[timeouts]\nheader = \"60s\"\n",
+        default_files,
+    );
+    let cfg = s.dir.path().join("vireo.toml");
+    let text = std::fs::read_to_string(&cfg).expect("read cfg");
+    let set = |workers: usize, max: usize| {
+        let t = text
+            .replace("workers = 2", &format!("workers = {workers}"))
+            .replace("max_connections = 1", &format!("max_connections = {max}"));
+        std::fs::write(&cfg, t).expect("write cfg");
+    };
+    let reloads = |n: usize| {
+        let start = Instant::now();
+        loop {
+            let done = s
+                .output
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|l| l.contains("reloaded"))
+                .count();
+            if done >= n {
+                break;
+            }
+            assert!(start.elapsed() < TIMEOUT, "reload {n} never happened");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    // 2 -> 1: one socket is surplus; what waits in its queue must still be answered.
+    let mut queued = queue_requests(s.addr, 12);
+    set(1, 100);
+    s.signal(SIGHUP);
+    reloads(1);
+    for c in &mut queued {
+        assert_eq!(c.read_response().status, 200);
+    }
+    drop(queued);
+    // Back to one connection per reactor, then 1 -> 3: the kept socket's queue is served.
+    set(1, 1);
+    s.signal(SIGHUP);
+    reloads(2);
+    let mut queued = queue_requests(s.addr, 12);
+    set(3, 100);
+    s.signal(SIGHUP);
+    reloads(3);
+    for c in &mut queued {
+        assert_eq!(c.read_response().status, 200);
+    }
+    for _ in 0..30 {
+        assert_eq!(get(s.addr, "/small.txt").status, 200);
+    }
 }

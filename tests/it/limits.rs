@@ -53,24 +53,116 @@ fn emfile_pauses_accepting_without_spinning_and_recovers() {
     }
 }
 
+/// Connections waiting in the accept queue of the listening socket on `port` (Linux shows
+/// a listener's queue length as its rx_queue in /proc/net/tcp).
+fn accept_queue(port: u16) -> u64 {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f[1].ends_with(&local) && f[3] == "0A")
+        .map(|f| u64::from_str_radix(f[4].split(':').nth(1).expect("rx_queue"), 16).expect("hex"))
+        .sum()
+}
+
 #[test]
 fn max_connections_stops_accepting_until_one_closes() {
     let s = TestServer::start("workers = 1\n[limits]\nmax_connections = 2\n");
+    let port = s.addr.port();
     let mut a = s.connect();
     let b = s.connect();
     assert_eq!(a.get("/small.txt").status, 200);
+    let start = Instant::now();
+    while accept_queue(port) != 0 {
+        assert!(start.elapsed() < TIMEOUT, "b never accepted");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     // The third connection waits in the backlog: its request gets no answer yet.
     let mut c = s.connect();
     c.send(b"GET /small.txt HTTP/1.1\r\nHost: t\r\n\r\n");
-    c.stream
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .expect("timeout");
-    let mut byte = [0u8; 1];
-    assert!(c.stream.read(&mut byte).is_err(), "served over the limit");
-    // Existing connections keep being served.
+    let start = Instant::now();
+    while accept_queue(port) != 1 {
+        assert!(start.elapsed() < TIMEOUT, "c never queued");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A round trip through the reactor after c was queued: a reactor still accepting would
+    // have taken c in this same turn (the listener was already readable), and answered it.
     assert_eq!(a.get("/small.txt").status, 200);
+    assert_eq!(accept_queue(port), 1, "accepted over the limit");
+    c.stream.set_nonblocking(true).expect("nonblocking");
+    let mut byte = [0u8; 1];
+    let r = c.stream.read(&mut byte);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "served over the limit: {r:?}"
+    );
+    c.stream.set_nonblocking(false).expect("blocking");
     drop(b);
     c.stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
     let r = c.read_response();
     assert_eq!(r.status, 200);
+}
+
+/// Start vireo on `config` under `prlimit --nofile=N`, stop it, and return its stderr
+/// (RUST_LOG=warn).
+fn startup_warnings(config: &str, nofile: u32) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("root")).expect("mkdir");
+    let cfg = dir.path().join("vireo.toml");
+    std::fs::write(&cfg, config).expect("write");
+    let mut child = std::process::Command::new("prlimit")
+        .arg(format!("--nofile={nofile}:{nofile}"))
+        .args(["--", env!("CARGO_BIN_EXE_vireo"), "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    assert!(
+        lines.any(|l| l.is_ok_and(|l| l.starts_with("listening on "))),
+        "never listened"
+    );
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).expect("pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("kill");
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    let st = child.wait().expect("wait");
+    assert!(st.success(), "{st:?}: {stderr}");
+    stderr
+}
+
+#[test]
+fn the_default_config_starts_without_a_descriptor_warning_under_20000() {
+    // config/vireo.toml as shipped (workers = "auto"), on an ephemeral port.
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/vireo.toml"))
+            .expect("config/vireo.toml");
+    let text = shipped
+        .replace("listen = \"127.0.0.1:8080\"", "listen = \"127.0.0.1:0\"")
+        .replace("root = \"../public\"", "root = \"root\"");
+    assert_ne!(text, shipped);
+    let stderr = startup_warnings(&text, 20_000);
+    assert!(!stderr.contains("RLIMIT_NOFILE"), "{stderr}");
+}
+
+#[test]
+fn the_descriptor_check_counts_the_open_file_cache() {
+    // 2 x 100 connections fit in 1000 descriptors; 2 x 1000 cached files do not.
+    let config = "listen = \"127.0.0.1:0\"\nroot = \"root\"\nworkers = 2\n\
+                  [limits]\nmax_connections = 100\n[open_file_cache]\nentries = 1000\n";
+    let stderr = startup_warnings(config, 1000);
+    assert!(
+        stderr.contains("RLIMIT_NOFILE is 1000, below the 2264"),
+        "{stderr}"
+    );
 }

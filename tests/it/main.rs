@@ -7,6 +7,7 @@ mod client;
 mod compression;
 mod dates;
 mod errors;
+mod faults;
 mod files;
 mod keepalive;
 mod lifecycle;

@@ -3,6 +3,7 @@ use std::time::{Duration, Instant};
 
 const SIGTERM: i32 = 15;
 const SIGUSR1: i32 = 10;
+const SIGHUP: i32 = 1;
 
 #[test]
 fn metrics_counters_move_by_the_expected_amounts() {
@@ -57,13 +58,20 @@ fn concurrent_requests_for_one_cold_file_start_one_job() {
     let m = scrape(&s);
     let started = metric(&m, "vireo_compression_jobs_total", "state=\"started\"");
     let hits = metric(&m, "vireo_compression_cache_hits_total", "");
-    // Eight requests: one job, the rest joined it or hit the cache it filled.
+    let misses = metric(&m, "vireo_compression_cache_misses_total", "");
+    // Eight requests: one job, the rest joined it or hit the cache it filled. Each request
+    // looks the cache up exactly once: a miss for the first and those that joined.
     assert_eq!(started, 1, "{m}");
     assert_eq!(
         metric(&m, "vireo_compression_jobs_total", "state=\"completed\""),
         1
     );
-    assert!(hits <= 7);
+    assert_eq!(
+        metric(&m, "vireo_compression_jobs_total", "state=\"rejected\""),
+        0
+    );
+    assert!(misses >= 1, "{m}");
+    assert_eq!(hits + misses, 8, "{m}");
 }
 
 #[test]
@@ -233,4 +241,149 @@ fn a_log_nobody_reads_never_stalls_requests() {
         std::thread::sleep(Duration::from_millis(100));
         assert_eq!(c.get(&long).status, 200);
     }
+}
+
+#[test]
+fn sigusr1_and_sigterm_are_never_blocked_by_a_stuck_log_writer() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(st.success());
+    // A reader that never reads: the writer blocks once the pipe is full.
+    let _reader = std::fs::File::options()
+        .read(true)
+        .write(true) // O_RDWR on a FIFO never blocks in open
+        .open(&fifo)
+        .expect("open fifo");
+    let mut s = TestServer::start(&format!(
+        "[log]\naccess = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[timeouts]\nshutdown = \"1s\"\n",
+        fifo.display()
+    ));
+    let mut c = s.connect();
+    let path = format!("/small.txt?{}", "q".repeat(300));
+    for _ in 0..20_000 {
+        assert_eq!(c.get(&path).status, 200);
+    }
+    // ~7 MB of lines: the pipe (64 KiB) and the writer's queue (64 x 64 KiB) are full.
+    let start = Instant::now();
+    while metric(&scrape(&s), "vireo_access_log_dropped_lines_total", "") == 0 {
+        assert!(start.elapsed() < TIMEOUT, "no drops counted");
+        assert_eq!(c.get(&path).status, 200);
+    }
+    drop(c);
+    s.signal(SIGUSR1);
+    s.signal(SIGTERM);
+    let start = Instant::now();
+    // timeouts.shutdown + 1 s.
+    let st = s
+        .wait_exit(Duration::from_secs(2))
+        .expect("no exit within shutdown + 1 s");
+    assert!(st.success(), "{st:?}");
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+fn offload_threads(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("comm")).ok())
+                .filter(|c| c.starts_with("vireo-offload"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn reload_with_compression_off_drops_the_pool_and_its_cache() {
+    let text = crate::compression::text(64 << 10, 3);
+    let s = TestServer::start_with("[metrics]\nlisten = \"127.0.0.1:0\"\n", move |root| {
+        std::fs::write(root.join("t.txt"), &text).expect("write")
+    });
+    let mut c = s.connect();
+    c.send(b"GET /t.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    assert_eq!(c.read_response().header("content-encoding"), Some("gzip"));
+    drop(c);
+    assert!(metric(&scrape(&s), "vireo_compression_cache_bytes", "") > 0);
+    let pid = s.child.id();
+    assert!(offload_threads(pid) > 0);
+    let cfg = s.dir.path().join("vireo.toml");
+    let text = std::fs::read_to_string(&cfg).expect("read cfg");
+    std::fs::write(&cfg, format!("{text}[compression]\nenabled = false\n")).expect("write");
+    s.signal(SIGHUP);
+    s.wait_reloads("ok", 1);
+    // The pool threads end once the last holder (the retired reactors) lets go.
+    let start = Instant::now();
+    while offload_threads(pid) > 0 {
+        assert!(start.elapsed() < TIMEOUT, "compression pool still running");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let m = scrape(&s);
+    assert!(!m.contains("vireo_compression"), "{m}");
+    let mut c = s.connect();
+    c.send(b"GET /t.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    assert_eq!(c.read_response().header("content-encoding"), None);
+}
+
+#[test]
+fn reload_rebinds_the_metrics_listener() {
+    let s = TestServer::start("[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let old = metrics_addr(&s);
+    let cfg = s.dir.path().join("vireo.toml");
+    // Another loopback address, so the new port is surely a new socket.
+    let text = std::fs::read_to_string(&cfg).expect("read cfg");
+    let moved = text.replace(
+        "[metrics]\nlisten = \"127.0.0.1:0\"",
+        "[metrics]\nlisten = \"127.0.0.2:0\"",
+    );
+    assert_ne!(moved, text);
+    std::fs::write(&cfg, moved).expect("write");
+    s.signal(SIGHUP);
+    let line = s.wait_output(TIMEOUT, |l| l.starts_with("metrics on http://127.0.0.2:"));
+    let new: std::net::SocketAddr = line["metrics on http://".len()..]
+        .trim_end_matches("/metrics")
+        .parse()
+        .expect("addr");
+    let r = get(new, "/metrics");
+    assert_eq!(r.status, 200);
+    assert!(
+        metric(
+            &String::from_utf8_lossy(&r.body),
+            "vireo_reloads_total",
+            "ok"
+        ) == 1
+    );
+    // The old listener closes once the retired reactor has let go of it.
+    let start = Instant::now();
+    while std::net::TcpStream::connect(old).is_ok() {
+        assert!(start.elapsed() < TIMEOUT, "old metrics listener still open");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // Removing the section closes it.
+    let text = std::fs::read_to_string(&cfg).expect("read cfg");
+    std::fs::write(&cfg, text.replace("listen = \"127.0.0.2:0\"", "")).expect("write");
+    s.signal(SIGHUP);
+    let start = Instant::now();
+    while std::net::TcpStream::connect(new).is_ok() {
+        assert!(start.elapsed() < TIMEOUT, "metrics listener still open");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(get(s.addr, "/small.txt").status, 200);
+}
+
+#[test]
+fn metrics_do_not_grow_with_reloads() {
+    let s = TestServer::start("[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    let series = |m: &str| m.lines().filter(|l| !l.starts_with('#')).count();
+    let first = scrape(&s);
+    for i in 1..=5 {
+        s.signal(SIGHUP);
+        s.wait_reloads("ok", i);
+        assert_eq!(get(s.addr, "/small.txt").status, 200);
+    }
+    let m = scrape(&s);
+    assert_eq!(series(&m), series(&first), "{m}");
+    // Counters carry over: the requests made between reloads are all still counted.
+    assert_eq!(metric(&m, "vireo_responses_total", "2xx"), 5, "{m}");
 }

@@ -4,7 +4,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -14,6 +15,8 @@ pub struct TestServer {
     pub metrics: Option<SocketAddr>,
     pub child: Child,
     pub dir: tempfile::TempDir,
+    /// Lines the server printed: stdout always, stderr with `start_logged`.
+    pub output: Arc<Mutex<Vec<String>>>,
 }
 
 impl TestServer {
@@ -25,6 +28,27 @@ impl TestServer {
 
     /// Like `start_with`, with the binary run under a wrapper command (e.g. `prlimit`).
     pub fn start_wrapped(wrapper: &[&str], extra: &str, setup: impl FnOnce(&Path)) -> TestServer {
+        Self::start_full(wrapper, extra, setup, None, &[])
+    }
+
+    /// Like `start_with`, with `RUST_LOG=rust_log` and stderr collected in `output` (see
+    /// `wait_output`), and extra environment variables.
+    pub fn start_logged(
+        rust_log: &str,
+        env: &[(&str, &str)],
+        extra: &str,
+        setup: impl FnOnce(&Path),
+    ) -> TestServer {
+        Self::start_full(&[], extra, setup, Some(rust_log), env)
+    }
+
+    fn start_full(
+        wrapper: &[&str],
+        extra: &str,
+        setup: impl FnOnce(&Path),
+        rust_log: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = dir.path().join("root");
         std::fs::create_dir(&root).expect("mkdir root");
@@ -47,11 +71,26 @@ impl TestServer {
         let mut child = cmd
             .arg("--config")
             .arg(&cfg_path)
-            .env("RUST_LOG", "error")
+            .env("RUST_LOG", rust_log.unwrap_or("error"))
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(if rust_log.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .spawn()
             .expect("spawn vireo");
+        let output = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let out = output.clone();
+            std::thread::spawn(move || {
+                for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    eprintln!("vireo: {l}");
+                    out.lock().expect("lock").push(l);
+                }
+            });
+        }
         let stdout = child.stdout.take().expect("stdout");
         let mut lines = BufReader::new(stdout).lines();
         let mut metrics = None;
@@ -68,12 +107,46 @@ impl TestServer {
             }
         };
         // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
+        let out = output.clone();
+        std::thread::spawn(move || {
+            for l in lines.map_while(Result::ok) {
+                out.lock().expect("lock").push(l);
+            }
+        });
         TestServer {
             addr,
             metrics,
             child,
             dir,
+            output,
+        }
+    }
+
+    /// Wait (bounded) for an output line matching `pred`; returns it.
+    pub fn wait_output(&self, within: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self.output.lock().expect("lock").iter().find(|l| pred(l)) {
+                return l.clone();
+            }
+            assert!(
+                start.elapsed() < within,
+                "no such output line within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Wait (bounded) until `vireo_reloads_total{result}` reaches `n` (needs `[metrics]`).
+    pub fn wait_reloads(&self, result: &str, n: u64) {
+        let label = format!("result=\"{result}\"");
+        let start = Instant::now();
+        while metric(&scrape(self), "vireo_reloads_total", &label) < n {
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "reload {result} #{n} never counted"
+            );
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 
