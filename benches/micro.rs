@@ -10,10 +10,10 @@
 use std::time::Instant;
 
 use divan::{black_box, Bencher};
-use vireo::files::{EtagBuf, OpenCache, Resolver};
 use vireo::http::negotiate::{choose_encoding, parse_range, Coding, RangeResult};
 use vireo::http::request::{parse, Limits};
-use vireo::route::{write_200, ExtraHeaders, Router, Variant};
+use vireo::site::files::{EtagBuf, OpenCache, Resolver};
+use vireo::site::route::{write_200, ExtraHeaders, Router, Variant};
 use vireo::Config;
 
 fn main() {

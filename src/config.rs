@@ -154,8 +154,8 @@ struct RawMetrics {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Log {
     /// None = off.
-    pub access: Option<crate::accesslog::Target>,
-    pub format: crate::accesslog::Format,
+    pub access: Option<crate::ops::accesslog::Target>,
+    pub format: crate::ops::accesslog::Format,
     /// Error log level (stderr): off, error, warn, info, debug, trace.
     pub level: log::LevelFilter,
 }
@@ -483,13 +483,13 @@ impl Config {
         let rl = &raw.log;
         let access = match rl.access.get_ref().as_str() {
             "off" => None,
-            "stdout" => Some(crate::accesslog::Target::Stdout),
+            "stdout" => Some(crate::ops::accesslog::Target::Stdout),
             "" => return Err(invalid(rl.access.span(), "log.access", "empty path".into())),
-            p => Some(crate::accesslog::Target::File(base.join(p))),
+            p => Some(crate::ops::accesslog::Target::File(base.join(p))),
         };
         let format = match rl.format.get_ref().as_str() {
-            "combined" => crate::accesslog::Format::Combined,
-            "json" => crate::accesslog::Format::Json,
+            "combined" => crate::ops::accesslog::Format::Combined,
+            "json" => crate::ops::accesslog::Format::Json,
             other => {
                 return Err(invalid(
                     rl.format.span(),
@@ -690,7 +690,7 @@ fn check_page_path(p: &str) -> Result<(), String> {
         return Err("contains whitespace, a control character, '?' or '#'".into());
     }
     let mut scratch = Vec::new();
-    match crate::files::normalize(p.as_bytes(), &mut scratch) {
+    match crate::site::files::normalize(p.as_bytes(), &mut scratch) {
         Ok(false) => Ok(()),
         Ok(true) => Err("names a directory, not a file".into()),
         Err(e) => Err(format!("not a valid path under root ({e})")),

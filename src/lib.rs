@@ -17,31 +17,26 @@
 //! still matches. Concurrent misses for one file or directory join one job; the result
 //! lands in a shared LRU.
 //!
-//! Module rooms (a module uses only what its row allows): `http` is pure bytes; `files`
-//! maps paths to open files (and caches them per reactor) and errno to `FileError`;
-//! `route` turns a request into a reply (`autoindex` renders listings); `offload` runs
-//! compression and listings and owns their cache; `conn` owns one socket; `reactor` owns a
-//! Poll, the slab, the timers (`timer`), its access-log buffer (`accesslog`) and its
-//! counters (`metrics`); `server` owns the threads, the listening sockets and signals;
-//! `harness` plays a reactor for one `conn` over an in-memory stream (fuzzer and tests).
+//! Layers, as folders; arrows point down only (a module uses the rows below its own):
+//!
+//! | folder | what it owns |
+//! |---|---|
+//! | `server`, `config`, `main` | threads, listening sockets, signals, reload; the validated configuration |
+//! | `net/` | `reactor` (a Poll, its slab of connections, `timer`s), `conn` (one socket's state machine), `listener`, `harness` (a reactor for one `conn` over an in-memory stream) |
+//! | `site/` | `route` (request -> reply), `files` (paths -> open files under the root, cached per reactor), `autoindex` (listings) |
+//! | `offload/` | the rayon pool, its jobs (compression, listings) and their shared cache |
+//! | `ops/` | `accesslog` (writer thread, per-reactor buffers), `metrics` (Prometheus) |
+//! | `http/` | pure bytes: request parsing, negotiation (Accept-Encoding, Range, conditionals), response heads |
 
-pub mod accesslog;
-pub mod autoindex;
 pub mod config;
-pub mod conn;
 #[cfg(feature = "fault-injection")]
 pub mod fault;
-pub mod files;
-#[doc(hidden)]
-pub mod harness;
 pub mod http;
-pub mod listener;
-pub mod metrics;
+pub mod net;
 pub mod offload;
-pub mod reactor;
-pub mod route;
+pub mod ops;
 pub mod server;
-pub mod timer;
+pub mod site;
 
 pub use config::Config;
 pub use server::Server;

@@ -16,12 +16,12 @@
 //! the process with exit status 1 at once: its listening socket would stay open with
 //! nobody accepting, and the kernel would keep handing it a share of new connections.
 
-use crate::accesslog;
 use crate::config::Config;
-use crate::listener;
-use crate::metrics::Registry;
+use crate::net::listener;
+use crate::net::reactor::{Msg, Reactor, Setup};
 use crate::offload::Offload;
-use crate::reactor::{Msg, Reactor, Setup};
+use crate::ops::accesslog;
+use crate::ops::metrics::Registry;
 use crossbeam_channel::Sender;
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};

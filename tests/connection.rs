@@ -1,11 +1,11 @@
-//! The connection fuzzer's checks (vireo::harness::exercise) on every seed of
+//! The connection fuzzer's checks (vireo::net::harness::exercise) on every seed of
 //! fuzz/corpus/connection under many split schedules, and on generated pipelines: a whole
 //! connection state machine over an in-memory stream, no sockets.
 
 use proptest::prelude::*;
 use std::cell::RefCell;
-use vireo::harness::{exercise, world, Harness, Step};
 use vireo::http::response::error_body;
+use vireo::net::harness::{exercise, world, Harness, Step};
 
 struct World {
     harnesses: Vec<Harness>,

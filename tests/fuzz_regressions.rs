@@ -78,7 +78,7 @@ fn empty_lines_over_the_head_limit_are_431_whatever_follows() {
 /// trickled in. Replays the exact input through the fuzzer's checks, and the minimal shape.
 #[test]
 fn pipelined_requests_behind_a_blocked_response() {
-    use vireo::harness::{exercise, world, Harness, Step};
+    use vireo::net::harness::{exercise, world, Harness, Step};
     let dir = tempfile::tempdir().expect("tempdir");
     let mut hs: Vec<Harness> = world(dir.path()).expect("world");
     let input = include_bytes!("../fuzz/corpus/connection/regress-pipelined-behind-long-response");

@@ -9,13 +9,13 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
-use vireo::files::{normalize, Resolved, Resolver};
 use vireo::http::negotiate::{
     boundary_from_etag, choose_encoding, multipart_layout, parse_range, ByteRange, Coding,
     RangeResult,
 };
 use vireo::http::request::{parse, BodyFraming, Limits};
 use vireo::http::{Method, Version};
+use vireo::site::files::{normalize, Resolved, Resolver};
 
 const LIMITS: Limits = Limits {
     max_request_line: 8192,

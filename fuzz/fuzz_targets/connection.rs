@@ -1,4 +1,4 @@
-//! A whole connection over an in-memory stream (vireo::harness): the input is split at
+//! A whole connection over an in-memory stream (vireo::net::harness): the input is split at
 //! arbitrary points, the client's receive window opens and shuts, timers fire. The
 //! connection must close after the client's FIN, never write after its half-close, answer
 //! with well-formed responses no more numerous than the requests, and send the same bytes
@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
-use vireo::harness::{exercise, world, Harness};
+use vireo::net::harness::{exercise, world, Harness};
 
 struct World {
     harnesses: Vec<Harness>,

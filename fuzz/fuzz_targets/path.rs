@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use vireo::files::{normalize, FileError, Resolved, Resolver};
+use vireo::site::files::{normalize, FileError, Resolved, Resolver};
 
 struct World {
     resolver: Resolver,

@@ -822,9 +822,7 @@ fn autoindex_is_off_by_default() {
 
 /// Found while testing: a response that must be compressed off the loop (Body::Compress)
 /// on a connection that closes after it (`Connection: close`, or HTTP/1.0 with
-/// `compression.http10`) is never sent: `Conn::drive` sees `close_after` before it
-/// notices the connection is parked. The fix belongs in src/conn.rs (check `parked`
-/// before `close_after`); un-ignore this test with it.
+/// `compression.http10`) was never sent, because `close_after` was checked before `parked`.
 #[test]
 fn compressed_response_with_connection_close() {
     let s = TestServer::start_with("", asset_files);

@@ -26,16 +26,16 @@
 //! back short, which edge triggering lets us trust). The connection never touches the Poll,
 //! the slab or the timers: `drive` returns a `Next` and the reactor applies it.
 
-use crate::accesslog::{AccessLog, Entry};
 use crate::config::Config;
-use crate::files::{OpenCache, Resolver};
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Limits};
 use crate::http::response;
 use crate::http::HttpError;
-use crate::metrics::{ReactorStats, Registry};
+use crate::net::timer::Class;
 use crate::offload::{JobError, Notifier, Offload, Submitted};
-use crate::route::{self, Body, Router, Variant};
-use crate::timer::Class;
+use crate::ops::accesslog::{AccessLog, Entry};
+use crate::ops::metrics::{ReactorStats, Registry};
+use crate::site::files::{OpenCache, Resolver};
+use crate::site::route::{self, Body, Router, Variant};
 use mio::net::TcpStream;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
@@ -231,7 +231,7 @@ struct Parked {
 /// The head a parked response gets once its body is ready.
 enum ParkedHead {
     Gzip(Variant),
-    Listing(crate::autoindex::Head),
+    Listing(crate::site::autoindex::Head),
 }
 
 struct LoggedRequest {

@@ -8,9 +8,9 @@
 //! is listed only if the resolver can open it (so one leading outside the root never shows
 //! up), and dotfiles are hidden.
 
-use crate::files::{Resolved, Resolver};
 use crate::http::response;
 use crate::offload::ListingKey;
+use crate::site::files::{Resolved, Resolver};
 use rustix::fs::{AtFlags, Dir, FileType};
 use std::fs::File;
 use std::io;

@@ -7,14 +7,14 @@
 //! expire timers. Tokens are `generation << 32 | slot`, so an event or a timer for a closed
 //! connection can never reach the connection that reused its slot.
 
-use crate::accesslog::{self, AccessLog};
 use crate::config::Config;
-use crate::conn::{BufPool, Conn, Cx, Next};
-use crate::files::{OpenCache, Resolver};
 use crate::http::response::DateCache;
-use crate::metrics::{ReactorStats, Registry};
+use crate::net::conn::{BufPool, Conn, Cx, Next};
+use crate::net::timer::{Class, Expired, Timers, CLASSES};
 use crate::offload::{Completion, Notifier, Offload};
-use crate::timer::{Class, Expired, Timers, CLASSES};
+use crate::ops::accesslog::{self, AccessLog};
+use crate::ops::metrics::{ReactorStats, Registry};
+use crate::site::files::{OpenCache, Resolver};
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -489,7 +489,7 @@ impl Reactor {
             buffers: &mut self.buffers,
             output: &mut self.output,
             draining: self.drain_deadline.is_some(),
-            turn_budget: crate::conn::TURN_BUDGET,
+            turn_budget: crate::net::conn::TURN_BUDGET,
             offload: self.offload.as_ref(),
             notifier: &self.notifier,
             slot,

@@ -7,7 +7,6 @@
 //! sockets or the event loop; the connection sends whatever `Body` it returns.
 
 use crate::config::{Config, HeaderRule};
-use crate::files::{self, EtagBuf, FileError, FileMeta, OpenCache, Resolved, Resolver};
 use crate::http::negotiate::{
     self, ByteRange, Coding, Conditionals, Precondition, RangeResult, Validators,
 };
@@ -15,6 +14,7 @@ use crate::http::request::RequestHead;
 use crate::http::response::{self, error_body};
 use crate::http::{Method, Version};
 use crate::offload::{self, Key, Offload};
+use crate::site::files::{self, EtagBuf, FileError, FileMeta, OpenCache, Resolved, Resolver};
 use std::fs::File;
 use std::sync::Arc;
 
@@ -41,7 +41,7 @@ pub enum Body {
     Compress(Pending),
     /// No head yet: the directory listing is built on the offload pool; the connection
     /// parks like for `Compress`.
-    Listing(crate::autoindex::Job),
+    Listing(crate::site::autoindex::Job),
     /// multipart/byteranges: `heads` holds every part preamble and the trailer; parts are
     /// sent in order, each preamble followed by its slice of the file.
     Multipart {
@@ -186,7 +186,7 @@ pub struct Router<'a> {
     /// The offload pool and cache; None when neither compression nor autoindex is on.
     pub offload: Option<&'a Arc<Offload>>,
     /// Set on the metrics listener's connections: they only serve `/metrics`.
-    pub metrics: Option<&'a crate::metrics::Registry>,
+    pub metrics: Option<&'a crate::ops::metrics::Registry>,
 }
 
 impl Router<'_> {
@@ -546,7 +546,7 @@ impl Router<'_> {
         &mut self,
         head: &RequestHead,
         buf: &[u8],
-        registry: &crate::metrics::Registry,
+        registry: &crate::ops::metrics::Registry,
         keep_alive: bool,
         out: &mut Vec<u8>,
     ) -> Reply {
@@ -725,7 +725,7 @@ impl Router<'_> {
         head_only: bool,
         out: &mut Vec<u8>,
     ) -> Reply {
-        let head = crate::autoindex::Head {
+        let head = crate::site::autoindex::Head {
             keep_alive,
             http10: self.http10,
             head_only,
@@ -741,14 +741,14 @@ impl Router<'_> {
             Err(e) => {
                 let path = String::from_utf8_lossy(self.scratch).into_owned();
                 log::error!("autoindex {path:?}: {e}");
-                let status = crate::autoindex::error_status(&e);
+                let status = crate::site::autoindex::error_status(&e);
                 return self.error(out, status, keep_alive, head_only);
             }
         };
         let Some(page) = offload.lookup_listing(&key) else {
             return Reply {
                 status: 200,
-                body: Body::Listing(crate::autoindex::Job { key, dir, head }),
+                body: Body::Listing(crate::site::autoindex::Job { key, dir, head }),
                 keep_alive,
             };
         };

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::metrics::ReactorStats;
+use crate::ops::metrics::ReactorStats;
 
 const BATCH: usize = 64 << 10;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);

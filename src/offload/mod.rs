@@ -22,7 +22,7 @@
 //! for a connection that went away (slot reused, generation moved on) is dropped there.
 
 use crate::config::Config;
-use crate::files::Resolver;
+use crate::site::files::Resolver;
 use crossbeam_channel::Sender;
 use mio::Waker;
 use std::collections::{BTreeMap, HashMap};
@@ -278,13 +278,13 @@ impl Offload {
         self.pending.load(Ordering::Relaxed)
     }
 
-    pub fn figures(&self) -> crate::metrics::OffloadFigures {
+    pub fn figures(&self) -> crate::ops::metrics::OffloadFigures {
         let bytes = lock(&self.cache).bytes_by;
         let figures = |kind: usize| {
             let s = &self.stats[kind];
             let started = s.jobs_started.load(Ordering::Relaxed);
             let completed = s.jobs_completed.load(Ordering::Relaxed);
-            self.enabled[kind].then(|| crate::metrics::JobFigures {
+            self.enabled[kind].then(|| crate::ops::metrics::JobFigures {
                 started,
                 completed,
                 rejected: s.jobs_rejected.load(Ordering::Relaxed),
@@ -294,7 +294,7 @@ impl Offload {
                 cache_bytes: bytes[kind],
             })
         };
-        crate::metrics::OffloadFigures {
+        crate::ops::metrics::OffloadFigures {
             compression: figures(0),
             listing: figures(1),
         }
@@ -379,12 +379,10 @@ impl Offload {
         let Some(resolver) = &self.resolver else {
             return Err(JobError::internal("listing without autoindex".into()));
         };
-        let page =
-            crate::autoindex::render(resolver, dir, &key.rel, key.show_hidden).map_err(|e| {
-                JobError {
-                    status: crate::autoindex::error_status(&e),
-                    message: format!("autoindex {:?}: {e}", String::from_utf8_lossy(&key.rel)),
-                }
+        let page = crate::site::autoindex::render(resolver, dir, &key.rel, key.show_hidden)
+            .map_err(|e| JobError {
+                status: crate::site::autoindex::error_status(&e),
+                message: format!("autoindex {:?}: {e}", String::from_utf8_lossy(&key.rel)),
             })?;
         Ok((page, !key.racy(SystemTime::now())))
     }

@@ -4,11 +4,11 @@
 //! window opens and closes, timers fire, and `check` verifies the bytes that came back.
 
 use crate::config::Config;
-use crate::conn::{BufPool, Conn, Cx, Next, Transport};
-use crate::files::{OpenCache, Resolver};
-use crate::metrics::{ReactorStats, Registry};
+use crate::net::conn::{BufPool, Conn, Cx, Next, Transport};
+use crate::net::timer::Class;
 use crate::offload::{Completion, Notifier, Offload};
-use crate::timer::Class;
+use crate::ops::metrics::{ReactorStats, Registry};
+use crate::site::files::{OpenCache, Resolver};
 use crossbeam_channel::Receiver;
 use mio::{Poll, Token, Waker};
 use std::fs::File;

@@ -1,0 +1,10 @@
+//! Sockets and the event loop: `reactor` owns a Poll, its connections and their `timer`s;
+//! `conn` is one connection's state machine; `listener` binds SO_REUSEPORT sockets;
+//! `harness` plays a reactor for one connection over an in-memory stream (fuzzer, tests).
+
+pub mod conn;
+#[doc(hidden)]
+pub mod harness;
+pub mod listener;
+pub mod reactor;
+pub mod timer;

@@ -1,0 +1,5 @@
+//! What an operator sees: the access log (its writer thread and per-reactor buffers) and
+//! the Prometheus metrics.
+
+pub mod accesslog;
+pub mod metrics;
