@@ -21,6 +21,8 @@
 //! reactor. Wakes coalesce, so the reactor drains its channel until empty, and a completion
 //! for a connection that went away (slot reused, generation moved on) is dropped there.
 
+pub mod codec;
+
 use crate::config::Config;
 use crate::site::files::Resolver;
 use crossbeam_channel::Sender;
