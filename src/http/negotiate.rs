@@ -1158,4 +1158,26 @@ mod tests {
         push_unsatisfied_content_range(&mut out, 1000);
         assert_eq!(out, b"bytes */1000");
     }
+
+    /// The issue's rule: among the codings accepted with the highest q, the configured
+    /// order wins (default zstd, br, gzip); `identity;q=0` and `*` as before.
+    #[test]
+    fn encoding_prefers_configured_order_among_equal_q() {
+        assert_eq!(ce("gzip, br, zstd", &ALL), Some(Zstd));
+        assert_eq!(ce("gzip, deflate, br, zstd", &ALL), Some(Zstd));
+        assert_eq!(ce("gzip, deflate, br", &ALL), Some(Br));
+        assert_eq!(ce("gzip;q=1, zstd;q=0.5", &ALL), Some(Gzip));
+        assert_eq!(ce("br;q=0.9, gzip;q=0.9, zstd;q=0.8", &ALL), Some(Br));
+        assert_eq!(ce("*", &ALL), Some(Zstd));
+        assert_eq!(ce("br;q=0, *", &ALL), Some(Zstd));
+        assert_eq!(ce("zstd;q=0, *", &ALL), Some(Br));
+        assert_eq!(ce("zstd;q=0, br;q=0, *;q=0.2", &ALL), Some(Gzip));
+        // Only gzip offered (e.g. br and zstd switched off): a zstd-only client gets identity.
+        assert_eq!(ce("zstd", &[Gzip]), Some(Identity));
+        assert_eq!(ce("zstd, identity;q=0", &[Gzip]), None);
+        assert_eq!(ce("zstd, br, identity;q=0", &ALL), Some(Zstd));
+        // A configured order other than the default is honoured the same way.
+        assert_eq!(ce("gzip, br, zstd", &[Gzip, Br, Zstd]), Some(Gzip));
+        assert_eq!(ce("*", &[Br, Gzip]), Some(Br));
+    }
 }
