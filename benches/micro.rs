@@ -1,8 +1,10 @@
 //! Micro-benchmarks of the per-request hot path (divan): parse a browser request, route it
 //! to a cached small file (the whole user-space work of a keep-alive request but the
-//! syscalls), build a response head, negotiate Accept-Encoding and Range.
+//! syscalls), build a response head, negotiate Accept-Encoding and Range; and the one-time
+//! cost of compressing a 1 MiB text body per coding (what a cache miss costs the pool).
 //!
 //!     cargo bench --bench micro
+//!     cargo bench --bench micro -- codec     # only the encoders
 //!
 //! Instruction counts are steadier than time on a noisy machine:
 //!     valgrind --tool=callgrind target/release/deps/micro-* --bench route
@@ -12,6 +14,7 @@ use std::time::Instant;
 use divan::{black_box, Bencher};
 use vireo::http::negotiate::{choose_encoding, parse_range, Coding, RangeResult};
 use vireo::http::request::{parse, Limits};
+use vireo::offload::codec::{encode, Levels};
 use vireo::site::files::{EtagBuf, OpenCache, Resolver};
 use vireo::site::route::{write_200, ExtraHeaders, Router, Variant};
 use vireo::Config;
@@ -132,4 +135,59 @@ fn range(b: Bencher, header: &str) {
     b.bench_local(|| {
         parse_range(black_box(header.as_bytes()), 1 << 20, 16, &mut out) == RangeResult::Satisfiable
     });
+}
+
+/// Deterministic HTML/JSON-like text: a small vocabulary plus numbers, so it compresses
+/// about as well as real markup (gzip-6 ratio near 0.2) without shipping a corpus.
+fn text(len: usize) -> Vec<u8> {
+    const WORDS: [&str; 16] = [
+        "<div class=\"card\">",
+        "</div>\n",
+        "<a href=\"/docs/",
+        "\">",
+        "</a>",
+        "{\"id\": ",
+        ", \"name\": \"",
+        "\", \"tags\": [",
+        "]}",
+        "static ",
+        "files ",
+        "served ",
+        "compressed ",
+        "once, ",
+        "cached ",
+        "\n",
+    ];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut out = Vec::with_capacity(len + 32);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(WORDS[(x % 16) as usize].as_bytes());
+        if x % 3 == 0 {
+            out.extend_from_slice(itoa::Buffer::new().format(x % 1_000_000).as_bytes());
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// One cache miss: a 1 MiB text body encoded at the default levels (gzip 6, zstd 3,
+/// br 5). Time per iteration = CPU time per MiB; divan prints the input throughput too.
+#[divan::bench(args = ["gzip", "zstd", "br"], sample_count = 20, sample_size = 1)]
+fn codec(b: Bencher, coding: &str) {
+    let coding = match coding {
+        "zstd" => Coding::Zstd,
+        "br" => Coding::Br,
+        _ => Coding::Gzip,
+    };
+    let input = text(1 << 20);
+    let levels = Levels::default();
+    let mut out = Vec::new();
+    b.counter(divan::counter::BytesCount::new(input.len()))
+        .bench_local(|| {
+            encode(coding, &levels, black_box(&input), &mut out).expect("encode");
+            out.len()
+        });
 }
