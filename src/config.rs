@@ -690,7 +690,7 @@ fn check_page_path(p: &str) -> Result<(), String> {
         return Err("contains whitespace, a control character, '?' or '#'".into());
     }
     let mut scratch = Vec::new();
-    match crate::site::files::normalize(p.as_bytes(), &mut scratch) {
+    match crate::http::path::normalize(p.as_bytes(), &mut scratch) {
         Ok(false) => Ok(()),
         Ok(true) => Err("names a directory, not a file".into()),
         Err(e) => Err(format!("not a valid path under root ({e})")),

@@ -13,9 +13,10 @@ use vireo::http::negotiate::{
     boundary_from_etag, choose_encoding, multipart_layout, parse_range, ByteRange, Coding,
     RangeResult,
 };
+use vireo::http::path::normalize;
 use vireo::http::request::{parse, BodyFraming, Limits};
 use vireo::http::{Method, Version};
-use vireo::site::files::{normalize, Resolved, Resolver};
+use vireo::site::files::{Resolved, Resolver};
 
 const LIMITS: Limits = Limits {
     max_request_line: 8192,
