@@ -38,6 +38,8 @@ pub mod offload;
 pub mod ops;
 pub mod server;
 pub mod site;
+#[doc(hidden)]
+pub mod testkit;
 
 pub use config::Config;
 pub use server::Server;

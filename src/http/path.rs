@@ -1,6 +1,7 @@
 //! The request path as a path under the document root: percent-decoded and normalised
 //! lexically, so `..` above the root is refused before any syscall. Pure bytes: the
-//! configuration validates `[error_pages]` with it, `site::files` opens what it returns.
+//! configuration validates `[error_pages]` with it, `site::files` opens what it returns,
+//! and the router asks `is_hidden` of it.
 
 use std::fmt;
 
@@ -66,6 +67,20 @@ pub fn normalize(raw_path: &[u8], out: &mut Vec<u8>) -> Result<bool, PathError> 
     Ok(trailing)
 }
 
+/// Does a normalised relative path (`normalize`'s output) name a hidden file: a segment
+/// starting with '.'? A leading `.well-known` (RFC 8615) is not hidden; dot segments below
+/// it still are.
+pub fn is_hidden(rel: &[u8]) -> bool {
+    let rel = rel.strip_prefix(b".well-known").map_or(rel, |rest| {
+        if rest.is_empty() || rest.starts_with(b"/") {
+            rest
+        } else {
+            rel
+        }
+    });
+    rel.split(|&b| b == b'/').any(|seg| seg.starts_with(b"."))
+}
+
 fn decode_segment(seg: &[u8], out: &mut Vec<u8>) -> Result<(), PathError> {
     let mut i = 0;
     while i < seg.len() {
@@ -123,6 +138,33 @@ mod tests {
         assert_eq!(norm("/a%5Cb").unwrap(), ("a\\b".into(), false));
         // A dot inside a name is not a dot segment.
         assert_eq!(norm("/..a/b..").unwrap(), ("..a/b..".into(), false));
+    }
+
+    #[test]
+    fn hidden_segments() {
+        let hidden = |p: &str| is_hidden(norm(p).expect(p).0.as_bytes());
+        for p in [
+            "/.env",
+            "/.git/config",
+            "/%2egit/config",
+            "/a/.hidden/x",
+            "/a/.x",
+        ] {
+            assert!(hidden(p), "{p}");
+        }
+        for p in [
+            "/",
+            "/a/b.c",
+            "/.well-known/x",
+            "/.well-known/",
+            "/a..b",
+            "/x/../y",
+        ] {
+            assert!(!hidden(p), "{p}");
+        }
+        assert!(hidden("/.well-known/.x"));
+        assert!(hidden("/.well-knownx/y"));
+        assert!(hidden("/a/.well-known/y"));
     }
 
     #[test]

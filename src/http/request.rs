@@ -60,6 +60,24 @@ pub struct RequestHead {
     pub referer: Option<Span>,
 }
 
+impl RequestHead {
+    /// The optional fields kept as spans besides Host, each with its name, in a fixed
+    /// order: for checks that must cover every span (property tests, fuzzing).
+    pub fn field_spans(&self) -> [(&'static str, Option<Span>); 9] {
+        [
+            ("Accept-Encoding", self.accept_encoding),
+            ("If-None-Match", self.if_none_match),
+            ("If-Match", self.if_match),
+            ("If-Modified-Since", self.if_modified_since),
+            ("If-Unmodified-Since", self.if_unmodified_since),
+            ("Range", self.range),
+            ("If-Range", self.if_range),
+            ("User-Agent", self.user_agent),
+            ("Referer", self.referer),
+        ]
+    }
+}
+
 /// Parses a request head at the start of `buf`.
 ///
 /// `Ok(None)` means the head is not complete yet (read more and call again with the

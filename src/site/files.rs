@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
+pub use crate::http::path::is_hidden;
 use crate::http::path::{self, PathError};
 
 /// Why a path could not be served. The router maps this to a status.
@@ -487,20 +488,6 @@ pub fn normalize(raw_path: &[u8], out: &mut Vec<u8>) -> Result<bool, FileError> 
     Ok(path::normalize(raw_path, out)?)
 }
 
-/// Does a normalised relative path (`normalize`'s output) name a hidden file: a segment
-/// starting with '.'? A leading `.well-known` (RFC 8615) is not hidden; dot segments below
-/// it still are.
-pub fn is_hidden(rel: &[u8]) -> bool {
-    let rel = rel.strip_prefix(b".well-known").map_or(rel, |rest| {
-        if rest.is_empty() || rest.starts_with(b"/") {
-            rest
-        } else {
-            rel
-        }
-    });
-    rel.split(|&b| b == b'/').any(|seg| seg.starts_with(b"."))
-}
-
 /// Content-Type for a file name's extension (case-insensitive).
 pub fn mime_for(name: &[u8]) -> &'static str {
     const OCTET: &str = "application/octet-stream";
@@ -731,39 +718,6 @@ mod tests {
     use std::io::Read;
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::time::{Duration, Instant};
-
-    fn norm(p: &str) -> Result<(String, bool), FileError> {
-        let mut out = Vec::new();
-        let t = normalize(p.as_bytes(), &mut out)?;
-        Ok((String::from_utf8(out).expect("test paths are utf-8"), t))
-    }
-
-    #[test]
-    fn hidden_segments() {
-        let hidden = |p: &str| is_hidden(norm(p).expect(p).0.as_bytes());
-        for p in [
-            "/.env",
-            "/.git/config",
-            "/%2egit/config",
-            "/a/.hidden/x",
-            "/a/.x",
-        ] {
-            assert!(hidden(p), "{p}");
-        }
-        for p in [
-            "/",
-            "/a/b.c",
-            "/.well-known/x",
-            "/.well-known/",
-            "/a..b",
-            "/x/../y",
-        ] {
-            assert!(!hidden(p), "{p}");
-        }
-        assert!(hidden("/.well-known/.x"));
-        assert!(hidden("/.well-knownx/y"));
-        assert!(hidden("/a/.well-known/y"));
-    }
 
     #[test]
     fn etag_format() {
