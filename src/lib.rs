@@ -21,12 +21,13 @@
 //!
 //! | folder | what it owns |
 //! |---|---|
-//! | `server`, `config`, `main` | threads, listening sockets, signals, reload; the validated configuration |
+//! | `server`, `main` | threads, listening sockets, signals, reload |
 //! | `net/` | `reactor` (a Poll, its slab of connections, `timer`s), `conn` (one socket's state machine), `listener`, `harness` (a reactor for one `conn` over an in-memory stream) |
 //! | `site/` | `route` (request -> reply), `files` (paths -> open files under the root, cached per reactor), `autoindex` (listings) |
 //! | `offload/` | the rayon pool, its jobs (compression, listings) and their shared cache |
 //! | `ops/` | `accesslog` (writer thread, per-reactor buffers), `metrics` (Prometheus) |
-//! | `http/` | pure bytes: request parsing, negotiation (Accept-Encoding, Range, conditionals), response heads |
+//! | `config/` | the validated configuration, one file per section; the table of timeout classes |
+//! | `http/` | pure bytes: request parsing, path normalisation, tokens, negotiation (Accept-Encoding, Range, conditionals), response heads |
 
 pub mod config;
 #[cfg(feature = "fault-injection")]
@@ -37,6 +38,8 @@ pub mod offload;
 pub mod ops;
 pub mod server;
 pub mod site;
+#[doc(hidden)]
+pub mod testkit;
 
 pub use config::Config;
 pub use server::Server;

@@ -16,7 +16,7 @@
 //! the process with exit status 1 at once: its listening socket would stay open with
 //! nobody accepting, and the kernel would keep handing it a share of new connections.
 
-use crate::config::Config;
+use crate::config::{AccessTarget, Config};
 use crate::net::listener;
 use crate::net::reactor::{Msg, Reactor, Setup};
 use crate::offload::Offload;
@@ -117,7 +117,7 @@ struct Plan {
     sockets: Vec<std::net::TcpListener>,
     metrics_socket: Option<std::net::TcpListener>,
     offload: Option<(PoolKey, Arc<Offload>)>,
-    access_log: Option<(accesslog::Target, accesslog::Writer)>,
+    access_log: Option<(AccessTarget, accesslog::Writer)>,
     new_log_thread: Option<JoinHandle<()>>,
     reactors: Vec<(Reactor, Sender<Msg>, Arc<Waker>)>,
 }
@@ -132,7 +132,7 @@ pub struct Server {
     registry: Arc<Registry>,
     offload: Option<(PoolKey, Arc<Offload>)>,
     /// The access log writer of the current configuration.
-    access_log: Option<(accesslog::Target, accesslog::Writer)>,
+    access_log: Option<(AccessTarget, accesslog::Writer)>,
     log_writers: Vec<JoinHandle<()>>,
     current: Generation,
     draining: Vec<Generation>,

@@ -3,9 +3,6 @@
 //! stay inside the file with a multipart body of exactly its Content-Length, and
 //! Accept-Encoding negotiation never picks a refused coding.
 
-use std::collections::HashSet;
-use std::os::unix::fs::{symlink, MetadataExt};
-use std::path::Path;
 use std::sync::OnceLock;
 
 use proptest::prelude::*;
@@ -13,9 +10,10 @@ use vireo::http::negotiate::{
     boundary_from_etag, choose_encoding, multipart_layout, parse_range, ByteRange, Coding,
     RangeResult,
 };
+use vireo::http::path::normalize;
 use vireo::http::request::{parse, BodyFraming, Limits};
 use vireo::http::{Method, Version};
-use vireo::site::files::{normalize, Resolved, Resolver};
+use vireo::testkit::EscapeRoot;
 
 const LIMITS: Limits = Limits {
     max_request_line: 8192,
@@ -27,7 +25,7 @@ const LIMITS: Limits = Limits {
 // parse(serialize(request)) == request
 // ---------------------------------------------------------------------------------------
 
-/// Header fields the parser exposes as spans, and how the test reads them back.
+/// Header fields the parser exposes as spans, in the order of `RequestHead::field_spans`.
 const KNOWN: [&str; 9] = [
     "Accept-Encoding",
     "If-None-Match",
@@ -192,21 +190,11 @@ proptest! {
         prop_assert_eq!(h.path.get(&buf), r.path.as_bytes());
         prop_assert_eq!(h.query.map(|q| q.get(&buf)), r.query.as_deref().map(str::as_bytes));
         prop_assert_eq!(h.host.map(|s| s.get(&buf)), r.host.as_deref().map(str::as_bytes));
-        let got = [
-            h.accept_encoding,
-            h.if_none_match,
-            h.if_match,
-            h.if_modified_since,
-            h.if_unmodified_since,
-            h.range,
-            h.if_range,
-            h.user_agent,
-            h.referer,
-        ];
-        for (i, span) in got.iter().enumerate() {
+        for (i, (name, span)) in h.field_spans().into_iter().enumerate() {
+            prop_assert_eq!(name, KNOWN[i]);
             // The first occurrence of a field is the one reported.
             let want = r.known.iter().find(|(k, _)| *k == i).map(|(_, v)| v.as_bytes());
-            prop_assert_eq!(span.map(|s| s.get(&buf)), want, "{}", KNOWN[i]);
+            prop_assert_eq!(span.map(|s| s.get(&buf)), want, "{}", name);
         }
         let framing = r.content_length.map_or(BodyFraming::None, BodyFraming::Length);
         prop_assert_eq!(h.framing, framing);
@@ -225,57 +213,9 @@ proptest! {
 // Paths: normalise, then resolve under a temporary root
 // ---------------------------------------------------------------------------------------
 
-struct World {
-    resolver: Resolver,
-    /// (dev, ino) of every file and directory under the root.
-    inside: HashSet<(u64, u64)>,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
-}
-
-fn world() -> &'static World {
-    static W: OnceLock<World> = OnceLock::new();
-    W.get_or_init(|| {
-        let base = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        let root = base.path().join("root");
-        let r = root.as_path();
-        std::fs::create_dir_all(r.join("dir/sub")).unwrap();
-        std::fs::create_dir(r.join("empty")).unwrap();
-        std::fs::write(r.join("a.txt"), b"a").unwrap();
-        std::fs::write(r.join("dir/index.html"), b"i").unwrap();
-        std::fs::write(r.join("dir/sub/b.txt"), b"b").unwrap();
-        std::fs::write(base.path().join("secret"), b"s").unwrap();
-        std::fs::create_dir(outside.path().join("d")).unwrap();
-        std::fs::write(outside.path().join("d/index.html"), b"o").unwrap();
-        symlink("a.txt", r.join("link")).unwrap();
-        symlink("../secret", r.join("up")).unwrap();
-        symlink("../../secret", r.join("dir/up2")).unwrap();
-        symlink(base.path().join("secret"), r.join("abs")).unwrap();
-        symlink(outside.path().join("d"), r.join("outdir")).unwrap();
-        symlink(r.join("dir"), r.join("absin")).unwrap();
-        symlink("/", r.join("slash")).unwrap();
-        let mut inside = HashSet::new();
-        collect(r, &mut inside);
-        World {
-            resolver: Resolver::new(r, &["index.html".to_string()]).unwrap(),
-            inside,
-            _dirs: (base, outside),
-        }
-    })
-}
-
-fn collect(dir: &Path, out: &mut HashSet<(u64, u64)>) {
-    let md = std::fs::symlink_metadata(dir).unwrap();
-    out.insert((md.dev(), md.ino()));
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        let md = std::fs::symlink_metadata(&p).unwrap();
-        if md.is_dir() {
-            collect(&p, out);
-        } else if md.is_file() {
-            out.insert((md.dev(), md.ino()));
-        }
-    }
+fn world() -> &'static EscapeRoot {
+    static W: OnceLock<EscapeRoot> = OnceLock::new();
+    W.get_or_init(|| EscapeRoot::new().unwrap())
 }
 
 fn segment() -> impl Strategy<Value = String> {
@@ -314,25 +254,6 @@ fn raw_path() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
-fn assert_inside(w: &World, r: &Resolved) {
-    let id = match r {
-        Resolved::File(m) => {
-            let md = m.file.metadata().unwrap();
-            assert_eq!((md.dev(), md.ino()), (m.dev, m.ino));
-            (m.dev, m.ino)
-        }
-        Resolved::Directory(f) => {
-            let md = f.metadata().unwrap();
-            (md.dev(), md.ino())
-        }
-        Resolved::AddSlash => return,
-    };
-    assert!(
-        w.inside.contains(&id),
-        "opened something outside the root: {r:?}"
-    );
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(3000))]
 
@@ -350,12 +271,12 @@ proptest! {
         let w = world();
         let mut scratch = Vec::new();
         if let Ok(r) = w.resolver.open(&raw, &mut scratch) {
-            assert_inside(w, &r);
+            w.assert_inside(&r);
         }
         // Not normalised: containment must come from the kernel / fallback alone.
         let rel = raw.strip_prefix(b"/").unwrap_or(&raw);
         if let Ok(r) = w.resolver.open_relative(rel) {
-            assert_inside(w, &r);
+            w.assert_inside(&r);
         }
     }
 }

@@ -5,8 +5,10 @@
 //! connection can keep owning its buffers.
 
 pub mod negotiate;
+pub mod path;
 pub mod request;
 pub mod response;
+pub mod token;
 
 /// A byte range `start..end` into the connection's read buffer. Stored instead of a
 /// borrow so the parsed head can live next to the buffer it points into.

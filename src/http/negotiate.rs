@@ -10,29 +10,7 @@ use std::time::UNIX_EPOCH;
 
 use memchr::memchr;
 
-// ---------------------------------------------------------------------------------------
-// Small byte helpers
-// ---------------------------------------------------------------------------------------
-
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-/// Strip optional whitespace (SP / HTAB) from both ends.
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|&b| !is_ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|&b| !is_ows(b)).map_or(start, |p| p + 1);
-    &s[start..end]
-}
-
-/// RFC 9110 5.6.2 tchar.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
-}
+use super::token::{is_ows, is_token, trim};
 
 /// Parse an HTTP-date (IMF-fixdate, RFC 850 or asctime, all of which RFC 9110 5.6.7 says a
 /// recipient must accept) into unix seconds. Anything else is `None` so callers can treat

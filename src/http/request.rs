@@ -6,6 +6,7 @@
 //! bytes were split across reads: every decision depends only on a prefix of the
 //! input whose length does not depend on how it arrived.
 
+use super::token::{is_ows, is_tchar, is_token, trim};
 use super::{HttpError, Method, Span, Version};
 
 /// httparse needs a fixed header array; one more header is a 431.
@@ -57,6 +58,24 @@ pub struct RequestHead {
     pub if_range: Option<Span>,
     pub user_agent: Option<Span>,
     pub referer: Option<Span>,
+}
+
+impl RequestHead {
+    /// The optional fields kept as spans besides Host, each with its name, in a fixed
+    /// order: for checks that must cover every span (property tests, fuzzing).
+    pub fn field_spans(&self) -> [(&'static str, Option<Span>); 9] {
+        [
+            ("Accept-Encoding", self.accept_encoding),
+            ("If-None-Match", self.if_none_match),
+            ("If-Match", self.if_match),
+            ("If-Modified-Since", self.if_modified_since),
+            ("If-Unmodified-Since", self.if_unmodified_since),
+            ("Range", self.range),
+            ("If-Range", self.if_range),
+            ("User-Agent", self.user_agent),
+            ("Referer", self.referer),
+        ]
+    }
 }
 
 /// Parses a request head at the start of `buf`.
@@ -200,7 +219,7 @@ impl Fields {
         let name = header.name.as_bytes();
         // httparse already enforces both of these; re-checked so that a change in the
         // dependency cannot silently open a smuggling hole.
-        if name.is_empty() || !name.iter().all(|&b| is_tchar(b)) {
+        if !is_token(name) {
             return Err(bad("invalid field name"));
         }
         if !header.value.iter().all(|&b| is_field_byte(b)) {
@@ -231,7 +250,7 @@ impl Fields {
             for elem in value.split(|&b| b == b',') {
                 let elem = trim(elem);
                 let coding = trim(elem.split(|&b| b == b';').next().unwrap_or(elem));
-                if coding.is_empty() || !coding.iter().all(|&b| is_tchar(b)) {
+                if !is_token(coding) {
                     self.te_error = true;
                 } else if coding.eq_ignore_ascii_case(b"chunked") {
                     // chunked takes no parameters
@@ -616,16 +635,6 @@ fn span_of(buf: &[u8], part: &[u8]) -> Span {
     Span::new(start, start + part.len())
 }
 
-fn is_ows(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-fn trim(s: &[u8]) -> &[u8] {
-    let start = s.iter().position(|&b| !is_ows(b)).unwrap_or(s.len());
-    let end = s.iter().rposition(|&b| !is_ows(b)).map_or(start, |i| i + 1);
-    &s[start..end]
-}
-
 fn trim_span(buf: &[u8], span: Span) -> Span {
     let s = span.get(buf);
     let lead = s.iter().position(|&b| !is_ows(b)).unwrap_or(s.len());
@@ -636,11 +645,6 @@ fn trim_span(buf: &[u8], span: Span) -> Span {
 
 fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
     s.len() >= prefix.len() && s[..prefix.len()].eq_ignore_ascii_case(prefix)
-}
-
-/// RFC 9110 5.6.2 tchar.
-fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// field-value bytes: HTAB, SP, VCHAR, obs-text. No other CTL, no DEL.

@@ -12,34 +12,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-/// Timeout classes, each with its own duration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Class {
-    /// From accept (or the first byte of a keep-alive request) to a complete head.
-    Header = 0,
-    /// Idle between requests.
-    KeepAlive = 1,
-    /// No progress reading a request body.
-    Body = 2,
-    /// No progress writing a response.
-    Send = 3,
-    /// Lingering close: reading what the client still sends after our last response.
-    Linger = 4,
-    /// Graceful drain: an idle keep-alive connection gets this grace to send a request
-    /// already on its way (answered with `Connection: close`) before it is closed.
-    Drain = 5,
-}
-
-pub const CLASSES: usize = 6;
-
-const ALL: [Class; CLASSES] = [
-    Class::Header,
-    Class::KeepAlive,
-    Class::Body,
-    Class::Send,
-    Class::Linger,
-    Class::Drain,
-];
+/// The classes are the configuration's table (`config::timeouts`), which `ops::metrics`
+/// also counts by; here each gets its own queue.
+pub use crate::config::{TimeoutClass as Class, CLASSES};
 
 /// A connection whose wanted deadline has passed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -207,7 +182,7 @@ impl Timers {
     /// dropped; an entry that fired early for a connection that made progress is re-queued.
     pub fn expired(&mut self, now: Instant, out: &mut Vec<Expired>) {
         let now = self.nanos(now);
-        for class in ALL {
+        for class in Class::ALL {
             let c = class as usize;
             while let Some(e) = self.queues[c].front().copied() {
                 if e.deadline > now {

@@ -16,30 +16,18 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::config::{AccessFormat, AccessTarget};
 use crate::ops::metrics::ReactorStats;
 
 const BATCH: usize = 64 << 10;
 const FLUSH_EVERY: Duration = Duration::from_secs(1);
 /// Batches waiting for the writer; beyond this, lines are dropped.
 const QUEUE: usize = 64;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Format {
-    Combined,
-    Json,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    Stdout,
-    File(PathBuf),
-}
 
 pub enum Msg {
     Batch(Vec<u8>),
@@ -65,7 +53,7 @@ impl Writer {
 
 /// The writer thread: owns the file, writes batches in order, reopens on request, exits
 /// when every sender is gone (after writing everything queued).
-pub fn spawn_writer(target: Target) -> io::Result<(Writer, JoinHandle<()>)> {
+pub fn spawn_writer(target: AccessTarget) -> io::Result<(Writer, JoinHandle<()>)> {
     let (tx, rx) = crossbeam_channel::bounded(QUEUE);
     let mut out = open(&target)?;
     let reopen = Arc::new(AtomicBool::new(false));
@@ -76,10 +64,10 @@ pub fn spawn_writer(target: Target) -> io::Result<(Writer, JoinHandle<()>)> {
     Ok((Writer { tx, reopen }, thread))
 }
 
-fn open(target: &Target) -> io::Result<Box<dyn Write + Send>> {
+fn open(target: &AccessTarget) -> io::Result<Box<dyn Write + Send>> {
     Ok(match target {
-        Target::Stdout => Box::new(io::stdout()),
-        Target::File(p) => Box::new(
+        AccessTarget::Stdout => Box::new(io::stdout()),
+        AccessTarget::File(p) => Box::new(
             OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -90,7 +78,7 @@ fn open(target: &Target) -> io::Result<Box<dyn Write + Send>> {
 }
 
 fn writer(
-    target: &Target,
+    target: &AccessTarget,
     out: &mut Box<dyn Write + Send>,
     rx: Receiver<Msg>,
     reopen: &AtomicBool,
@@ -129,7 +117,7 @@ pub struct Entry<'a> {
 
 /// A reactor's side of the log.
 pub struct AccessLog {
-    format: Format,
+    format: AccessFormat,
     reactor: usize,
     buf: Vec<u8>,
     lines: u64,
@@ -143,7 +131,12 @@ pub struct AccessLog {
 }
 
 impl AccessLog {
-    pub fn new(format: Format, reactor: usize, tx: Sender<Msg>, stats: Arc<ReactorStats>) -> Self {
+    pub fn new(
+        format: AccessFormat,
+        reactor: usize,
+        tx: Sender<Msg>,
+        stats: Arc<ReactorStats>,
+    ) -> Self {
         AccessLog {
             format,
             reactor,
@@ -172,7 +165,7 @@ impl AccessLog {
         let mut n = itoa::Buffer::new();
         let b = &mut self.buf;
         match self.format {
-            Format::Combined => {
+            AccessFormat::Combined => {
                 push_ip(b, e.peer);
                 b.extend_from_slice(b" - - [");
                 b.extend_from_slice(&self.clf);
@@ -197,7 +190,7 @@ impl AccessLog {
                 escape_clf(b, e.user_agent.unwrap_or(b"-"));
                 b.extend_from_slice(b"\"\n");
             }
-            Format::Json => {
+            AccessFormat::Json => {
                 b.extend_from_slice(b"{\"time\":\"");
                 b.extend_from_slice(&self.iso);
                 b.extend_from_slice(b"\",\"remote_addr\":\"");
@@ -360,7 +353,7 @@ mod tests {
     #[test]
     fn combined_line_has_the_standard_shape() {
         let (tx, rx) = crossbeam_channel::bounded(4);
-        let mut l = AccessLog::new(Format::Combined, 0, tx, Arc::default());
+        let mut l = AccessLog::new(AccessFormat::Combined, 0, tx, Arc::default());
         l.log(&entry(), Instant::now());
         l.flush();
         let Ok(Msg::Batch(b)) = rx.try_recv() else {
@@ -378,7 +371,7 @@ mod tests {
     fn json_line_escapes_and_counts_drops_when_full() {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let stats: Arc<ReactorStats> = Arc::default();
-        let mut l = AccessLog::new(Format::Json, 3, tx, stats.clone());
+        let mut l = AccessLog::new(AccessFormat::Json, 3, tx, stats.clone());
         l.log(&entry(), Instant::now());
         l.flush();
         l.log(&entry(), Instant::now());
@@ -398,7 +391,7 @@ mod tests {
     fn finish_gives_up_at_the_deadline_and_counts_the_lines() {
         let (tx, _rx) = crossbeam_channel::bounded(1);
         let stats: Arc<ReactorStats> = Arc::default();
-        let mut l = AccessLog::new(Format::Combined, 0, tx, stats.clone());
+        let mut l = AccessLog::new(AccessFormat::Combined, 0, tx, stats.clone());
         l.log(&entry(), Instant::now());
         l.flush();
         l.log(&entry(), Instant::now());

@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::config::{TimeoutClass, CLASSES};
+
 /// Upper bounds of histogram buckets, in microseconds.
 const BUCKETS_US: [u64; 12] = [
     10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 250_000, 1_000_000,
@@ -39,9 +41,6 @@ impl Histogram {
 type CounterOf = fn(&ReactorStats) -> &AtomicU64;
 type HistogramOf = fn(&ReactorStats) -> &Histogram;
 
-/// Timeout kinds, in the order of `timer::Class`.
-pub const TIMEOUT_KINDS: [&str; 6] = ["header", "keepalive", "body", "send", "linger", "drain"];
-
 /// One reactor's counters.
 #[derive(Default)]
 pub struct ReactorStats {
@@ -50,7 +49,8 @@ pub struct ReactorStats {
     pub bytes_sent: AtomicU64,
     pub accepted: AtomicU64,
     pub active: AtomicU64,
-    pub timeouts: [AtomicU64; 6],
+    /// Indexed by `TimeoutClass as usize`.
+    pub timeouts: [AtomicU64; CLASSES],
     pub log_dropped: AtomicU64,
     /// Timer queue entries, garbage included (bounded by connections, not requests).
     pub timer_entries: AtomicU64,
@@ -203,11 +203,12 @@ impl Registry {
         out.push_str("# HELP vireo_timeouts_total Connections closed by a timeout, by kind.\n");
         out.push_str("# TYPE vireo_timeouts_total counter\n");
         for (id, s) in &reactors {
-            for (i, kind) in TIMEOUT_KINDS.iter().enumerate() {
+            for class in TimeoutClass::ALL {
                 let _ = writeln!(
                     out,
-                    "vireo_timeouts_total{{reactor=\"{id}\",kind=\"{kind}\"}} {}",
-                    load(&s.timeouts[i])
+                    "vireo_timeouts_total{{reactor=\"{id}\",kind=\"{}\"}} {}",
+                    class.name(),
+                    load(&s.timeouts[class as usize])
                 );
             }
         }

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
+pub use crate::http::path::is_hidden;
+use crate::http::path::{self, PathError};
+
 /// Why a path could not be served. The router maps this to a status.
 #[derive(Debug)]
 pub enum FileError {
@@ -70,6 +73,15 @@ fn from_errno(e: Errno) -> FileError {
         // AGAIN: O_NONBLOCK open of a file holding a conflicting lease.
         Errno::MFILE | Errno::NFILE | Errno::NOMEM | Errno::AGAIN => FileError::Unavailable,
         other => FileError::Io(other.into()),
+    }
+}
+
+impl From<PathError> for FileError {
+    fn from(e: PathError) -> FileError {
+        match e {
+            PathError::BadRequest => FileError::BadRequest,
+            PathError::Forbidden => FileError::Forbidden,
+        }
     }
 }
 
@@ -471,98 +483,9 @@ fn file_meta(file: File, md: &std::fs::Metadata, name: &[u8]) -> FileMeta {
     }
 }
 
-/// Percent-decode and normalise into `out` as a path relative to the root (no
-/// leading '/'). Returns whether the path denotes a directory (trailing '/',
-/// or a final "." / ".." segment, per RFC 3986 remove_dot_segments).
-///
-/// Decoding happens per segment, before dot handling, so "%2e%2e" is exactly
-/// "..". A decoded '/' (%2F) is refused rather than treated as a separator, so
-/// segment boundaries are always those the client wrote literally.
+/// `http::path::normalize`, its error as the `FileError` the router maps to a status.
 pub fn normalize(raw_path: &[u8], out: &mut Vec<u8>) -> Result<bool, FileError> {
-    out.clear();
-    let rest = match raw_path.strip_prefix(b"/") {
-        Some(r) => r,
-        None => return Err(FileError::BadRequest),
-    };
-    let mut trailing = true; // "/" alone is the root directory
-    for seg in rest.split(|&b| b == b'/') {
-        let seg_start = out.len();
-        if !out.is_empty() {
-            out.push(b'/');
-        }
-        let content = out.len();
-        decode_segment(seg, out)?;
-        match &out[content..] {
-            b"" | b"." => {
-                out.truncate(seg_start);
-                trailing = true;
-            }
-            b".." => {
-                out.truncate(seg_start);
-                if out.is_empty() {
-                    // Climbing above the root.
-                    return Err(FileError::Forbidden);
-                }
-                let parent = out.iter().rposition(|&b| b == b'/').unwrap_or(0);
-                out.truncate(parent);
-                trailing = true;
-            }
-            _ => trailing = false,
-        }
-    }
-    Ok(trailing)
-}
-
-/// Does a normalised relative path (`normalize`'s output) name a hidden file: a segment
-/// starting with '.'? A leading `.well-known` (RFC 8615) is not hidden; dot segments below
-/// it still are.
-pub fn is_hidden(rel: &[u8]) -> bool {
-    let rel = rel.strip_prefix(b".well-known").map_or(rel, |rest| {
-        if rest.is_empty() || rest.starts_with(b"/") {
-            rest
-        } else {
-            rel
-        }
-    });
-    rel.split(|&b| b == b'/').any(|seg| seg.starts_with(b"."))
-}
-
-fn decode_segment(seg: &[u8], out: &mut Vec<u8>) -> Result<(), FileError> {
-    let mut i = 0;
-    while i < seg.len() {
-        let b = seg[i];
-        let decoded = if b == b'%' {
-            let hi = seg.get(i + 1).and_then(|&c| hex_val(c));
-            let lo = seg.get(i + 2).and_then(|&c| hex_val(c));
-            match (hi, lo) {
-                (Some(h), Some(l)) => {
-                    i += 3;
-                    (h << 4) | l
-                }
-                _ => return Err(FileError::BadRequest),
-            }
-        } else {
-            i += 1;
-            b
-        };
-        match decoded {
-            // NUL would truncate the C path: a different file than checked.
-            0 => return Err(FileError::BadRequest),
-            // Encoded slash: refuse like Apache's AllowEncodedSlashes Off.
-            b'/' => return Err(FileError::Forbidden),
-            _ => out.push(decoded),
-        }
-    }
-    Ok(())
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    Ok(path::normalize(raw_path, out)?)
 }
 
 /// Content-Type for a file name's extension (case-insensitive).
@@ -795,87 +718,6 @@ mod tests {
     use std::io::Read;
     use std::os::unix::fs::{symlink, PermissionsExt};
     use std::time::{Duration, Instant};
-
-    fn norm(p: &str) -> Result<(String, bool), FileError> {
-        let mut out = Vec::new();
-        let t = normalize(p.as_bytes(), &mut out)?;
-        Ok((String::from_utf8(out).expect("test paths are utf-8"), t))
-    }
-
-    #[test]
-    fn normalize_ok_cases() {
-        assert_eq!(norm("/a/./b/../c").unwrap(), ("a/c".into(), false));
-        assert_eq!(norm("//a//b/").unwrap(), ("a/b".into(), true));
-        assert_eq!(
-            norm("/with%20space.txt").unwrap(),
-            ("with space.txt".into(), false)
-        );
-        assert_eq!(
-            norm("/%C3%A9t%C3%A9.txt").unwrap(),
-            ("été.txt".into(), false)
-        );
-        assert_eq!(norm("/a/..").unwrap(), ("".into(), true));
-        assert_eq!(norm("/").unwrap(), ("".into(), true));
-        assert_eq!(norm("/a/.").unwrap(), ("a".into(), true));
-        assert_eq!(norm("/a/%2e%2E/b").unwrap(), ("b".into(), false));
-        assert_eq!(norm("/a%5Cb").unwrap(), ("a\\b".into(), false));
-        // A dot inside a name is not a dot segment.
-        assert_eq!(norm("/..a/b..").unwrap(), ("..a/b..".into(), false));
-    }
-
-    #[test]
-    fn hidden_segments() {
-        let hidden = |p: &str| is_hidden(norm(p).expect(p).0.as_bytes());
-        for p in [
-            "/.env",
-            "/.git/config",
-            "/%2egit/config",
-            "/a/.hidden/x",
-            "/a/.x",
-        ] {
-            assert!(hidden(p), "{p}");
-        }
-        for p in [
-            "/",
-            "/a/b.c",
-            "/.well-known/x",
-            "/.well-known/",
-            "/a..b",
-            "/x/../y",
-        ] {
-            assert!(!hidden(p), "{p}");
-        }
-        assert!(hidden("/.well-known/.x"));
-        assert!(hidden("/.well-knownx/y"));
-        assert!(hidden("/a/.well-known/y"));
-    }
-
-    #[test]
-    fn normalize_reuses_buffer() {
-        let mut out = b"stale/leftover".to_vec();
-        assert!(!normalize(b"/x", &mut out).unwrap());
-        assert_eq!(out, b"x");
-    }
-
-    #[test]
-    fn normalize_rejects() {
-        let forbidden = [
-            "/%2e%2e/etc/passwd",
-            "/a/%2E%2e/%2e%2E/x",
-            "/a/%2F/b",
-            "/..",
-            "/a/../..",
-            "/../a",
-            "/.%2e",
-        ];
-        for p in forbidden {
-            assert!(matches!(norm(p), Err(FileError::Forbidden)), "{p}");
-        }
-        let bad = ["/%zz", "/%4", "/a%00b", "/%", "a/b", "", "/a\0b", "/%g0"];
-        for p in bad {
-            assert!(matches!(norm(p), Err(FileError::BadRequest)), "{p:?}");
-        }
-    }
 
     #[test]
     fn etag_format() {

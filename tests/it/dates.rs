@@ -4,20 +4,12 @@
 
 use crate::support::*;
 use std::path::Path;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Year 10000: httpdate panics formatting it.
 const YEAR_10000: u64 = 253_402_300_900;
 /// Late in year 9999: formattable, but still far in the future.
 const YEAR_9999: u64 = 253_402_200_000;
-
-fn set_mtime(path: &Path, t: SystemTime) {
-    let f = std::fs::File::options()
-        .write(true)
-        .open(path)
-        .expect("open");
-    f.set_modified(t).expect("set mtime");
-}
 
 fn dated_files(root: &Path) {
     default_files(root);

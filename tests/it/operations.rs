@@ -202,8 +202,9 @@ fn sigusr1_reopens_the_log_after_a_rename() {
     );
 }
 
-#[test]
-fn a_log_nobody_reads_never_stalls_requests() {
+/// `fifo` in a fresh directory, its read end held open and never read: a writer's writes
+/// block once the pipe (64 KiB) is full.
+fn stuck_fifo() -> (tempfile::TempDir, std::fs::File) {
     let dir = tempfile::tempdir().expect("tempdir");
     let fifo = dir.path().join("fifo");
     let st = std::process::Command::new("mkfifo")
@@ -211,16 +212,20 @@ fn a_log_nobody_reads_never_stalls_requests() {
         .status()
         .expect("mkfifo");
     assert!(st.success());
-    // Hold the read end open without ever reading: the writer's writes block once the
-    // pipe is full.
-    let _reader = std::fs::File::options()
+    let reader = std::fs::File::options()
         .read(true)
         .write(true) // O_RDWR on a FIFO never blocks in open
         .open(&fifo)
         .expect("open fifo");
+    (dir, reader)
+}
+
+#[test]
+fn a_log_nobody_reads_never_stalls_requests() {
+    let (dir, _reader) = stuck_fifo();
     let s = TestServer::start(&format!(
         "[log]\naccess = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[timeouts]\nshutdown = \"1s\"\n",
-        fifo.display()
+        dir.path().join("fifo").display()
     ));
     let mut c = s.connect();
     let long = format!("/small.txt?{}", "q".repeat(2000));
@@ -245,22 +250,10 @@ fn a_log_nobody_reads_never_stalls_requests() {
 
 #[test]
 fn sigusr1_and_sigterm_are_never_blocked_by_a_stuck_log_writer() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let fifo = dir.path().join("fifo");
-    let st = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .expect("mkfifo");
-    assert!(st.success());
-    // A reader that never reads: the writer blocks once the pipe is full.
-    let _reader = std::fs::File::options()
-        .read(true)
-        .write(true) // O_RDWR on a FIFO never blocks in open
-        .open(&fifo)
-        .expect("open fifo");
+    let (dir, _reader) = stuck_fifo();
     let mut s = TestServer::start(&format!(
         "[log]\naccess = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n[timeouts]\nshutdown = \"1s\"\n",
-        fifo.display()
+        dir.path().join("fifo").display()
     ));
     let mut c = s.connect();
     let path = format!("/small.txt?{}", "q".repeat(300));

@@ -25,14 +25,6 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn set_mtime(path: &Path, t: SystemTime) {
-    let f = std::fs::File::options()
-        .write(true)
-        .open(path)
-        .expect("open");
-    f.set_modified(t).expect("set mtime");
-}
-
 fn data() -> Vec<u8> {
     pattern(LEN, 7)
 }

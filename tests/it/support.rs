@@ -204,6 +204,14 @@ pub fn default_files(root: &Path) {
     std::fs::create_dir(root.join("empty")).expect("mkdir");
 }
 
+pub fn set_mtime(path: &Path, t: std::time::SystemTime) {
+    let f = std::fs::File::options()
+        .write(true)
+        .open(path)
+        .expect("open");
+    f.set_modified(t).expect("set mtime");
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed | 1;

@@ -1,0 +1,219 @@
+//! Configuration: the TOML file as written (`RawConfig`, a serde mirror that rejects unknown
+//! keys) resolved into the `Config` the server runs with (canonical root, `Duration`s,
+//! worker count, validated limits). Keeping the two apart means every later module reads
+//! plain, already-checked values and never re-parses a string.
+//!
+//! One file per section, each with its raw mirror, its resolved form and the builder from
+//! one to the other; `parse` holds what they share. Errors name the file, the line and
+//! column, and the key: `vireo --check` is meant to be read by a person fixing a typo.
+//!
+//! This room uses std, serde, toml and `http` (pure bytes) only: every runtime module
+//! may read the configuration, the configuration reads none of them.
+
+mod compression;
+mod files;
+mod headers;
+mod limits;
+mod log_metrics;
+mod parse;
+pub mod timeouts;
+
+pub use compression::Compression;
+pub use files::OpenFileCache;
+pub use headers::{GlobSeg, HeaderRule, PathPattern, MAX_HEADER_RULES};
+pub use limits::Limits;
+pub use log_metrics::{AccessFormat, AccessTarget, Log};
+pub use parse::{parse_duration, ConfigError, Count, MAX_DURATION};
+pub use timeouts::{TimeoutClass, Timeouts, CLASSES};
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use toml::Spanned;
+
+use parse::{unspanned, Entries, Src};
+
+/// Default config path, relative to the working directory.
+pub const DEFAULT_PATH: &str = "config/vireo.toml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    listen: Spanned<String>,
+    workers: Count,
+    root: Spanned<String>,
+    index: Vec<String>,
+    limits: limits::RawLimits,
+    timeouts: timeouts::RawTimeouts,
+    compression: compression::RawCompression,
+    open_file_cache: files::RawOpenFileCache,
+    log: log_metrics::RawLog,
+    metrics: log_metrics::RawMetrics,
+    autoindex: bool,
+    hidden: Spanned<String>,
+    error_pages: Entries<Spanned<String>>,
+    headers: Vec<headers::RawHeaderRule>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            listen: unspanned("127.0.0.1:8080"),
+            workers: Count::Auto,
+            root: unspanned("public"),
+            index: vec!["index.html".into()],
+            limits: Default::default(),
+            timeouts: Default::default(),
+            compression: Default::default(),
+            open_file_cache: Default::default(),
+            log: Default::default(),
+            metrics: Default::default(),
+            autoindex: false,
+            hidden: unspanned("deny"),
+            error_pages: Entries::default(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// The validated configuration every other module reads.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub workers: usize,
+    /// Canonical, existing directory.
+    pub root: PathBuf,
+    pub index: Vec<String>,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    pub compression: Compression,
+    pub open_file_cache: OpenFileCache,
+    pub log: Log,
+    /// Address of the Prometheus endpoint (`GET /metrics`); None = off.
+    pub metrics: Option<SocketAddr>,
+    /// Answer a directory without an index with an HTML listing instead of 403.
+    pub autoindex: bool,
+    /// `hidden = "allow"`: serve paths with a segment starting with '.'; by default
+    /// (`"deny"`) they are 404, except a leading `/.well-known/`.
+    pub serve_hidden: bool,
+    /// `[error_pages]`: status -> request path (starting with '/') of the page served
+    /// with that status instead of the built-in body.
+    pub error_pages: Vec<(u16, Box<[u8]>)>,
+    /// `[[headers]]`, in file order (at most `MAX_HEADER_RULES`).
+    pub headers: Arc<[HeaderRule]>,
+    /// The file this came from, if any (for reload and messages).
+    pub source: Option<PathBuf>,
+}
+
+impl Config {
+    /// Load `path`; relative paths inside the file are relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+            file: file.clone(),
+            err,
+        })?;
+        let base = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut cfg = Config::from_toml(&text, &base, &file)?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Built-in defaults: serve `./public` on 127.0.0.1:8080.
+    pub fn defaults() -> Result<Config, ConfigError> {
+        Config::from_toml("", Path::new("."), "(built-in defaults)")
+    }
+
+    /// Parse and validate TOML text; `file` is only used in messages. Sections are checked
+    /// in a fixed order, so of several mistakes the same one is always reported.
+    pub fn from_toml(text: &str, base: &Path, file: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.to_string(),
+            msg: e.to_string().trim_end().to_string(),
+        })?;
+        let src = Src { text, file };
+        let listen = src.addr(&raw.listen, "listen")?;
+        let workers = match raw.workers {
+            Count::Auto => num_cpus::get().max(1),
+            Count::N(n) => n,
+        };
+        let root = files::root(&raw.root, base, &src)?;
+        files::check_index(&raw.index, &src)?;
+        let limits = raw.limits.build(&src)?;
+        let timeouts = raw.timeouts.build(&src)?;
+        let compression = raw.compression.build(&src)?;
+        let open_file_cache = raw.open_file_cache.build(&src)?;
+        let log = raw.log.build(base, &src)?;
+        let serve_hidden = files::serve_hidden(&raw.hidden, &src)?;
+        let metrics = raw.metrics.build(&src)?;
+        let error_pages = files::error_pages(&raw.error_pages, &src)?;
+        let headers = headers::build(&raw.headers, &src)?;
+        Ok(Config {
+            listen,
+            workers,
+            root,
+            index: raw.index,
+            limits,
+            timeouts,
+            compression,
+            open_file_cache,
+            log,
+            metrics,
+            autoindex: raw.autoindex,
+            serve_hidden,
+            error_pages,
+            headers,
+            source: None,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// `text` against a fresh directory holding the default root, `public`.
+    pub(crate) fn load(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("public")).expect("mkdir");
+        Config::from_toml(text, dir.path(), "t.toml")
+    }
+
+    #[test]
+    fn defaults_are_the_documented_ones() {
+        let c = load("").expect("defaults");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.limits.backlog, 4096);
+        assert_eq!(c.timeouts.keepalive, Duration::from_secs(75));
+        assert!(c.workers >= 1);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = load("[limits]\nmax_conections = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_conections"), "{e}");
+        assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_line_and_key() {
+        let e = load("[timeouts]\nheader = \"10 parsecs\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 2") && e.contains("timeouts.header"), "{e}");
+    }
+
+    #[test]
+    fn workers_accepts_auto_or_integer_only() {
+        assert_eq!(load("workers = 3").expect("3").workers, 3);
+        assert!(load("workers = \"two\"").is_err());
+        assert!(load("workers = 0").is_err());
+    }
+}
