@@ -18,7 +18,7 @@
 
 use crate::config::{AccessTarget, Config};
 use crate::net::listener;
-use crate::net::reactor::{Msg, Reactor, Setup};
+use crate::net::reactor::{Ack, Msg, Reactor, Setup};
 use crate::offload::Offload;
 use crate::ops::accesslog;
 use crate::ops::metrics::Registry;
@@ -62,9 +62,31 @@ impl Generation {
 
     fn stop(&self, graceful: bool) {
         for (tx, waker) in &self.reactors {
-            let _ = tx.send(Msg::Stop { graceful });
+            let _ = tx.send(Msg::Stop {
+                graceful,
+                sweep: true,
+                ack: None,
+            });
             let _ = waker.wake();
         }
+    }
+
+    /// Retire this generation after a reload: reactor `i` sweeps its queue only when its
+    /// socket is not handed on (`kept` sockets are, from the first). Returns how many
+    /// acknowledgements (stopped accepting) will arrive on `ack`.
+    fn retire(&self, kept: usize, ack: &Sender<()>, waker: &Arc<Waker>) -> usize {
+        for (i, (tx, w)) in self.reactors.iter().enumerate() {
+            let _ = tx.send(Msg::Stop {
+                graceful: true,
+                sweep: i >= kept,
+                ack: Some(Ack {
+                    tx: ack.clone(),
+                    waker: waker.clone(),
+                }),
+            });
+            let _ = w.wake();
+        }
+        self.reactors.len()
     }
 }
 
@@ -123,7 +145,14 @@ struct Plan {
 }
 
 /// Running reactors and the way to reach them.
+/// A reload whose old reactors have not all stopped accepting yet.
+struct PendingReload {
+    rx: crossbeam_channel::Receiver<()>,
+    left: usize,
+}
+
 pub struct Server {
+    pending_reload: Option<PendingReload>,
     addr: SocketAddr,
     config: Arc<Config>,
     /// The listening sockets, kept open across reloads; reactors own duplicates.
@@ -168,6 +197,7 @@ impl Server {
             log_writers: Vec::new(),
             current: Generation::empty(),
             draining: Vec::new(),
+            pending_reload: None,
             poll,
             signals,
             exited,
@@ -341,13 +371,49 @@ impl Server {
             }));
         self.access_log = plan.access_log.take();
         self.log_writers.extend(plan.new_log_thread.take());
+        // Old reactor i holds old socket i; the new set took over the first `kept`.
+        let kept = if plan.config.listen == self.config.listen {
+            plan.config.workers
+        } else {
+            0
+        };
         self.config = plan.config.clone();
         let old = std::mem::replace(&mut self.current, generation);
-        old.stop(true);
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let left = old.retire(kept, &tx, &self.exited);
         if !old.threads.is_empty() {
             self.draining.push(old);
+            self.settle_reload();
+            self.pending_reload = Some(PendingReload { rx, left });
         }
         Ok(())
+    }
+
+    /// A reload counts (metric, log line) once every old reactor has stopped accepting:
+    /// from then on every new connection is served by the new configuration.
+    fn settle_reload(&mut self) {
+        let Some(p) = self.pending_reload.as_mut() else {
+            return;
+        };
+        loop {
+            match p.rx.try_recv() {
+                Ok(()) => p.left = p.left.saturating_sub(1),
+                // Every sender is gone: the reactors that did not answer have ended.
+                Err(crossbeam_channel::TryRecvError::Disconnected) => p.left = 0,
+                Err(crossbeam_channel::TryRecvError::Empty) => break,
+            }
+            if p.left == 0 {
+                break;
+            }
+        }
+        if p.left == 0 {
+            self.pending_reload = None;
+            self.registry.reloaded(true);
+            match &self.config.source {
+                Some(path) => log::info!("reloaded {}", path.display()),
+                None => log::info!("reloaded"),
+            }
+        }
     }
 
     /// SIGHUP: validate the file again; if it is good, start new reactors with it and
@@ -370,10 +436,8 @@ impl Server {
             .prepare(Arc::new(config))
             .and_then(|plan| self.commit(plan))
         {
-            Ok(()) => {
-                self.registry.reloaded(true);
-                log::info!("reloaded {}", path.display());
-            }
+            // Counted by `settle_reload` once the old reactors stop accepting.
+            Ok(()) => self.settle_reload(),
             Err(e) => {
                 self.registry.reloaded(false);
                 log::error!("reload failed, keeping the running configuration: {e}");
@@ -437,6 +501,7 @@ impl Server {
                     }
                 }
             }
+            self.settle_reload();
             for g in &mut self.draining {
                 reap(&mut g.threads, &mut failure, false);
             }

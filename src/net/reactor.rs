@@ -50,8 +50,21 @@ const DRAIN_IDLE: Duration = Duration::from_secs(1);
 
 /// Messages from other threads, delivered through the channel + Waker.
 pub enum Msg {
-    /// Stop accepting and finish in-flight responses (graceful), or stop now.
-    Stop { graceful: bool },
+    /// Stop accepting and finish in-flight responses (graceful), or stop now. `sweep`:
+    /// first accept what is queued, because this reactor's descriptor is the socket's last
+    /// (shutdown, or a socket a reload retires); a socket that lives on keeps its queue
+    /// for the new reactors. `ack` is told once this reactor accepts no more.
+    Stop {
+        graceful: bool,
+        sweep: bool,
+        ack: Option<Ack>,
+    },
+}
+
+/// Tells the server that a reactor has stopped accepting.
+pub struct Ack {
+    pub tx: Sender<()>,
+    pub waker: Arc<Waker>,
 }
 
 struct Slot {
@@ -406,12 +419,22 @@ impl Reactor {
         // Wakes coalesce: one event may stand for many messages.
         loop {
             match self.rx.try_recv() {
-                Ok(Msg::Stop { graceful }) => self.begin_drain(now, graceful),
+                Ok(Msg::Stop {
+                    graceful,
+                    sweep,
+                    ack,
+                }) => {
+                    self.begin_drain(now, graceful, sweep);
+                    if let Some(ack) = ack {
+                        let _ = ack.tx.send(());
+                        let _ = ack.waker.wake();
+                    }
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     // Nobody can reach this reactor any more (the server dropped it): stop.
                     if self.drain_deadline.is_none() {
-                        self.begin_drain(now, true);
+                        self.begin_drain(now, true, true);
                     }
                     break;
                 }
@@ -431,8 +454,8 @@ impl Reactor {
         }
     }
 
-    fn begin_drain(&mut self, now: Instant, graceful: bool) {
-        if graceful && self.listener.is_some() {
+    fn begin_drain(&mut self, now: Instant, graceful: bool, sweep: bool) {
+        if graceful && sweep && self.listener.is_some() {
             // Take the connections already queued: if ours is the socket's last descriptor
             // (fewer workers or a new address after a reload, or shutdown), closing it
             // would reset them. They are answered with `Connection: close`.

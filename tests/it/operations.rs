@@ -338,15 +338,23 @@ fn reload_rebinds_the_metrics_listener() {
         .trim_end_matches("/metrics")
         .parse()
         .expect("addr");
-    let r = get(new, "/metrics");
-    assert_eq!(r.status, 200);
-    assert!(
-        metric(
+    // Counted once the old reactors stop accepting; scraped on the new listener.
+    let start = Instant::now();
+    loop {
+        let r = get(new, "/metrics");
+        assert_eq!(r.status, 200);
+        let ok = metric(
             &String::from_utf8_lossy(&r.body),
             "vireo_reloads_total",
-            "ok"
-        ) == 1
-    );
+            "ok",
+        );
+        assert!(ok <= 1);
+        if ok == 1 {
+            break;
+        }
+        assert!(start.elapsed() < TIMEOUT, "reload never counted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // The old listener closes once the retired reactor has let go of it.
     let start = Instant::now();
     while std::net::TcpStream::connect(old).is_ok() {
