@@ -12,8 +12,9 @@ use std::time::Instant;
 use divan::{black_box, Bencher};
 use vireo::http::negotiate::{choose_encoding, parse_range, Coding, RangeResult};
 use vireo::http::request::{parse, Limits};
-use vireo::site::files::{EtagBuf, OpenCache, Resolver};
-use vireo::site::route::{write_200, ExtraHeaders, Router, Variant};
+use vireo::site::files::EtagBuf;
+use vireo::site::route::{write_200, ExtraHeaders, Variant};
+use vireo::site::Site;
 use vireo::Config;
 
 fn main() {
@@ -76,27 +77,17 @@ fn route(b: Bencher, name: &str) {
         dir.path().display().to_string()
     );
     let config = Config::from_toml(&text, dir.path(), "micro.toml").expect("config");
-    let resolver = Resolver::new(&config.root, &config.index).expect("resolver");
-    let mut files = OpenCache::new(&config.open_file_cache);
-    let mut scratch = Vec::new();
+    let mut site = Site::new(std::sync::Arc::new(config), None, None).expect("site");
     let mut out = Vec::with_capacity(4096);
     let date = b"Sun, 06 Nov 1994 08:49:37 GMT";
     let head = parse(req, &LIMITS).expect("valid").expect("complete");
     let now = Instant::now();
     b.bench_local(|| {
         out.clear();
-        let mut router = Router {
-            config: &config,
-            resolver: &resolver,
-            files: &mut files,
-            now,
-            date,
-            scratch: &mut scratch,
-            http10: false,
-            offload: None,
-            metrics: None,
-        };
-        black_box(router.respond(&head, req, true, &mut out).status)
+        black_box(
+            site.respond(&head, req, true, &mut out, now, date, false)
+                .status,
+        )
     });
 }
 

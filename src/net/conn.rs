@@ -26,16 +26,15 @@
 //! back short, which edge triggering lets us trust). The connection never touches the Poll,
 //! the slab or the timers: `drive` returns a `Next` and the reactor applies it.
 
-use crate::config::Config;
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Limits};
 use crate::http::response;
 use crate::http::HttpError;
 use crate::net::timer::Class;
-use crate::offload::{JobError, Notifier, Offload, Submitted};
+use crate::offload::{JobError, Notifier, Submitted};
 use crate::ops::accesslog::{AccessLog, Entry};
-use crate::ops::metrics::{ReactorStats, Registry};
-use crate::site::files::{OpenCache, Resolver};
-use crate::site::route::{self, Body, Router, Variant};
+use crate::ops::metrics::ReactorStats;
+use crate::site::route::{self, Body, Variant};
+use crate::site::Site;
 use mio::net::TcpStream;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
@@ -114,29 +113,23 @@ impl BufPool {
     }
 }
 
-/// What the connection borrows from its reactor for one `drive`.
+/// What the connection borrows from its reactor for one `drive`, besides the `Site`: I/O
+/// only (clock, buffers, budget, where completions arrive, log and counters).
 pub struct Cx<'a> {
-    pub config: &'a Config,
-    pub resolver: &'a Resolver,
-    pub files: &'a mut OpenCache,
     pub date: &'a [u8],
     pub now: Instant,
-    pub scratch: &'a mut Vec<u8>,
     pub buffers: &'a mut BufPool,
     pub output: &'a mut BufPool,
     /// Graceful shutdown in progress: answer with `Connection: close`.
     pub draining: bool,
     /// Bytes one connection may send per turn (`TURN_BUDGET`; smaller in the harness).
     pub turn_budget: u64,
-    pub offload: Option<&'a Arc<Offload>>,
     /// Where this reactor's completions arrive, and who this connection is there.
     pub notifier: &'a Notifier,
     pub slot: usize,
     pub generation: u32,
     pub log: Option<&'a mut AccessLog>,
     pub stats: &'a ReactorStats,
-    /// Set for connections on the metrics listener.
-    pub metrics: Option<&'a Registry>,
 }
 
 /// A body that follows the bytes in `out`.
@@ -313,9 +306,14 @@ impl<S: Transport> Conn<S> {
 
     /// An offload job (compression or listing) finished for this connection: write the
     /// head and the body.
-    pub fn resume(&mut self, result: Result<Arc<[u8]>, JobError>, cx: &mut Cx) -> Next {
+    pub fn resume(
+        &mut self,
+        result: Result<Arc<[u8]>, JobError>,
+        site: &mut Site,
+        cx: &mut Cx,
+    ) -> Next {
         let Some(p) = self.parked.take() else {
-            return self.drive(cx);
+            return self.drive(site, cx);
         };
         if self.out.capacity() == 0 {
             self.out = cx.output.take(0);
@@ -349,7 +347,7 @@ impl<S: Transport> Conn<S> {
             }
         };
         self.log_deferred(p.log.as_deref(), status, bytes, cx);
-        self.drive(cx)
+        self.drive(site, cx)
     }
 
     /// Count and log a response whose status was known only once its job ran.
@@ -381,7 +379,7 @@ impl<S: Transport> Conn<S> {
     }
 
     /// Advance as far as the socket allows.
-    pub fn drive(&mut self, cx: &mut Cx) -> Next {
+    pub fn drive(&mut self, site: &mut Site, cx: &mut Cx) -> Next {
         if self.lingering {
             return self.linger(cx);
         }
@@ -390,7 +388,7 @@ impl<S: Transport> Conn<S> {
             // read ahead, which notices a client that reset the connection (logged as 499
             // by `on_close`); a FIN still gets the answer, as a half-close may want it.
             let since = p.since;
-            if self.readable && !self.eof && self.fill(cx).is_err() {
+            if self.readable && !self.eof && self.fill(site, cx).is_err() {
                 return Next::Close;
             }
             return Next::Wait(Class::Send, since);
@@ -401,7 +399,7 @@ impl<S: Transport> Conn<S> {
             // it is flushed they must be answered even if no new byte arrives.
             let backlogged =
                 !matches!(self.tail, Tail::None) || self.out.len() - self.opos >= OUT_HIGH_WATER;
-            let answered = self.process(cx);
+            let answered = self.process(site, cx);
             let before = budget;
             let flushed = self.flush(&mut budget);
             if budget < before {
@@ -440,7 +438,7 @@ impl<S: Transport> Conn<S> {
             if !self.readable {
                 return self.wait_input(cx);
             }
-            match self.fill(cx) {
+            match self.fill(site, cx) {
                 Ok(true) => {}
                 Ok(false) => return self.wait_input(cx),
                 Err(_) => return Next::Close,
@@ -449,12 +447,12 @@ impl<S: Transport> Conn<S> {
     }
 
     /// The reactor's timer for `class` fired.
-    pub fn timeout(&mut self, class: Class, cx: &mut Cx) -> Next {
+    pub fn timeout(&mut self, class: Class, site: &mut Site, cx: &mut Cx) -> Next {
         match class {
             Class::Header if self.rpos < self.rend && self.opos >= self.out.len() => {
                 // Some of a request arrived but not its head: tell the client why.
                 self.queue_error(408, cx);
-                self.drive(cx)
+                self.drive(site, cx)
             }
             Class::Body
                 if !matches!(self.body, RequestBody::None) && self.opos >= self.out.len() =>
@@ -462,7 +460,7 @@ impl<S: Transport> Conn<S> {
                 // The body stopped coming: its request has no answer yet (nginx: 408).
                 self.body = RequestBody::None;
                 self.queue_error(408, cx);
-                self.drive(cx)
+                self.drive(site, cx)
             }
             _ => Next::Close,
         }
@@ -487,11 +485,12 @@ impl<S: Transport> Conn<S> {
     /// share one write). A request with a body is answered once the body is read and valid.
     /// Stops at a response that must be streamed, at the high-water mark, or when more
     /// input is needed. Returns whether anything was answered.
-    fn process(&mut self, cx: &mut Cx) -> bool {
+    fn process(&mut self, site: &mut Site, cx: &mut Cx) -> bool {
+        let l = &site.config().limits;
         let limits = Limits {
-            max_request_line: cx.config.limits.max_request_line,
-            max_header_bytes: cx.config.limits.max_header_bytes,
-            max_body_bytes: cx.config.limits.max_body_bytes,
+            max_request_line: l.max_request_line,
+            max_header_bytes: l.max_header_bytes,
+            max_body_bytes: l.max_body_bytes,
         };
         let mut answered = false;
         loop {
@@ -555,18 +554,15 @@ impl<S: Transport> Conn<S> {
             // The body is gone from the buffer: the next request follows the head.
             let buf = &self.rbuf[self.rpos..self.rend];
             let keep_alive = head.keep_alive && !cx.draining;
-            let mut router = Router {
-                config: cx.config,
-                resolver: cx.resolver,
-                files: cx.files,
-                now: cx.now,
-                date: cx.date,
-                scratch: cx.scratch,
-                http10: false,
-                offload: cx.offload,
-                metrics: if self.metrics { cx.metrics } else { None },
-            };
-            let reply = router.respond(&head, buf, keep_alive, &mut self.out);
+            let reply = site.respond(
+                &head,
+                buf,
+                keep_alive,
+                &mut self.out,
+                cx.now,
+                cx.date,
+                self.metrics,
+            );
             let started = match (self.requests, self.request_since) {
                 (0, _) => self.accepted,
                 (_, Some(t)) => t,
@@ -631,18 +627,18 @@ impl<S: Transport> Conn<S> {
                 // Unread pipelined bytes would turn our close into an RST.
                 self.linger_needed = self.rpos < self.rend;
             }
-            self.set_body(reply.body, logged, cx);
+            self.set_body(reply.body, logged, site, cx);
             answered = true;
         }
     }
 
-    fn set_body(&mut self, body: Body, log: Option<Box<LoggedRequest>>, cx: &mut Cx) {
+    fn set_body(&mut self, body: Body, log: Option<Box<LoggedRequest>>, site: &Site, cx: &mut Cx) {
         match body {
             Body::Empty => {}
             Body::Static(b) => self.out.extend_from_slice(b),
             Body::Shared(data) => self.tail = Tail::Shared { data, pos: 0 },
             Body::Compress(p) => {
-                let Some(offload) = cx.offload else {
+                let Some(offload) = site.offload() else {
                     return; // unreachable: the router only asks when there is a pool
                 };
                 match offload.submit(p.key, p.file, cx.notifier, cx.slot, cx.generation) {
@@ -674,7 +670,7 @@ impl<S: Transport> Conn<S> {
             }
             Body::Listing(job) => {
                 let h = job.head;
-                let parked = cx.offload.is_some_and(|o| {
+                let parked = site.offload().is_some_and(|o| {
                     o.submit_listing(job.key, job.dir, cx.notifier, cx.slot, cx.generation)
                 });
                 if parked {
@@ -775,8 +771,8 @@ impl<S: Transport> Conn<S> {
 
     /// Read until WouldBlock, a short read, EOF or a full buffer. Returns whether any
     /// input arrived (or EOF was seen), i.e. whether processing can continue.
-    fn fill(&mut self, cx: &mut Cx) -> io::Result<bool> {
-        let cap = cx.config.limits.max_header_bytes + 1;
+    fn fill(&mut self, site: &Site, cx: &mut Cx) -> io::Result<bool> {
+        let cap = site.config().limits.max_header_bytes + 1;
         if self.rbuf.is_empty() {
             self.rbuf = cx.buffers.take(cap.max(4096));
         }

@@ -8,7 +8,7 @@ use crate::net::conn::{BufPool, Conn, Cx, Next, Transport};
 use crate::net::timer::Class;
 use crate::offload::{Completion, Notifier, Offload};
 use crate::ops::metrics::{ReactorStats, Registry};
-use crate::site::files::{OpenCache, Resolver};
+use crate::site::Site;
 use crossbeam_channel::Receiver;
 use mio::{Poll, Token, Waker};
 use std::fs::File;
@@ -170,17 +170,13 @@ pub struct Transcript {
 
 /// A reactor's context for one connection at a time.
 pub struct Harness {
-    config: Config,
-    resolver: Resolver,
-    files: OpenCache,
-    scratch: Vec<u8>,
+    config: Arc<Config>,
+    site: Site,
     buffers: BufPool,
     output: BufPool,
-    offload: Option<Arc<Offload>>,
     notifier: Notifier,
     completions: Receiver<Completion>,
     stats: Arc<ReactorStats>,
-    registry: Registry,
     _poll: Poll,
 }
 
@@ -190,19 +186,15 @@ impl Harness {
         let waker = Arc::new(Waker::new(poll.registry(), Token(0))?);
         let (tx, completions) = crossbeam_channel::unbounded();
         let offload = Offload::for_config(&config, 1)?;
-        let ofc = &config.open_file_cache;
-        let registry = Registry::default();
+        let registry = Arc::new(Registry::default());
+        let config = Arc::new(config);
         Ok(Harness {
-            resolver: Resolver::new(&config.root, &config.index)?,
-            files: OpenCache::new(ofc),
-            scratch: Vec::new(),
+            site: Site::new(config.clone(), offload, Some(registry.clone()))?,
             buffers: BufPool::default(),
             output: BufPool::default(),
-            offload,
             notifier: Notifier { tx, waker },
             completions,
             stats: registry.reactor(0),
-            registry,
             config,
             _poll: poll,
         })
@@ -291,30 +283,25 @@ impl Harness {
         let mut completion: Option<Completion> = None;
         for _ in 0..MAX_SPINS {
             let mut cx = Cx {
-                config: &self.config,
-                resolver: &self.resolver,
-                files: &mut self.files,
                 date: DATE,
                 now: Instant::now(),
-                scratch: &mut self.scratch,
                 buffers: &mut self.buffers,
                 output: &mut self.output,
                 draining,
                 turn_budget: TURN_BUDGET,
-                offload: self.offload.as_ref(),
                 notifier: &self.notifier,
                 slot: 0,
                 generation: 1,
                 log: None,
                 stats: &self.stats,
-                metrics: Some(&self.registry),
             };
+            let site = &mut self.site;
             let next = if let Some(c) = completion.take() {
-                conn.resume(c.result, &mut cx)
+                conn.resume(c.result, site, &mut cx)
             } else if let Some(class) = timer.take() {
-                conn.timeout(class, &mut cx)
+                conn.timeout(class, site, &mut cx)
             } else {
-                conn.drive(&mut cx)
+                conn.drive(site, &mut cx)
             };
             match next {
                 Next::Yield => continue,

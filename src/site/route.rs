@@ -15,6 +15,7 @@ use crate::http::response::{self, error_body};
 use crate::http::{Method, Version};
 use crate::offload::{self, Key, Offload};
 use crate::site::files::{self, EtagBuf, FileError, FileMeta, OpenCache, Resolved, Resolver};
+use crate::site::Site;
 use std::fs::File;
 use std::sync::Arc;
 
@@ -173,31 +174,82 @@ pub struct Reply {
     pub keep_alive: bool,
 }
 
-/// Per-reactor routing context: no locks, no shared mutable state.
-pub struct Router<'a> {
-    pub config: &'a Config,
-    pub resolver: &'a Resolver,
-    pub files: &'a mut OpenCache,
-    pub now: std::time::Instant,
-    pub date: &'a [u8],
-    pub scratch: &'a mut Vec<u8>,
-    /// Set per request: HTTP/1.0 keep-alive must be announced explicitly.
-    pub http10: bool,
-    /// The offload pool and cache; None when neither compression nor autoindex is on.
-    pub offload: Option<&'a Arc<Offload>>,
-    /// Set on the metrics listener's connections: they only serve `/metrics`.
-    pub metrics: Option<&'a crate::ops::metrics::Registry>,
+/// The request path after normalisation, as the resolver saw it: decoded, dot segments
+/// removed, relative to the root (no leading slash; for an index file, the directory).
+/// `trailing`: it names a directory (`/dir/`). Every later decision (index or redirect,
+/// `[[headers]]`, the `.gz` sidecar, a listing) is taken on this, never on the raw path.
+pub struct Target {
+    pub rel: Vec<u8>,
+    pub trailing: bool,
 }
 
-impl Router<'_> {
+/// One request's view of a `Site`: disjoint borrows of its parts plus the request's clock.
+pub(crate) struct Router<'a> {
+    config: &'a Config,
+    resolver: &'a Resolver,
+    files: &'a mut OpenCache,
+    now: std::time::Instant,
+    date: &'a [u8],
+    /// For lookups made while the request's `Target` is alive (error pages, sidecars,
+    /// the slashed path `[[headers]]` rules match).
+    scratch: &'a mut Vec<u8>,
+    /// Set per request: HTTP/1.0 keep-alive must be announced explicitly.
+    http10: bool,
+    offload: Option<&'a Arc<Offload>>,
+    /// Set on the metrics listener's connections: they only serve `/metrics`.
+    metrics: Option<&'a crate::ops::metrics::Registry>,
+}
+
+impl Site {
     /// Answer one request. `buf` is the slice the head's spans point into. `keep_alive` is
-    /// what the connection intends; the reply may only lower it.
+    /// what the connection intends; the reply may only lower it. `metrics`: the request came
+    /// on the metrics listener.
+    #[allow(clippy::too_many_arguments)]
     pub fn respond(
         &mut self,
         head: &RequestHead,
         buf: &[u8],
         keep_alive: bool,
         out: &mut Vec<u8>,
+        now: std::time::Instant,
+        date: &[u8],
+        metrics: bool,
+    ) -> Reply {
+        // The path buffer is lent to the request as its `Target` and given back after:
+        // no allocation, and no other lookup can overwrite it meanwhile.
+        let mut target = Target {
+            rel: std::mem::take(&mut self.path),
+            trailing: false,
+        };
+        let mut router = Router {
+            config: &self.config,
+            resolver: &self.resolver,
+            files: &mut self.files,
+            now,
+            date,
+            scratch: &mut self.scratch,
+            http10: false,
+            offload: self.offload.as_ref(),
+            metrics: if metrics {
+                self.registry.as_deref()
+            } else {
+                None
+            },
+        };
+        let reply = router.respond(head, buf, keep_alive, out, &mut target);
+        self.path = target.rel;
+        reply
+    }
+}
+
+impl Router<'_> {
+    fn respond(
+        &mut self,
+        head: &RequestHead,
+        buf: &[u8],
+        keep_alive: bool,
+        out: &mut Vec<u8>,
+        target: &mut Target,
     ) -> Reply {
         let head_only = head.method == Method::Head;
         self.http10 = head.version == Version::Http10;
@@ -215,25 +267,27 @@ impl Router<'_> {
         // Every later decision (index or redirect, `[[headers]]`, the `.gz` sidecar) is
         // taken on the normalised path and its trailing-slash flag, never on the raw one:
         // `/assets/.` is `/assets/`, `//x/../assets` is `/assets`.
-        let (resolved, trailing) = match files::normalize(path, self.scratch) {
-            Ok(t) if !self.config.serve_hidden && files::is_hidden(self.scratch) => {
-                (Err(FileError::NotFound), t)
+        let resolved = match files::normalize(path, &mut target.rel) {
+            Ok(t) if !self.config.serve_hidden && files::is_hidden(&target.rel) => {
+                target.trailing = t;
+                Err(FileError::NotFound)
             }
-            Ok(t) => (
+            Ok(t) => {
+                target.trailing = t;
                 self.files
-                    .open_normalized(self.resolver, self.scratch, t, self.now),
-                t,
-            ),
-            Err(e) => (Err(e), false),
+                    .open_normalized(self.resolver, &mut target.rel, t, self.now)
+            }
+            Err(e) => Err(e),
         };
+        let target = &*target;
         match resolved {
-            Ok(Resolved::File(meta)) => self.file(head, buf, meta, trailing, keep_alive, out),
+            Ok(Resolved::File(meta)) => self.file(head, buf, meta, target, keep_alive, out),
             Ok(Resolved::AddSlash) => {
                 // Built from the normalised path, so it never starts with `//` (which a
                 // browser would take for another host).
-                let mut loc = Vec::with_capacity(self.scratch.len() + 2);
+                let mut loc = Vec::with_capacity(target.rel.len() + 2);
                 loc.push(b'/');
-                push_path_encoded(&mut loc, self.scratch);
+                push_path_encoded(&mut loc, &target.rel);
                 loc.push(b'/');
                 if let Some(q) = head.query {
                     loc.push(b'?');
@@ -242,7 +296,7 @@ impl Router<'_> {
                 self.redirect(out, &loc, keep_alive, head_only)
             }
             Ok(Resolved::Directory(dir)) if self.config.autoindex => {
-                self.autoindex(dir, keep_alive, head_only, out)
+                self.autoindex(dir, &target.rel, keep_alive, head_only, out)
             }
             // A directory without an index: nginx answers 403 too.
             Ok(Resolved::Directory(_)) => self.error(out, 403, keep_alive, head_only),
@@ -267,7 +321,7 @@ impl Router<'_> {
         head: &RequestHead,
         buf: &[u8],
         meta: FileMeta,
-        trailing: bool,
+        target: &Target,
         keep_alive: bool,
         out: &mut Vec<u8>,
     ) -> Reply {
@@ -282,7 +336,7 @@ impl Router<'_> {
                 &[Coding::Gzip],
             ) == Some(Coding::Gzip);
         let source = if wants_gzip {
-            self.gzip_source(&meta, trailing)
+            self.gzip_source(&meta, target)
         } else {
             None
         };
@@ -290,20 +344,15 @@ impl Router<'_> {
             ExtraHeaders::default()
         } else {
             // Rules see the decoded, normalised path, as nginx locations do, so that
-            // `/%61ssets/x` or `/x/../assets/x` cannot dodge an `/assets/` rule. The resolver
-            // left it in `scratch` without the leading slash (for an index file: the
-            // directory), borrowed here and restored.
-            self.scratch.insert(0, b'/');
-            let slash = trailing && self.scratch.len() > 1;
-            if slash {
+            // `/%61ssets/x` or `/x/../assets/x` cannot dodge an `/assets/` rule. Rules
+            // match the absolute form, `/` + target (+ `/` for a directory's index).
+            self.scratch.clear();
+            self.scratch.push(b'/');
+            self.scratch.extend_from_slice(&target.rel);
+            if target.trailing && !target.rel.is_empty() {
                 self.scratch.push(b'/');
             }
-            let extra = ExtraHeaders::for_path(&self.config.headers, self.scratch);
-            if slash {
-                self.scratch.pop();
-            }
-            self.scratch.remove(0);
-            extra
+            ExtraHeaders::for_path(&self.config.headers, self.scratch)
         };
         let last_modified = response::parse_date(self.date)
             .and_then(|date| response::last_modified(meta.modified(), date));
@@ -392,30 +441,30 @@ impl Router<'_> {
     }
 
     /// Where a gzip body can come from, cheapest first; None means identity.
-    fn gzip_source(&mut self, meta: &FileMeta, trailing: bool) -> Option<GzSource> {
+    fn gzip_source(&mut self, meta: &FileMeta, target: &Target) -> Option<GzSource> {
         let offload = self.offload?;
         let key = key_of(meta);
         if let Some(data) = offload.lookup(&key) {
             return Some(GzSource::Cached(data));
         }
-        // nginx's gzip_static: `file.gz` beside `file`, not older than it. The resolver left
-        // the normalised path in `scratch`; for an index file (`trailing`) that is the
-        // directory, so the index name is added: `dir/index.html.gz`, never `dir.gz`.
+        // nginx's gzip_static: `file.gz` beside `file`, not older than it. For an index
+        // file the target is the directory, so the index name is added:
+        // `dir/index.html.gz`, never `dir.gz`.
         let index = match meta.index {
-            Some(i) if trailing => self.resolver.index_name(i),
+            Some(i) if target.trailing => self.resolver.index_name(i),
             _ => None,
         };
-        if self.config.compression.precompressed && (index.is_some() || !trailing) {
-            let base = self.scratch.len();
+        if self.config.compression.precompressed && (index.is_some() || !target.trailing) {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(&target.rel);
             if let Some(name) = index {
-                if base != 0 {
+                if !target.rel.is_empty() {
                     self.scratch.push(b'/');
                 }
                 self.scratch.extend_from_slice(name);
             }
             self.scratch.extend_from_slice(b".gz");
             let side = self.resolver.open_relative(self.scratch);
-            self.scratch.truncate(base);
             if let Ok(Resolved::File(gz)) = side {
                 if gz.mtime >= meta.mtime {
                     return Some(GzSource::Sidecar(gz));
@@ -721,6 +770,7 @@ impl Router<'_> {
     fn autoindex(
         &mut self,
         dir: File,
+        rel: &[u8],
         keep_alive: bool,
         head_only: bool,
         out: &mut Vec<u8>,
@@ -730,16 +780,15 @@ impl Router<'_> {
             http10: self.http10,
             head_only,
         };
-        // The resolver left the directory's normalised path in `scratch`. Dotfiles are
-        // never listed, even with `hidden = "allow"` (as nginx's autoindex).
+        // Dotfiles are never listed, even with `hidden = "allow"` (as nginx's autoindex).
         let Some(offload) = self.offload else {
             log::error!("autoindex without an offload pool");
             return self.error(out, 500, keep_alive, head_only);
         };
-        let key = match offload::ListingKey::of(&dir, self.scratch, false) {
+        let key = match offload::ListingKey::of(&dir, rel, false) {
             Ok(key) => key,
             Err(e) => {
-                let path = String::from_utf8_lossy(self.scratch).into_owned();
+                let path = String::from_utf8_lossy(rel).into_owned();
                 log::error!("autoindex {path:?}: {e}");
                 let status = crate::site::autoindex::error_status(&e);
                 return self.error(out, status, keep_alive, head_only);
