@@ -10,10 +10,10 @@
 use std::time::Instant;
 
 use divan::{black_box, Bencher};
+use vireo::http::h1::{encode, Framing};
 use vireo::http::negotiate::{choose_encoding, parse_range, Coding, RangeResult};
 use vireo::http::request::{parse, Limits};
-use vireo::site::files::EtagBuf;
-use vireo::site::route::{write_200, ExtraHeaders, Variant};
+use vireo::http::response::{Body, ContentType, EtagBuf, Headers, Reply};
 use vireo::site::Site;
 use vireo::Config;
 
@@ -65,8 +65,9 @@ fn parse_head(b: Bencher, name: &str) {
     b.bench(|| parse(black_box(req), &LIMITS));
 }
 
-/// Router::respond for a cached 1 KiB file (no compression): path normalisation, the
-/// open-file cache hit, validators, and the head written into a reused buffer.
+/// Site::respond for a cached 1 KiB file (no compression): path normalisation, the
+/// open-file cache hit, validators, then the h1 encoder writing the head into a reused
+/// buffer.
 #[divan::bench(args = ["browser", "wrk", "notfound"])]
 fn route(b: Bencher, name: &str) {
     let req = request(name);
@@ -84,31 +85,44 @@ fn route(b: Bencher, name: &str) {
     let now = Instant::now();
     b.bench_local(|| {
         out.clear();
-        black_box(
-            site.respond(&head, req, true, &mut out, now, date, false)
-                .status,
-        )
+        let reply = site.respond(&head, req, now, date, false).reply;
+        let framing = Framing {
+            keep_alive: true,
+            http10: false,
+            head_only: false,
+        };
+        black_box(encode(reply, framing, date, &mut out).status)
     });
 }
 
+/// The h1 encoder for a 200 with validators (the reply is rebuilt each time, as the
+/// router does; its body is empty so only the head is measured).
 #[divan::bench]
 fn write_head(b: Bencher) {
-    let v = Variant {
-        mime: "text/html; charset=utf-8",
-        etag: EtagBuf::new(1_700_000_000, 1024),
+    let headers = Headers {
+        content_type: Some(ContentType::Static("text/html; charset=utf-8")),
+        etag: Some(EtagBuf::new(1_700_000_000, 1024)),
         last_modified: Some(1_700_000_000),
-        gzip: false,
         vary: true,
+        accept_ranges: true,
+        ..Headers::default()
+    };
+    let framing = Framing {
         keep_alive: true,
         http10: false,
-        extra: ExtraHeaders::default(),
+        head_only: false,
     };
     let mut out = Vec::with_capacity(512);
     let date = b"Sun, 06 Nov 1994 08:49:37 GMT";
     b.bench_local(|| {
         out.clear();
-        write_200(&mut out, date, black_box(&v), 1024);
-        out.len()
+        let reply = Reply {
+            status: 200,
+            headers: black_box(headers.clone()),
+            body: Body::Empty,
+            close: false,
+        };
+        encode(reply, framing, date, &mut out).keep_alive
     });
 }
 

@@ -26,15 +26,16 @@
 //! back short, which edge triggering lets us trust). The connection never touches the Poll,
 //! the slab or the timers: `drive` returns a `Next` and the reactor applies it.
 
+use crate::http::h1::{self, Framing};
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Limits};
-use crate::http::response;
+use crate::http::response::{Body, Reply};
 use crate::http::HttpError;
 use crate::net::timer::Class;
-use crate::offload::{JobError, Notifier, Submitted};
+use crate::offload::{JobError, Notifier};
 use crate::ops::accesslog::{AccessLog, Entry};
 use crate::ops::metrics::ReactorStats;
-use crate::site::route::{self, Body, Variant};
-use crate::site::Site;
+use crate::site::route::Answer;
+use crate::site::{Site, Started, Waiting};
 use mio::net::TcpStream;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
@@ -214,17 +215,11 @@ pub struct Conn<S = TcpStream> {
 }
 
 struct Parked {
-    head: ParkedHead,
-    head_only: bool,
+    waiting: Waiting,
+    framing: Framing,
     since: Instant,
     /// The request line and headers the access log needs, copied only when logging.
     log: Option<Box<LoggedRequest>>,
-}
-
-/// The head a parked response gets once its body is ready.
-enum ParkedHead {
-    Gzip(Variant),
-    Listing(crate::site::autoindex::Head),
 }
 
 struct LoggedRequest {
@@ -315,38 +310,9 @@ impl<S: Transport> Conn<S> {
         let Some(p) = self.parked.take() else {
             return self.drive(site, cx);
         };
-        if self.out.capacity() == 0 {
-            self.out = cx.output.take(0);
-        }
-        let (status, bytes) = match (result, &p.head) {
-            (Ok(data), head) => {
-                let len = data.len() as u64;
-                match head {
-                    ParkedHead::Gzip(v) => route::write_200(&mut self.out, cx.date, v, len),
-                    ParkedHead::Listing(h) => h.write_200(&mut self.out, cx.date, len),
-                }
-                if p.head_only {
-                    (200, 0)
-                } else {
-                    self.tail = Tail::Shared { data, pos: 0 };
-                    (200, len)
-                }
-            }
-            (Err(e), ParkedHead::Listing(h)) => {
-                if e.status >= 500 {
-                    log::error!("{}", e.message);
-                } else {
-                    log::debug!("{}", e.message);
-                }
-                (e.status, h.write_error(&mut self.out, cx.date, e.status))
-            }
-            (Err(e), ParkedHead::Gzip(_)) => {
-                log::error!("compression failed: {}", e.message);
-                self.queue_error_unlogged(500, cx);
-                (500, response::error_body(500).len() as u64)
-            }
-        };
-        self.log_deferred(p.log.as_deref(), status, bytes, cx);
+        let reply = p.waiting.finish(result);
+        let sent = self.send_reply(reply, p.framing, cx);
+        self.log_deferred(p.log.as_deref(), sent.0, sent.1, cx);
         self.drive(site, cx)
     }
 
@@ -528,7 +494,7 @@ impl<S: Transport> Conn<S> {
                 // First sight of this head (a head waiting for its body is parsed again
                 // on every read, with the same result).
                 if head.expect_continue && head.framing != BodyFraming::None {
-                    self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    h1::write_continue(&mut self.out);
                 }
                 if self.requests > 0 {
                     // The request's time includes waiting for its body.
@@ -553,16 +519,21 @@ impl<S: Transport> Conn<S> {
             }
             // The body is gone from the buffer: the next request follows the head.
             let buf = &self.rbuf[self.rpos..self.rend];
-            let keep_alive = head.keep_alive && !cx.draining;
-            let reply = site.respond(
-                &head,
-                buf,
-                keep_alive,
-                &mut self.out,
-                cx.now,
-                cx.date,
-                self.metrics,
-            );
+            let Answer { reply, job } = site.respond(&head, buf, cx.now, cx.date, self.metrics);
+            let framing = Framing {
+                keep_alive: head.keep_alive && !cx.draining,
+                http10: head.version == crate::http::Version::Http10,
+                head_only: head.method == crate::http::Method::Head,
+            };
+            // A compressed body or a listing is waited for on the pool (unless the pool
+            // refuses it, then the fallback is answered now).
+            let parked = match job {
+                None => Err(reply),
+                Some(job) => match site.start(job, reply, cx.notifier, cx.slot, cx.generation) {
+                    Started::Parked(w) => Ok(w),
+                    Started::Now(reply) => Err(reply),
+                },
+            };
             let started = match (self.requests, self.request_since) {
                 (0, _) => self.accepted,
                 (_, Some(t)) => t,
@@ -572,47 +543,60 @@ impl<S: Transport> Conn<S> {
                 crate::http::Version::Http10 => b"HTTP/1.0",
                 crate::http::Version::Http11 => b"HTTP/1.1",
             };
-            let bytes = reply.body.len();
-            // A compressed body or a listing is logged when its job completes, with its real
-            // length. Scrapes of the metrics endpoint are not traffic: neither counted nor
-            // logged.
-            let deferred = matches!(reply.body, Body::Compress(_) | Body::Listing(_));
-            if !deferred && !self.metrics {
-                cx.stats.response(reply.status, bytes);
-                if let Some(log) = cx.log.as_deref_mut() {
-                    log.log(
-                        &Entry {
-                            peer: self.peer,
-                            request: Some((
-                                head.method_span.get(buf),
-                                head.target.get(buf),
-                                protocol,
-                            )),
-                            status: reply.status,
-                            bytes,
-                            referer: head.referer.map(|s| s.get(buf)),
-                            user_agent: head.user_agent.map(|s| s.get(buf)),
-                            started,
-                        },
-                        cx.now,
-                    );
+            let keep_alive = match parked {
+                Err(reply) => {
+                    let (status, bytes, keep_alive) = self.send_reply(reply, framing, cx);
+                    let buf = &self.rbuf[self.rpos..self.rend];
+                    // Scrapes of the metrics endpoint are not traffic: neither counted nor
+                    // logged.
+                    if !self.metrics {
+                        cx.stats.response(status, bytes);
+                        if let Some(log) = cx.log.as_deref_mut() {
+                            log.log(
+                                &Entry {
+                                    peer: self.peer,
+                                    request: Some((
+                                        head.method_span.get(buf),
+                                        head.target.get(buf),
+                                        protocol,
+                                    )),
+                                    status,
+                                    bytes,
+                                    referer: head.referer.map(|s| s.get(buf)),
+                                    user_agent: head.user_agent.map(|s| s.get(buf)),
+                                    started,
+                                },
+                                cx.now,
+                            );
+                        }
+                    }
+                    keep_alive
                 }
-            }
-            let logged = match (deferred, &cx.log) {
-                (true, Some(_)) => Some(Box::new(LoggedRequest {
-                    method: head.method_span.get(buf).to_vec(),
-                    target: head.target.get(buf).to_vec(),
-                    protocol,
-                    referer: head.referer.map(|s| s.get(buf).to_vec()),
-                    user_agent: head.user_agent.map(|s| s.get(buf).to_vec()),
-                    started,
-                })),
-                _ => None,
+                Ok(waiting) => {
+                    // Logged when the job completes, with its real status and length.
+                    let log = cx.log.as_ref().map(|_| {
+                        Box::new(LoggedRequest {
+                            method: head.method_span.get(buf).to_vec(),
+                            target: head.target.get(buf).to_vec(),
+                            protocol,
+                            referer: head.referer.map(|s| s.get(buf).to_vec()),
+                            user_agent: head.user_agent.map(|s| s.get(buf).to_vec()),
+                            started,
+                        })
+                    });
+                    self.parked = Some(Box::new(Parked {
+                        waiting,
+                        framing,
+                        since: cx.now,
+                        log,
+                    }));
+                    framing.keep_alive
+                }
             };
             self.requests += 1;
             self.request_since = None;
             self.rpos += head.head_len;
-            if reply.keep_alive && !self.nodelay {
+            if keep_alive && !self.nodelay {
                 // Like nginx's tcp_nodelay, only for connections that stay open: a response
                 // followed by close is pushed out by the close itself, so the syscall is
                 // saved on every short-lived connection. Pipelined responses and a file's
@@ -622,70 +606,31 @@ impl<S: Transport> Conn<S> {
                     log::debug!("TCP_NODELAY: {e}");
                 }
             }
-            if !reply.keep_alive {
+            if !keep_alive && !self.close_after {
                 self.close_after = true;
                 // Unread pipelined bytes would turn our close into an RST.
                 self.linger_needed = self.rpos < self.rend;
             }
-            self.set_body(reply.body, logged, site, cx);
             answered = true;
         }
     }
 
-    fn set_body(&mut self, body: Body, log: Option<Box<LoggedRequest>>, site: &Site, cx: &mut Cx) {
-        match body {
-            Body::Empty => {}
-            Body::Static(b) => self.out.extend_from_slice(b),
+    /// Encode `reply` into `out` and queue its body. Returns the status, the body bytes
+    /// sent and whether the connection stays open. A reply that closes on an error
+    /// lingers, so the client reads it before our close.
+    fn send_reply(&mut self, reply: Reply, framing: Framing, cx: &mut Cx) -> (u16, u64, bool) {
+        if self.out.capacity() == 0 {
+            self.out = cx.output.take(0);
+        }
+        let close = reply.close;
+        let sent = h1::encode(reply, framing, cx.date, &mut self.out);
+        if close {
+            self.close_after = true;
+            self.linger_needed = true;
+        }
+        match sent.body {
+            Body::Empty | Body::Static(_) | Body::Pending => {}
             Body::Shared(data) => self.tail = Tail::Shared { data, pos: 0 },
-            Body::Compress(p) => {
-                let Some(offload) = site.offload() else {
-                    return; // unreachable: the router only asks when there is a pool
-                };
-                match offload.submit(p.key, p.file, cx.notifier, cx.slot, cx.generation) {
-                    Submitted::Parked => {
-                        self.parked = Some(Box::new(Parked {
-                            head: ParkedHead::Gzip(p.variant),
-                            head_only: p.head_only,
-                            since: cx.now,
-                            log,
-                        }))
-                    }
-                    Submitted::Rejected(file) => {
-                        // Over budget after all (another reactor won the race): identity.
-                        let mut v = p.variant;
-                        v.gzip = false;
-                        v.etag = p.etag_identity;
-                        route::write_200(&mut self.out, cx.date, &v, p.len);
-                        let bytes = if p.head_only { 0 } else { p.len };
-                        self.log_deferred(log.as_deref(), 200, bytes, cx);
-                        if !p.head_only && p.len > 0 {
-                            self.tail = Tail::File {
-                                file,
-                                pos: 0,
-                                end: p.len,
-                            };
-                        }
-                    }
-                }
-            }
-            Body::Listing(job) => {
-                let h = job.head;
-                let parked = site.offload().is_some_and(|o| {
-                    o.submit_listing(job.key, job.dir, cx.notifier, cx.slot, cx.generation)
-                });
-                if parked {
-                    self.parked = Some(Box::new(Parked {
-                        head: ParkedHead::Listing(h),
-                        head_only: h.head_only,
-                        since: cx.now,
-                        log,
-                    }));
-                } else {
-                    // The pool is full: building the page here would block the loop.
-                    let bytes = h.write_error(&mut self.out, cx.date, 503);
-                    self.log_deferred(log.as_deref(), 503, bytes, cx);
-                }
-            }
             Body::File { file, start, end } => {
                 self.tail = Tail::File {
                     file,
@@ -713,11 +658,21 @@ impl<S: Transport> Conn<S> {
                 }));
             }
         }
+        (sent.status, sent.bytes, sent.keep_alive)
     }
 
     /// A complete error response, then close: the framing of anything after it is in doubt.
     fn queue_error(&mut self, status: u16, cx: &mut Cx) {
-        let bytes = crate::http::response::error_body(status).len() as u64;
+        let framing = Framing {
+            keep_alive: false,
+            http10: false,
+            head_only: false,
+        };
+        let reply = Reply {
+            close: true,
+            ..Reply::error(status)
+        };
+        let (status, bytes, _) = self.send_reply(reply, framing, cx);
         cx.stats.response(status, bytes);
         if let Some(log) = cx.log.as_deref_mut() {
             let started = self.request_since.unwrap_or(self.accepted);
@@ -734,16 +689,6 @@ impl<S: Transport> Conn<S> {
                 cx.now,
             );
         }
-        self.queue_error_unlogged(status, cx);
-    }
-
-    fn queue_error_unlogged(&mut self, status: u16, cx: &mut Cx) {
-        if self.out.capacity() == 0 {
-            self.out = cx.output.take(0);
-        }
-        response::error(&mut self.out, status, cx.date, false, false);
-        self.close_after = true;
-        self.linger_needed = true;
     }
 
     /// Consume the buffered bytes of the pending request body, which follow its head at

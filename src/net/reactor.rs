@@ -8,7 +8,7 @@
 //! connection can never reach the connection that reused its slot.
 
 use crate::config::Config;
-use crate::http::response::DateCache;
+use crate::http::h1::DateCache;
 use crate::net::conn::{BufPool, Conn, Cx, Next};
 use crate::net::timer::{Class, Expired, Timers, CLASSES};
 use crate::offload::{Completion, Notifier, Offload};

@@ -80,72 +80,7 @@ fn from_io(e: io::Error) -> FileError {
     }
 }
 
-/// Strong ETag `"<mtime hex>-<size hex>"` (nginx format), quotes included.
-/// Fixed-size so building one never allocates.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct EtagBuf {
-    // 2 quotes + 16 + '-' + 16 hex digits = 35 bytes max, plus room for a variant suffix.
-    buf: [u8; 40],
-    len: u8,
-}
-
-impl EtagBuf {
-    pub fn new(mtime: u64, size: u64) -> EtagBuf {
-        let mut e = EtagBuf {
-            buf: [0; 40],
-            len: 0,
-        };
-        e.push(b'"');
-        e.push_hex(mtime);
-        e.push(b'-');
-        e.push_hex(size);
-        e.push(b'"');
-        e
-    }
-
-    fn push(&mut self, b: u8) {
-        self.buf[usize::from(self.len)] = b;
-        self.len += 1;
-    }
-
-    fn push_hex(&mut self, v: u64) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        // Number of significant nibbles; at least one so 0 prints "0".
-        let digits = ((64 - v.leading_zeros()).div_ceil(4)).max(1);
-        for i in (0..digits).rev() {
-            self.push(HEX[((v >> (i * 4)) & 0xf) as usize]);
-        }
-    }
-
-    /// The tag of a variant (e.g. gzip): `"x-y"` becomes `"x-y-gz"`, distinct from the
-    /// identity tag so caches and If-None-Match never confuse the two.
-    pub fn variant(&self, suffix: &[u8; 3]) -> EtagBuf {
-        let mut e = *self;
-        e.len -= 1; // drop the closing quote
-        for &b in suffix {
-            e.push(b);
-        }
-        e.push(b'"');
-        e
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Always ASCII by construction; the fallback can't be hit.
-        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
-    }
-}
-
-impl fmt::Debug for EtagBuf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for EtagBuf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::http::response::EtagBuf;
 
 /// An opened regular file plus what the response headers need.
 #[derive(Debug, Clone)]
