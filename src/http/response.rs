@@ -334,6 +334,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_coding_has_its_own_etag_and_sidecar() {
+        let e = EtagBuf::new(u64::MAX, u64::MAX);
+        assert_eq!(e.for_coding(Coding::Identity), e);
+        for (c, tag, ext) in [
+            (Coding::Gzip, "-gz\"", ".gz"),
+            (Coding::Zstd, "-zst\"", ".zst"),
+            (Coding::Br, "-br\"", ".br"),
+        ] {
+            let v = e.for_coding(c);
+            assert!(v.as_str().ends_with(tag), "{v}");
+            assert!(v.as_str().starts_with(&e.as_str()[..e.as_str().len() - 1]));
+            assert_eq!(c.sidecar_ext(), ext.as_bytes());
+        }
+    }
+
+    #[test]
     fn error_bodies_name_their_status() {
         let b = std::str::from_utf8(error_body(431)).expect("utf8");
         assert!(b.contains("431 Request Header Fields Too Large"));

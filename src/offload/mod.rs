@@ -22,6 +22,7 @@
 //! for a connection that went away (slot reused, generation moved on) is dropped there.
 
 use crate::config::Config;
+use crate::http::negotiate::Coding;
 use crate::site::files::Resolver;
 use crossbeam_channel::Sender;
 use mio::Waker;
@@ -42,14 +43,15 @@ pub const MAX_INPUT: u64 = 64 << 20;
 /// FAT), so the next change could keep the same key (git's "racy clean" problem).
 const RACY: Duration = Duration::from_secs(2);
 
-/// Identity of one compressed representation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Identity of one encoded representation: the file as it is now, and the coding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
     pub dev: u64,
     pub ino: u64,
     pub len: u64,
     pub mtime: u64,
     pub mtime_nanos: u32,
+    pub coding: Coding,
 }
 
 /// Identity of one rendered listing: the directory as it is now (adding, removing or
@@ -94,7 +96,7 @@ impl ListingKey {
 /// What the cache and the single-flight table are keyed by.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum CacheKey {
-    Gzip(Key),
+    Encoded(Key),
     Listing(ListingKey),
 }
 
@@ -102,7 +104,7 @@ impl CacheKey {
     /// Index into per-kind figures.
     fn kind(&self) -> usize {
         match self {
-            CacheKey::Gzip(_) => 0,
+            CacheKey::Encoded(_) => 0,
             CacheKey::Listing(_) => 1,
         }
     }
@@ -250,9 +252,9 @@ impl Offload {
         })
     }
 
-    /// A cached compressed body, if any.
+    /// A cached encoded body, if any.
     pub fn lookup(&self, key: &Key) -> Option<Arc<[u8]>> {
-        let hit = lock(&self.cache).get(&CacheKey::Gzip(*key));
+        let hit = lock(&self.cache).get(&CacheKey::Encoded(*key));
         self.count_lookup(0, hit.map(|(data, _)| data))
     }
 
@@ -300,8 +302,8 @@ impl Offload {
         }
     }
 
-    /// Compress `file` for the connection (slot, generation) of the reactor behind
-    /// `notifier`, joining a job already running for the same key.
+    /// Encode `file` with `key.coding` for the connection (slot, generation) of the
+    /// reactor behind `notifier`, joining a job already running for the same key.
     pub fn submit(
         self: &Arc<Self>,
         key: Key,
@@ -312,8 +314,9 @@ impl Offload {
     ) -> Submitted {
         let waiter = Waiter::new(notifier, slot, generation);
         let input = Arc::clone(&file);
-        let work = move |o: &Offload| gzip(&input, key.len, o.level).map(|body| (body, true));
-        if self.start(CacheKey::Gzip(key), waiter, work) {
+        let work =
+            move |o: &Offload| encode(&input, key.len, key.coding, o.level).map(|b| (b, true));
+        if self.start(CacheKey::Encoded(key), waiter, work) {
             Submitted::Parked
         } else {
             Submitted::Rejected(file)
@@ -428,19 +431,30 @@ impl Waiter {
     }
 }
 
-/// Read the whole file and gzip it. Reading happens here, on the pool, so a slow disk
+/// Read the whole file and encode it. Reading happens here, on the pool, so a slow disk
 /// never stalls a reactor either.
-fn gzip(file: &File, len: u64, level: u32) -> Result<Vec<u8>, JobError> {
+fn encode(file: &File, len: u64, coding: Coding, level: u32) -> Result<Vec<u8>, JobError> {
     // pread: the fd is shared with the open-file cache, its offset is nobody's.
     let mut input = vec![0u8; len as usize];
     file.read_exact_at(&mut input, 0)
         .map_err(|e| JobError::internal(format!("read: {e}")))?;
+    match coding {
+        Coding::Gzip => gzip(&input, level),
+        // Not offered yet: negotiation only picks codings the site offers.
+        Coding::Identity | Coding::Br | Coding::Zstd => Err(JobError::internal(format!(
+            "no encoder for {}",
+            coding.as_str()
+        ))),
+    }
+}
+
+fn gzip(input: &[u8], level: u32) -> Result<Vec<u8>, JobError> {
     let mut enc = flate2::write::GzEncoder::new(
         Vec::with_capacity(input.len() / 3 + 64),
         flate2::Compression::new(level),
     );
     let fail = |e: io::Error| JobError::internal(format!("gzip: {e}"));
-    enc.write_all(&input).map_err(fail)?;
+    enc.write_all(input).map_err(fail)?;
     enc.finish().map_err(fail)
 }
 
@@ -512,12 +526,13 @@ mod tests {
     use super::*;
 
     fn key(i: u64) -> CacheKey {
-        CacheKey::Gzip(Key {
+        CacheKey::Encoded(Key {
             dev: 1,
             ino: i,
             len: 10,
             mtime: 5,
             mtime_nanos: 0,
+            coding: Coding::Gzip,
         })
     }
 

@@ -192,17 +192,17 @@ impl Router<'_> {
 
     fn file(&mut self, head: &RequestHead, buf: &[u8], meta: FileMeta, target: &Target) -> Reply {
         let compressible = self.compressible(head, &meta);
-        // Ranges apply to the identity representation: a Range request is never compressed.
-        let wants_gzip = compressible
-            && head.range.is_none()
-            && negotiate::choose_encoding(
-                head.accept_encoding.map(|s| s.get(buf)),
-                &[Coding::Gzip],
-            ) == Some(Coding::Gzip);
-        let source = if wants_gzip {
-            self.gzip_source(&meta, target)
+        // Ranges apply to the identity representation: a Range request is never encoded.
+        let wanted = if compressible && head.range.is_none() {
+            negotiate::choose_encoding(head.accept_encoding.map(|s| s.get(buf)), OFFERED)
         } else {
             None
+        };
+        let source = match wanted {
+            Some(coding) if coding != Coding::Identity => {
+                self.encoded_source(&meta, target, coding)
+            }
+            _ => None,
         };
         let extra = if self.rules.is_empty() {
             Default::default()
@@ -220,11 +220,7 @@ impl Router<'_> {
         };
         let last_modified = response::parse_date(self.date)
             .and_then(|date| response::last_modified(meta.modified(), date));
-        let coding = if source.is_some() {
-            Coding::Gzip
-        } else {
-            Coding::Identity
-        };
+        let coding = source.as_ref().map_or(Coding::Identity, |s| s.coding);
         let etag = meta.etag.for_coding(coding);
         // The representation's validators and caching headers, shared by 200, 206 and 304.
         let mut headers = Headers {
@@ -259,17 +255,19 @@ impl Router<'_> {
             Precondition::Failed => return self.error(412),
         }
         headers.content_type = Some(ContentType::Static(meta.mime));
-        let body = match source {
-            None => return self.identity(head, buf, meta, headers),
-            Some(GzSource::Cached(data)) => Body::Shared(data),
-            Some(GzSource::Sidecar(gz)) => Body::File {
-                file: gz.file,
+        let Some(source) = source else {
+            return self.identity(head, buf, meta, headers);
+        };
+        let body = match source.from {
+            From::Cached(data) => Body::Shared(data),
+            From::Sidecar(side) => Body::File {
+                file: side.file,
                 start: 0,
-                end: gz.len,
+                end: side.len,
             },
-            Some(GzSource::Compress) => {
+            From::Job => {
                 self.job = Some(Job::Encode {
-                    key: key_of(&meta),
+                    key: key_of(&meta, coding),
                     len: meta.len,
                     file: meta.file,
                     identity_etag: meta.etag,
@@ -296,12 +294,17 @@ impl Router<'_> {
             && head.method != Method::Options
     }
 
-    /// Where a gzip body can come from, cheapest first; None means identity.
-    fn gzip_source(&mut self, meta: &FileMeta, target: &Target) -> Option<GzSource> {
+    /// Where a body in `coding` can come from, cheapest first; None means identity.
+    fn encoded_source(
+        &mut self,
+        meta: &FileMeta,
+        target: &Target,
+        coding: Coding,
+    ) -> Option<Source> {
         let offload = self.offload?;
-        let key = key_of(meta);
-        if let Some(data) = offload.lookup(&key) {
-            return Some(GzSource::Cached(data));
+        let found = |from| Some(Source { coding, from });
+        if let Some(data) = offload.lookup(&key_of(meta, coding)) {
+            return found(From::Cached(data));
         }
         // nginx's gzip_static: `file.gz` beside `file`, not older than it. For an index
         // file the target is the directory, so the index name is added:
@@ -319,17 +322,17 @@ impl Router<'_> {
                 }
                 self.scratch.extend_from_slice(name);
             }
-            self.scratch.extend_from_slice(b".gz");
+            self.scratch.extend_from_slice(coding.sidecar_ext());
             let side = self.resolver.open_relative(self.scratch);
-            if let Ok(Resolved::File(gz)) = side {
-                if gz.mtime >= meta.mtime {
-                    return Some(GzSource::Sidecar(gz));
+            if let Ok(Resolved::File(side)) = side {
+                if side.mtime >= meta.mtime {
+                    return found(From::Sidecar(side));
                 }
             }
         }
         if meta.len <= offload::MAX_INPUT && offload.pending() < self.config.compression.max_pending
         {
-            return Some(GzSource::Compress);
+            return found(From::Job);
         }
         None
     }
@@ -556,18 +559,32 @@ fn push_path_encoded(out: &mut Vec<u8>, path: &[u8]) {
     }
 }
 
-enum GzSource {
-    Cached(Arc<[u8]>),
-    Sidecar(FileMeta),
-    Compress,
+/// The codings this server produces, in its order of preference when the client has no
+/// preference. Adding one (zstd, br) needs its codec in `offload` and its config switch.
+const OFFERED: &[Coding] = &[Coding::Gzip];
+
+/// An encoded representation the router found for a request.
+struct Source {
+    coding: Coding,
+    from: From,
 }
 
-fn key_of(meta: &FileMeta) -> Key {
+enum From {
+    /// In the offload cache.
+    Cached(Arc<[u8]>),
+    /// A precompressed file beside the original (`Coding::sidecar_ext`).
+    Sidecar(FileMeta),
+    /// To be encoded on the pool.
+    Job,
+}
+
+fn key_of(meta: &FileMeta, coding: Coding) -> Key {
     Key {
         dev: meta.dev,
         ino: meta.ino,
         len: meta.len,
         mtime: meta.mtime,
         mtime_nanos: meta.mtime_nanos,
+        coding,
     }
 }
