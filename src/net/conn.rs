@@ -4,32 +4,39 @@
 //!            accept
 //!              |
 //!              v
-//!   +-----> Reading ---- head parsed ----> body? --yes--> read and validate it in place
-//!   |          |  ^                          |            (Body timer; bad -> 400/413)
-//!   |    partial| |more bytes                 no               |
-//!   |          v  |                          v                 v
-//!   |      (Header timer)            respond (head into `out`, body as `Tail`)
-//!   |                                        |
-//!   |                                        v
-//!   |                           Writing (writev out [+ bytes], sendfile tail)
-//!   |                                        |  WouldBlock -> Send timer, resume on
-//!   |                                        |  writable; budget spent -> next tick
-//!   +-- pipelined bytes buffered <-----------+
+//!   +-----> Requests ---- head parsed ----> body? --yes--> Body: read and drop it in place
+//!   |          |  ^                           |            (Body timer; bad -> 400/413)
+//!   |    partial| |more bytes                  no               |
+//!   |          v  |                           v                 v
+//!   |      (Header timer)        Site::respond -> Reply --- job? --> Parked (Send timer)
+//!   |                                         |                        | completion
+//!   |                                         v                        v
+//!   |                     h1::encode into `out`; send: writev out [+ bytes], sendfile tail
+//!   |                                         |  WouldBlock -> Send timer, resume on
+//!   |                                         |  writable; budget spent -> next tick
+//!   +-- keep-alive, pipelined bytes buffered -+
 //!              | none
 //!              v
-//!        Idle (KeepAlive timer, buffers returned) --- close/timeout/drain --> Closed
-//!   error or `Connection: close` -> flush -> [Lingering: read and drop until FIN] -> Closed
+//!        idle (KeepAlive timer, buffers returned) --- close/timeout/drain --> closed
+//!   not keep-alive -> Closing -> flush -> [Lingering: read and drop until FIN] -> closed
 //! ```
 //!
-//! Readiness is cached (`readable`, `writable`): the socket is registered once, edge
-//! triggered, and a flag is cleared only when a syscall says WouldBlock (or a read comes
-//! back short, which edge triggering lets us trust). The connection never touches the Poll,
-//! the slab or the timers: `drive` returns a `Next` and the reactor applies it.
+//! Where the connection is lives in one enum, `Phase`; writing overlaps reading (pipelined
+//! responses go out while the next head arrives), so it is the send queue (`send::Outbox`),
+//! not a phase. Whether the connection stays open after a reply is decided in one place,
+//! `after_reply`, from what the encoder announced.
+//!
+//! Readiness is cached (`Readiness`): the socket is registered once, edge triggered; an
+//! event sets bits (`ready`), and a bit is cleared only when a syscall says WouldBlock (or a
+//! read comes back short, which edge triggering lets us trust). The connection never
+//! touches the Poll, the slab or the timers: `drive` returns a `Next` and the reactor
+//! applies it.
 
 use crate::http::h1::{self, Framing};
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Limits};
-use crate::http::response::{Body, Reply};
+use crate::http::response::Reply;
 use crate::http::HttpError;
+use crate::net::send::{interrupted, would_block, BufPool, Flush, Outbox};
 use crate::net::timer::Class;
 use crate::offload::{JobError, Notifier};
 use crate::ops::accesslog::{AccessLog, Entry};
@@ -37,42 +44,12 @@ use crate::ops::metrics::ReactorStats;
 use crate::site::route::Answer;
 use crate::site::{Site, Started, Waiting};
 use mio::net::TcpStream;
-use std::fs::File;
-use std::io::{self, IoSlice, Read, Write};
-use std::net::Shutdown;
+use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The byte stream under a connection: a TCP socket in the server, an in-memory stream in
-/// the connection fuzzer and its tests (`harness`).
-pub trait Transport: Read + Write {
-    /// Copy up to `len` bytes of `file` from `*pos` into the stream, advancing `*pos`.
-    fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize>;
-    /// Half-close: no more bytes from us (lingering close).
-    fn shutdown_write(&mut self) -> io::Result<()>;
-    /// Turn Nagle off (TCP_NODELAY).
-    fn set_nodelay(&mut self) -> io::Result<()>;
-}
+pub use crate::net::send::{Transport, TURN_BUDGET};
 
-impl Transport for TcpStream {
-    fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize> {
-        Ok(rustix::fs::sendfile(&*self, file, Some(pos), len)?)
-    }
-
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-
-    fn set_nodelay(&mut self) -> io::Result<()> {
-        TcpStream::set_nodelay(self, true)
-    }
-}
-
-/// Bytes a connection may send in one turn before yielding to its neighbours (nginx's
-/// sendfile_max_chunk idea): a fast client pulling a 10 GB file cannot starve the loop.
-pub const TURN_BUDGET: u64 = 2 << 20;
-/// Stop batching pipelined responses once this much is queued in `out`.
-const OUT_HIGH_WATER: usize = 64 << 10;
 /// Free space kept after a buffered head while its body is read.
 const BODY_ROOM: usize = 4096;
 /// Most bytes read and dropped while lingering before we give up and close.
@@ -86,32 +63,6 @@ pub enum Next {
     /// Work is left but the turn's budget is spent: drive again on the next tick.
     Yield,
     Close,
-}
-
-/// Reusable buffers of one reactor, so idle connections hold none.
-#[derive(Default)]
-pub struct BufPool {
-    free: Vec<Vec<u8>>,
-}
-
-impl BufPool {
-    const KEEP: usize = 256;
-
-    fn take(&mut self, len: usize) -> Vec<u8> {
-        match self.free.pop() {
-            Some(mut b) => {
-                b.resize(len, 0);
-                b
-            }
-            None => vec![0; len],
-        }
-    }
-
-    fn give(&mut self, b: Vec<u8>) {
-        if b.capacity() > 0 && self.free.len() < Self::KEEP {
-            self.free.push(b);
-        }
-    }
 }
 
 /// What the connection borrows from its reactor for one `drive`, besides the `Site`: I/O
@@ -133,42 +84,45 @@ pub struct Cx<'a> {
     pub stats: &'a ReactorStats,
 }
 
-/// A body that follows the bytes in `out`.
-enum Tail {
-    None,
-    File {
-        file: Arc<File>,
-        pos: u64,
-        end: u64,
-    },
-    /// A body in memory shared with the compression cache, written with the head in one
-    /// writev.
-    Shared {
-        data: Arc<[u8]>,
-        pos: usize,
-    },
-    /// multipart/byteranges (boxed: rare, and it would double every connection's size).
-    Parts(Box<Parts>),
+/// One readiness event, as the poller reported it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ready {
+    pub readable: bool,
+    /// Writable, or the write side closed or failed (the next write reports it).
+    pub writable: bool,
+    /// The peer hung up or the socket has an error (RDHUP, ERR): readable until EOF.
+    pub hup: bool,
 }
 
-/// Segments sent in order; `mem` ranges index `mem`, file ranges are sent with sendfile.
-struct Parts {
-    file: Arc<File>,
-    mem: Vec<u8>,
-    segs: Vec<Seg>,
-    idx: usize,
+/// Cached readiness and what the input side has seen.
+struct Readiness {
+    readable: bool,
+    writable: bool,
+    /// epoll said the peer hung up (RDHUP): a short read no longer proves the socket is
+    /// drained, the FIN may be queued behind the data, so read on until EOF or WouldBlock.
+    read_closed: bool,
+    /// The peer sent FIN: answer what is buffered, then close.
+    eof: bool,
 }
 
-enum Seg {
-    Mem(usize, usize),
-    File(u64, u64),
+/// Where the connection is in the request cycle.
+enum Phase {
+    /// Reading request heads and answering them.
+    Requests,
+    /// The head at `rbuf[rpos..]` is parsed and its body is being read and dropped: a
+    /// response must not go out for a request whose body may still turn out malformed. The
+    /// head stays in `rbuf` and is parsed again when the body is complete.
+    Body(RequestBody),
+    /// Waiting for an offload job: no further request is answered until it completes.
+    Parked(Box<Parked>),
+    /// The last reply is queued: flush it, then close (`linger`: half-close and drain the
+    /// input first, so the reply is not destroyed by an RST).
+    Closing { linger: bool },
+    /// Half-closed: reading and dropping until the client's FIN.
+    Lingering { dropped: usize },
 }
 
-/// The body of the request at `rbuf[rpos..]` being read (and dropped) before it is answered:
-/// a response must not go out for a request whose body may still turn out malformed. The
-/// head stays in `rbuf` and is parsed again when the body is complete.
 enum RequestBody {
-    None,
     Length(u64),
     Chunked(ChunkedDecoder),
 }
@@ -178,34 +132,15 @@ pub struct Conn<S = TcpStream> {
     peer: std::net::SocketAddr,
     /// Accepted on the metrics listener: only `/metrics` is served.
     metrics: bool,
+    phase: Phase,
+    io: Readiness,
     /// Read buffer: valid bytes are `rbuf[rpos..rend]`; empty Vec while idle.
     rbuf: Vec<u8>,
     rpos: usize,
     rend: usize,
-    /// Response bytes to send (heads and small bodies); `out[opos..]` is pending.
-    out: Vec<u8>,
-    opos: usize,
-    tail: Tail,
-    /// The body of the request at `rbuf[rpos..]`, when it is still being read.
-    body: RequestBody,
-    /// Waiting for an offload job: no further request is answered until it completes.
-    parked: Option<Box<Parked>>,
-    pub readable: bool,
-    pub writable: bool,
-    /// epoll said the peer hung up (RDHUP): a short read no longer proves the socket is
-    /// drained, the FIN may be queued behind the data, so read on until EOF or WouldBlock.
-    pub read_closed: bool,
-    /// The peer sent FIN: answer what is buffered, then close.
-    eof: bool,
-    /// Close once everything queued is sent.
-    close_after: bool,
-    /// The close follows an error or leaves unread input: linger so our response is not
-    /// destroyed by an RST.
-    linger_needed: bool,
-    lingering: bool,
+    tx: Outbox,
     /// TCP_NODELAY is set: done once, when the first response keeps the connection open.
     nodelay: bool,
-    lingered: usize,
     requests: u64,
     /// Start of the current wait: accept, first byte of a request, last progress.
     accepted: Instant,
@@ -231,50 +166,38 @@ struct LoggedRequest {
     started: Instant,
 }
 
-#[derive(PartialEq, Eq)]
-enum Flush {
-    Done,
-    Blocked,
-    Budget,
-}
-
-fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
-}
-
-fn interrupted(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::Interrupted
-}
-
 impl<S: Transport> Conn<S> {
     pub fn new(stream: S, peer: std::net::SocketAddr, metrics: bool, now: Instant) -> Conn<S> {
         Conn {
             stream,
             peer,
             metrics,
+            phase: Phase::Requests,
+            io: Readiness {
+                readable: false,
+                writable: true,
+                read_closed: false,
+                eof: false,
+            },
             rbuf: Vec::new(),
             rpos: 0,
             rend: 0,
-            out: Vec::new(),
-            opos: 0,
-            tail: Tail::None,
-            body: RequestBody::None,
-            parked: None,
-            readable: false,
-            writable: true,
-            read_closed: false,
-            eof: false,
-            close_after: false,
-            linger_needed: false,
-            lingering: false,
+            tx: Outbox::new(),
             nodelay: false,
-            lingered: 0,
             requests: 0,
             accepted: now,
             request_since: None,
             idle_since: now,
             progress_since: now,
         }
+    }
+
+    /// Record a readiness event (edge triggered: the bits stay set until a syscall says
+    /// WouldBlock).
+    pub fn ready(&mut self, r: Ready) {
+        self.io.readable |= r.readable || r.hup;
+        self.io.read_closed |= r.hup;
+        self.io.writable |= r.writable;
     }
 
     /// The peer and the first line of the request being handled (up to 200 bytes; empty
@@ -292,27 +215,31 @@ impl<S: Transport> Conn<S> {
 
     /// Waiting for an offload job's completion.
     pub fn is_parked(&self) -> bool {
-        self.parked.is_some()
+        matches!(self.phase, Phase::Parked(_))
     }
 
     pub fn stream(&mut self) -> &mut S {
         &mut self.stream
     }
 
-    /// An offload job (compression or listing) finished for this connection: write the
-    /// head and the body.
+    /// An offload job (compression or listing) finished for this connection: encode the
+    /// reply that waited for it.
     pub fn resume(
         &mut self,
         result: Result<Arc<[u8]>, JobError>,
         site: &mut Site,
         cx: &mut Cx,
     ) -> Next {
-        let Some(p) = self.parked.take() else {
-            return self.drive(site, cx);
+        let p = match std::mem::replace(&mut self.phase, Phase::Requests) {
+            Phase::Parked(p) => p,
+            other => {
+                self.phase = other;
+                return self.drive(site, cx);
+            }
         };
         let reply = p.waiting.finish(result);
-        let sent = self.send_reply(reply, p.framing, cx);
-        self.log_deferred(p.log.as_deref(), sent.0, sent.1, cx);
+        let (status, bytes) = self.send_reply(reply, p.framing, cx);
+        self.log_deferred(p.log.as_deref(), status, bytes, cx);
         self.drive(site, cx)
     }
 
@@ -339,35 +266,39 @@ impl<S: Transport> Conn<S> {
     /// still waiting for its offload job is counted and logged as 499 with no bytes,
     /// like nginx's "client closed request", so it does not vanish from the log.
     pub fn on_close(&mut self, cx: &mut Cx) {
-        if let Some(p) = self.parked.take() {
+        if let Phase::Parked(p) =
+            std::mem::replace(&mut self.phase, Phase::Closing { linger: false })
+        {
             self.log_deferred(p.log.as_deref(), 499, 0, cx);
         }
     }
 
     /// Advance as far as the socket allows.
     pub fn drive(&mut self, site: &mut Site, cx: &mut Cx) -> Next {
-        if self.lingering {
-            return self.linger(cx);
-        }
-        if let Some(p) = &self.parked {
-            // The job always completes; the send timeout bounds a stuck one. Meanwhile
-            // read ahead, which notices a client that reset the connection (logged as 499
-            // by `on_close`); a FIN still gets the answer, as a half-close may want it.
-            let since = p.since;
-            if self.readable && !self.eof && self.fill(site, cx).is_err() {
-                return Next::Close;
+        match &self.phase {
+            Phase::Lingering { .. } => return self.linger(),
+            Phase::Parked(p) => {
+                // The job always completes; the send timeout bounds a stuck one. Meanwhile
+                // read ahead, which notices a client that reset the connection (logged as
+                // 499 by `on_close`); a FIN still gets the answer, as a half-close may want it.
+                let since = p.since;
+                if self.io.readable && !self.io.eof && self.fill(site, cx).is_err() {
+                    return Next::Close;
+                }
+                return Next::Wait(Class::Send, since);
             }
-            return Next::Wait(Class::Send, since);
+            _ => {}
         }
         let mut budget = cx.turn_budget;
         loop {
             // A response still going out holds back the pipelined requests behind it; once
             // it is flushed they must be answered even if no new byte arrives.
-            let backlogged =
-                !matches!(self.tail, Tail::None) || self.out.len() - self.opos >= OUT_HIGH_WATER;
+            let backlogged = self.tx.backlogged();
             let answered = self.process(site, cx);
             let before = budget;
-            let flushed = self.flush(&mut budget);
+            let flushed = self
+                .tx
+                .flush(&mut self.stream, &mut self.io.writable, &mut budget);
             if budget < before {
                 // Any byte written restarts the send countdown: slow is fine, stuck is not.
                 self.progress_since = cx.now;
@@ -379,12 +310,11 @@ impl<S: Transport> Conn<S> {
                 Err(_) => return Next::Close,
             }
             self.progress_since = cx.now;
-            if let Some(p) = &self.parked {
-                // A response is still being compressed: it goes out before any close.
-                return Next::Wait(Class::Send, p.since);
-            }
-            if self.close_after {
-                return self.begin_close(cx);
+            match self.phase {
+                // A response is still being made: it goes out before any close.
+                Phase::Parked(ref p) => return Next::Wait(Class::Send, p.since),
+                Phase::Closing { linger } => return self.begin_close(linger, cx),
+                _ => {}
             }
             if answered || (backlogged && self.rpos < self.rend) {
                 // The output went out; more pipelined requests may be buffered.
@@ -392,16 +322,13 @@ impl<S: Transport> Conn<S> {
                 continue;
             }
             if self.rpos == self.rend {
-                self.release_rbuf(cx);
-                if self.eof {
-                    return Next::Close;
-                }
+                self.release_buffers(cx);
             }
-            if self.eof {
-                // Half a request and no more coming.
+            if self.io.eof {
+                // Nothing or half a request buffered, and no more coming.
                 return Next::Close;
             }
-            if !self.readable {
+            if !self.io.readable {
                 return self.wait_input(cx);
             }
             match self.fill(site, cx) {
@@ -414,17 +341,16 @@ impl<S: Transport> Conn<S> {
 
     /// The reactor's timer for `class` fired.
     pub fn timeout(&mut self, class: Class, site: &mut Site, cx: &mut Cx) -> Next {
+        let quiet = self.tx.head_sent();
         match class {
-            Class::Header if self.rpos < self.rend && self.opos >= self.out.len() => {
+            Class::Header if self.rpos < self.rend && quiet => {
                 // Some of a request arrived but not its head: tell the client why.
                 self.queue_error(408, cx);
                 self.drive(site, cx)
             }
-            Class::Body
-                if !matches!(self.body, RequestBody::None) && self.opos >= self.out.len() =>
-            {
+            Class::Body if matches!(self.phase, Phase::Body(_)) && quiet => {
                 // The body stopped coming: its request has no answer yet (nginx: 408).
-                self.body = RequestBody::None;
+                self.phase = Phase::Requests;
                 self.queue_error(408, cx);
                 self.drive(site, cx)
             }
@@ -433,7 +359,7 @@ impl<S: Transport> Conn<S> {
     }
 
     fn wait_input(&mut self, cx: &mut Cx) -> Next {
-        if !matches!(self.body, RequestBody::None) {
+        if matches!(self.phase, Phase::Body(_)) {
             Next::Wait(Class::Body, self.progress_since)
         } else if self.rpos < self.rend || self.requests == 0 {
             let since = if self.requests == 0 {
@@ -460,11 +386,7 @@ impl<S: Transport> Conn<S> {
         };
         let mut answered = false;
         loop {
-            if self.close_after
-                || self.parked.is_some()
-                || !matches!(self.tail, Tail::None)
-                || self.out.len() - self.opos >= OUT_HIGH_WATER
-            {
+            if !matches!(self.phase, Phase::Requests | Phase::Body(_)) || self.tx.backlogged() {
                 return answered;
             }
             if self.rpos == self.rend {
@@ -487,24 +409,23 @@ impl<S: Transport> Conn<S> {
             };
             #[cfg(feature = "fault-injection")]
             crate::fault::on_request(&buf[..head.head_len]);
-            if self.out.capacity() == 0 {
-                self.out = cx.output.take(0);
-            }
-            if matches!(self.body, RequestBody::None) {
+            if let Phase::Requests = self.phase {
                 // First sight of this head (a head waiting for its body is parsed again
                 // on every read, with the same result).
                 if head.expect_continue && head.framing != BodyFraming::None {
-                    h1::write_continue(&mut self.out);
+                    h1::write_continue(self.tx.head_buf(cx.output));
                 }
                 if self.requests > 0 {
                     // The request's time includes waiting for its body.
                     self.request_since.get_or_insert(cx.now);
                 }
-                self.body = match head.framing {
-                    BodyFraming::None | BodyFraming::Length(0) => RequestBody::None,
-                    BodyFraming::Length(n) => RequestBody::Length(n),
-                    BodyFraming::Chunked => RequestBody::Chunked(ChunkedDecoder::new()),
-                };
+                match head.framing {
+                    BodyFraming::None | BodyFraming::Length(0) => {}
+                    BodyFraming::Length(n) => self.phase = Phase::Body(RequestBody::Length(n)),
+                    BodyFraming::Chunked => {
+                        self.phase = Phase::Body(RequestBody::Chunked(ChunkedDecoder::new()))
+                    }
+                }
             }
             match self.read_body(head.head_len, &limits) {
                 Ok(true) => {}
@@ -512,7 +433,7 @@ impl<S: Transport> Conn<S> {
                 Err(e) => {
                     // Nothing after a broken body can be framed: answer the error, close.
                     log::debug!("bad request body: {} ({})", e.status, e.why);
-                    self.body = RequestBody::None;
+                    self.phase = Phase::Requests;
                     self.queue_error(e.status, cx);
                     return true;
                 }
@@ -543,10 +464,13 @@ impl<S: Transport> Conn<S> {
                 crate::http::Version::Http10 => b"HTTP/1.0",
                 crate::http::Version::Http11 => b"HTTP/1.1",
             };
-            let keep_alive = match parked {
+            self.requests += 1;
+            self.request_since = None;
+            match parked {
                 Err(reply) => {
-                    let (status, bytes, keep_alive) = self.send_reply(reply, framing, cx);
-                    let buf = &self.rbuf[self.rpos..self.rend];
+                    self.rpos += head.head_len;
+                    let (status, bytes) = self.send_reply(reply, framing, cx);
+                    let buf = &self.rbuf[self.rpos - head.head_len..self.rend];
                     // Scrapes of the metrics endpoint are not traffic: neither counted nor
                     // logged.
                     if !self.metrics {
@@ -570,7 +494,6 @@ impl<S: Transport> Conn<S> {
                             );
                         }
                     }
-                    keep_alive
                 }
                 Ok(waiting) => {
                     // Logged when the job completes, with its real status and length.
@@ -584,81 +507,65 @@ impl<S: Transport> Conn<S> {
                             started,
                         })
                     });
-                    self.parked = Some(Box::new(Parked {
+                    self.rpos += head.head_len;
+                    self.set_nodelay(framing.keep_alive);
+                    self.phase = Phase::Parked(Box::new(Parked {
                         waiting,
                         framing,
                         since: cx.now,
                         log,
                     }));
-                    framing.keep_alive
                 }
-            };
-            self.requests += 1;
-            self.request_since = None;
-            self.rpos += head.head_len;
-            if keep_alive && !self.nodelay {
-                // Like nginx's tcp_nodelay, only for connections that stay open: a response
-                // followed by close is pushed out by the close itself, so the syscall is
-                // saved on every short-lived connection. Pipelined responses and a file's
-                // last partial segment must not wait for the client's delayed ACK.
-                self.nodelay = true;
-                if let Err(e) = self.stream.set_nodelay() {
-                    log::debug!("TCP_NODELAY: {e}");
-                }
-            }
-            if !keep_alive && !self.close_after {
-                self.close_after = true;
-                // Unread pipelined bytes would turn our close into an RST.
-                self.linger_needed = self.rpos < self.rend;
             }
             answered = true;
         }
     }
 
-    /// Encode `reply` into `out` and queue its body. Returns the status, the body bytes
-    /// sent and whether the connection stays open. A reply that closes on an error
-    /// lingers, so the client reads it before our close.
-    fn send_reply(&mut self, reply: Reply, framing: Framing, cx: &mut Cx) -> (u16, u64, bool) {
-        if self.out.capacity() == 0 {
-            self.out = cx.output.take(0);
+    /// Encode `reply` into `out`, queue its body and decide what follows it. Returns the
+    /// status and the body bytes sent.
+    fn send_reply(&mut self, reply: Reply, framing: Framing, cx: &mut Cx) -> (u16, u64) {
+        let error = reply.close;
+        let sent = h1::encode(reply, framing, cx.date, self.tx.head_buf(cx.output));
+        self.tx.queue(sent.body);
+        self.set_nodelay(sent.keep_alive);
+        self.after_reply(sent.keep_alive, error);
+        (sent.status, sent.bytes)
+    }
+
+    /// The one place that decides what follows a reply: the next request on this
+    /// connection, or a close once the reply is out. `keep_alive` is what the encoder
+    /// announced; `error`: the reply ends the connection because the input's framing is in
+    /// doubt, so the client may still be sending.
+    fn after_reply(&mut self, keep_alive: bool, error: bool) {
+        debug_assert!(
+            matches!(self.phase, Phase::Requests),
+            "a reply is sent only between requests"
+        );
+        debug_assert!(!(keep_alive && error), "an error reply announces its close");
+        debug_assert!(
+            !self.tx.head_sent(),
+            "the reply announcing it is still queued"
+        );
+        if !keep_alive {
+            // Unread pipelined bytes (or a body after an error) would turn our close into
+            // an RST that destroys the reply: linger.
+            self.phase = Phase::Closing {
+                linger: error || self.rpos < self.rend,
+            };
         }
-        let close = reply.close;
-        let sent = h1::encode(reply, framing, cx.date, &mut self.out);
-        if close {
-            self.close_after = true;
-            self.linger_needed = true;
-        }
-        match sent.body {
-            Body::Empty | Body::Static(_) | Body::Pending => {}
-            Body::Shared(data) => self.tail = Tail::Shared { data, pos: 0 },
-            Body::File { file, start, end } => {
-                self.tail = Tail::File {
-                    file,
-                    pos: start,
-                    end,
-                }
+    }
+
+    /// Like nginx's tcp_nodelay, only for connections that stay open: a response followed
+    /// by close is pushed out by the close itself, so the syscall is saved on every
+    /// short-lived connection. Pipelined responses and a file's last partial segment must
+    /// not wait for the client's delayed ACK.
+    fn set_nodelay(&mut self, keep_alive: bool) {
+        if keep_alive && !self.nodelay {
+            self.nodelay = true;
+            if let Err(e) = self.stream.set_nodelay() {
+                log::debug!("TCP_NODELAY: {e}");
             }
-            Body::Multipart {
-                file,
-                heads,
-                parts,
-                trailer,
-            } => {
-                let mut segs = Vec::with_capacity(parts.len() * 2 + 1);
-                for (h, r) in parts {
-                    segs.push(Seg::Mem(h.start, h.end));
-                    segs.push(Seg::File(r.start, r.end + 1));
-                }
-                segs.push(Seg::Mem(trailer.start, trailer.end));
-                self.tail = Tail::Parts(Box::new(Parts {
-                    file,
-                    mem: heads,
-                    segs,
-                    idx: 0,
-                }));
-            }
         }
-        (sent.status, sent.bytes, sent.keep_alive)
     }
 
     /// A complete error response, then close: the framing of anything after it is in doubt.
@@ -672,22 +579,20 @@ impl<S: Transport> Conn<S> {
             close: true,
             ..Reply::error(status)
         };
-        let (status, bytes, _) = self.send_reply(reply, framing, cx);
+        let (status, bytes) = self.send_reply(reply, framing, cx);
         cx.stats.response(status, bytes);
         if let Some(log) = cx.log.as_deref_mut() {
             let started = self.request_since.unwrap_or(self.accepted);
-            log.log(
-                &Entry {
-                    peer: self.peer,
-                    request: None,
-                    status,
-                    bytes,
-                    referer: None,
-                    user_agent: None,
-                    started,
-                },
-                cx.now,
-            );
+            let entry = Entry {
+                peer: self.peer,
+                request: None,
+                status,
+                bytes,
+                referer: None,
+                user_agent: None,
+                started,
+            };
+            log.log(&entry, cx.now);
         }
     }
 
@@ -697,19 +602,19 @@ impl<S: Transport> Conn<S> {
     fn read_body(&mut self, head_len: usize, limits: &Limits) -> Result<bool, HttpError> {
         let start = self.rpos + head_len;
         let avail = &self.rbuf[start..self.rend];
-        let (n, done) = match &mut self.body {
-            RequestBody::None => return Ok(true),
-            RequestBody::Length(left) => {
+        let (n, done) = match &mut self.phase {
+            Phase::Body(RequestBody::Length(left)) => {
                 let n = (*left).min(avail.len() as u64);
                 *left -= n;
                 (n as usize, *left == 0)
             }
-            RequestBody::Chunked(dec) => dec.feed(avail, limits)?,
+            Phase::Body(RequestBody::Chunked(dec)) => dec.feed(avail, limits)?,
+            _ => return Ok(true),
         };
         self.rbuf.copy_within(start + n..self.rend, start);
         self.rend -= n;
         if done {
-            self.body = RequestBody::None;
+            self.phase = Phase::Requests;
         }
         Ok(done)
     }
@@ -730,7 +635,7 @@ impl<S: Transport> Conn<S> {
             self.rend -= self.rpos;
             self.rpos = 0;
         }
-        if !matches!(self.body, RequestBody::None) && self.rbuf.len() - self.rend < BODY_ROOM {
+        if matches!(self.phase, Phase::Body(_)) && self.rbuf.len() - self.rend < BODY_ROOM {
             // A head near the size limit leaves the body almost no room: read it in
             // blocks, not a few bytes per syscall.
             self.rbuf.resize(self.rend + BODY_ROOM, 0);
@@ -740,21 +645,21 @@ impl<S: Transport> Conn<S> {
             let want = self.rbuf.len() - self.rend;
             match self.stream.read(&mut self.rbuf[self.rend..]) {
                 Ok(0) => {
-                    self.eof = true;
-                    self.readable = false;
+                    self.io.eof = true;
+                    self.io.readable = false;
                     return Ok(true);
                 }
                 Ok(n) => {
                     self.rend += n;
                     got = true;
-                    if n < want && !self.read_closed {
+                    if n < want && !self.io.read_closed {
                         // Edge triggered: a short read means the socket is drained.
-                        self.readable = false;
+                        self.io.readable = false;
                         break;
                     }
                 }
                 Err(e) if would_block(&e) => {
-                    self.readable = false;
+                    self.io.readable = false;
                     break;
                 }
                 Err(e) if interrupted(&e) => {}
@@ -767,189 +672,49 @@ impl<S: Transport> Conn<S> {
         Ok(got)
     }
 
-    fn release_rbuf(&mut self, cx: &mut Cx) {
+    /// Give the buffers back to the reactor's pools once nothing is in them.
+    fn release_buffers(&mut self, cx: &mut Cx) {
         if self.rpos == self.rend && !self.rbuf.is_empty() {
             cx.buffers.give(std::mem::take(&mut self.rbuf));
             self.rpos = 0;
             self.rend = 0;
         }
-        if self.opos >= self.out.len() && matches!(self.tail, Tail::None) {
-            self.opos = 0;
-            self.out.clear();
-            if self.out.capacity() > 0 {
-                cx.output.give(std::mem::take(&mut self.out));
-            }
-        }
-    }
-
-    /// Send `out`, then the tail, until done, WouldBlock or the budget is spent.
-    fn flush(&mut self, budget: &mut u64) -> io::Result<Flush> {
-        loop {
-            let pending = self.out.len() - self.opos;
-            // Heads and an in-memory body leave together in one writev.
-            let shared: &[u8] = match &self.tail {
-                Tail::Shared { data, pos } => &data[*pos..],
-                _ => &[],
-            };
-            if pending > 0 || !shared.is_empty() {
-                if !self.writable {
-                    return Ok(Flush::Blocked);
-                }
-                let bufs = [IoSlice::new(&self.out[self.opos..]), IoSlice::new(shared)];
-                let n = match self.stream.write_vectored(&bufs) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => n,
-                    Err(e) if would_block(&e) => {
-                        self.writable = false;
-                        return Ok(Flush::Blocked);
-                    }
-                    Err(e) if interrupted(&e) => continue,
-                    Err(e) => return Err(e),
-                };
-                let from_out = n.min(pending);
-                self.opos += from_out;
-                if let Tail::Shared { pos, .. } = &mut self.tail {
-                    *pos += n - from_out;
-                }
-                *budget = budget.saturating_sub(n as u64);
-                if *budget == 0 {
-                    return Ok(Flush::Budget);
-                }
-                continue;
-            }
-            if matches!(self.tail, Tail::Shared { .. }) {
-                self.tail = Tail::None;
-            }
-            self.out.clear();
-            self.opos = 0;
-            if *budget == 0 {
-                return Ok(Flush::Budget);
-            }
-            let done = match &mut self.tail {
-                Tail::None => return Ok(Flush::Done),
-                // Sent with the head above; nothing left of it here.
-                Tail::Shared { .. } => true,
-                Tail::File { file, pos, end } => {
-                    if !self.writable {
-                        return Ok(Flush::Blocked);
-                    }
-                    match send_file(&mut self.stream, file, pos, *end, budget) {
-                        Ok(true) => true,
-                        Ok(false) => continue,
-                        Err(e) if would_block(&e) => {
-                            self.writable = false;
-                            return Ok(Flush::Blocked);
-                        }
-                        Err(e) if interrupted(&e) => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-                Tail::Parts(p) => {
-                    let Parts {
-                        file,
-                        mem,
-                        segs,
-                        idx,
-                    } = &mut **p;
-                    if *idx >= segs.len() {
-                        true
-                    } else {
-                        if !self.writable {
-                            return Ok(Flush::Blocked);
-                        }
-                        let r = match &mut segs[*idx] {
-                            Seg::Mem(s, e) => match self.stream.write(&mem[*s..*e]) {
-                                Ok(n) => {
-                                    *s += n;
-                                    *budget = budget.saturating_sub(n as u64);
-                                    Ok(s == e)
-                                }
-                                Err(err) => Err(err),
-                            },
-                            Seg::File(pos, end) => {
-                                send_file(&mut self.stream, file, pos, *end, budget)
-                            }
-                        };
-                        match r {
-                            Ok(true) => {
-                                *idx += 1;
-                                continue;
-                            }
-                            Ok(false) => continue,
-                            Err(e) if would_block(&e) => {
-                                self.writable = false;
-                                return Ok(Flush::Blocked);
-                            }
-                            Err(e) if interrupted(&e) => continue,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-            };
-            if done {
-                self.tail = Tail::None;
-            }
-        }
+        self.tx.release(cx.output);
     }
 
     /// After the last response: close at once, or half-close and read until the client's
     /// FIN when it may still be sending (nginx's lingering close).
-    fn begin_close(&mut self, cx: &mut Cx) -> Next {
-        if !self.linger_needed || self.eof {
+    fn begin_close(&mut self, linger: bool, cx: &mut Cx) -> Next {
+        if !linger || self.io.eof {
             return Next::Close;
         }
         let _ = self.stream.shutdown_write();
-        self.lingering = true;
+        self.phase = Phase::Lingering { dropped: 0 };
         self.progress_since = cx.now;
-        self.linger(cx)
+        self.linger()
     }
 
-    fn linger(&mut self, cx: &mut Cx) -> Next {
+    fn linger(&mut self) -> Next {
         let mut sink = [0u8; 4096];
         loop {
-            if !self.readable {
+            if !self.io.readable {
                 return Next::Wait(Class::Linger, self.progress_since);
             }
             match self.stream.read(&mut sink) {
                 Ok(0) => return Next::Close,
                 Ok(n) => {
-                    self.lingered += n;
-                    if self.lingered > LINGER_MAX {
-                        return Next::Close;
+                    if let Phase::Lingering { dropped } = &mut self.phase {
+                        *dropped += n;
+                        if *dropped > LINGER_MAX {
+                            return Next::Close;
+                        }
                     }
                 }
-                Err(e) if would_block(&e) => self.readable = false,
+                Err(e) if would_block(&e) => self.io.readable = false,
                 Err(e) if interrupted(&e) => {}
                 Err(_) => return Next::Close,
             }
-            let _ = cx;
         }
-    }
-}
-
-/// One sendfile from `*pos` towards `end`, at most the remaining budget. Ok(true) when the
-/// range is complete. A file that shrank under us cannot be framed any more: error.
-fn send_file(
-    sock: &mut impl Transport,
-    file: &File,
-    pos: &mut u64,
-    end: u64,
-    budget: &mut u64,
-) -> io::Result<bool> {
-    if *pos >= end {
-        return Ok(true);
-    }
-    let want = (end - *pos).min(*budget).min(1 << 30) as usize;
-    match sock.send_file(file, pos, want) {
-        Ok(0) => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "file shrank while being sent",
-        )),
-        Ok(n) => {
-            *budget = budget.saturating_sub(n as u64);
-            Ok(*pos >= end)
-        }
-        Err(e) => Err(e),
     }
 }
 

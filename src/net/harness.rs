@@ -4,7 +4,8 @@
 //! window opens and closes, timers fire, and `check` verifies the bytes that came back.
 
 use crate::config::Config;
-use crate::net::conn::{BufPool, Conn, Cx, Next, Transport};
+use crate::net::conn::{Conn, Cx, Next, Ready, Transport};
+use crate::net::send::BufPool;
 use crate::net::timer::Class;
 use crate::offload::{Completion, Notifier, Offload};
 use crate::ops::metrics::{ReactorStats, Registry};
@@ -230,16 +231,25 @@ impl Harness {
                         continue; // nothing follows a FIN
                     }
                     s.inbox.extend_from_slice(d);
-                    conn.readable = true;
+                    conn.ready(Ready {
+                        readable: true,
+                        ..Ready::default()
+                    });
                 }
                 Step::Window(n) => {
                     s.window = s.window.saturating_add(*n);
-                    conn.writable = true;
+                    conn.ready(Ready {
+                        writable: true,
+                        ..Ready::default()
+                    });
                 }
                 Step::Fin => {
                     s.fin = true;
-                    conn.readable = true;
-                    conn.read_closed = true;
+                    conn.ready(Ready {
+                        readable: true,
+                        writable: false,
+                        hup: true,
+                    });
                 }
                 Step::Drain => draining = true,
                 Step::Interrupt => {

@@ -1,5 +1,6 @@
 //! Sockets and the event loop: `reactor` owns a Poll, its connections and their `timer`s;
-//! `conn` is one connection's state machine; `listener` binds SO_REUSEPORT sockets;
+//! `conn` is one connection's state machine and `send` its send path (writev, sendfile,
+//! budgets); `listener` binds SO_REUSEPORT sockets;
 //! `harness` plays a reactor for one connection over an in-memory stream (fuzzer, tests).
 
 pub mod conn;
@@ -7,4 +8,5 @@ pub mod conn;
 pub mod harness;
 pub mod listener;
 pub mod reactor;
+pub mod send;
 pub mod timer;

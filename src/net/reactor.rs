@@ -9,7 +9,8 @@
 
 use crate::config::Config;
 use crate::http::h1::DateCache;
-use crate::net::conn::{BufPool, Conn, Cx, Next};
+use crate::net::conn::{Conn, Cx, Next, Ready};
+use crate::net::send::BufPool;
 use crate::net::timer::{Class, Expired, Timers, CLASSES};
 use crate::offload::{Completion, Notifier, Offload};
 use crate::ops::accesslog::{self, AccessLog};
@@ -215,15 +216,13 @@ impl Reactor {
                             continue; // stale event for a reused slot
                         }
                         // Errors and hang-ups surface through the next read or write.
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            s.conn.readable = true;
-                        }
-                        if event.is_read_closed() || event.is_error() {
-                            s.conn.read_closed = true;
-                        }
-                        if event.is_writable() || event.is_write_closed() || event.is_error() {
-                            s.conn.writable = true;
-                        }
+                        s.conn.ready(Ready {
+                            readable: event.is_readable(),
+                            writable: event.is_writable()
+                                || event.is_write_closed()
+                                || event.is_error(),
+                            hup: event.is_read_closed() || event.is_error(),
+                        });
                         self.drive(slot, now);
                     }
                 }
