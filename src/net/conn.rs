@@ -36,10 +36,12 @@ use crate::http::h1::{self, Framing};
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Limits};
 use crate::http::response::Reply;
 use crate::http::HttpError;
+use crate::net::account;
+use crate::net::recv::{Inbox, Readiness};
 use crate::net::send::{interrupted, would_block, BufPool, Flush, Outbox};
 use crate::net::timer::Class;
 use crate::offload::{JobError, Notifier};
-use crate::ops::accesslog::{AccessLog, Entry};
+use crate::ops::accesslog::AccessLog;
 use crate::ops::metrics::ReactorStats;
 use crate::site::route::Answer;
 use crate::site::{Site, Started, Waiting};
@@ -50,8 +52,6 @@ use std::time::Instant;
 
 pub use crate::net::send::{Transport, TURN_BUDGET};
 
-/// Free space kept after a buffered head while its body is read.
-const BODY_ROOM: usize = 4096;
 /// Most bytes read and dropped while lingering before we give up and close.
 const LINGER_MAX: usize = 1 << 20;
 
@@ -94,24 +94,13 @@ pub struct Ready {
     pub hup: bool,
 }
 
-/// Cached readiness and what the input side has seen.
-struct Readiness {
-    readable: bool,
-    writable: bool,
-    /// epoll said the peer hung up (RDHUP): a short read no longer proves the socket is
-    /// drained, the FIN may be queued behind the data, so read on until EOF or WouldBlock.
-    read_closed: bool,
-    /// The peer sent FIN: answer what is buffered, then close.
-    eof: bool,
-}
-
 /// Where the connection is in the request cycle.
 enum Phase {
     /// Reading request heads and answering them.
     Requests,
-    /// The head at `rbuf[rpos..]` is parsed and its body is being read and dropped: a
+    /// The head at the front of the inbox is parsed and its body is being read and dropped: a
     /// response must not go out for a request whose body may still turn out malformed. The
-    /// head stays in `rbuf` and is parsed again when the body is complete.
+    /// head stays in the inbox and is parsed again when the body is complete.
     Body(RequestBody),
     /// Waiting for an offload job: no further request is answered until it completes.
     Parked(Box<Parked>),
@@ -134,10 +123,8 @@ pub struct Conn<S = TcpStream> {
     metrics: bool,
     phase: Phase,
     io: Readiness,
-    /// Read buffer: valid bytes are `rbuf[rpos..rend]`; empty Vec while idle.
-    rbuf: Vec<u8>,
-    rpos: usize,
-    rend: usize,
+    /// The bytes received and not yet answered; no buffer while idle.
+    rx: Inbox,
     tx: Outbox,
     /// TCP_NODELAY is set: done once, when the first response keeps the connection open.
     nodelay: bool,
@@ -154,16 +141,7 @@ struct Parked {
     framing: Framing,
     since: Instant,
     /// The request line and headers the access log needs, copied only when logging.
-    log: Option<Box<LoggedRequest>>,
-}
-
-struct LoggedRequest {
-    method: Vec<u8>,
-    target: Vec<u8>,
-    protocol: &'static [u8],
-    referer: Option<Vec<u8>>,
-    user_agent: Option<Vec<u8>>,
-    started: Instant,
+    log: Option<Box<account::Owned>>,
 }
 
 impl<S: Transport> Conn<S> {
@@ -179,9 +157,7 @@ impl<S: Transport> Conn<S> {
                 read_closed: false,
                 eof: false,
             },
-            rbuf: Vec::new(),
-            rpos: 0,
-            rend: 0,
+            rx: Inbox::default(),
             tx: Outbox::new(),
             nodelay: false,
             requests: 0,
@@ -203,7 +179,7 @@ impl<S: Transport> Conn<S> {
     /// The peer and the first line of the request being handled (up to 200 bytes; empty
     /// between requests): what the reactor logs when handling this connection panicked.
     pub fn context(&self) -> (std::net::SocketAddr, &[u8]) {
-        let pending = self.rbuf.get(self.rpos..self.rend).unwrap_or_default();
+        let pending = self.rx.pending();
         let line = pending.split(|&b| b == b'\n').next().unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         (self.peer, &line[..line.len().min(200)])
@@ -243,22 +219,20 @@ impl<S: Transport> Conn<S> {
         self.drive(site, cx)
     }
 
-    /// Count and log a response whose status was known only once its job ran.
-    fn log_deferred(&self, r: Option<&LoggedRequest>, status: u16, bytes: u64, cx: &mut Cx) {
-        cx.stats.response(status, bytes);
-        if let (Some(log), Some(r)) = (cx.log.as_deref_mut(), r) {
-            log.log(
-                &Entry {
-                    peer: self.peer,
-                    request: Some((&r.method, &r.target, r.protocol)),
-                    status,
-                    bytes,
-                    referer: r.referer.as_deref(),
-                    user_agent: r.user_agent.as_deref(),
-                    started: r.started,
-                },
+    /// Count and log a response whose status was known only once its job ran (the
+    /// request's copy exists only when logging).
+    fn log_deferred(&self, r: Option<&account::Owned>, status: u16, bytes: u64, cx: &mut Cx) {
+        match r {
+            Some(r) => account::response(
+                cx,
+                self.peer,
+                Some(r.get()),
+                r.started(),
+                status,
+                bytes,
                 Instant::now(),
-            );
+            ),
+            None => cx.stats.response(status, bytes),
         }
     }
 
@@ -316,12 +290,12 @@ impl<S: Transport> Conn<S> {
                 Phase::Closing { linger } => return self.begin_close(linger, cx),
                 _ => {}
             }
-            if answered || (backlogged && self.rpos < self.rend) {
+            if answered || (backlogged && self.rx.has_pending()) {
                 // The output went out; more pipelined requests may be buffered.
                 self.idle_since = cx.now;
                 continue;
             }
-            if self.rpos == self.rend {
+            if !self.rx.has_pending() {
                 self.release_buffers(cx);
             }
             if self.io.eof {
@@ -343,7 +317,7 @@ impl<S: Transport> Conn<S> {
     pub fn timeout(&mut self, class: Class, site: &mut Site, cx: &mut Cx) -> Next {
         let quiet = self.tx.head_sent();
         match class {
-            Class::Header if self.rpos < self.rend && quiet => {
+            Class::Header if self.rx.has_pending() && quiet => {
                 // Some of a request arrived but not its head: tell the client why.
                 self.queue_error(408, cx);
                 self.drive(site, cx)
@@ -361,7 +335,7 @@ impl<S: Transport> Conn<S> {
     fn wait_input(&mut self, cx: &mut Cx) -> Next {
         if matches!(self.phase, Phase::Body(_)) {
             Next::Wait(Class::Body, self.progress_since)
-        } else if self.rpos < self.rend || self.requests == 0 {
+        } else if self.rx.has_pending() || self.requests == 0 {
             let since = if self.requests == 0 {
                 self.accepted
             } else {
@@ -389,10 +363,10 @@ impl<S: Transport> Conn<S> {
             if !matches!(self.phase, Phase::Requests | Phase::Body(_)) || self.tx.backlogged() {
                 return answered;
             }
-            if self.rpos == self.rend {
+            if !self.rx.has_pending() {
                 return answered;
             }
-            let buf = &self.rbuf[self.rpos..self.rend];
+            let buf = self.rx.pending();
             let head = match request::parse(buf, &limits) {
                 Ok(Some(h)) => h,
                 Ok(None) => {
@@ -439,7 +413,7 @@ impl<S: Transport> Conn<S> {
                 }
             }
             // The body is gone from the buffer: the next request follows the head.
-            let buf = &self.rbuf[self.rpos..self.rend];
+            let buf = self.rx.pending();
             let Answer { reply, job } = site.respond(&head, buf, cx.now, cx.date, self.metrics);
             let framing = Framing {
                 keep_alive: head.keep_alive && !cx.draining,
@@ -460,54 +434,27 @@ impl<S: Transport> Conn<S> {
                 (_, Some(t)) => t,
                 _ => cx.now,
             };
-            let protocol: &'static [u8] = match head.version {
-                crate::http::Version::Http10 => b"HTTP/1.0",
-                crate::http::Version::Http11 => b"HTTP/1.1",
-            };
             self.requests += 1;
             self.request_since = None;
             match parked {
                 Err(reply) => {
-                    self.rpos += head.head_len;
+                    self.rx.consume(head.head_len);
                     let (status, bytes) = self.send_reply(reply, framing, cx);
-                    let buf = &self.rbuf[self.rpos - head.head_len..self.rend];
+                    let r =
+                        account::Request::of(&head, self.rx.before_consume(head.head_len), started);
                     // Scrapes of the metrics endpoint are not traffic: neither counted nor
                     // logged.
                     if !self.metrics {
-                        cx.stats.response(status, bytes);
-                        if let Some(log) = cx.log.as_deref_mut() {
-                            log.log(
-                                &Entry {
-                                    peer: self.peer,
-                                    request: Some((
-                                        head.method_span.get(buf),
-                                        head.target.get(buf),
-                                        protocol,
-                                    )),
-                                    status,
-                                    bytes,
-                                    referer: head.referer.map(|s| s.get(buf)),
-                                    user_agent: head.user_agent.map(|s| s.get(buf)),
-                                    started,
-                                },
-                                cx.now,
-                            );
-                        }
+                        account::response(cx, self.peer, Some(r), started, status, bytes, cx.now);
                     }
                 }
                 Ok(waiting) => {
                     // Logged when the job completes, with its real status and length.
-                    let log = cx.log.as_ref().map(|_| {
-                        Box::new(LoggedRequest {
-                            method: head.method_span.get(buf).to_vec(),
-                            target: head.target.get(buf).to_vec(),
-                            protocol,
-                            referer: head.referer.map(|s| s.get(buf).to_vec()),
-                            user_agent: head.user_agent.map(|s| s.get(buf).to_vec()),
-                            started,
-                        })
-                    });
-                    self.rpos += head.head_len;
+                    let log = cx
+                        .log
+                        .as_ref()
+                        .map(|_| account::Request::of(&head, buf, started).to_owned());
+                    self.rx.consume(head.head_len);
                     self.set_nodelay(framing.keep_alive);
                     self.phase = Phase::Parked(Box::new(Parked {
                         waiting,
@@ -550,7 +497,7 @@ impl<S: Transport> Conn<S> {
             // Unread pipelined bytes (or a body after an error) would turn our close into
             // an RST that destroys the reply: linger.
             self.phase = Phase::Closing {
-                linger: error || self.rpos < self.rend,
+                linger: error || self.rx.has_pending(),
             };
         }
     }
@@ -580,28 +527,15 @@ impl<S: Transport> Conn<S> {
             ..Reply::error(status)
         };
         let (status, bytes) = self.send_reply(reply, framing, cx);
-        cx.stats.response(status, bytes);
-        if let Some(log) = cx.log.as_deref_mut() {
-            let started = self.request_since.unwrap_or(self.accepted);
-            let entry = Entry {
-                peer: self.peer,
-                request: None,
-                status,
-                bytes,
-                referer: None,
-                user_agent: None,
-                started,
-            };
-            log.log(&entry, cx.now);
-        }
+        let started = self.request_since.unwrap_or(self.accepted);
+        account::response(cx, self.peer, None, started, status, bytes, cx.now);
     }
 
     /// Consume the buffered bytes of the pending request body, which follow its head at
-    /// `rbuf[rpos + head_len..]`, in place (later bytes move down, the head stays). Returns
+    /// `after_head(head_len)`, in place (later bytes move down, the head stays). Returns
     /// whether the body is complete.
     fn read_body(&mut self, head_len: usize, limits: &Limits) -> Result<bool, HttpError> {
-        let start = self.rpos + head_len;
-        let avail = &self.rbuf[start..self.rend];
+        let avail = self.rx.after_head(head_len);
         let (n, done) = match &mut self.phase {
             Phase::Body(RequestBody::Length(left)) => {
                 let n = (*left).min(avail.len() as u64);
@@ -611,61 +545,20 @@ impl<S: Transport> Conn<S> {
             Phase::Body(RequestBody::Chunked(dec)) => dec.feed(avail, limits)?,
             _ => return Ok(true),
         };
-        self.rbuf.copy_within(start + n..self.rend, start);
-        self.rend -= n;
+        self.rx.drop_body(head_len, n);
         if done {
             self.phase = Phase::Requests;
         }
         Ok(done)
     }
 
-    /// Read until WouldBlock, a short read, EOF or a full buffer. Returns whether any
-    /// input arrived (or EOF was seen), i.e. whether processing can continue.
+    /// Read what the socket has (`Inbox::fill`).
     fn fill(&mut self, site: &Site, cx: &mut Cx) -> io::Result<bool> {
         let cap = site.config().limits.max_header_bytes + 1;
-        if self.rbuf.is_empty() {
-            self.rbuf = cx.buffers.take(cap.max(4096));
-        }
-        if self.rpos == self.rend {
-            self.rpos = 0;
-            self.rend = 0;
-        } else if self.rpos > 0 && self.rend == self.rbuf.len() {
-            // Roll the unparsed tail to the front (LineBuffer::roll).
-            self.rbuf.copy_within(self.rpos..self.rend, 0);
-            self.rend -= self.rpos;
-            self.rpos = 0;
-        }
-        if matches!(self.phase, Phase::Body(_)) && self.rbuf.len() - self.rend < BODY_ROOM {
-            // A head near the size limit leaves the body almost no room: read it in
-            // blocks, not a few bytes per syscall.
-            self.rbuf.resize(self.rend + BODY_ROOM, 0);
-        }
-        let mut got = false;
-        while self.rend < self.rbuf.len() {
-            let want = self.rbuf.len() - self.rend;
-            match self.stream.read(&mut self.rbuf[self.rend..]) {
-                Ok(0) => {
-                    self.io.eof = true;
-                    self.io.readable = false;
-                    return Ok(true);
-                }
-                Ok(n) => {
-                    self.rend += n;
-                    got = true;
-                    if n < want && !self.io.read_closed {
-                        // Edge triggered: a short read means the socket is drained.
-                        self.io.readable = false;
-                        break;
-                    }
-                }
-                Err(e) if would_block(&e) => {
-                    self.io.readable = false;
-                    break;
-                }
-                Err(e) if interrupted(&e) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let body = matches!(self.phase, Phase::Body(_));
+        let got = self
+            .rx
+            .fill(&mut self.stream, &mut self.io, cap, body, cx.buffers)?;
         if got {
             self.progress_since = cx.now;
         }
@@ -674,11 +567,7 @@ impl<S: Transport> Conn<S> {
 
     /// Give the buffers back to the reactor's pools once nothing is in them.
     fn release_buffers(&mut self, cx: &mut Cx) {
-        if self.rpos == self.rend && !self.rbuf.is_empty() {
-            cx.buffers.give(std::mem::take(&mut self.rbuf));
-            self.rpos = 0;
-            self.rend = 0;
-        }
+        self.rx.release(cx.buffers);
         self.tx.release(cx.output);
     }
 
