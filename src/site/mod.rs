@@ -8,6 +8,7 @@
 //! drives; nothing here is shared between threads except the offload pool and its cache.
 
 pub mod autoindex;
+pub mod cache;
 pub mod files;
 pub mod route;
 pub mod rules;
