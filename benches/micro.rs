@@ -12,11 +12,12 @@
 use std::time::Instant;
 
 use divan::{black_box, Bencher};
+use vireo::http::h1::{encode, Framing};
 use vireo::http::negotiate::{choose_encoding, parse_range, Coding, RangeResult};
 use vireo::http::request::{parse, Limits};
-use vireo::offload::codec::{encode, Levels};
-use vireo::site::files::{EtagBuf, OpenCache, Resolver};
-use vireo::site::route::{write_200, ExtraHeaders, Router, Variant};
+use vireo::http::response::{Body, ContentType, EtagBuf, Headers, Reply};
+use vireo::offload::codec::{self, Levels};
+use vireo::site::Site;
 use vireo::Config;
 
 fn main() {
@@ -67,8 +68,9 @@ fn parse_head(b: Bencher, name: &str) {
     b.bench(|| parse(black_box(req), &LIMITS));
 }
 
-/// Router::respond for a cached 1 KiB file (no compression): path normalisation, the
-/// open-file cache hit, validators, and the head written into a reused buffer.
+/// Site::respond for a cached 1 KiB file (no compression): path normalisation, the
+/// open-file cache hit, validators, then the h1 encoder writing the head into a reused
+/// buffer.
 #[divan::bench(args = ["browser", "wrk", "notfound"])]
 fn route(b: Bencher, name: &str) {
     let req = request(name);
@@ -79,48 +81,50 @@ fn route(b: Bencher, name: &str) {
         dir.path().display().to_string()
     );
     let config = Config::from_toml(&text, dir.path(), "micro.toml").expect("config");
-    let resolver = Resolver::new(&config.root, &config.index).expect("resolver");
-    let mut files = OpenCache::new(&config.open_file_cache);
-    let mut scratch = Vec::new();
+    let mut site = Site::new(std::sync::Arc::new(config), None, None).expect("site");
     let mut out = Vec::with_capacity(4096);
     let date = b"Sun, 06 Nov 1994 08:49:37 GMT";
     let head = parse(req, &LIMITS).expect("valid").expect("complete");
     let now = Instant::now();
     b.bench_local(|| {
         out.clear();
-        let mut router = Router {
-            config: &config,
-            resolver: &resolver,
-            files: &mut files,
-            now,
-            date,
-            scratch: &mut scratch,
+        let reply = site.respond(&head, req, now, date, false).reply;
+        let framing = Framing {
+            keep_alive: true,
             http10: false,
-            offload: None,
-            metrics: None,
+            head_only: false,
         };
-        black_box(router.respond(&head, req, true, &mut out).status)
+        black_box(encode(reply, framing, date, &mut out).status)
     });
 }
 
+/// The h1 encoder alone, for a 200 with validators: the head written into a reused
+/// buffer (the reply is built outside the timed part).
 #[divan::bench]
 fn write_head(b: Bencher) {
-    let v = Variant {
-        mime: "text/html; charset=utf-8",
-        etag: EtagBuf::new(1_700_000_000, 1024),
-        last_modified: Some(1_700_000_000),
-        gzip: false,
-        vary: true,
+    let framing = Framing {
         keep_alive: true,
         http10: false,
-        extra: ExtraHeaders::default(),
+        head_only: false,
     };
     let mut out = Vec::with_capacity(512);
     let date = b"Sun, 06 Nov 1994 08:49:37 GMT";
-    b.bench_local(|| {
+    b.with_inputs(|| Reply {
+        status: 200,
+        headers: Headers {
+            content_type: Some(ContentType::Static("text/html; charset=utf-8")),
+            etag: Some(EtagBuf::new(1_700_000_000, 1024)),
+            last_modified: Some(1_700_000_000),
+            vary: true,
+            accept_ranges: true,
+            ..Headers::default()
+        },
+        body: Body::Empty,
+        close: false,
+    })
+    .bench_local_values(|reply| {
         out.clear();
-        write_200(&mut out, date, black_box(&v), 1024);
-        out.len()
+        encode(reply, framing, date, &mut out).keep_alive
     });
 }
 
@@ -187,7 +191,7 @@ fn codec(b: Bencher, coding: &str) {
     let mut out = Vec::new();
     b.counter(divan::counter::BytesCount::new(input.len()))
         .bench_local(|| {
-            encode(coding, &levels, black_box(&input), &mut out).expect("encode");
+            codec::encode(coding, &levels, black_box(&input), &mut out).expect("encode");
             out.len()
         });
 }

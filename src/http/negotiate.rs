@@ -25,8 +25,9 @@ fn parse_date(v: &[u8]) -> Option<u64> {
 // Accept-Encoding (RFC 9110 12.5.3)
 // ---------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Coding {
+    #[default]
     Identity,
     Gzip,
     Br,

@@ -1,45 +1,267 @@
-//! Response heads written straight into a reused byte buffer.
+//! A reply, protocol-neutral: status, a small typed set of headers plus the configured
+//! extras, and where the body comes from. The router builds one; an encoder per protocol
+//! (`h1` today) decides how it goes on the wire: framing, `Connection`, HEAD.
 //!
-//! No header map, no per-response allocation: the router appends lines to the
-//! connection's head buffer in the order they go on the wire. Numbers go through itoa and
-//! the Date value is formatted at most once a second per reactor (`DateCache`), never in
-//! shared state.
+//! No header map and no per-reply allocation on the hot path: the typed headers are plain
+//! fields, an entity-tag is a fixed-size buffer, the extras are a bitmask over the site's
+//! rule blocks, and a small cached file is an `Arc` shared with the open-file cache.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use super::negotiate::{ByteRange, Coding};
+use std::fmt;
+use std::fs::File;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
 
-/// The `Date` header value, reformatted only when the second changes.
-pub struct DateCache {
-    secs: u64,
-    text: [u8; 29],
+/// Methods a static resource allows; sent with every 405 and OPTIONS (nginx omits it on 405).
+pub const ALLOW: &[u8] = b"GET, HEAD, OPTIONS";
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: Body,
+    /// Close the connection after this reply, whatever the client asked: an error after
+    /// which the framing of the input is in doubt. Such a reply is sent whole, even to HEAD
+    /// (as when no request could be parsed).
+    pub close: bool,
 }
 
-impl Default for DateCache {
-    fn default() -> Self {
-        DateCache::new()
+/// The typed headers a reply may carry. The encoder writes them in one fixed order:
+/// status-specific lines first (Allow, Location, Retry-After, an unsatisfied
+/// Content-Range), then the representation (Content-Type, Content-Range, Content-Length,
+/// Content-Encoding), then validators and caching (Vary, Last-Modified, ETag,
+/// Accept-Ranges), then the configured extras.
+#[derive(Clone, Debug, Default)]
+pub struct Headers {
+    /// `Allow: GET, HEAD, OPTIONS` (405, OPTIONS).
+    pub allow: bool,
+    /// A redirect's target, already percent-encoded.
+    pub location: Option<Box<[u8]>>,
+    /// Seconds, for 503.
+    pub retry_after: Option<u32>,
+    pub content_range: Option<ContentRange>,
+    pub content_type: Option<ContentType>,
+    /// The body's coding (`Content-Encoding` unless identity).
+    pub coding: Coding,
+    /// `Vary: Accept-Encoding`: the resource has encoded variants.
+    pub vary: bool,
+    /// Unix seconds, already no later than the reply's `Date`.
+    pub last_modified: Option<u64>,
+    pub etag: Option<EtagBuf>,
+    /// `Accept-Ranges: bytes`.
+    pub accept_ranges: bool,
+    pub extra: Extra,
+}
+
+#[derive(Clone, Debug)]
+pub enum ContentType {
+    Static(&'static str),
+    /// multipart/byteranges with its boundary.
+    Owned(Box<str>),
+}
+
+impl ContentType {
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            ContentType::Static(s) => s.as_bytes(),
+            ContentType::Owned(s) => s.as_bytes(),
+        }
     }
 }
 
-impl DateCache {
-    pub fn new() -> DateCache {
-        let mut d = DateCache {
-            secs: u64::MAX,
-            text: [b' '; 29],
-        };
-        d.update(SystemTime::now());
-        d
-    }
+#[derive(Clone, Copy, Debug)]
+pub enum ContentRange {
+    /// `bytes first-last/len` (206).
+    Part(ByteRange, u64),
+    /// `bytes */len` (416).
+    Unsatisfied(u64),
+}
 
-    /// Call once per loop iteration; formats only when the second changed.
-    pub fn update(&mut self, now: SystemTime) {
-        let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if secs != self.secs {
-            self.secs = secs;
-            self.text = http_date(secs);
+/// The configured `[[headers]]` lines a request matched: the site's rule blocks (an Arc
+/// clone, only when something matched) and a bitmask over them. Never allocates.
+#[derive(Clone, Debug, Default)]
+pub struct Extra {
+    blocks: Option<Arc<[Box<[u8]>]>>,
+    mask: u64,
+}
+
+impl Extra {
+    /// Blocks `i` with bit `i` set in `mask` (at most the first 64), in order.
+    pub fn new(blocks: &Arc<[Box<[u8]>]>, mask: u64) -> Extra {
+        Extra {
+            blocks: (mask != 0).then(|| Arc::clone(blocks)),
+            mask,
         }
     }
 
-    pub fn get(&self) -> &[u8] {
-        &self.text
+    pub fn write(&self, out: &mut Vec<u8>) {
+        let Some(blocks) = &self.blocks else {
+            return;
+        };
+        for (i, b) in blocks.iter().enumerate().take(64) {
+            if self.mask & (1 << i) != 0 {
+                out.extend_from_slice(b);
+            }
+        }
+    }
+}
+
+/// Where the body comes from.
+pub enum Body {
+    Empty,
+    Static(&'static [u8]),
+    /// In memory, shared with a cache (small files, compressed variants, listings): sent in
+    /// the same writev as the head.
+    Shared(Arc<[u8]>),
+    /// `start..end` of an open file, sent with sendfile.
+    File {
+        file: Arc<File>,
+        start: u64,
+        end: u64,
+    },
+    /// multipart/byteranges: `heads` holds every part preamble and the trailer; parts are
+    /// sent in order, each preamble followed by its slice of the file.
+    Multipart {
+        file: Arc<File>,
+        heads: Vec<u8>,
+        parts: Vec<(std::ops::Range<usize>, ByteRange)>,
+        trailer: std::ops::Range<usize>,
+    },
+    /// Not known yet: an offload job (compression, a listing) produces it. The connection
+    /// parks and encodes the reply when the job completes.
+    Pending,
+}
+
+impl Body {
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Empty | Body::Pending => 0,
+            Body::Static(b) => b.len() as u64,
+            Body::File { start, end, .. } => end - start,
+            Body::Shared(b) => b.len() as u64,
+            Body::Multipart { parts, trailer, .. } => {
+                parts
+                    .iter()
+                    .map(|(h, r)| (h.len() as u64) + r.end - r.start + 1)
+                    .sum::<u64>()
+                    + trailer.len() as u64
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Reply {
+    /// The built-in HTML page for an error status.
+    pub fn error(status: u16) -> Reply {
+        Reply {
+            status,
+            headers: Headers {
+                content_type: Some(ContentType::Static(HTML)),
+                ..Headers::default()
+            },
+            body: Body::Static(error_body(status)),
+            close: false,
+        }
+    }
+}
+
+/// The Content-Type of built-in pages and listings.
+pub const HTML: &str = "text/html; charset=utf-8";
+
+/// Per-coding facts, so that adding a coding touches only `Coding`, the codec and config.
+impl Coding {
+    /// The suffix that tells this coding's entity-tag from the identity one.
+    pub fn etag_suffix(self) -> &'static [u8] {
+        match self {
+            Coding::Identity => b"",
+            Coding::Gzip => b"-gz",
+            Coding::Zstd => b"-zst",
+            Coding::Br => b"-br",
+        }
+    }
+
+    /// The extension of a precompressed file beside the original (nginx's gzip_static).
+    pub fn sidecar_ext(self) -> &'static [u8] {
+        match self {
+            Coding::Identity => b"",
+            Coding::Gzip => b".gz",
+            Coding::Zstd => b".zst",
+            Coding::Br => b".br",
+        }
+    }
+}
+
+/// Strong ETag `"<mtime hex>-<size hex>"` (nginx format), quotes included.
+/// Fixed-size so building one never allocates.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct EtagBuf {
+    // 2 quotes + 16 + '-' + 16 hex digits = 35 bytes max, plus room for a coding suffix.
+    buf: [u8; 40],
+    len: u8,
+}
+
+impl EtagBuf {
+    pub fn new(mtime: u64, size: u64) -> EtagBuf {
+        let mut e = EtagBuf {
+            buf: [0; 40],
+            len: 0,
+        };
+        e.push(b'"');
+        e.push_hex(mtime);
+        e.push(b'-');
+        e.push_hex(size);
+        e.push(b'"');
+        e
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[usize::from(self.len)] = b;
+        self.len += 1;
+    }
+
+    fn push_hex(&mut self, v: u64) {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        // Number of significant nibbles; at least one so 0 prints "0".
+        let digits = ((64 - v.leading_zeros()).div_ceil(4)).max(1);
+        for i in (0..digits).rev() {
+            self.push(HEX[((v >> (i * 4)) & 0xf) as usize]);
+        }
+    }
+
+    /// The tag of an encoded variant: `"x-y"` becomes `"x-y-gz"` for gzip, distinct from
+    /// the identity tag so caches and If-None-Match never confuse the two.
+    pub fn for_coding(&self, coding: Coding) -> EtagBuf {
+        let mut e = *self;
+        let suffix = coding.etag_suffix();
+        if suffix.is_empty() {
+            return e;
+        }
+        e.len -= 1; // drop the closing quote
+        for &b in suffix {
+            e.push(b);
+        }
+        e.push(b'"');
+        e
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Always ASCII by construction; the fallback can't be hit.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl fmt::Debug for EtagBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for EtagBuf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -70,41 +292,6 @@ pub fn parse_date(date: &[u8]) -> Option<u64> {
 /// modification time in the future is replaced by the `Date` value itself.
 pub fn last_modified(mtime: Option<u64>, date: u64) -> Option<u64> {
     Some(mtime?.min(date).min(MAX_HTTP_DATE))
-}
-
-/// Status line plus the headers every response carries.
-pub fn start(out: &mut Vec<u8>, status: u16, date: &[u8]) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    let mut b = itoa::Buffer::new();
-    out.extend_from_slice(b.format(status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(super::reason(status).as_bytes());
-    out.extend_from_slice(b"\r\nServer: vireo\r\nDate: ");
-    out.extend_from_slice(date);
-    out.extend_from_slice(b"\r\n");
-}
-
-pub fn header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
-}
-
-pub fn header_u64(out: &mut Vec<u8>, name: &[u8], value: u64) {
-    let mut b = itoa::Buffer::new();
-    header(out, name, b.format(value).as_bytes());
-}
-
-/// Connection handling and the blank line. HTTP/1.0 keep-alive must be announced; for
-/// HTTP/1.1 it is the default, so only `close` is written.
-pub fn finish(out: &mut Vec<u8>, keep_alive: bool, http10: bool) {
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if http10 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
 }
 
 macro_rules! error_pages {
@@ -142,34 +329,24 @@ error_pages! {
     505 "HTTP Version Not Supported",
 }
 
-/// A complete error response (head and body) with its own Content-Length; used where no
-/// request could be parsed (and by the router for its errors).
-pub fn error(out: &mut Vec<u8>, status: u16, date: &[u8], keep_alive: bool, head_only: bool) {
-    let body = error_body(status);
-    start(out, status, date);
-    header(out, b"Content-Type", b"text/html; charset=utf-8");
-    header_u64(out, b"Content-Length", body.len() as u64);
-    finish(out, keep_alive, false);
-    if !head_only {
-        out.extend_from_slice(body);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn head_is_well_formed() {
-        let d = DateCache::new();
-        let mut out = Vec::new();
-        start(&mut out, 404, d.get());
-        header_u64(&mut out, b"Content-Length", 12);
-        finish(&mut out, false, false);
-        let s = String::from_utf8(out).expect("ascii");
-        assert!(s.starts_with("HTTP/1.1 404 Not Found\r\nServer: vireo\r\nDate: "));
-        assert!(s.ends_with("Content-Length: 12\r\nConnection: close\r\n\r\n"));
-        assert!(s.contains(" GMT\r\n"));
+    fn each_coding_has_its_own_etag_and_sidecar() {
+        let e = EtagBuf::new(u64::MAX, u64::MAX);
+        assert_eq!(e.for_coding(Coding::Identity), e);
+        for (c, tag, ext) in [
+            (Coding::Gzip, "-gz\"", ".gz"),
+            (Coding::Zstd, "-zst\"", ".zst"),
+            (Coding::Br, "-br\"", ".br"),
+        ] {
+            let v = e.for_coding(c);
+            assert!(v.as_str().ends_with(tag), "{v}");
+            assert!(v.as_str().starts_with(&e.as_str()[..e.as_str().len() - 1]));
+            assert_eq!(c.sidecar_ext(), ext.as_bytes());
+        }
     }
 
     #[test]
@@ -191,10 +368,7 @@ mod tests {
             b"Fri, 31 Dec 9999 23:59:59 GMT"
         );
         assert_eq!(&http_date(u64::MAX), b"Fri, 31 Dec 9999 23:59:59 GMT");
-        let mut d = DateCache::new();
-        d.update(UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_900));
-        assert_eq!(d.get(), b"Fri, 31 Dec 9999 23:59:59 GMT");
-        assert_eq!(parse_date(d.get()), Some(MAX_HTTP_DATE));
+        assert_eq!(parse_date(&http_date(253_402_300_900)), Some(MAX_HTTP_DATE));
     }
 
     #[test]

@@ -4,77 +4,54 @@
 //!            accept
 //!              |
 //!              v
-//!   +-----> Reading ---- head parsed ----> body? --yes--> read and validate it in place
-//!   |          |  ^                          |            (Body timer; bad -> 400/413)
-//!   |    partial| |more bytes                 no               |
-//!   |          v  |                          v                 v
-//!   |      (Header timer)            respond (head into `out`, body as `Tail`)
-//!   |                                        |
-//!   |                                        v
-//!   |                           Writing (writev out [+ bytes], sendfile tail)
-//!   |                                        |  WouldBlock -> Send timer, resume on
-//!   |                                        |  writable; budget spent -> next tick
-//!   +-- pipelined bytes buffered <-----------+
+//!   +-----> Requests ---- head parsed ----> body? --yes--> Body: read and drop it in place
+//!   |          |  ^                           |            (Body timer; bad -> 400/413)
+//!   |    partial| |more bytes                  no               |
+//!   |          v  |                           v                 v
+//!   |      (Header timer)        Site::respond -> Reply --- job? --> Parked (Send timer)
+//!   |                                         |                        | completion
+//!   |                                         v                        v
+//!   |                     h1::encode into `out`; send: writev out [+ bytes], sendfile tail
+//!   |                                         |  WouldBlock -> Send timer, resume on
+//!   |                                         |  writable; budget spent -> next tick
+//!   +-- keep-alive, pipelined bytes buffered -+
 //!              | none
 //!              v
-//!        Idle (KeepAlive timer, buffers returned) --- close/timeout/drain --> Closed
-//!   error or `Connection: close` -> flush -> [Lingering: read and drop until FIN] -> Closed
+//!        idle (KeepAlive timer, buffers returned) --- close/timeout/drain --> closed
+//!   not keep-alive -> Closing -> flush -> [Lingering: read and drop until FIN] -> closed
 //! ```
 //!
-//! Readiness is cached (`readable`, `writable`): the socket is registered once, edge
-//! triggered, and a flag is cleared only when a syscall says WouldBlock (or a read comes
-//! back short, which edge triggering lets us trust). The connection never touches the Poll,
-//! the slab or the timers: `drive` returns a `Next` and the reactor applies it.
+//! Where the connection is lives in one enum, `Phase`; writing overlaps reading (pipelined
+//! responses go out while the next head arrives), so it is the send queue (`send::Outbox`),
+//! not a phase. Whether the connection stays open after a reply is decided in one place,
+//! `after_reply`, from what the encoder announced.
+//!
+//! Readiness is cached (`Readiness`): the socket is registered once, edge triggered; an
+//! event sets bits (`ready`), and a bit is cleared only when a syscall says WouldBlock (or a
+//! read comes back short, which edge triggering lets us trust). The connection never
+//! touches the Poll, the slab or the timers: `drive` returns a `Next` and the reactor
+//! applies it.
 
-use crate::config::Config;
+use crate::http::h1::{self, Framing};
 use crate::http::request::{self, BodyFraming, ChunkedDecoder, Limits};
-use crate::http::response;
+use crate::http::response::Reply;
 use crate::http::HttpError;
+use crate::net::account;
+use crate::net::recv::{Inbox, Readiness};
+use crate::net::send::{interrupted, would_block, BufPool, Flush, Outbox};
 use crate::net::timer::Class;
-use crate::offload::{JobError, Notifier, Offload, Submitted};
-use crate::ops::accesslog::{AccessLog, Entry};
-use crate::ops::metrics::{ReactorStats, Registry};
-use crate::site::files::{OpenCache, Resolver};
-use crate::site::route::{self, Body, Router, Variant};
+use crate::offload::{JobError, Notifier};
+use crate::ops::accesslog::AccessLog;
+use crate::ops::metrics::ReactorStats;
+use crate::site::route::Answer;
+use crate::site::{Site, Started, Waiting};
 use mio::net::TcpStream;
-use std::fs::File;
-use std::io::{self, IoSlice, Read, Write};
-use std::net::Shutdown;
+use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The byte stream under a connection: a TCP socket in the server, an in-memory stream in
-/// the connection fuzzer and its tests (`harness`).
-pub trait Transport: Read + Write {
-    /// Copy up to `len` bytes of `file` from `*pos` into the stream, advancing `*pos`.
-    fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize>;
-    /// Half-close: no more bytes from us (lingering close).
-    fn shutdown_write(&mut self) -> io::Result<()>;
-    /// Turn Nagle off (TCP_NODELAY).
-    fn set_nodelay(&mut self) -> io::Result<()>;
-}
+pub use crate::net::send::{Transport, TURN_BUDGET};
 
-impl Transport for TcpStream {
-    fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize> {
-        Ok(rustix::fs::sendfile(&*self, file, Some(pos), len)?)
-    }
-
-    fn shutdown_write(&mut self) -> io::Result<()> {
-        self.shutdown(Shutdown::Write)
-    }
-
-    fn set_nodelay(&mut self) -> io::Result<()> {
-        TcpStream::set_nodelay(self, true)
-    }
-}
-
-/// Bytes a connection may send in one turn before yielding to its neighbours (nginx's
-/// sendfile_max_chunk idea): a fast client pulling a 10 GB file cannot starve the loop.
-pub const TURN_BUDGET: u64 = 2 << 20;
-/// Stop batching pipelined responses once this much is queued in `out`.
-const OUT_HIGH_WATER: usize = 64 << 10;
-/// Free space kept after a buffered head while its body is read.
-const BODY_ROOM: usize = 4096;
 /// Most bytes read and dropped while lingering before we give up and close.
 const LINGER_MAX: usize = 1 << 20;
 
@@ -88,93 +65,53 @@ pub enum Next {
     Close,
 }
 
-/// Reusable buffers of one reactor, so idle connections hold none.
-#[derive(Default)]
-pub struct BufPool {
-    free: Vec<Vec<u8>>,
-}
-
-impl BufPool {
-    const KEEP: usize = 256;
-
-    fn take(&mut self, len: usize) -> Vec<u8> {
-        match self.free.pop() {
-            Some(mut b) => {
-                b.resize(len, 0);
-                b
-            }
-            None => vec![0; len],
-        }
-    }
-
-    fn give(&mut self, b: Vec<u8>) {
-        if b.capacity() > 0 && self.free.len() < Self::KEEP {
-            self.free.push(b);
-        }
-    }
-}
-
-/// What the connection borrows from its reactor for one `drive`.
+/// What the connection borrows from its reactor for one `drive`, besides the `Site`: I/O
+/// only (clock, buffers, budget, where completions arrive, log and counters).
 pub struct Cx<'a> {
-    pub config: &'a Config,
-    pub resolver: &'a Resolver,
-    pub files: &'a mut OpenCache,
     pub date: &'a [u8],
     pub now: Instant,
-    pub scratch: &'a mut Vec<u8>,
     pub buffers: &'a mut BufPool,
     pub output: &'a mut BufPool,
     /// Graceful shutdown in progress: answer with `Connection: close`.
     pub draining: bool,
     /// Bytes one connection may send per turn (`TURN_BUDGET`; smaller in the harness).
     pub turn_budget: u64,
-    pub offload: Option<&'a Arc<Offload>>,
     /// Where this reactor's completions arrive, and who this connection is there.
     pub notifier: &'a Notifier,
     pub slot: usize,
     pub generation: u32,
     pub log: Option<&'a mut AccessLog>,
     pub stats: &'a ReactorStats,
-    /// Set for connections on the metrics listener.
-    pub metrics: Option<&'a Registry>,
 }
 
-/// A body that follows the bytes in `out`.
-enum Tail {
-    None,
-    File {
-        file: Arc<File>,
-        pos: u64,
-        end: u64,
-    },
-    /// A body in memory shared with the compression cache, written with the head in one
-    /// writev.
-    Shared {
-        data: Arc<[u8]>,
-        pos: usize,
-    },
-    /// multipart/byteranges (boxed: rare, and it would double every connection's size).
-    Parts(Box<Parts>),
+/// One readiness event, as the poller reported it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Ready {
+    pub readable: bool,
+    /// Writable, or the write side closed or failed (the next write reports it).
+    pub writable: bool,
+    /// The peer hung up or the socket has an error (RDHUP, ERR): readable until EOF.
+    pub hup: bool,
 }
 
-/// Segments sent in order; `mem` ranges index `mem`, file ranges are sent with sendfile.
-struct Parts {
-    file: Arc<File>,
-    mem: Vec<u8>,
-    segs: Vec<Seg>,
-    idx: usize,
+/// Where the connection is in the request cycle.
+enum Phase {
+    /// Reading request heads and answering them.
+    Requests,
+    /// The head at the front of the inbox is parsed and its body is being read and dropped: a
+    /// response must not go out for a request whose body may still turn out malformed. The
+    /// head stays in the inbox and is parsed again when the body is complete.
+    Body(RequestBody),
+    /// Waiting for an offload job: no further request is answered until it completes.
+    Parked(Box<Parked>),
+    /// The last reply is queued: flush it, then close (`linger`: half-close and drain the
+    /// input first, so the reply is not destroyed by an RST).
+    Closing { linger: bool },
+    /// Half-closed: reading and dropping until the client's FIN.
+    Lingering { dropped: usize },
 }
 
-enum Seg {
-    Mem(usize, usize),
-    File(u64, u64),
-}
-
-/// The body of the request at `rbuf[rpos..]` being read (and dropped) before it is answered:
-/// a response must not go out for a request whose body may still turn out malformed. The
-/// head stays in `rbuf` and is parsed again when the body is complete.
 enum RequestBody {
-    None,
     Length(u64),
     Chunked(ChunkedDecoder),
 }
@@ -184,34 +121,13 @@ pub struct Conn<S = TcpStream> {
     peer: std::net::SocketAddr,
     /// Accepted on the metrics listener: only `/metrics` is served.
     metrics: bool,
-    /// Read buffer: valid bytes are `rbuf[rpos..rend]`; empty Vec while idle.
-    rbuf: Vec<u8>,
-    rpos: usize,
-    rend: usize,
-    /// Response bytes to send (heads and small bodies); `out[opos..]` is pending.
-    out: Vec<u8>,
-    opos: usize,
-    tail: Tail,
-    /// The body of the request at `rbuf[rpos..]`, when it is still being read.
-    body: RequestBody,
-    /// Waiting for an offload job: no further request is answered until it completes.
-    parked: Option<Box<Parked>>,
-    pub readable: bool,
-    pub writable: bool,
-    /// epoll said the peer hung up (RDHUP): a short read no longer proves the socket is
-    /// drained, the FIN may be queued behind the data, so read on until EOF or WouldBlock.
-    pub read_closed: bool,
-    /// The peer sent FIN: answer what is buffered, then close.
-    eof: bool,
-    /// Close once everything queued is sent.
-    close_after: bool,
-    /// The close follows an error or leaves unread input: linger so our response is not
-    /// destroyed by an RST.
-    linger_needed: bool,
-    lingering: bool,
+    phase: Phase,
+    io: Readiness,
+    /// The bytes received and not yet answered; no buffer while idle.
+    rx: Inbox,
+    tx: Outbox,
     /// TCP_NODELAY is set: done once, when the first response keeps the connection open.
     nodelay: bool,
-    lingered: usize,
     requests: u64,
     /// Start of the current wait: accept, first byte of a request, last progress.
     accepted: Instant,
@@ -221,41 +137,11 @@ pub struct Conn<S = TcpStream> {
 }
 
 struct Parked {
-    head: ParkedHead,
-    head_only: bool,
+    waiting: Waiting,
+    framing: Framing,
     since: Instant,
     /// The request line and headers the access log needs, copied only when logging.
-    log: Option<Box<LoggedRequest>>,
-}
-
-/// The head a parked response gets once its body is ready.
-enum ParkedHead {
-    Gzip(Variant),
-    Listing(crate::site::autoindex::Head),
-}
-
-struct LoggedRequest {
-    method: Vec<u8>,
-    target: Vec<u8>,
-    protocol: &'static [u8],
-    referer: Option<Vec<u8>>,
-    user_agent: Option<Vec<u8>>,
-    started: Instant,
-}
-
-#[derive(PartialEq, Eq)]
-enum Flush {
-    Done,
-    Blocked,
-    Budget,
-}
-
-fn would_block(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::WouldBlock
-}
-
-fn interrupted(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::Interrupted
+    log: Option<Box<account::Owned>>,
 }
 
 impl<S: Transport> Conn<S> {
@@ -264,23 +150,16 @@ impl<S: Transport> Conn<S> {
             stream,
             peer,
             metrics,
-            rbuf: Vec::new(),
-            rpos: 0,
-            rend: 0,
-            out: Vec::new(),
-            opos: 0,
-            tail: Tail::None,
-            body: RequestBody::None,
-            parked: None,
-            readable: false,
-            writable: true,
-            read_closed: false,
-            eof: false,
-            close_after: false,
-            linger_needed: false,
-            lingering: false,
+            phase: Phase::Requests,
+            io: Readiness {
+                readable: false,
+                writable: true,
+                read_closed: false,
+                eof: false,
+            },
+            rx: Inbox::default(),
+            tx: Outbox::new(),
             nodelay: false,
-            lingered: 0,
             requests: 0,
             accepted: now,
             request_since: None,
@@ -289,10 +168,18 @@ impl<S: Transport> Conn<S> {
         }
     }
 
+    /// Record a readiness event (edge triggered: the bits stay set until a syscall says
+    /// WouldBlock).
+    pub fn ready(&mut self, r: Ready) {
+        self.io.readable |= r.readable || r.hup;
+        self.io.read_closed |= r.hup;
+        self.io.writable |= r.writable;
+    }
+
     /// The peer and the first line of the request being handled (up to 200 bytes; empty
     /// between requests): what the reactor logs when handling this connection panicked.
     pub fn context(&self) -> (std::net::SocketAddr, &[u8]) {
-        let pending = self.rbuf.get(self.rpos..self.rend).unwrap_or_default();
+        let pending = self.rx.pending();
         let line = pending.split(|&b| b == b'\n').next().unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         (self.peer, &line[..line.len().min(200)])
@@ -304,70 +191,48 @@ impl<S: Transport> Conn<S> {
 
     /// Waiting for an offload job's completion.
     pub fn is_parked(&self) -> bool {
-        self.parked.is_some()
+        matches!(self.phase, Phase::Parked(_))
     }
 
     pub fn stream(&mut self) -> &mut S {
         &mut self.stream
     }
 
-    /// An offload job (compression or listing) finished for this connection: write the
-    /// head and the body.
-    pub fn resume(&mut self, result: Result<Arc<[u8]>, JobError>, cx: &mut Cx) -> Next {
-        let Some(p) = self.parked.take() else {
-            return self.drive(cx);
-        };
-        if self.out.capacity() == 0 {
-            self.out = cx.output.take(0);
-        }
-        let (status, bytes) = match (result, &p.head) {
-            (Ok(data), head) => {
-                let len = data.len() as u64;
-                match head {
-                    ParkedHead::Gzip(v) => route::write_200(&mut self.out, cx.date, v, len),
-                    ParkedHead::Listing(h) => h.write_200(&mut self.out, cx.date, len),
-                }
-                if p.head_only {
-                    (200, 0)
-                } else {
-                    self.tail = Tail::Shared { data, pos: 0 };
-                    (200, len)
-                }
-            }
-            (Err(e), ParkedHead::Listing(h)) => {
-                if e.status >= 500 {
-                    log::error!("{}", e.message);
-                } else {
-                    log::debug!("{}", e.message);
-                }
-                (e.status, h.write_error(&mut self.out, cx.date, e.status))
-            }
-            (Err(e), ParkedHead::Gzip(_)) => {
-                log::error!("compression failed: {}", e.message);
-                self.queue_error_unlogged(500, cx);
-                (500, response::error_body(500).len() as u64)
+    /// An offload job (compression or listing) finished for this connection: encode the
+    /// reply that waited for it.
+    pub fn resume(
+        &mut self,
+        result: Result<Arc<[u8]>, JobError>,
+        site: &mut Site,
+        cx: &mut Cx,
+    ) -> Next {
+        let p = match std::mem::replace(&mut self.phase, Phase::Requests) {
+            Phase::Parked(p) => p,
+            other => {
+                self.phase = other;
+                return self.drive(site, cx);
             }
         };
+        let reply = p.waiting.finish(result);
+        let (status, bytes) = self.send_reply(reply, p.framing, cx);
         self.log_deferred(p.log.as_deref(), status, bytes, cx);
-        self.drive(cx)
+        self.drive(site, cx)
     }
 
-    /// Count and log a response whose status was known only once its job ran.
-    fn log_deferred(&self, r: Option<&LoggedRequest>, status: u16, bytes: u64, cx: &mut Cx) {
-        cx.stats.response(status, bytes);
-        if let (Some(log), Some(r)) = (cx.log.as_deref_mut(), r) {
-            log.log(
-                &Entry {
-                    peer: self.peer,
-                    request: Some((&r.method, &r.target, r.protocol)),
-                    status,
-                    bytes,
-                    referer: r.referer.as_deref(),
-                    user_agent: r.user_agent.as_deref(),
-                    started: r.started,
-                },
+    /// Count and log a response whose status was known only once its job ran (the
+    /// request's copy exists only when logging).
+    fn log_deferred(&self, r: Option<&account::Owned>, status: u16, bytes: u64, cx: &mut Cx) {
+        match r {
+            Some(r) => account::response(
+                cx,
+                self.peer,
+                Some(r.get()),
+                r.started(),
+                status,
+                bytes,
                 Instant::now(),
-            );
+            ),
+            None => cx.stats.response(status, bytes),
         }
     }
 
@@ -375,35 +240,39 @@ impl<S: Transport> Conn<S> {
     /// still waiting for its offload job is counted and logged as 499 with no bytes,
     /// like nginx's "client closed request", so it does not vanish from the log.
     pub fn on_close(&mut self, cx: &mut Cx) {
-        if let Some(p) = self.parked.take() {
+        if let Phase::Parked(p) =
+            std::mem::replace(&mut self.phase, Phase::Closing { linger: false })
+        {
             self.log_deferred(p.log.as_deref(), 499, 0, cx);
         }
     }
 
     /// Advance as far as the socket allows.
-    pub fn drive(&mut self, cx: &mut Cx) -> Next {
-        if self.lingering {
-            return self.linger(cx);
-        }
-        if let Some(p) = &self.parked {
-            // The job always completes; the send timeout bounds a stuck one. Meanwhile
-            // read ahead, which notices a client that reset the connection (logged as 499
-            // by `on_close`); a FIN still gets the answer, as a half-close may want it.
-            let since = p.since;
-            if self.readable && !self.eof && self.fill(cx).is_err() {
-                return Next::Close;
+    pub fn drive(&mut self, site: &mut Site, cx: &mut Cx) -> Next {
+        match &self.phase {
+            Phase::Lingering { .. } => return self.linger(),
+            Phase::Parked(p) => {
+                // The job always completes; the send timeout bounds a stuck one. Meanwhile
+                // read ahead, which notices a client that reset the connection (logged as
+                // 499 by `on_close`); a FIN still gets the answer, as a half-close may want it.
+                let since = p.since;
+                if self.io.readable && !self.io.eof && self.fill(site, cx).is_err() {
+                    return Next::Close;
+                }
+                return Next::Wait(Class::Send, since);
             }
-            return Next::Wait(Class::Send, since);
+            _ => {}
         }
         let mut budget = cx.turn_budget;
         loop {
             // A response still going out holds back the pipelined requests behind it; once
             // it is flushed they must be answered even if no new byte arrives.
-            let backlogged =
-                !matches!(self.tail, Tail::None) || self.out.len() - self.opos >= OUT_HIGH_WATER;
-            let answered = self.process(cx);
+            let backlogged = self.tx.backlogged();
+            let answered = self.process(site, cx);
             let before = budget;
-            let flushed = self.flush(&mut budget);
+            let flushed = self
+                .tx
+                .flush(&mut self.stream, &mut self.io.writable, &mut budget);
             if budget < before {
                 // Any byte written restarts the send countdown: slow is fine, stuck is not.
                 self.progress_since = cx.now;
@@ -415,32 +284,28 @@ impl<S: Transport> Conn<S> {
                 Err(_) => return Next::Close,
             }
             self.progress_since = cx.now;
-            if let Some(p) = &self.parked {
-                // A response is still being compressed: it goes out before any close.
-                return Next::Wait(Class::Send, p.since);
+            match self.phase {
+                // A response is still being made: it goes out before any close.
+                Phase::Parked(ref p) => return Next::Wait(Class::Send, p.since),
+                Phase::Closing { linger } => return self.begin_close(linger, cx),
+                _ => {}
             }
-            if self.close_after {
-                return self.begin_close(cx);
-            }
-            if answered || (backlogged && self.rpos < self.rend) {
+            if answered || (backlogged && self.rx.has_pending()) {
                 // The output went out; more pipelined requests may be buffered.
                 self.idle_since = cx.now;
                 continue;
             }
-            if self.rpos == self.rend {
-                self.release_rbuf(cx);
-                if self.eof {
-                    return Next::Close;
-                }
+            if !self.rx.has_pending() {
+                self.release_buffers(cx);
             }
-            if self.eof {
-                // Half a request and no more coming.
+            if self.io.eof {
+                // Nothing or half a request buffered, and no more coming.
                 return Next::Close;
             }
-            if !self.readable {
+            if !self.io.readable {
                 return self.wait_input(cx);
             }
-            match self.fill(cx) {
+            match self.fill(site, cx) {
                 Ok(true) => {}
                 Ok(false) => return self.wait_input(cx),
                 Err(_) => return Next::Close,
@@ -449,29 +314,28 @@ impl<S: Transport> Conn<S> {
     }
 
     /// The reactor's timer for `class` fired.
-    pub fn timeout(&mut self, class: Class, cx: &mut Cx) -> Next {
+    pub fn timeout(&mut self, class: Class, site: &mut Site, cx: &mut Cx) -> Next {
+        let quiet = self.tx.head_sent();
         match class {
-            Class::Header if self.rpos < self.rend && self.opos >= self.out.len() => {
+            Class::Header if self.rx.has_pending() && quiet => {
                 // Some of a request arrived but not its head: tell the client why.
                 self.queue_error(408, cx);
-                self.drive(cx)
+                self.drive(site, cx)
             }
-            Class::Body
-                if !matches!(self.body, RequestBody::None) && self.opos >= self.out.len() =>
-            {
+            Class::Body if matches!(self.phase, Phase::Body(_)) && quiet => {
                 // The body stopped coming: its request has no answer yet (nginx: 408).
-                self.body = RequestBody::None;
+                self.phase = Phase::Requests;
                 self.queue_error(408, cx);
-                self.drive(cx)
+                self.drive(site, cx)
             }
             _ => Next::Close,
         }
     }
 
     fn wait_input(&mut self, cx: &mut Cx) -> Next {
-        if !matches!(self.body, RequestBody::None) {
+        if matches!(self.phase, Phase::Body(_)) {
             Next::Wait(Class::Body, self.progress_since)
-        } else if self.rpos < self.rend || self.requests == 0 {
+        } else if self.rx.has_pending() || self.requests == 0 {
             let since = if self.requests == 0 {
                 self.accepted
             } else {
@@ -487,25 +351,22 @@ impl<S: Transport> Conn<S> {
     /// share one write). A request with a body is answered once the body is read and valid.
     /// Stops at a response that must be streamed, at the high-water mark, or when more
     /// input is needed. Returns whether anything was answered.
-    fn process(&mut self, cx: &mut Cx) -> bool {
+    fn process(&mut self, site: &mut Site, cx: &mut Cx) -> bool {
+        let l = &site.config().limits;
         let limits = Limits {
-            max_request_line: cx.config.limits.max_request_line,
-            max_header_bytes: cx.config.limits.max_header_bytes,
-            max_body_bytes: cx.config.limits.max_body_bytes,
+            max_request_line: l.max_request_line,
+            max_header_bytes: l.max_header_bytes,
+            max_body_bytes: l.max_body_bytes,
         };
         let mut answered = false;
         loop {
-            if self.close_after
-                || self.parked.is_some()
-                || !matches!(self.tail, Tail::None)
-                || self.out.len() - self.opos >= OUT_HIGH_WATER
-            {
+            if !matches!(self.phase, Phase::Requests | Phase::Body(_)) || self.tx.backlogged() {
                 return answered;
             }
-            if self.rpos == self.rend {
+            if !self.rx.has_pending() {
                 return answered;
             }
-            let buf = &self.rbuf[self.rpos..self.rend];
+            let buf = self.rx.pending();
             let head = match request::parse(buf, &limits) {
                 Ok(Some(h)) => h,
                 Ok(None) => {
@@ -522,24 +383,23 @@ impl<S: Transport> Conn<S> {
             };
             #[cfg(feature = "fault-injection")]
             crate::fault::on_request(&buf[..head.head_len]);
-            if self.out.capacity() == 0 {
-                self.out = cx.output.take(0);
-            }
-            if matches!(self.body, RequestBody::None) {
+            if let Phase::Requests = self.phase {
                 // First sight of this head (a head waiting for its body is parsed again
                 // on every read, with the same result).
                 if head.expect_continue && head.framing != BodyFraming::None {
-                    self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                    h1::write_continue(self.tx.head_buf(cx.output));
                 }
                 if self.requests > 0 {
                     // The request's time includes waiting for its body.
                     self.request_since.get_or_insert(cx.now);
                 }
-                self.body = match head.framing {
-                    BodyFraming::None | BodyFraming::Length(0) => RequestBody::None,
-                    BodyFraming::Length(n) => RequestBody::Length(n),
-                    BodyFraming::Chunked => RequestBody::Chunked(ChunkedDecoder::new()),
-                };
+                match head.framing {
+                    BodyFraming::None | BodyFraming::Length(0) => {}
+                    BodyFraming::Length(n) => self.phase = Phase::Body(RequestBody::Length(n)),
+                    BodyFraming::Chunked => {
+                        self.phase = Phase::Body(RequestBody::Chunked(ChunkedDecoder::new()))
+                    }
+                }
             }
             match self.read_body(head.head_len, &limits) {
                 Ok(true) => {}
@@ -547,468 +407,203 @@ impl<S: Transport> Conn<S> {
                 Err(e) => {
                     // Nothing after a broken body can be framed: answer the error, close.
                     log::debug!("bad request body: {} ({})", e.status, e.why);
-                    self.body = RequestBody::None;
+                    self.phase = Phase::Requests;
                     self.queue_error(e.status, cx);
                     return true;
                 }
             }
             // The body is gone from the buffer: the next request follows the head.
-            let buf = &self.rbuf[self.rpos..self.rend];
-            let keep_alive = head.keep_alive && !cx.draining;
-            let mut router = Router {
-                config: cx.config,
-                resolver: cx.resolver,
-                files: cx.files,
-                now: cx.now,
-                date: cx.date,
-                scratch: cx.scratch,
-                http10: false,
-                offload: cx.offload,
-                metrics: if self.metrics { cx.metrics } else { None },
+            let buf = self.rx.pending();
+            let Answer { reply, job } = site.respond(&head, buf, cx.now, cx.date, self.metrics);
+            let framing = Framing {
+                keep_alive: head.keep_alive && !cx.draining,
+                http10: head.version == crate::http::Version::Http10,
+                head_only: head.method == crate::http::Method::Head,
             };
-            let reply = router.respond(&head, buf, keep_alive, &mut self.out);
+            // A compressed body or a listing is waited for on the pool (unless the pool
+            // refuses it, then the fallback is answered now).
+            let parked = match job {
+                None => Err(reply),
+                Some(job) => match site.start(job, reply, cx.notifier, cx.slot, cx.generation) {
+                    Started::Parked(w) => Ok(w),
+                    Started::Now(reply) => Err(reply),
+                },
+            };
             let started = match (self.requests, self.request_since) {
                 (0, _) => self.accepted,
                 (_, Some(t)) => t,
                 _ => cx.now,
             };
-            let protocol: &'static [u8] = match head.version {
-                crate::http::Version::Http10 => b"HTTP/1.0",
-                crate::http::Version::Http11 => b"HTTP/1.1",
-            };
-            let bytes = reply.body.len();
-            // A compressed body or a listing is logged when its job completes, with its real
-            // length. Scrapes of the metrics endpoint are not traffic: neither counted nor
-            // logged.
-            let deferred = matches!(reply.body, Body::Compress(_) | Body::Listing(_));
-            if !deferred && !self.metrics {
-                cx.stats.response(reply.status, bytes);
-                if let Some(log) = cx.log.as_deref_mut() {
-                    log.log(
-                        &Entry {
-                            peer: self.peer,
-                            request: Some((
-                                head.method_span.get(buf),
-                                head.target.get(buf),
-                                protocol,
-                            )),
-                            status: reply.status,
-                            bytes,
-                            referer: head.referer.map(|s| s.get(buf)),
-                            user_agent: head.user_agent.map(|s| s.get(buf)),
-                            started,
-                        },
-                        cx.now,
-                    );
-                }
-            }
-            let logged = match (deferred, &cx.log) {
-                (true, Some(_)) => Some(Box::new(LoggedRequest {
-                    method: head.method_span.get(buf).to_vec(),
-                    target: head.target.get(buf).to_vec(),
-                    protocol,
-                    referer: head.referer.map(|s| s.get(buf).to_vec()),
-                    user_agent: head.user_agent.map(|s| s.get(buf).to_vec()),
-                    started,
-                })),
-                _ => None,
-            };
             self.requests += 1;
             self.request_since = None;
-            self.rpos += head.head_len;
-            if reply.keep_alive && !self.nodelay {
-                // Like nginx's tcp_nodelay, only for connections that stay open: a response
-                // followed by close is pushed out by the close itself, so the syscall is
-                // saved on every short-lived connection. Pipelined responses and a file's
-                // last partial segment must not wait for the client's delayed ACK.
-                self.nodelay = true;
-                if let Err(e) = self.stream.set_nodelay() {
-                    log::debug!("TCP_NODELAY: {e}");
+            match parked {
+                Err(reply) => {
+                    self.rx.consume(head.head_len);
+                    let (status, bytes) = self.send_reply(reply, framing, cx);
+                    let r =
+                        account::Request::of(&head, self.rx.before_consume(head.head_len), started);
+                    // Scrapes of the metrics endpoint are not traffic: neither counted nor
+                    // logged.
+                    if !self.metrics {
+                        account::response(cx, self.peer, Some(r), started, status, bytes, cx.now);
+                    }
+                }
+                Ok(waiting) => {
+                    // Logged when the job completes, with its real status and length.
+                    let log = cx
+                        .log
+                        .as_ref()
+                        .map(|_| account::Request::of(&head, buf, started).to_owned());
+                    self.rx.consume(head.head_len);
+                    self.set_nodelay(framing.keep_alive);
+                    self.phase = Phase::Parked(Box::new(Parked {
+                        waiting,
+                        framing,
+                        since: cx.now,
+                        log,
+                    }));
                 }
             }
-            if !reply.keep_alive {
-                self.close_after = true;
-                // Unread pipelined bytes would turn our close into an RST.
-                self.linger_needed = self.rpos < self.rend;
-            }
-            self.set_body(reply.body, logged, cx);
             answered = true;
         }
     }
 
-    fn set_body(&mut self, body: Body, log: Option<Box<LoggedRequest>>, cx: &mut Cx) {
-        match body {
-            Body::Empty => {}
-            Body::Static(b) => self.out.extend_from_slice(b),
-            Body::Shared(data) => self.tail = Tail::Shared { data, pos: 0 },
-            Body::Compress(p) => {
-                let Some(offload) = cx.offload else {
-                    return; // unreachable: the router only asks when there is a pool
-                };
-                match offload.submit(p.key, p.file, cx.notifier, cx.slot, cx.generation) {
-                    Submitted::Parked => {
-                        self.parked = Some(Box::new(Parked {
-                            head: ParkedHead::Gzip(p.variant),
-                            head_only: p.head_only,
-                            since: cx.now,
-                            log,
-                        }))
-                    }
-                    Submitted::Rejected(file) => {
-                        // Over budget after all (another reactor won the race): identity.
-                        let mut v = p.variant;
-                        v.gzip = false;
-                        v.etag = p.etag_identity;
-                        route::write_200(&mut self.out, cx.date, &v, p.len);
-                        let bytes = if p.head_only { 0 } else { p.len };
-                        self.log_deferred(log.as_deref(), 200, bytes, cx);
-                        if !p.head_only && p.len > 0 {
-                            self.tail = Tail::File {
-                                file,
-                                pos: 0,
-                                end: p.len,
-                            };
-                        }
-                    }
-                }
-            }
-            Body::Listing(job) => {
-                let h = job.head;
-                let parked = cx.offload.is_some_and(|o| {
-                    o.submit_listing(job.key, job.dir, cx.notifier, cx.slot, cx.generation)
-                });
-                if parked {
-                    self.parked = Some(Box::new(Parked {
-                        head: ParkedHead::Listing(h),
-                        head_only: h.head_only,
-                        since: cx.now,
-                        log,
-                    }));
-                } else {
-                    // The pool is full: building the page here would block the loop.
-                    let bytes = h.write_error(&mut self.out, cx.date, 503);
-                    self.log_deferred(log.as_deref(), 503, bytes, cx);
-                }
-            }
-            Body::File { file, start, end } => {
-                self.tail = Tail::File {
-                    file,
-                    pos: start,
-                    end,
-                }
-            }
-            Body::Multipart {
-                file,
-                heads,
-                parts,
-                trailer,
-            } => {
-                let mut segs = Vec::with_capacity(parts.len() * 2 + 1);
-                for (h, r) in parts {
-                    segs.push(Seg::Mem(h.start, h.end));
-                    segs.push(Seg::File(r.start, r.end + 1));
-                }
-                segs.push(Seg::Mem(trailer.start, trailer.end));
-                self.tail = Tail::Parts(Box::new(Parts {
-                    file,
-                    mem: heads,
-                    segs,
-                    idx: 0,
-                }));
+    /// Encode `reply` into `out`, queue its body and decide what follows it. Returns the
+    /// status and the body bytes sent.
+    fn send_reply(&mut self, reply: Reply, framing: Framing, cx: &mut Cx) -> (u16, u64) {
+        let error = reply.close;
+        let sent = h1::encode(reply, framing, cx.date, self.tx.head_buf(cx.output));
+        self.tx.queue(sent.body);
+        self.set_nodelay(sent.keep_alive);
+        self.after_reply(sent.keep_alive, error);
+        (sent.status, sent.bytes)
+    }
+
+    /// The one place that decides what follows a reply: the next request on this
+    /// connection, or a close once the reply is out. `keep_alive` is what the encoder
+    /// announced; `error`: the reply ends the connection because the input's framing is in
+    /// doubt, so the client may still be sending.
+    fn after_reply(&mut self, keep_alive: bool, error: bool) {
+        debug_assert!(
+            matches!(self.phase, Phase::Requests),
+            "a reply is sent only between requests"
+        );
+        debug_assert!(!(keep_alive && error), "an error reply announces its close");
+        debug_assert!(
+            !self.tx.head_sent(),
+            "the reply announcing it is still queued"
+        );
+        if !keep_alive {
+            // Unread pipelined bytes (or a body after an error) would turn our close into
+            // an RST that destroys the reply: linger.
+            self.phase = Phase::Closing {
+                linger: error || self.rx.has_pending(),
+            };
+        }
+    }
+
+    /// Like nginx's tcp_nodelay, only for connections that stay open: a response followed
+    /// by close is pushed out by the close itself, so the syscall is saved on every
+    /// short-lived connection. Pipelined responses and a file's last partial segment must
+    /// not wait for the client's delayed ACK.
+    fn set_nodelay(&mut self, keep_alive: bool) {
+        if keep_alive && !self.nodelay {
+            self.nodelay = true;
+            if let Err(e) = self.stream.set_nodelay() {
+                log::debug!("TCP_NODELAY: {e}");
             }
         }
     }
 
     /// A complete error response, then close: the framing of anything after it is in doubt.
     fn queue_error(&mut self, status: u16, cx: &mut Cx) {
-        let bytes = crate::http::response::error_body(status).len() as u64;
-        cx.stats.response(status, bytes);
-        if let Some(log) = cx.log.as_deref_mut() {
-            let started = self.request_since.unwrap_or(self.accepted);
-            log.log(
-                &Entry {
-                    peer: self.peer,
-                    request: None,
-                    status,
-                    bytes,
-                    referer: None,
-                    user_agent: None,
-                    started,
-                },
-                cx.now,
-            );
-        }
-        self.queue_error_unlogged(status, cx);
-    }
-
-    fn queue_error_unlogged(&mut self, status: u16, cx: &mut Cx) {
-        if self.out.capacity() == 0 {
-            self.out = cx.output.take(0);
-        }
-        response::error(&mut self.out, status, cx.date, false, false);
-        self.close_after = true;
-        self.linger_needed = true;
+        let framing = Framing {
+            keep_alive: false,
+            http10: false,
+            head_only: false,
+        };
+        let reply = Reply {
+            close: true,
+            ..Reply::error(status)
+        };
+        let (status, bytes) = self.send_reply(reply, framing, cx);
+        let started = self.request_since.unwrap_or(self.accepted);
+        account::response(cx, self.peer, None, started, status, bytes, cx.now);
     }
 
     /// Consume the buffered bytes of the pending request body, which follow its head at
-    /// `rbuf[rpos + head_len..]`, in place (later bytes move down, the head stays). Returns
+    /// `after_head(head_len)`, in place (later bytes move down, the head stays). Returns
     /// whether the body is complete.
     fn read_body(&mut self, head_len: usize, limits: &Limits) -> Result<bool, HttpError> {
-        let start = self.rpos + head_len;
-        let avail = &self.rbuf[start..self.rend];
-        let (n, done) = match &mut self.body {
-            RequestBody::None => return Ok(true),
-            RequestBody::Length(left) => {
+        let avail = self.rx.after_head(head_len);
+        let (n, done) = match &mut self.phase {
+            Phase::Body(RequestBody::Length(left)) => {
                 let n = (*left).min(avail.len() as u64);
                 *left -= n;
                 (n as usize, *left == 0)
             }
-            RequestBody::Chunked(dec) => dec.feed(avail, limits)?,
+            Phase::Body(RequestBody::Chunked(dec)) => dec.feed(avail, limits)?,
+            _ => return Ok(true),
         };
-        self.rbuf.copy_within(start + n..self.rend, start);
-        self.rend -= n;
+        self.rx.drop_body(head_len, n);
         if done {
-            self.body = RequestBody::None;
+            self.phase = Phase::Requests;
         }
         Ok(done)
     }
 
-    /// Read until WouldBlock, a short read, EOF or a full buffer. Returns whether any
-    /// input arrived (or EOF was seen), i.e. whether processing can continue.
-    fn fill(&mut self, cx: &mut Cx) -> io::Result<bool> {
-        let cap = cx.config.limits.max_header_bytes + 1;
-        if self.rbuf.is_empty() {
-            self.rbuf = cx.buffers.take(cap.max(4096));
-        }
-        if self.rpos == self.rend {
-            self.rpos = 0;
-            self.rend = 0;
-        } else if self.rpos > 0 && self.rend == self.rbuf.len() {
-            // Roll the unparsed tail to the front (LineBuffer::roll).
-            self.rbuf.copy_within(self.rpos..self.rend, 0);
-            self.rend -= self.rpos;
-            self.rpos = 0;
-        }
-        if !matches!(self.body, RequestBody::None) && self.rbuf.len() - self.rend < BODY_ROOM {
-            // A head near the size limit leaves the body almost no room: read it in
-            // blocks, not a few bytes per syscall.
-            self.rbuf.resize(self.rend + BODY_ROOM, 0);
-        }
-        let mut got = false;
-        while self.rend < self.rbuf.len() {
-            let want = self.rbuf.len() - self.rend;
-            match self.stream.read(&mut self.rbuf[self.rend..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    self.readable = false;
-                    return Ok(true);
-                }
-                Ok(n) => {
-                    self.rend += n;
-                    got = true;
-                    if n < want && !self.read_closed {
-                        // Edge triggered: a short read means the socket is drained.
-                        self.readable = false;
-                        break;
-                    }
-                }
-                Err(e) if would_block(&e) => {
-                    self.readable = false;
-                    break;
-                }
-                Err(e) if interrupted(&e) => {}
-                Err(e) => return Err(e),
-            }
-        }
+    /// Read what the socket has (`Inbox::fill`).
+    fn fill(&mut self, site: &Site, cx: &mut Cx) -> io::Result<bool> {
+        let cap = site.config().limits.max_header_bytes + 1;
+        let body = matches!(self.phase, Phase::Body(_));
+        let got = self
+            .rx
+            .fill(&mut self.stream, &mut self.io, cap, body, cx.buffers)?;
         if got {
             self.progress_since = cx.now;
         }
         Ok(got)
     }
 
-    fn release_rbuf(&mut self, cx: &mut Cx) {
-        if self.rpos == self.rend && !self.rbuf.is_empty() {
-            cx.buffers.give(std::mem::take(&mut self.rbuf));
-            self.rpos = 0;
-            self.rend = 0;
-        }
-        if self.opos >= self.out.len() && matches!(self.tail, Tail::None) {
-            self.opos = 0;
-            self.out.clear();
-            if self.out.capacity() > 0 {
-                cx.output.give(std::mem::take(&mut self.out));
-            }
-        }
-    }
-
-    /// Send `out`, then the tail, until done, WouldBlock or the budget is spent.
-    fn flush(&mut self, budget: &mut u64) -> io::Result<Flush> {
-        loop {
-            let pending = self.out.len() - self.opos;
-            // Heads and an in-memory body leave together in one writev.
-            let shared: &[u8] = match &self.tail {
-                Tail::Shared { data, pos } => &data[*pos..],
-                _ => &[],
-            };
-            if pending > 0 || !shared.is_empty() {
-                if !self.writable {
-                    return Ok(Flush::Blocked);
-                }
-                let bufs = [IoSlice::new(&self.out[self.opos..]), IoSlice::new(shared)];
-                let n = match self.stream.write_vectored(&bufs) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => n,
-                    Err(e) if would_block(&e) => {
-                        self.writable = false;
-                        return Ok(Flush::Blocked);
-                    }
-                    Err(e) if interrupted(&e) => continue,
-                    Err(e) => return Err(e),
-                };
-                let from_out = n.min(pending);
-                self.opos += from_out;
-                if let Tail::Shared { pos, .. } = &mut self.tail {
-                    *pos += n - from_out;
-                }
-                *budget = budget.saturating_sub(n as u64);
-                if *budget == 0 {
-                    return Ok(Flush::Budget);
-                }
-                continue;
-            }
-            if matches!(self.tail, Tail::Shared { .. }) {
-                self.tail = Tail::None;
-            }
-            self.out.clear();
-            self.opos = 0;
-            if *budget == 0 {
-                return Ok(Flush::Budget);
-            }
-            let done = match &mut self.tail {
-                Tail::None => return Ok(Flush::Done),
-                // Sent with the head above; nothing left of it here.
-                Tail::Shared { .. } => true,
-                Tail::File { file, pos, end } => {
-                    if !self.writable {
-                        return Ok(Flush::Blocked);
-                    }
-                    match send_file(&mut self.stream, file, pos, *end, budget) {
-                        Ok(true) => true,
-                        Ok(false) => continue,
-                        Err(e) if would_block(&e) => {
-                            self.writable = false;
-                            return Ok(Flush::Blocked);
-                        }
-                        Err(e) if interrupted(&e) => continue,
-                        Err(e) => return Err(e),
-                    }
-                }
-                Tail::Parts(p) => {
-                    let Parts {
-                        file,
-                        mem,
-                        segs,
-                        idx,
-                    } = &mut **p;
-                    if *idx >= segs.len() {
-                        true
-                    } else {
-                        if !self.writable {
-                            return Ok(Flush::Blocked);
-                        }
-                        let r = match &mut segs[*idx] {
-                            Seg::Mem(s, e) => match self.stream.write(&mem[*s..*e]) {
-                                Ok(n) => {
-                                    *s += n;
-                                    *budget = budget.saturating_sub(n as u64);
-                                    Ok(s == e)
-                                }
-                                Err(err) => Err(err),
-                            },
-                            Seg::File(pos, end) => {
-                                send_file(&mut self.stream, file, pos, *end, budget)
-                            }
-                        };
-                        match r {
-                            Ok(true) => {
-                                *idx += 1;
-                                continue;
-                            }
-                            Ok(false) => continue,
-                            Err(e) if would_block(&e) => {
-                                self.writable = false;
-                                return Ok(Flush::Blocked);
-                            }
-                            Err(e) if interrupted(&e) => continue,
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-            };
-            if done {
-                self.tail = Tail::None;
-            }
-        }
+    /// Give the buffers back to the reactor's pools once nothing is in them.
+    fn release_buffers(&mut self, cx: &mut Cx) {
+        self.rx.release(cx.buffers);
+        self.tx.release(cx.output);
     }
 
     /// After the last response: close at once, or half-close and read until the client's
     /// FIN when it may still be sending (nginx's lingering close).
-    fn begin_close(&mut self, cx: &mut Cx) -> Next {
-        if !self.linger_needed || self.eof {
+    fn begin_close(&mut self, linger: bool, cx: &mut Cx) -> Next {
+        if !linger || self.io.eof {
             return Next::Close;
         }
         let _ = self.stream.shutdown_write();
-        self.lingering = true;
+        self.phase = Phase::Lingering { dropped: 0 };
         self.progress_since = cx.now;
-        self.linger(cx)
+        self.linger()
     }
 
-    fn linger(&mut self, cx: &mut Cx) -> Next {
+    fn linger(&mut self) -> Next {
         let mut sink = [0u8; 4096];
         loop {
-            if !self.readable {
+            if !self.io.readable {
                 return Next::Wait(Class::Linger, self.progress_since);
             }
             match self.stream.read(&mut sink) {
                 Ok(0) => return Next::Close,
                 Ok(n) => {
-                    self.lingered += n;
-                    if self.lingered > LINGER_MAX {
-                        return Next::Close;
+                    if let Phase::Lingering { dropped } = &mut self.phase {
+                        *dropped += n;
+                        if *dropped > LINGER_MAX {
+                            return Next::Close;
+                        }
                     }
                 }
-                Err(e) if would_block(&e) => self.readable = false,
+                Err(e) if would_block(&e) => self.io.readable = false,
                 Err(e) if interrupted(&e) => {}
                 Err(_) => return Next::Close,
             }
-            let _ = cx;
         }
-    }
-}
-
-/// One sendfile from `*pos` towards `end`, at most the remaining budget. Ok(true) when the
-/// range is complete. A file that shrank under us cannot be framed any more: error.
-fn send_file(
-    sock: &mut impl Transport,
-    file: &File,
-    pos: &mut u64,
-    end: u64,
-    budget: &mut u64,
-) -> io::Result<bool> {
-    if *pos >= end {
-        return Ok(true);
-    }
-    let want = (end - *pos).min(*budget).min(1 << 30) as usize;
-    match sock.send_file(file, pos, want) {
-        Ok(0) => Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "file shrank while being sent",
-        )),
-        Ok(n) => {
-            *budget = budget.saturating_sub(n as u64);
-            Ok(*pos >= end)
-        }
-        Err(e) => Err(e),
     }
 }
 

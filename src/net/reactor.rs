@@ -8,13 +8,14 @@
 //! connection can never reach the connection that reused its slot.
 
 use crate::config::Config;
-use crate::http::response::DateCache;
-use crate::net::conn::{BufPool, Conn, Cx, Next};
+use crate::http::h1::DateCache;
+use crate::net::conn::{Conn, Cx, Next, Ready};
+use crate::net::send::BufPool;
 use crate::net::timer::{Class, Expired, Timers, CLASSES};
 use crate::offload::{Completion, Notifier, Offload};
 use crate::ops::accesslog::{self, AccessLog};
 use crate::ops::metrics::{ReactorStats, Registry};
-use crate::site::files::{OpenCache, Resolver};
+use crate::site::Site;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -77,7 +78,6 @@ pub struct Reactor {
     poll: Poll,
     listener: Option<TcpListener>,
     metrics_listener: Option<TcpListener>,
-    registry: Arc<Registry>,
     stats: Arc<ReactorStats>,
     log: Option<AccessLog>,
     accepting: bool,
@@ -87,14 +87,12 @@ pub struct Reactor {
     next_generation: u32,
     timers: Timers,
     config: Arc<Config>,
-    resolver: Resolver,
-    files: OpenCache,
+    /// Lent to the connection being driven.
+    site: Site,
     date: DateCache,
-    scratch: Vec<u8>,
     buffers: BufPool,
     output: BufPool,
     rx: Receiver<Msg>,
-    offload: Option<Arc<Offload>>,
     notifier: Notifier,
     completions: Receiver<Completion>,
     next_tick: Vec<Token>,
@@ -139,9 +137,7 @@ impl Reactor {
         };
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let resolver = Resolver::new(&config.root, &config.index)?;
-        let ofc = &config.open_file_cache;
-        let files = OpenCache::new(ofc);
+        let site = Site::new(config.clone(), offload, Some(registry))?;
         let t = &config.timeouts;
         let mut durations = [Duration::ZERO; CLASSES];
         durations[Class::Header as usize] = t.header;
@@ -156,7 +152,6 @@ impl Reactor {
                 poll,
                 listener: Some(listener),
                 metrics_listener,
-                registry,
                 stats,
                 log,
                 accepting: true,
@@ -166,14 +161,11 @@ impl Reactor {
                 next_generation: 1,
                 timers: Timers::new(durations),
                 config,
-                resolver,
-                files,
+                site,
                 date: DateCache::new(),
-                scratch: Vec::with_capacity(1024),
                 buffers: BufPool::default(),
                 output: BufPool::default(),
                 rx,
-                offload,
                 notifier,
                 completions,
                 next_tick: Vec::new(),
@@ -237,15 +229,13 @@ impl Reactor {
                             continue; // stale event for a reused slot
                         }
                         // Errors and hang-ups surface through the next read or write.
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            s.conn.readable = true;
-                        }
-                        if event.is_read_closed() || event.is_error() {
-                            s.conn.read_closed = true;
-                        }
-                        if event.is_writable() || event.is_write_closed() || event.is_error() {
-                            s.conn.writable = true;
-                        }
+                        s.conn.ready(Ready {
+                            readable: event.is_readable(),
+                            writable: event.is_writable()
+                                || event.is_write_closed()
+                                || event.is_error(),
+                            hup: event.is_read_closed() || event.is_error(),
+                        });
                         self.drive(slot, now);
                     }
                 }
@@ -449,7 +439,9 @@ impl Reactor {
                 continue; // the connection went away; the cache kept the result
             }
             self.stats.offload_rtt.observe(c.started.elapsed());
-            let next = self.with_cx(c.slot, now, |conn, cx| conn.resume(c.result, cx));
+            let next = self.with_cx(c.slot, now, |conn, site, cx| {
+                conn.resume(c.result, site, cx)
+            });
             self.apply(c.slot, next, now);
         }
     }
@@ -497,52 +489,48 @@ impl Reactor {
         &mut self,
         slot: usize,
         now: Instant,
-        f: impl FnOnce(&mut Conn, &mut Cx) -> Next,
+        f: impl FnOnce(&mut Conn, &mut Site, &mut Cx) -> Next,
     ) -> Next {
         let Some(s) = self.conns.get_mut(slot) else {
             return Next::Close;
         };
         let mut cx = Cx {
-            config: &self.config,
-            resolver: &self.resolver,
-            files: &mut self.files,
             date: self.date.get(),
             now,
-            scratch: &mut self.scratch,
             buffers: &mut self.buffers,
             output: &mut self.output,
             draining: self.drain_deadline.is_some(),
             turn_budget: crate::net::conn::TURN_BUDGET,
-            offload: self.offload.as_ref(),
             notifier: &self.notifier,
             slot,
             generation: s.generation,
             log: self.log.as_mut(),
             stats: &self.stats,
-            metrics: Some(&self.registry),
         };
+        let site = &mut self.site;
         let conn = &mut s.conn;
         // A bug in one connection must not take down the reactor and every other connection
         // on it: close that connection, say what it was doing, count it, go on.
-        let next = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn, &mut cx)))
-        {
-            Ok(next) => next,
-            Err(payload) => {
-                let msg = payload
-                    .downcast_ref::<&str>()
-                    .copied()
-                    .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-                    .unwrap_or("(no message)");
-                let (peer, line) = s.conn.context();
-                log::error!(
-                    "reactor {}: panic handling {peer} \"{}\": {msg}; connection closed",
-                    self.id,
-                    line.escape_ascii()
-                );
-                self.stats.panics.fetch_add(1, Ordering::Relaxed);
-                Next::Close
-            }
-        };
+        let next =
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn, site, &mut cx)))
+            {
+                Ok(next) => next,
+                Err(payload) => {
+                    let msg = payload
+                        .downcast_ref::<&str>()
+                        .copied()
+                        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                        .unwrap_or("(no message)");
+                    let (peer, line) = s.conn.context();
+                    log::error!(
+                        "reactor {}: panic handling {peer} \"{}\": {msg}; connection closed",
+                        self.id,
+                        line.escape_ascii()
+                    );
+                    self.stats.panics.fetch_add(1, Ordering::Relaxed);
+                    Next::Close
+                }
+            };
         #[cfg(feature = "fault-injection")]
         if crate::fault::take_reactor_fault() {
             panic!("injected fault: reactor");
@@ -551,7 +539,7 @@ impl Reactor {
     }
 
     fn drive(&mut self, slot: usize, now: Instant) {
-        let next = self.with_cx(slot, now, |conn, cx| conn.drive(cx));
+        let next = self.with_cx(slot, now, |conn, site, cx| conn.drive(site, cx));
         self.apply(slot, next, now);
     }
 
@@ -588,14 +576,16 @@ impl Reactor {
         }
         log::debug!("reactor {}: {:?} timeout", self.id, e.class);
         self.stats.timeouts[e.class as usize].fetch_add(1, Ordering::Relaxed);
-        let next = self.with_cx(e.slot, now, |conn, cx| conn.timeout(e.class, cx));
+        let next = self.with_cx(e.slot, now, |conn, site, cx| {
+            conn.timeout(e.class, site, cx)
+        });
         self.apply(e.slot, next, now);
     }
 
     fn close(&mut self, slot: usize) {
         if self.conns.get(slot).is_some_and(|s| s.conn.is_parked()) {
             // Its request is still being compressed: log it (499) before it goes.
-            self.with_cx(slot, Instant::now(), |conn, cx| {
+            self.with_cx(slot, Instant::now(), |conn, _, cx| {
                 conn.on_close(cx);
                 Next::Close
             });

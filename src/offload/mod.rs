@@ -24,13 +24,13 @@
 pub mod codec;
 
 use crate::config::Config;
+use crate::http::negotiate::Coding;
 use crate::site::files::Resolver;
 use crossbeam_channel::Sender;
 use mio::Waker;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::{self, Write};
-use std::os::unix::fs::FileExt;
+use std::io;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -44,14 +44,15 @@ pub const MAX_INPUT: u64 = 64 << 20;
 /// FAT), so the next change could keep the same key (git's "racy clean" problem).
 const RACY: Duration = Duration::from_secs(2);
 
-/// Identity of one compressed representation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Identity of one encoded representation: the file as it is now, and the coding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
     pub dev: u64,
     pub ino: u64,
     pub len: u64,
     pub mtime: u64,
     pub mtime_nanos: u32,
+    pub coding: Coding,
 }
 
 /// Identity of one rendered listing: the directory as it is now (adding, removing or
@@ -96,7 +97,7 @@ impl ListingKey {
 /// What the cache and the single-flight table are keyed by.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum CacheKey {
-    Gzip(Key),
+    Encoded(Key),
     Listing(ListingKey),
 }
 
@@ -104,7 +105,7 @@ impl CacheKey {
     /// Index into per-kind figures.
     fn kind(&self) -> usize {
         match self {
-            CacheKey::Gzip(_) => 0,
+            CacheKey::Encoded(_) => 0,
             CacheKey::Listing(_) => 1,
         }
     }
@@ -172,7 +173,7 @@ type Output = Result<(Vec<u8>, bool), JobError>;
 
 pub struct Offload {
     pool: rayon::ThreadPool,
-    level: u32,
+    levels: codec::Levels,
     max_pending: usize,
     pending: AtomicUsize,
     cache: Mutex<Lru>,
@@ -197,11 +198,11 @@ impl Offload {
     /// A pool for compression only (tests and tools).
     pub fn new(
         threads: usize,
-        level: u32,
+        levels: codec::Levels,
         max_pending: usize,
         cache_bytes: u64,
     ) -> io::Result<Arc<Offload>> {
-        Self::build(threads, level, max_pending, cache_bytes).map(Arc::new)
+        Self::build(threads, levels, max_pending, cache_bytes).map(Arc::new)
     }
 
     /// The pool `config` needs, with `threads` threads: for compression, for listings
@@ -211,7 +212,12 @@ impl Offload {
         if !c.enabled && !config.autoindex {
             return Ok(None);
         }
-        let mut o = Self::build(threads, c.level, c.max_pending, c.cache_bytes)?;
+        let levels = codec::Levels {
+            gzip: c.level,
+            zstd: c.zstd_level,
+            brotli: c.brotli_level,
+        };
+        let mut o = Self::build(threads, levels, c.max_pending, c.cache_bytes)?;
         o.enabled = [c.enabled, config.autoindex];
         if config.autoindex {
             o.resolver = Some(Resolver::new(&config.root, &config.index)?);
@@ -222,7 +228,7 @@ impl Offload {
 
     fn build(
         threads: usize,
-        level: u32,
+        levels: codec::Levels,
         max_pending: usize,
         cache_bytes: u64,
     ) -> io::Result<Offload> {
@@ -240,7 +246,7 @@ impl Offload {
             .map_err(io::Error::other)?;
         Ok(Offload {
             pool,
-            level,
+            levels,
             max_pending,
             pending: AtomicUsize::new(0),
             cache: Mutex::new(Lru::new(cache_bytes)),
@@ -252,9 +258,9 @@ impl Offload {
         })
     }
 
-    /// A cached compressed body, if any.
+    /// A cached encoded body, if any.
     pub fn lookup(&self, key: &Key) -> Option<Arc<[u8]>> {
-        let hit = lock(&self.cache).get(&CacheKey::Gzip(*key));
+        let hit = lock(&self.cache).get(&CacheKey::Encoded(*key));
         self.count_lookup(0, hit.map(|(data, _)| data))
     }
 
@@ -302,8 +308,8 @@ impl Offload {
         }
     }
 
-    /// Compress `file` for the connection (slot, generation) of the reactor behind
-    /// `notifier`, joining a job already running for the same key.
+    /// Encode `file` with `key.coding` for the connection (slot, generation) of the
+    /// reactor behind `notifier`, joining a job already running for the same key.
     pub fn submit(
         self: &Arc<Self>,
         key: Key,
@@ -314,8 +320,13 @@ impl Offload {
     ) -> Submitted {
         let waiter = Waiter::new(notifier, slot, generation);
         let input = Arc::clone(&file);
-        let work = move |o: &Offload| gzip(&input, key.len, o.level).map(|body| (body, true));
-        if self.start(CacheKey::Gzip(key), waiter, work) {
+        // Reading happens here, on the pool, so a slow disk never stalls a reactor either.
+        let work = move |o: &Offload| {
+            codec::encode_file(key.coding, &o.levels, &input, key.len)
+                .map(|b| (b, true))
+                .map_err(|e| JobError::internal(format!("{}: {e}", key.coding.as_str())))
+        };
+        if self.start(CacheKey::Encoded(key), waiter, work) {
             Submitted::Parked
         } else {
             Submitted::Rejected(file)
@@ -430,22 +441,6 @@ impl Waiter {
     }
 }
 
-/// Read the whole file and gzip it. Reading happens here, on the pool, so a slow disk
-/// never stalls a reactor either.
-fn gzip(file: &File, len: u64, level: u32) -> Result<Vec<u8>, JobError> {
-    // pread: the fd is shared with the open-file cache, its offset is nobody's.
-    let mut input = vec![0u8; len as usize];
-    file.read_exact_at(&mut input, 0)
-        .map_err(|e| JobError::internal(format!("read: {e}")))?;
-    let mut enc = flate2::write::GzEncoder::new(
-        Vec::with_capacity(input.len() / 3 + 64),
-        flate2::Compression::new(level),
-    );
-    let fail = |e: io::Error| JobError::internal(format!("gzip: {e}"));
-    enc.write_all(&input).map_err(fail)?;
-    enc.finish().map_err(fail)
-}
-
 /// Least-recently-used map bounded by the total size of its values; each entry remembers
 /// when it was stored (listings expire).
 struct Lru {
@@ -514,12 +509,13 @@ mod tests {
     use super::*;
 
     fn key(i: u64) -> CacheKey {
-        CacheKey::Gzip(Key {
+        CacheKey::Encoded(Key {
             dev: 1,
             ino: i,
             len: 10,
             mtime: 5,
             mtime_nanos: 0,
+            coding: Coding::Gzip,
         })
     }
 

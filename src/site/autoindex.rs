@@ -8,8 +8,7 @@
 //! is listed only if the resolver can open it (so one leading outside the root never shows
 //! up), and dotfiles are hidden.
 
-use crate::http::response;
-use crate::offload::ListingKey;
+use crate::http::response::{self, Body, ContentType, Headers, Reply, HTML};
 use crate::site::files::{Resolved, Resolver};
 use rustix::fs::{AtFlags, Dir, FileType};
 use std::fs::File;
@@ -20,48 +19,28 @@ use std::os::fd::AsFd;
 /// even when hidden); the rest are left out and the page says so.
 pub const MAX_ENTRIES: usize = 10_000;
 
-/// A listing the router wants: the connection submits it to the pool and parks.
-pub struct Job {
-    pub key: ListingKey,
-    pub dir: File,
-    pub head: Head,
+/// The reply carrying a listing page. Listings change whenever the directory does, so
+/// they carry no validators (as before they were built off the loop).
+pub fn page_reply(body: Body) -> Reply {
+    Reply {
+        status: 200,
+        headers: Headers {
+            content_type: Some(ContentType::Static(HTML)),
+            ..Headers::default()
+        },
+        body,
+        close: false,
+    }
 }
 
-/// What the response head of a listing needs, kept while the listing is built.
-#[derive(Clone, Copy, Debug)]
-pub struct Head {
-    pub keep_alive: bool,
-    pub http10: bool,
-    pub head_only: bool,
-}
-
-impl Head {
-    /// The 200 head of a page of `len` bytes. Listings change whenever the directory does,
-    /// so they carry no validators (as before they were built off the loop).
-    pub fn write_200(&self, out: &mut Vec<u8>, date: &[u8], len: u64) {
-        response::start(out, 200, date);
-        response::header(out, b"Content-Type", b"text/html; charset=utf-8");
-        response::header_u64(out, b"Content-Length", len);
-        response::finish(out, self.keep_alive, self.http10);
+/// A built-in error page in place of the listing, framed so the connection can stay open.
+/// 503 (the pool is full) asks the client to come back.
+pub fn error_reply(status: u16) -> Reply {
+    let mut r = Reply::error(status);
+    if status == 503 {
+        r.headers.retry_after = Some(1);
     }
-
-    /// A built-in error page in place of the listing, framed so the connection can stay
-    /// open. 503 (the pool is full) asks the client to come back. Returns the body length.
-    pub fn write_error(&self, out: &mut Vec<u8>, date: &[u8], status: u16) -> u64 {
-        let body = response::error_body(status);
-        response::start(out, status, date);
-        if status == 503 {
-            out.extend_from_slice(b"Retry-After: 1\r\n");
-        }
-        response::header(out, b"Content-Type", b"text/html; charset=utf-8");
-        response::header_u64(out, b"Content-Length", body.len() as u64);
-        response::finish(out, self.keep_alive, self.http10);
-        if self.head_only {
-            return 0;
-        }
-        out.extend_from_slice(body);
-        body.len() as u64
-    }
+    r
 }
 
 /// The status answering a listing that could not be read.

@@ -12,11 +12,9 @@ use std::fs::File;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -92,72 +90,7 @@ fn from_io(e: io::Error) -> FileError {
     }
 }
 
-/// Strong ETag `"<mtime hex>-<size hex>"` (nginx format), quotes included.
-/// Fixed-size so building one never allocates.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct EtagBuf {
-    // 2 quotes + 16 + '-' + 16 hex digits = 35 bytes max, plus room for a variant suffix.
-    buf: [u8; 40],
-    len: u8,
-}
-
-impl EtagBuf {
-    pub fn new(mtime: u64, size: u64) -> EtagBuf {
-        let mut e = EtagBuf {
-            buf: [0; 40],
-            len: 0,
-        };
-        e.push(b'"');
-        e.push_hex(mtime);
-        e.push(b'-');
-        e.push_hex(size);
-        e.push(b'"');
-        e
-    }
-
-    fn push(&mut self, b: u8) {
-        self.buf[usize::from(self.len)] = b;
-        self.len += 1;
-    }
-
-    fn push_hex(&mut self, v: u64) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        // Number of significant nibbles; at least one so 0 prints "0".
-        let digits = ((64 - v.leading_zeros()).div_ceil(4)).max(1);
-        for i in (0..digits).rev() {
-            self.push(HEX[((v >> (i * 4)) & 0xf) as usize]);
-        }
-    }
-
-    /// The tag of a variant (e.g. gzip): `"x-y"` becomes `"x-y-gz"`, distinct from the
-    /// identity tag so caches and If-None-Match never confuse the two.
-    pub fn variant(&self, suffix: &[u8; 3]) -> EtagBuf {
-        let mut e = *self;
-        e.len -= 1; // drop the closing quote
-        for &b in suffix {
-            e.push(b);
-        }
-        e.push(b'"');
-        e
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Always ASCII by construction; the fallback can't be hit.
-        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("")
-    }
-}
-
-impl fmt::Debug for EtagBuf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl fmt::Display for EtagBuf {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::http::response::EtagBuf;
 
 /// An opened regular file plus what the response headers need.
 #[derive(Debug, Clone)]
@@ -558,159 +491,7 @@ pub fn mime_for(name: &[u8]) -> &'static str {
     }
 }
 
-/// A per-reactor open-file cache (nginx's `open_file_cache`): path -> open fd and metadata,
-/// and the bytes of small files. A hit costs one `fstat` of the cached fd (at most once per
-/// `check`; by default on every hit), which catches in-place modification; the path is
-/// resolved again after `valid`, which catches renames and deletions. No locks: each
-/// reactor has its own.
-pub struct OpenCache {
-    /// Least recently used first: a hit moves its entry to the back, a full cache drops the
-    /// front (nginx keeps its cache in LRU order too).
-    map: hashlink::LruCache<Box<[u8]>, Cached>,
-    entries: usize,
-    valid: Duration,
-    check: Duration,
-    inline_bytes: u64,
-    /// Also remember "not found" for `valid` (nginx's open_file_cache_errors).
-    errors: bool,
-}
-
-struct Cached {
-    /// None: the path did not exist when last resolved.
-    meta: Option<FileMeta>,
-    resolved_at: Instant,
-    checked_at: Instant,
-}
-
-impl OpenCache {
-    pub fn new(c: &crate::config::OpenFileCache) -> OpenCache {
-        OpenCache {
-            map: hashlink::LruCache::new(c.entries.max(1)),
-            entries: c.entries,
-            valid: c.valid,
-            check: c.check,
-            inline_bytes: c.inline_bytes,
-            errors: c.errors,
-        }
-    }
-
-    /// `Resolver::open` through the cache. Leaves the normalised path in `scratch`.
-    pub fn open(
-        &mut self,
-        resolver: &Resolver,
-        raw_path: &[u8],
-        scratch: &mut Vec<u8>,
-        now: Instant,
-    ) -> Result<Resolved, FileError> {
-        let trailing = normalize(raw_path, scratch)?;
-        self.open_normalized(resolver, scratch, trailing, now)
-    }
-
-    /// `open` for a path `normalize` already wrote into `scratch` (it stays there).
-    pub fn open_normalized(
-        &mut self,
-        resolver: &Resolver,
-        scratch: &mut Vec<u8>,
-        trailing: bool,
-        now: Instant,
-    ) -> Result<Resolved, FileError> {
-        if self.entries == 0 {
-            return resolver.open_normalized(scratch, trailing);
-        }
-        // The key is the normalised path, with its trailing slash (an index lookup).
-        if trailing {
-            scratch.push(b'/');
-        }
-        let hit = self.lookup(scratch, now);
-        if trailing {
-            scratch.pop();
-        }
-        match hit {
-            Some(Some(meta)) => return Ok(Resolved::File(meta)),
-            Some(None) => return Err(FileError::NotFound),
-            None => {}
-        }
-        let resolved = match resolver.open_normalized(scratch, trailing) {
-            Err(FileError::NotFound) if self.errors => {
-                self.insert(scratch, trailing, None, now);
-                return Err(FileError::NotFound);
-            }
-            r => r?,
-        };
-        let Resolved::File(mut meta) = resolved else {
-            return Ok(resolved);
-        };
-        if meta.len <= self.inline_bytes {
-            meta.content = read_all(&meta.file, meta.len);
-        }
-        self.insert(scratch, trailing, Some(meta.clone()), now);
-        Ok(Resolved::File(meta))
-    }
-
-    fn insert(&mut self, path: &[u8], trailing: bool, meta: Option<FileMeta>, now: Instant) {
-        let mut key = Vec::with_capacity(path.len() + 1);
-        key.extend_from_slice(path);
-        if trailing {
-            key.push(b'/');
-        }
-        self.map.insert(
-            key.into_boxed_slice(),
-            Cached {
-                meta,
-                resolved_at: now,
-                checked_at: now,
-            },
-        );
-    }
-
-    /// None: not cached (or expired). Some(None): cached as not found.
-    fn lookup(&mut self, key: &[u8], now: Instant) -> Option<Option<FileMeta>> {
-        let c = self.map.get_mut(key)?;
-        if now.duration_since(c.resolved_at) >= self.valid {
-            self.map.remove(key);
-            return None;
-        }
-        let Some(m) = c.meta.as_mut() else {
-            return Some(None);
-        };
-        if now.duration_since(c.checked_at) < self.check {
-            return Some(Some(m.clone()));
-        }
-        c.checked_at = now;
-        let Ok(md) = m.file.metadata() else {
-            self.map.remove(key);
-            return None;
-        };
-        let mtime = u64::try_from(md.mtime()).unwrap_or(0);
-        let mtime_nanos = u32::try_from(md.mtime_nsec()).unwrap_or(0);
-        let before_epoch = md.mtime() < 0;
-        if md.size() != m.len
-            || mtime != m.mtime
-            || mtime_nanos != m.mtime_nanos
-            || before_epoch != m.before_epoch
-        {
-            // Changed in place: same fd, new validators and bytes.
-            m.len = md.size();
-            m.mtime = mtime;
-            m.mtime_nanos = mtime_nanos;
-            m.before_epoch = before_epoch;
-            m.etag = EtagBuf::new(mtime, m.len);
-            m.content = if m.len <= self.inline_bytes {
-                read_all(&m.file, m.len)
-            } else {
-                None
-            };
-        }
-        Some(Some(m.clone()))
-    }
-}
-
-/// The whole file with pread, or None if it changed size under us.
-fn read_all(file: &File, len: u64) -> Option<Arc<[u8]>> {
-    let mut buf = vec![0u8; len as usize];
-    file.read_exact_at(&mut buf, 0).ok()?;
-    Some(Arc::from(buf))
-}
+pub use super::cache::OpenCache;
 
 #[cfg(test)]
 mod tests {

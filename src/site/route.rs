@@ -1,251 +1,179 @@
-//! The handler: a parsed request head plus the configuration and the file resolver in, a
-//! response head (written into the connection's buffer) and a `Body` out.
+//! The handler: a parsed request head plus the site (configuration, resolver, open-file
+//! cache, offload handle) in, a protocol-neutral `Reply` out. It writes no wire bytes: the
+//! connection's encoder (`http::h1` today) decides framing and keep-alive.
 //!
 //! Everything a static server decides lives here, each decision in one place: method ->
 //! 405/501, path -> file or redirect, `FileError` -> status (one `match`), validators ->
-//! 304/412, Range -> 206/416, and which representation to send. The router knows nothing of
-//! sockets or the event loop; the connection sends whatever `Body` it returns.
+//! 304/412, Range -> 206/416, and which representation to send. A body that must be made
+//! off the loop (a compressed variant, a listing) comes back as `Body::Pending` plus the
+//! `Job` that will make it.
 
-use crate::config::{Config, HeaderRule};
-use crate::http::negotiate::{
-    self, ByteRange, Coding, Conditionals, Precondition, RangeResult, Validators,
-};
+use crate::config::Config;
+use crate::http::negotiate::{self, Coding, Conditionals, Precondition, RangeResult, Validators};
 use crate::http::request::RequestHead;
-use crate::http::response::{self, error_body};
+use crate::http::response::{self, Body, ContentRange, ContentType, Headers, Reply};
 use crate::http::{Method, Version};
-use crate::offload::{self, Key, Offload};
+use crate::offload::{self, Key, ListingKey, Offload};
 use crate::site::files::{self, EtagBuf, FileError, FileMeta, OpenCache, Resolved, Resolver};
+use crate::site::rules::HeaderRules;
+use crate::site::{autoindex, Site};
 use std::fs::File;
 use std::sync::Arc;
-
-/// Methods a static resource allows; sent with every 405 and OPTIONS (nginx omits it on 405).
-pub const ALLOW: &[u8] = b"GET, HEAD, OPTIONS";
 
 /// Most ranges honoured in one request before falling back to the whole file (amplification guard).
 const MAX_RANGES: usize = 16;
 
-/// What follows the head.
-pub enum Body {
-    Empty,
-    Static(&'static [u8]),
-    /// `start..end` of an open file, sent with sendfile.
-    File {
+/// A router's answer: the reply, and the job its `Body::Pending` waits for.
+pub struct Answer {
+    pub reply: Reply,
+    pub job: Option<Job>,
+}
+
+/// Work the reply waits for, done on the offload pool (`Site::start`).
+pub enum Job {
+    /// Encode `file` (`len` bytes) with the reply's coding. `identity_etag` serves the
+    /// identity fallback when the pool refuses the job.
+    Encode {
+        key: Key,
         file: Arc<File>,
-        start: u64,
-        end: u64,
+        len: u64,
+        identity_etag: EtagBuf,
     },
-    /// A body in memory shared with a cache, sent in the same writev as the head.
-    Shared(Arc<[u8]>),
-    /// No head yet: the file must be compressed off the loop first. The connection parks,
-    /// submits the job and writes the head (`write_200`) when the result arrives.
-    Compress(Pending),
-    /// No head yet: the directory listing is built on the offload pool; the connection
-    /// parks like for `Compress`.
-    Listing(crate::site::autoindex::Job),
-    /// multipart/byteranges: `heads` holds every part preamble and the trailer; parts are
-    /// sent in order, each preamble followed by its slice of the file.
-    Multipart {
-        file: Arc<File>,
-        heads: Vec<u8>,
-        parts: Vec<(std::ops::Range<usize>, ByteRange)>,
-        trailer: std::ops::Range<usize>,
-    },
+    /// Render the listing of `dir`.
+    Listing { key: ListingKey, dir: File },
 }
 
-impl Body {
-    pub fn len(&self) -> u64 {
-        match self {
-            Body::Empty => 0,
-            Body::Static(b) => b.len() as u64,
-            Body::File { start, end, .. } => end - start,
-            Body::Shared(b) => b.len() as u64,
-            Body::Compress(_) | Body::Listing(_) => 0,
-            Body::Multipart { parts, trailer, .. } => {
-                parts
-                    .iter()
-                    .map(|(h, r)| (h.len() as u64) + r.end - r.start + 1)
-                    .sum::<u64>()
-                    + trailer.len() as u64
-            }
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
+/// The request path after normalisation, as the resolver saw it: decoded, dot segments
+/// removed, relative to the root (no leading slash; for an index file, the directory).
+/// `trailing`: it names a directory (`/dir/`). Every later decision (index or redirect,
+/// `[[headers]]`, the `.gz` sidecar, a listing) is taken on this, never on the raw path.
+pub struct Target {
+    pub rel: Vec<u8>,
+    pub trailing: bool,
 }
 
-/// What the head of a 200 for a file needs, kept while a compression job runs.
-#[derive(Clone, Debug)]
-pub struct Variant {
-    pub mime: &'static str,
-    pub etag: EtagBuf,
-    /// Unix seconds, already no later than the `Date` of the response that chose it.
-    pub last_modified: Option<u64>,
-    pub gzip: bool,
-    /// The resource has a gzip variant: caches must key on Accept-Encoding.
-    pub vary: bool,
-    pub keep_alive: bool,
-    pub http10: bool,
-    /// `[[headers]]` rules matching the request path.
-    pub extra: ExtraHeaders,
-}
-
-/// The configured `[[headers]]` rules a request matched: the shared rule list (an Arc
-/// clone, only when something matched) and a bitmask over it. Never allocates.
-#[derive(Clone, Debug, Default)]
-pub struct ExtraHeaders {
-    rules: Option<Arc<[HeaderRule]>>,
-    mask: u64,
-}
-
-impl ExtraHeaders {
-    /// Match `path` (the normalised request path, with its leading slash) against every
-    /// rule, in order.
-    pub fn for_path(rules: &Arc<[HeaderRule]>, path: &[u8]) -> ExtraHeaders {
-        let mut mask = 0u64;
-        for (i, r) in rules.iter().enumerate().take(64) {
-            if r.pattern.matches(path) {
-                mask |= 1 << i;
-            }
-        }
-        ExtraHeaders {
-            rules: (mask != 0).then(|| Arc::clone(rules)),
-            mask,
-        }
-    }
-
-    fn write(&self, out: &mut Vec<u8>) {
-        let Some(rules) = &self.rules else {
-            return;
-        };
-        for (i, r) in rules.iter().enumerate().take(64) {
-            if self.mask & (1 << i) != 0 {
-                out.extend_from_slice(&r.block);
-            }
-        }
-    }
-}
-
-/// A compression the router asked for.
-pub struct Pending {
-    pub key: Key,
-    pub file: Arc<File>,
-    pub len: u64,
-    pub variant: Variant,
-    /// For the identity fallback when the pool refuses the job.
-    pub etag_identity: EtagBuf,
-    pub head_only: bool,
-}
-
-/// The head of a 200 for a file (identity or compressed), shared by the router and by the
-/// connection resuming after compression.
-pub fn write_200(out: &mut Vec<u8>, date: &[u8], v: &Variant, len: u64) {
-    response::start(out, 200, date);
-    response::header(out, b"Content-Type", v.mime.as_bytes());
-    response::header_u64(out, b"Content-Length", len);
-    if v.gzip {
-        out.extend_from_slice(b"Content-Encoding: gzip\r\n");
-    }
-    variant_headers(out, v);
-    response::finish(out, v.keep_alive, v.http10);
-}
-
-/// Validators and caching headers shared by 200, 206 and 304.
-fn variant_headers(out: &mut Vec<u8>, v: &Variant) {
-    if v.vary {
-        out.extend_from_slice(b"Vary: Accept-Encoding\r\n");
-    }
-    if let Some(lm) = v.last_modified {
-        response::header(out, b"Last-Modified", &response::http_date(lm));
-    }
-    response::header(out, b"ETag", v.etag.as_str().as_bytes());
-    if !v.gzip {
-        out.extend_from_slice(b"Accept-Ranges: bytes\r\n");
-    }
-    v.extra.write(out);
-}
-
-pub struct Reply {
-    pub status: u16,
-    pub body: Body,
-    /// Whether the connection stays open after this response (already announced in the head).
-    pub keep_alive: bool,
-}
-
-/// Per-reactor routing context: no locks, no shared mutable state.
-pub struct Router<'a> {
-    pub config: &'a Config,
-    pub resolver: &'a Resolver,
-    pub files: &'a mut OpenCache,
-    pub now: std::time::Instant,
-    pub date: &'a [u8],
-    pub scratch: &'a mut Vec<u8>,
-    /// Set per request: HTTP/1.0 keep-alive must be announced explicitly.
-    pub http10: bool,
-    /// The offload pool and cache; None when neither compression nor autoindex is on.
-    pub offload: Option<&'a Arc<Offload>>,
+/// One request's view of a `Site`: disjoint borrows of its parts plus the request's clock.
+struct Router<'a> {
+    config: &'a Config,
+    resolver: &'a Resolver,
+    files: &'a mut OpenCache,
+    rules: &'a HeaderRules,
+    date: &'a [u8],
+    now: std::time::Instant,
+    /// For lookups made while the request's `Target` is alive (error pages, sidecars,
+    /// the slashed path `[[headers]]` rules match).
+    scratch: &'a mut Vec<u8>,
+    /// HTTP/1.0 request (compression may be off for it).
+    http10: bool,
+    offload: Option<&'a Arc<Offload>>,
     /// Set on the metrics listener's connections: they only serve `/metrics`.
-    pub metrics: Option<&'a crate::ops::metrics::Registry>,
+    metrics: Option<&'a crate::ops::metrics::Registry>,
+    /// Set by the two answers that wait for the pool.
+    job: Option<Job>,
 }
 
-impl Router<'_> {
-    /// Answer one request. `buf` is the slice the head's spans point into. `keep_alive` is
-    /// what the connection intends; the reply may only lower it.
+impl Site {
+    /// Answer one request. `buf` is the slice the head's spans point into; `date` is the
+    /// `Date` the reply will carry; `metrics`: the request came on the metrics listener.
     pub fn respond(
         &mut self,
         head: &RequestHead,
         buf: &[u8],
-        keep_alive: bool,
-        out: &mut Vec<u8>,
-    ) -> Reply {
-        let head_only = head.method == Method::Head;
-        self.http10 = head.version == Version::Http10;
+        now: std::time::Instant,
+        date: &[u8],
+        metrics: bool,
+    ) -> Answer {
+        // The path buffer is lent to the request as its `Target` and given back after:
+        // no allocation, and no other lookup can overwrite it meanwhile.
+        let mut target = Target {
+            rel: std::mem::take(&mut self.path),
+            trailing: false,
+        };
+        let mut router = Router {
+            config: &self.config,
+            resolver: &self.resolver,
+            files: &mut self.files,
+            rules: &self.rules,
+            date,
+            now,
+            scratch: &mut self.scratch,
+            http10: head.version == Version::Http10,
+            offload: self.offload.as_ref(),
+            metrics: if metrics {
+                self.registry.as_deref()
+            } else {
+                None
+            },
+            job: None,
+        };
+        let reply = router.respond(head, buf, &mut target);
+        let job = router.job.take();
+        self.path = target.rel;
+        Answer { reply, job }
+    }
+}
+
+impl Router<'_> {
+    fn respond(&mut self, head: &RequestHead, buf: &[u8], target: &mut Target) -> Reply {
         if let Some(registry) = self.metrics {
-            return self.metrics(head, buf, registry, keep_alive, out);
+            return self.metrics(head, buf, registry);
         }
         match head.method {
             Method::Get | Method::Head => {}
-            Method::Options => return self.options(out, keep_alive),
-            Method::Other => return self.error(out, 501, keep_alive, head_only),
-            _ => return self.error(out, 405, keep_alive, head_only),
+            Method::Options => {
+                return Reply {
+                    status: 204,
+                    headers: Headers {
+                        allow: true,
+                        ..Headers::default()
+                    },
+                    body: Body::Empty,
+                    close: false,
+                }
+            }
+            Method::Other => return self.error(501),
+            _ => return self.error(405),
         }
         let path = head.path.get(buf);
         let path = if path.is_empty() { &b"/"[..] } else { path };
         // Every later decision (index or redirect, `[[headers]]`, the `.gz` sidecar) is
         // taken on the normalised path and its trailing-slash flag, never on the raw one:
         // `/assets/.` is `/assets/`, `//x/../assets` is `/assets`.
-        let (resolved, trailing) = match files::normalize(path, self.scratch) {
-            Ok(t) if !self.config.serve_hidden && files::is_hidden(self.scratch) => {
-                (Err(FileError::NotFound), t)
+        let resolved = match files::normalize(path, &mut target.rel) {
+            Ok(t) if !self.config.serve_hidden && files::is_hidden(&target.rel) => {
+                target.trailing = t;
+                Err(FileError::NotFound)
             }
-            Ok(t) => (
+            Ok(t) => {
+                target.trailing = t;
                 self.files
-                    .open_normalized(self.resolver, self.scratch, t, self.now),
-                t,
-            ),
-            Err(e) => (Err(e), false),
+                    .open_normalized(self.resolver, &mut target.rel, t, self.now)
+            }
+            Err(e) => Err(e),
         };
+        let target = &*target;
         match resolved {
-            Ok(Resolved::File(meta)) => self.file(head, buf, meta, trailing, keep_alive, out),
+            Ok(Resolved::File(meta)) => self.file(head, buf, meta, target),
             Ok(Resolved::AddSlash) => {
                 // Built from the normalised path, so it never starts with `//` (which a
                 // browser would take for another host).
-                let mut loc = Vec::with_capacity(self.scratch.len() + 2);
+                let mut loc = Vec::with_capacity(target.rel.len() + 2);
                 loc.push(b'/');
-                push_path_encoded(&mut loc, self.scratch);
+                push_path_encoded(&mut loc, &target.rel);
                 loc.push(b'/');
                 if let Some(q) = head.query {
                     loc.push(b'?');
                     loc.extend_from_slice(q.get(buf));
                 }
-                self.redirect(out, &loc, keep_alive, head_only)
+                let mut r = Reply::error(301);
+                r.headers.location = Some(loc.into_boxed_slice());
+                r
             }
             Ok(Resolved::Directory(dir)) if self.config.autoindex => {
-                self.autoindex(dir, keep_alive, head_only, out)
+                self.autoindex(dir, &target.rel)
             }
             // A directory without an index: nginx answers 403 too.
-            Ok(Resolved::Directory(_)) => self.error(out, 403, keep_alive, head_only),
+            Ok(Resolved::Directory(_)) => self.error(403),
             Err(e) => {
                 let status = match e {
                     FileError::BadRequest => 400,
@@ -257,71 +185,49 @@ impl Router<'_> {
                         500
                     }
                 };
-                self.error(out, status, keep_alive, head_only)
+                self.error(status)
             }
         }
     }
 
-    fn file(
-        &mut self,
-        head: &RequestHead,
-        buf: &[u8],
-        meta: FileMeta,
-        trailing: bool,
-        keep_alive: bool,
-        out: &mut Vec<u8>,
-    ) -> Reply {
-        let head_only = head.method == Method::Head;
-        let http10 = self.http10;
+    fn file(&mut self, head: &RequestHead, buf: &[u8], meta: FileMeta, target: &Target) -> Reply {
         let compressible = self.compressible(head, &meta);
-        // Ranges apply to the identity representation: a Range request is never compressed.
-        let wants_gzip = compressible
-            && head.range.is_none()
-            && negotiate::choose_encoding(
-                head.accept_encoding.map(|s| s.get(buf)),
-                &[Coding::Gzip],
-            ) == Some(Coding::Gzip);
-        let source = if wants_gzip {
-            self.gzip_source(&meta, trailing)
+        // Ranges apply to the identity representation: a Range request is never encoded.
+        let source = if compressible && head.range.is_none() {
+            self.negotiated_source(head.accept_encoding.map(|s| s.get(buf)), &meta, target)
         } else {
             None
         };
-        let extra = if self.config.headers.is_empty() {
-            ExtraHeaders::default()
+        let extra = if self.rules.is_empty() {
+            Default::default()
         } else {
             // Rules see the decoded, normalised path, as nginx locations do, so that
-            // `/%61ssets/x` or `/x/../assets/x` cannot dodge an `/assets/` rule. The resolver
-            // left it in `scratch` without the leading slash (for an index file: the
-            // directory), borrowed here and restored.
-            self.scratch.insert(0, b'/');
-            let slash = trailing && self.scratch.len() > 1;
-            if slash {
+            // `/%61ssets/x` or `/x/../assets/x` cannot dodge an `/assets/` rule. Rules
+            // match the absolute form, `/` + target (+ `/` for a directory's index).
+            self.scratch.clear();
+            self.scratch.push(b'/');
+            self.scratch.extend_from_slice(&target.rel);
+            if target.trailing && !target.rel.is_empty() {
                 self.scratch.push(b'/');
             }
-            let extra = ExtraHeaders::for_path(&self.config.headers, self.scratch);
-            if slash {
-                self.scratch.pop();
-            }
-            self.scratch.remove(0);
-            extra
+            self.rules.for_path(self.scratch)
         };
         let last_modified = response::parse_date(self.date)
             .and_then(|date| response::last_modified(meta.modified(), date));
-        let mut variant = Variant {
-            mime: meta.mime,
-            etag: meta.etag,
-            last_modified,
-            gzip: source.is_some(),
+        let coding = source.as_ref().map_or(Coding::Identity, |s| s.coding);
+        let etag = meta.etag.for_coding(coding);
+        // The representation's validators and caching headers, shared by 200, 206 and 304.
+        let mut headers = Headers {
+            coding,
             vary: compressible,
-            keep_alive,
-            http10,
+            last_modified,
+            etag: Some(etag),
+            accept_ranges: coding == Coding::Identity,
             extra,
+            ..Headers::default()
         };
-        if variant.gzip {
-            variant.etag = meta.etag.variant(b"-gz");
-        }
         let v = Validators {
-            etag: variant.etag.as_str().as_bytes(),
+            etag: etag.as_str().as_bytes(),
             last_modified,
         };
         let conds = Conditionals {
@@ -333,50 +239,41 @@ impl Router<'_> {
         match negotiate::evaluate(&conds, &v, true) {
             Precondition::Proceed => {}
             Precondition::NotModified => {
-                response::start(out, 304, self.date);
-                variant_headers(out, &variant);
-                response::finish(out, keep_alive, http10);
                 return Reply {
                     status: 304,
+                    headers,
                     body: Body::Empty,
-                    keep_alive,
-                };
+                    close: false,
+                }
             }
-            Precondition::Failed => return self.error(out, 412, keep_alive, head_only),
+            Precondition::Failed => return self.error(412),
         }
-        let body = match source {
-            None => return self.identity(head, buf, meta, &variant, out),
-            Some(GzSource::Cached(data)) => {
-                write_200(out, self.date, &variant, data.len() as u64);
-                Body::Shared(data)
-            }
-            Some(GzSource::Sidecar(gz)) => {
-                write_200(out, self.date, &variant, gz.len);
-                Body::File {
-                    file: gz.file,
-                    start: 0,
-                    end: gz.len,
-                }
-            }
-            Some(GzSource::Compress) => {
-                return Reply {
-                    status: 200,
-                    body: Body::Compress(Pending {
-                        key: key_of(&meta),
-                        len: meta.len,
-                        file: meta.file,
-                        variant,
-                        etag_identity: meta.etag,
-                        head_only,
-                    }),
-                    keep_alive,
-                }
+        headers.content_type = Some(ContentType::Static(meta.mime));
+        let Some(source) = source else {
+            return self.identity(head, buf, meta, headers);
+        };
+        let body = match source.from {
+            From::Cached(data) => Body::Shared(data),
+            From::Sidecar(side) => Body::File {
+                file: side.file,
+                start: 0,
+                end: side.len,
+            },
+            From::Job => {
+                self.job = Some(Job::Encode {
+                    key: key_of(&meta, coding),
+                    len: meta.len,
+                    file: meta.file,
+                    identity_etag: meta.etag,
+                });
+                Body::Pending
             }
         };
         Reply {
             status: 200,
-            body: if head_only { Body::Empty } else { body },
-            keep_alive,
+            headers,
+            body,
+            close: false,
         }
     }
 
@@ -391,40 +288,85 @@ impl Router<'_> {
             && head.method != Method::Options
     }
 
-    /// Where a gzip body can come from, cheapest first; None means identity.
-    fn gzip_source(&mut self, meta: &FileMeta, trailing: bool) -> Option<GzSource> {
-        let offload = self.offload?;
-        let key = key_of(meta);
-        if let Some(data) = offload.lookup(&key) {
-            return Some(GzSource::Cached(data));
+    /// The best coding the client accepts that has a source. Codings made on the fly
+    /// (`compression.codings`) are offered in their configured order, then the others as
+    /// sidecars only; a coding without a source gives way to the next acceptable one.
+    /// None means identity.
+    fn negotiated_source(
+        &mut self,
+        accept: Option<&[u8]>,
+        meta: &FileMeta,
+        target: &Target,
+    ) -> Option<Source> {
+        let c = &self.config.compression;
+        let mut offered = [(Coding::Identity, false); ALL_CODINGS.len()];
+        let mut n = 0;
+        for &k in c.codings.iter().chain(ALL_CODINGS.iter()) {
+            let on_the_fly = c.codings.contains(&k);
+            if !offered[..n].iter().any(|&(o, _)| o == k) && (on_the_fly || c.precompressed) {
+                offered[n] = (k, on_the_fly);
+                n += 1;
+            }
         }
-        // nginx's gzip_static: `file.gz` beside `file`, not older than it. The resolver left
-        // the normalised path in `scratch`; for an index file (`trailing`) that is the
-        // directory, so the index name is added: `dir/index.html.gz`, never `dir.gz`.
+        while n > 0 {
+            let mut codings = [Coding::Identity; ALL_CODINGS.len()];
+            for (i, &(k, _)) in offered[..n].iter().enumerate() {
+                codings[i] = k;
+            }
+            let coding = negotiate::choose_encoding(accept, &codings[..n])?;
+            let i = codings[..n].iter().position(|&k| k == coding)?;
+            if let Some(s) = self.encoded_source(meta, target, coding, offered[i].1) {
+                return Some(s);
+            }
+            offered.copy_within(i + 1..n, i);
+            n -= 1;
+        }
+        None
+    }
+
+    /// Where a body in `coding` can come from, cheapest first (a job only when `job_ok`);
+    /// None when it has none.
+    fn encoded_source(
+        &mut self,
+        meta: &FileMeta,
+        target: &Target,
+        coding: Coding,
+        job_ok: bool,
+    ) -> Option<Source> {
+        let offload = self.offload?;
+        let found = |from| Some(Source { coding, from });
+        if let Some(data) = offload.lookup(&key_of(meta, coding)) {
+            return found(From::Cached(data));
+        }
+        // nginx's gzip_static: `file.gz` beside `file`, not older than it. For an index
+        // file the target is the directory, so the index name is added:
+        // `dir/index.html.gz`, never `dir.gz`.
         let index = match meta.index {
-            Some(i) if trailing => self.resolver.index_name(i),
+            Some(i) if target.trailing => self.resolver.index_name(i),
             _ => None,
         };
-        if self.config.compression.precompressed && (index.is_some() || !trailing) {
-            let base = self.scratch.len();
+        if self.config.compression.precompressed && (index.is_some() || !target.trailing) {
+            self.scratch.clear();
+            self.scratch.extend_from_slice(&target.rel);
             if let Some(name) = index {
-                if base != 0 {
+                if !target.rel.is_empty() {
                     self.scratch.push(b'/');
                 }
                 self.scratch.extend_from_slice(name);
             }
-            self.scratch.extend_from_slice(b".gz");
+            self.scratch.extend_from_slice(coding.sidecar_ext());
             let side = self.resolver.open_relative(self.scratch);
-            self.scratch.truncate(base);
-            if let Ok(Resolved::File(gz)) = side {
-                if gz.mtime >= meta.mtime {
-                    return Some(GzSource::Sidecar(gz));
+            if let Ok(Resolved::File(side)) = side {
+                if side.mtime >= meta.mtime {
+                    return found(From::Sidecar(side));
                 }
             }
         }
-        if meta.len <= offload::MAX_INPUT && offload.pending() < self.config.compression.max_pending
+        if job_ok
+            && meta.len <= offload::MAX_INPUT
+            && offload.pending() < self.config.compression.max_pending
         {
-            return Some(GzSource::Compress);
+            return found(From::Job);
         }
         None
     }
@@ -435,15 +377,11 @@ impl Router<'_> {
         head: &RequestHead,
         buf: &[u8],
         meta: FileMeta,
-        variant: &Variant,
-        out: &mut Vec<u8>,
+        mut headers: Headers,
     ) -> Reply {
-        let head_only = head.method == Method::Head;
-        let keep_alive = variant.keep_alive;
-        let http10 = self.http10;
         let v = Validators {
             etag: meta.etag.as_str().as_bytes(),
-            last_modified: variant.last_modified,
+            last_modified: headers.last_modified,
         };
         let mut ranges = Vec::new();
         let range = match head.range {
@@ -456,38 +394,21 @@ impl Router<'_> {
             }
             _ => RangeResult::Ignore,
         };
-        match range {
+        let (status, body) = match range {
             RangeResult::Unsatisfiable => {
-                let len = meta.len;
-                self.error_with(out, 416, keep_alive, head_only, |out| {
-                    out.extend_from_slice(b"Content-Range: ");
-                    negotiate::push_unsatisfied_content_range(out, len);
-                    out.extend_from_slice(b"\r\n");
-                })
+                let mut r = self.error(416);
+                r.headers.content_range = Some(ContentRange::Unsatisfied(meta.len));
+                return r;
             }
             RangeResult::Satisfiable if ranges.len() == 1 => {
                 let r = ranges[0];
-                response::start(out, 206, self.date);
-                response::header(out, b"Content-Type", meta.mime.as_bytes());
-                out.extend_from_slice(b"Content-Range: ");
-                negotiate::push_content_range(out, r, meta.len);
-                out.extend_from_slice(b"\r\n");
-                response::header_u64(out, b"Content-Length", r.end - r.start + 1);
-                variant_headers(out, variant);
-                response::finish(out, keep_alive, http10);
-                Reply {
-                    status: 206,
-                    body: if head_only {
-                        Body::Empty
-                    } else {
-                        Body::File {
-                            file: meta.file,
-                            start: r.start,
-                            end: r.end + 1,
-                        }
-                    },
-                    keep_alive,
-                }
+                headers.content_range = Some(ContentRange::Part(r, meta.len));
+                let body = Body::File {
+                    file: meta.file,
+                    start: r.start,
+                    end: r.end + 1,
+                };
+                (206, body)
             }
             RangeResult::Satisfiable => {
                 let boundary = negotiate::boundary_from_etag(meta.etag.as_str().as_bytes());
@@ -495,156 +416,20 @@ impl Router<'_> {
                 let mp = negotiate::multipart_layout(
                     &ranges, meta.len, meta.mime, &boundary, &mut heads,
                 );
-                response::start(out, 206, self.date);
-                response::header(
-                    out,
-                    b"Content-Type",
-                    negotiate::multipart_content_type(&boundary).as_bytes(),
-                );
-                response::header_u64(out, b"Content-Length", mp.content_length);
-                variant_headers(out, variant);
-                response::finish(out, keep_alive, http10);
-                Reply {
-                    status: 206,
-                    body: if head_only {
-                        Body::Empty
-                    } else {
-                        Body::Multipart {
-                            file: meta.file,
-                            heads,
-                            parts: mp.parts,
-                            trailer: mp.trailer,
-                        }
-                    },
-                    keep_alive,
-                }
+                headers.content_type = Some(ContentType::Owned(
+                    negotiate::multipart_content_type(&boundary).into_boxed_str(),
+                ));
+                let body = Body::Multipart {
+                    file: meta.file,
+                    heads,
+                    parts: mp.parts,
+                    trailer: mp.trailer,
+                };
+                debug_assert_eq!(body.len(), mp.content_length);
+                (206, body)
             }
             RangeResult::Ignore => {
-                write_200(out, self.date, variant, meta.len);
-                let len = meta.len;
-                Reply {
-                    status: 200,
-                    body: if head_only || len == 0 {
-                        Body::Empty
-                    } else if let Some(content) = meta.content {
-                        Body::Shared(content)
-                    } else {
-                        Body::File {
-                            file: meta.file,
-                            start: 0,
-                            end: len,
-                        }
-                    },
-                    keep_alive,
-                }
-            }
-        }
-    }
-
-    /// The Prometheus endpoint, on its own listener.
-    fn metrics(
-        &mut self,
-        head: &RequestHead,
-        buf: &[u8],
-        registry: &crate::ops::metrics::Registry,
-        keep_alive: bool,
-        out: &mut Vec<u8>,
-    ) -> Reply {
-        let head_only = head.method == Method::Head;
-        if !matches!(head.method, Method::Get | Method::Head) {
-            return self.error(out, 405, keep_alive, head_only);
-        }
-        if head.path.get(buf) != b"/metrics" {
-            return self.error(out, 404, keep_alive, head_only);
-        }
-        let body: Arc<[u8]> = Arc::from(registry.render().into_bytes());
-        response::start(out, 200, self.date);
-        response::header(
-            out,
-            b"Content-Type",
-            b"text/plain; version=0.0.4; charset=utf-8",
-        );
-        response::header_u64(out, b"Content-Length", body.len() as u64);
-        response::finish(out, keep_alive, self.http10);
-        Reply {
-            status: 200,
-            body: if head_only {
-                Body::Empty
-            } else {
-                Body::Shared(body)
-            },
-            keep_alive,
-        }
-    }
-
-    fn options(&mut self, out: &mut Vec<u8>, keep_alive: bool) -> Reply {
-        response::start(out, 204, self.date);
-        response::header(out, b"Allow", ALLOW);
-        response::finish(out, keep_alive, self.http10);
-        Reply {
-            status: 204,
-            body: Body::Empty,
-            keep_alive,
-        }
-    }
-
-    fn redirect(
-        &mut self,
-        out: &mut Vec<u8>,
-        location: &[u8],
-        keep_alive: bool,
-        head_only: bool,
-    ) -> Reply {
-        let body = error_body(301);
-        response::start(out, 301, self.date);
-        response::header(out, b"Location", location);
-        response::header(out, b"Content-Type", b"text/html; charset=utf-8");
-        response::header_u64(out, b"Content-Length", body.len() as u64);
-        response::finish(out, keep_alive, self.http10);
-        Reply {
-            status: 301,
-            body: if head_only {
-                Body::Empty
-            } else {
-                Body::Static(body)
-            },
-            keep_alive,
-        }
-    }
-
-    /// An error page with the original status. 405 carries Allow.
-    pub fn error(
-        &mut self,
-        out: &mut Vec<u8>,
-        status: u16,
-        keep_alive: bool,
-        head_only: bool,
-    ) -> Reply {
-        self.error_with(out, status, keep_alive, head_only, |out| {
-            if status == 405 {
-                response::header(out, b"Allow", ALLOW);
-            }
-        })
-    }
-
-    /// An error response: the configured `[error_pages]` file if there is one and it can
-    /// be opened, else the built-in body. `headers` adds status-specific header lines.
-    fn error_with(
-        &mut self,
-        out: &mut Vec<u8>,
-        status: u16,
-        keep_alive: bool,
-        head_only: bool,
-        headers: impl FnOnce(&mut Vec<u8>),
-    ) -> Reply {
-        let page = self.error_page(status);
-        response::start(out, status, self.date);
-        headers(out);
-        let body = match page {
-            Some(meta) => {
-                response::header(out, b"Content-Type", meta.mime.as_bytes());
-                response::header_u64(out, b"Content-Length", meta.len);
-                if meta.len == 0 {
+                let body = if meta.len == 0 {
                     Body::Empty
                 } else if let Some(content) = meta.content {
                     Body::Shared(content)
@@ -654,21 +439,72 @@ impl Router<'_> {
                         start: 0,
                         end: meta.len,
                     }
-                }
-            }
-            None => {
-                let body = error_body(status);
-                response::header(out, b"Content-Type", b"text/html; charset=utf-8");
-                response::header_u64(out, b"Content-Length", body.len() as u64);
-                Body::Static(body)
+                };
+                (200, body)
             }
         };
-        response::finish(out, keep_alive, self.http10);
         Reply {
             status,
-            body: if head_only { Body::Empty } else { body },
-            keep_alive,
+            headers,
+            body,
+            close: false,
         }
+    }
+
+    /// The Prometheus endpoint, on its own listener.
+    fn metrics(
+        &mut self,
+        head: &RequestHead,
+        buf: &[u8],
+        registry: &crate::ops::metrics::Registry,
+    ) -> Reply {
+        if !matches!(head.method, Method::Get | Method::Head) {
+            return self.error(405);
+        }
+        if head.path.get(buf) != b"/metrics" {
+            return self.error(404);
+        }
+        let body: Arc<[u8]> = Arc::from(registry.render().into_bytes());
+        Reply {
+            status: 200,
+            headers: Headers {
+                content_type: Some(ContentType::Static(
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )),
+                ..Headers::default()
+            },
+            body: Body::Shared(body),
+            close: false,
+        }
+    }
+
+    /// An error response: the configured `[error_pages]` file if there is one and it can
+    /// be opened, else the built-in body. 405 carries Allow.
+    fn error(&mut self, status: u16) -> Reply {
+        let mut reply = match self.error_page(status) {
+            Some(meta) => Reply {
+                status,
+                headers: Headers {
+                    content_type: Some(ContentType::Static(meta.mime)),
+                    ..Headers::default()
+                },
+                body: if meta.len == 0 {
+                    Body::Empty
+                } else if let Some(content) = meta.content {
+                    Body::Shared(content)
+                } else {
+                    Body::File {
+                        file: meta.file,
+                        start: 0,
+                        end: meta.len,
+                    }
+                },
+                close: false,
+            },
+            None => Reply::error(status),
+        };
+        reply.headers.allow = status == 405;
+        reply
     }
 
     /// The `[error_pages]` file for `status`, through the open-file cache. None (built-in
@@ -717,51 +553,30 @@ impl Router<'_> {
     }
 
     /// `autoindex = true`: an HTML listing of a directory without an index file, from the
-    /// offload cache or else built on the pool (never here, on the loop).
-    fn autoindex(
-        &mut self,
-        dir: File,
-        keep_alive: bool,
-        head_only: bool,
-        out: &mut Vec<u8>,
-    ) -> Reply {
-        let head = crate::site::autoindex::Head {
-            keep_alive,
-            http10: self.http10,
-            head_only,
-        };
-        // The resolver left the directory's normalised path in `scratch`. Dotfiles are
-        // never listed, even with `hidden = "allow"` (as nginx's autoindex).
+    /// offload cache or else built on the pool (never here, on the loop). Dotfiles are
+    /// never listed, even with `hidden = "allow"` (as nginx's autoindex).
+    fn autoindex(&mut self, dir: File, rel: &[u8]) -> Reply {
         let Some(offload) = self.offload else {
             log::error!("autoindex without an offload pool");
-            return self.error(out, 500, keep_alive, head_only);
+            return self.error(500);
         };
-        let key = match offload::ListingKey::of(&dir, self.scratch, false) {
+        let key = match ListingKey::of(&dir, rel, false) {
             Ok(key) => key,
             Err(e) => {
-                let path = String::from_utf8_lossy(self.scratch).into_owned();
+                let path = String::from_utf8_lossy(rel).into_owned();
                 log::error!("autoindex {path:?}: {e}");
-                let status = crate::site::autoindex::error_status(&e);
-                return self.error(out, status, keep_alive, head_only);
+                return self.error(autoindex::error_status(&e));
             }
         };
         let Some(page) = offload.lookup_listing(&key) else {
-            return Reply {
-                status: 200,
-                body: Body::Listing(crate::site::autoindex::Job { key, dir, head }),
-                keep_alive,
-            };
+            self.job = Some(Job::Listing { key, dir });
+            return autoindex::page_reply(Body::Pending);
         };
-        head.write_200(out, self.date, page.len() as u64);
-        Reply {
-            status: 200,
-            body: if head_only || page.is_empty() {
-                Body::Empty
-            } else {
-                Body::Shared(page)
-            },
-            keep_alive,
-        }
+        autoindex::page_reply(if page.is_empty() {
+            Body::Empty
+        } else {
+            Body::Shared(page)
+        })
     }
 }
 
@@ -778,18 +593,31 @@ fn push_path_encoded(out: &mut Vec<u8>, path: &[u8]) {
     }
 }
 
-enum GzSource {
-    Cached(Arc<[u8]>),
-    Sidecar(FileMeta),
-    Compress,
+/// Every coding vireo knows (the sidecar-only fallbacks come in this order).
+const ALL_CODINGS: [Coding; 3] = [Coding::Zstd, Coding::Br, Coding::Gzip];
+
+/// An encoded representation the router found for a request.
+struct Source {
+    coding: Coding,
+    from: From,
 }
 
-fn key_of(meta: &FileMeta) -> Key {
+enum From {
+    /// In the offload cache.
+    Cached(Arc<[u8]>),
+    /// A precompressed file beside the original (`Coding::sidecar_ext`).
+    Sidecar(FileMeta),
+    /// To be encoded on the pool.
+    Job,
+}
+
+fn key_of(meta: &FileMeta, coding: Coding) -> Key {
     Key {
         dev: meta.dev,
         ino: meta.ino,
         len: meta.len,
         mtime: meta.mtime,
         mtime_nanos: meta.mtime_nanos,
+        coding,
     }
 }

@@ -1,0 +1,342 @@
+//! The send path of a connection: response bytes queued in a reused buffer, then the body
+//! that follows them, and the one loop that pushes both into the socket.
+//!
+//! Heads (and small static bodies) sit in `out`; a body in memory shared with a cache
+//! leaves with them in one writev; a file range or multipart parts follow with sendfile.
+//! Every write counts against the turn's budget (nginx's sendfile_max_chunk idea), and a
+//! WouldBlock clears the cached `writable` readiness until the next edge.
+
+use crate::http::response::Body;
+use mio::net::TcpStream;
+use std::fs::File;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
+
+/// The byte stream under a connection: a TCP socket in the server, an in-memory stream in
+/// the connection fuzzer and its tests (`harness`).
+pub trait Transport: Read + Write {
+    /// Copy up to `len` bytes of `file` from `*pos` into the stream, advancing `*pos`.
+    fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize>;
+    /// Half-close: no more bytes from us (lingering close).
+    fn shutdown_write(&mut self) -> io::Result<()>;
+    /// Turn Nagle off (TCP_NODELAY).
+    fn set_nodelay(&mut self) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize> {
+        Ok(rustix::fs::sendfile(&*self, file, Some(pos), len)?)
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+
+    fn set_nodelay(&mut self) -> io::Result<()> {
+        TcpStream::set_nodelay(self, true)
+    }
+}
+
+/// Bytes a connection may send in one turn before yielding to its neighbours (nginx's
+/// sendfile_max_chunk idea): a fast client pulling a 10 GB file cannot starve the loop.
+pub const TURN_BUDGET: u64 = 2 << 20;
+/// Stop batching pipelined responses once this much is queued in `out`.
+const OUT_HIGH_WATER: usize = 64 << 10;
+
+/// Reusable buffers of one reactor, so idle connections hold none.
+#[derive(Default)]
+pub struct BufPool {
+    free: Vec<Vec<u8>>,
+}
+
+impl BufPool {
+    const KEEP: usize = 256;
+
+    pub fn take(&mut self, len: usize) -> Vec<u8> {
+        match self.free.pop() {
+            Some(mut b) => {
+                b.resize(len, 0);
+                b
+            }
+            None => vec![0; len],
+        }
+    }
+
+    pub fn give(&mut self, b: Vec<u8>) {
+        if b.capacity() > 0 && self.free.len() < Self::KEEP {
+            self.free.push(b);
+        }
+    }
+}
+
+/// A body that follows the bytes in `out`.
+enum Tail {
+    None,
+    File {
+        file: Arc<File>,
+        pos: u64,
+        end: u64,
+    },
+    /// A body in memory shared with the compression cache, written with the head in one
+    /// writev.
+    Shared {
+        data: Arc<[u8]>,
+        pos: usize,
+    },
+    /// multipart/byteranges (boxed: rare, and it would double every connection's size).
+    Parts(Box<Parts>),
+}
+
+/// Segments sent in order; `mem` ranges index `mem`, file ranges are sent with sendfile.
+struct Parts {
+    file: Arc<File>,
+    mem: Vec<u8>,
+    segs: Vec<Seg>,
+    idx: usize,
+}
+
+enum Seg {
+    Mem(usize, usize),
+    File(u64, u64),
+}
+
+#[derive(PartialEq, Eq)]
+pub enum Flush {
+    Done,
+    Blocked,
+    Budget,
+}
+
+pub fn would_block(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+}
+
+pub fn interrupted(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Interrupted
+}
+
+/// Response bytes on their way out: `out[opos..]` pending, then `tail`.
+pub struct Outbox {
+    out: Vec<u8>,
+    opos: usize,
+    tail: Tail,
+}
+
+impl Default for Outbox {
+    fn default() -> Outbox {
+        Outbox::new()
+    }
+}
+
+impl Outbox {
+    pub fn new() -> Outbox {
+        Outbox {
+            out: Vec::new(),
+            opos: 0,
+            tail: Tail::None,
+        }
+    }
+
+    /// The buffer heads are encoded into, taken from `pool` if the connection had none.
+    pub fn head_buf(&mut self, pool: &mut BufPool) -> &mut Vec<u8> {
+        if self.out.capacity() == 0 {
+            self.out = pool.take(0);
+        }
+        &mut self.out
+    }
+
+    /// Queue what follows the bytes in `out` (the encoder already appended a static body).
+    pub fn queue(&mut self, body: Body) {
+        debug_assert!(matches!(self.tail, Tail::None), "one body at a time");
+        self.tail = match body {
+            Body::Empty | Body::Static(_) | Body::Pending => Tail::None,
+            Body::Shared(data) => Tail::Shared { data, pos: 0 },
+            Body::File { file, start, end } => Tail::File {
+                file,
+                pos: start,
+                end,
+            },
+            Body::Multipart {
+                file,
+                heads,
+                parts,
+                trailer,
+            } => {
+                let mut segs = Vec::with_capacity(parts.len() * 2 + 1);
+                for (h, r) in parts {
+                    segs.push(Seg::Mem(h.start, h.end));
+                    segs.push(Seg::File(r.start, r.end + 1));
+                }
+                segs.push(Seg::Mem(trailer.start, trailer.end));
+                Tail::Parts(Box::new(Parts {
+                    file,
+                    mem: heads,
+                    segs,
+                    idx: 0,
+                }))
+            }
+        };
+    }
+
+    /// No byte of `out` is waiting (a body may still be).
+    pub fn head_sent(&self) -> bool {
+        self.opos >= self.out.len()
+    }
+
+    /// A response still going out holds back the pipelined requests behind it: a body is
+    /// streaming, or enough heads are queued for one write.
+    pub fn backlogged(&self) -> bool {
+        !matches!(self.tail, Tail::None) || self.out.len() - self.opos >= OUT_HIGH_WATER
+    }
+
+    /// Give the head buffer back to `pool` once everything is sent.
+    pub fn release(&mut self, pool: &mut BufPool) {
+        if self.opos >= self.out.len() && matches!(self.tail, Tail::None) {
+            self.opos = 0;
+            self.out.clear();
+            if self.out.capacity() > 0 {
+                pool.give(std::mem::take(&mut self.out));
+            }
+        }
+    }
+
+    /// Send `out`, then the tail, until done, WouldBlock or the budget is spent.
+    pub fn flush<S: Transport>(
+        &mut self,
+        stream: &mut S,
+        writable: &mut bool,
+        budget: &mut u64,
+    ) -> io::Result<Flush> {
+        loop {
+            let pending = self.out.len() - self.opos;
+            // Heads and an in-memory body leave together in one writev.
+            let shared: &[u8] = match &self.tail {
+                Tail::Shared { data, pos } => &data[*pos..],
+                _ => &[],
+            };
+            if pending > 0 || !shared.is_empty() {
+                if !*writable {
+                    return Ok(Flush::Blocked);
+                }
+                let bufs = [IoSlice::new(&self.out[self.opos..]), IoSlice::new(shared)];
+                let n = match stream.write_vectored(&bufs) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => n,
+                    Err(e) if would_block(&e) => {
+                        *writable = false;
+                        return Ok(Flush::Blocked);
+                    }
+                    Err(e) if interrupted(&e) => continue,
+                    Err(e) => return Err(e),
+                };
+                let from_out = n.min(pending);
+                self.opos += from_out;
+                if let Tail::Shared { pos, .. } = &mut self.tail {
+                    *pos += n - from_out;
+                }
+                *budget = budget.saturating_sub(n as u64);
+                if *budget == 0 {
+                    return Ok(Flush::Budget);
+                }
+                continue;
+            }
+            if matches!(self.tail, Tail::Shared { .. }) {
+                self.tail = Tail::None;
+            }
+            self.out.clear();
+            self.opos = 0;
+            if *budget == 0 {
+                return Ok(Flush::Budget);
+            }
+            let done = match &mut self.tail {
+                Tail::None => return Ok(Flush::Done),
+                // Sent with the head above; nothing left of it here.
+                Tail::Shared { .. } => true,
+                Tail::File { file, pos, end } => {
+                    if !*writable {
+                        return Ok(Flush::Blocked);
+                    }
+                    match send_file(stream, file, pos, *end, budget) {
+                        Ok(true) => true,
+                        Ok(false) => continue,
+                        Err(e) if would_block(&e) => {
+                            *writable = false;
+                            return Ok(Flush::Blocked);
+                        }
+                        Err(e) if interrupted(&e) => continue,
+                        Err(e) => return Err(e),
+                    }
+                }
+                Tail::Parts(p) => {
+                    let Parts {
+                        file,
+                        mem,
+                        segs,
+                        idx,
+                    } = &mut **p;
+                    if *idx >= segs.len() {
+                        true
+                    } else {
+                        if !*writable {
+                            return Ok(Flush::Blocked);
+                        }
+                        let r = match &mut segs[*idx] {
+                            Seg::Mem(s, e) => match stream.write(&mem[*s..*e]) {
+                                Ok(n) => {
+                                    *s += n;
+                                    *budget = budget.saturating_sub(n as u64);
+                                    Ok(s == e)
+                                }
+                                Err(err) => Err(err),
+                            },
+                            Seg::File(pos, end) => send_file(stream, file, pos, *end, budget),
+                        };
+                        match r {
+                            Ok(true) => {
+                                *idx += 1;
+                                continue;
+                            }
+                            Ok(false) => continue,
+                            Err(e) if would_block(&e) => {
+                                *writable = false;
+                                return Ok(Flush::Blocked);
+                            }
+                            Err(e) if interrupted(&e) => continue,
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+            };
+            if done {
+                self.tail = Tail::None;
+            }
+        }
+    }
+}
+
+/// One sendfile from `*pos` towards `end`, at most the remaining budget. Ok(true) when the
+/// range is complete. A file that shrank under us cannot be framed any more: error.
+fn send_file(
+    sock: &mut impl Transport,
+    file: &File,
+    pos: &mut u64,
+    end: u64,
+    budget: &mut u64,
+) -> io::Result<bool> {
+    if *pos >= end {
+        return Ok(true);
+    }
+    let want = (end - *pos).min(*budget).min(1 << 30) as usize;
+    match sock.send_file(file, pos, want) {
+        Ok(0) => Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file shrank while being sent",
+        )),
+        Ok(n) => {
+            *budget = budget.saturating_sub(n as u64);
+            Ok(*pos >= end)
+        }
+        Err(e) => Err(e),
+    }
+}
