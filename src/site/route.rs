@@ -428,20 +428,7 @@ impl Router<'_> {
                 debug_assert_eq!(body.len(), mp.content_length);
                 (206, body)
             }
-            RangeResult::Ignore => {
-                let body = if meta.len == 0 {
-                    Body::Empty
-                } else if let Some(content) = meta.content {
-                    Body::Shared(content)
-                } else {
-                    Body::File {
-                        file: meta.file,
-                        start: 0,
-                        end: meta.len,
-                    }
-                };
-                (200, body)
-            }
+            RangeResult::Ignore => (200, whole(meta)),
         };
         Reply {
             status,
@@ -488,17 +475,7 @@ impl Router<'_> {
                     content_type: Some(ContentType::Static(meta.mime)),
                     ..Headers::default()
                 },
-                body: if meta.len == 0 {
-                    Body::Empty
-                } else if let Some(content) = meta.content {
-                    Body::Shared(content)
-                } else {
-                    Body::File {
-                        file: meta.file,
-                        start: 0,
-                        end: meta.len,
-                    }
-                },
+                body: whole(meta),
                 close: false,
             },
             None => Reply::error(status),
@@ -589,6 +566,21 @@ fn push_path_encoded(out: &mut Vec<u8>, path: &[u8]) {
             out.push(b);
         } else {
             out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
+}
+
+/// A whole file as a body: from memory when the open-file cache holds it.
+fn whole(meta: FileMeta) -> Body {
+    if meta.len == 0 {
+        Body::Empty
+    } else if let Some(content) = meta.content {
+        Body::Shared(content)
+    } else {
+        Body::File {
+            file: meta.file,
+            start: 0,
+            end: meta.len,
         }
     }
 }
