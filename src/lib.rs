@@ -4,13 +4,15 @@
 //! one SO_REUSEPORT listener per reactor. A reactor accepts until WouldBlock, registers each
 //! socket once (READABLE | WRITABLE, edge triggered) and keeps it in a slab under a
 //! `generation << 32 | slot` token. On readiness the connection reads until a short read,
-//! parses with httparse (`Ok(None)` means "need more"), asks the router for a reply, writes
-//! the head (and any small body) with one writev and streams files with sendfile, capped
-//! per turn. Pipelined requests already buffered are answered in order before going back to
+//! parses with httparse (`Ok(None)` means "need more"), asks its reactor's `Site` for a
+//! `Reply` (status, typed headers, a body source; no wire bytes), has the one HTTP/1.1
+//! encoder (`http::h1`) write the head into its reused buffer, sends head and any in-memory
+//! body with one writev and streams files with sendfile, capped per turn. Pipelined requests already buffered are answered in order before going back to
 //! `epoll_wait`, whose timeout is the nearest connection deadline.
 //!
-//! **Offload path**: when the router wants a gzip body that is neither cached nor on disk as
-//! `file.gz`, or a directory listing that is not cached, the connection parks and the
+//! **Offload path**: when the router wants an encoded body (zstd, br, gzip) that is neither
+//! cached nor on disk as a sidecar, or a directory listing that is not cached, the
+//! connection parks and the
 //! reactor's context hands the job (token and generation included) to the rayon pool in
 //! `offload`. The job answers on the reactor's channel and rings its `mio::Waker`; the
 //! reactor drains the channel until empty and resumes the connection if its generation
@@ -22,12 +24,12 @@
 //! | folder | what it owns |
 //! |---|---|
 //! | `server`, `main` | threads, listening sockets, signals, reload |
-//! | `net/` | `reactor` (a Poll, its slab of connections, `timer`s), `conn` (one socket's state machine), `listener`, `harness` (a reactor for one `conn` over an in-memory stream) |
-//! | `site/` | `route` (request -> reply), `files` (paths -> open files under the root, cached per reactor), `autoindex` (listings) |
-//! | `offload/` | the rayon pool, its jobs (compression, listings) and their shared cache |
+//! | `net/` | `reactor` (a Poll, its slab of connections, `timer`s), `conn` (one connection's phases: requests, body, parked, closing, lingering), `recv` (read buffer, readiness), `send` (writev + sendfile tail, budgets, `Transport`), `account` (counters, access-log lines), `listener`, `harness` (a reactor for one `conn` over an in-memory stream) |
+//! | `site/` | `Site` (per reactor: config, resolver, caches, rules, offload handle), `route` (request -> `Reply`), `files` (paths -> open files under the root), `cache` (the per-reactor open-file cache), `rules` (`[[headers]]`), `autoindex` (listings) |
+//! | `offload/` | the rayon pool, its jobs (compression, listings), their shared cache; `codec` (gzip, zstd, br) |
 //! | `ops/` | `accesslog` (writer thread, per-reactor buffers), `metrics` (Prometheus) |
 //! | `config/` | the validated configuration, one file per section; the table of timeout classes |
-//! | `http/` | pure bytes: request parsing, path normalisation, tokens, negotiation (Accept-Encoding, Range, conditionals), response heads |
+//! | `http/` | pure bytes: request parsing, path normalisation, tokens, negotiation (Accept-Encoding, Range, conditionals), `response` (`Reply` and its typed headers), `h1` (the one HTTP/1.1 encoder) |
 
 pub mod config;
 #[cfg(feature = "fault-injection")]
