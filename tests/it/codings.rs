@@ -219,9 +219,12 @@ fn a_fresh_sidecar_is_served_for_a_coding_not_made_on_the_fly() {
 
 #[test]
 fn a_sidecar_older_than_the_file_is_ignored() {
-    let data = text(20_000, 24);
-    // What the file held before it was edited: serving this would be stale.
-    let old_br = brotli_encode(&text(20_000, 25), 11);
+    let data = text(20_000, 25);
+    // What the file held before it was edited: serving this would be stale. (`text`
+    // ignores the seed's low bit, so seeds differ by 2.)
+    let old = text(20_000, 27);
+    assert!(old != data);
+    let old_br = brotli_encode(&old, 11);
     let stale = vec![(".br", old_br.clone(), Duration::from_secs(3600))];
     let s = with_sidecars(
         "[compression]\ncodings = []\n",
@@ -255,7 +258,11 @@ fn with_several_sidecars_the_negotiated_order_decides() {
         // Default order (zstd, br, gzip); a sidecar is preferred to a job.
         ("", "zstd", &zst),
         // gzip listed first.
-        ("[compression]\ncodings = [\"gzip\", \"zstd\"]\n", "gzip", &gz),
+        (
+            "[compression]\ncodings = [\"gzip\", \"zstd\"]\n",
+            "gzip",
+            &gz,
+        ),
         // Only gzip on the fly: it is offered before the sidecar-only zstd.
         ("[compression]\ncodings = [\"gzip\"]\n", "gzip", &gz),
         // Nothing on the fly: sidecars in vireo's order (zstd, br, gzip).
@@ -311,7 +318,7 @@ fn head_announces_exactly_what_get_sends_for_each_coding() {
 #[test]
 fn a_changed_file_is_never_served_from_a_stale_zstd_or_brotli_entry() {
     for (i, coding) in ["zstd", "br"].into_iter().enumerate() {
-        let seed = 30 + 2 * i as u64;
+        let seed = 31 + 4 * i as u64;
         let old = text(40_000, seed);
         let s = server_with("", vec![("c.txt", old.clone())]);
         let mut c = s.connect();
@@ -320,7 +327,8 @@ fn a_changed_file_is_never_served_from_a_stale_zstd_or_brotli_entry() {
         let again = get_encoded(&mut c, "/c.txt", coding, &old);
         assert!(again.body == before.body);
         // Same size, new content and mtime: the entry's key no longer matches.
-        let new = text(40_000, seed + 1);
+        let new = text(40_000, seed + 2);
+        assert!(new != old);
         let path = s.root().join("c.txt");
         std::fs::write(&path, &new).expect("rewrite");
         set_mtime(&path, SystemTime::now() + Duration::from_secs(5));
@@ -369,6 +377,27 @@ fn ranges_are_answered_from_identity_bytes() {
             get_encoded(&mut c, "/r.txt", "zstd", &data);
             get_encoded(&mut c, "/r.txt", "br", &data);
         }
+    }
+}
+
+#[test]
+fn configured_levels_reach_each_coder() {
+    let data = text(300_000, 41);
+    let sizes = |levels: &str| -> Vec<usize> {
+        let s = server_with(
+            &format!("[compression]\n{levels}\n"),
+            vec![("l.txt", data.clone())],
+        );
+        let mut c = s.connect();
+        CODINGS
+            .iter()
+            .map(|(coding, _, _)| get_encoded(&mut c, "/l.txt", coding, &data).body.len())
+            .collect()
+    };
+    let low = sizes("level = 1\nzstd_level = 1\nbrotli_level = 0");
+    let high = sizes("level = 9\nzstd_level = 19\nbrotli_level = 11");
+    for (i, (coding, _, _)) in CODINGS.iter().enumerate() {
+        assert!(high[i] < low[i], "{coding}: {} !< {}", high[i], low[i]);
     }
 }
 
