@@ -1,7 +1,7 @@
 use crate::support::*;
 use std::io::Read;
 
-fn gunzip(b: &[u8]) -> Vec<u8> {
+pub fn gunzip(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(b)
         .read_to_end(&mut out)
@@ -43,12 +43,12 @@ pub fn text(len: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn request(c: &mut Client, method: &str, path: &str, extra: &str) -> Response {
+pub fn request(c: &mut Client, method: &str, path: &str, extra: &str) -> Response {
     c.send(format!("{method} {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes());
     c.read_response_to(method == "HEAD")
 }
 
-fn server_with(extra: &str, files: Vec<(&'static str, Vec<u8>)>) -> TestServer {
+pub fn server_with(extra: &str, files: Vec<(&'static str, Vec<u8>)>) -> TestServer {
     TestServer::start_with(extra, move |root| {
         default_files(root);
         for (name, data) in &files {

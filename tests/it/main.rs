@@ -4,6 +4,7 @@
 mod autoindex;
 mod cli;
 mod client;
+mod codings;
 mod compression;
 mod dates;
 mod errors;
