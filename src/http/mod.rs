@@ -4,6 +4,7 @@
 //! no other vireo module. Everything here works on byte slices and offsets so the
 //! connection can keep owning its buffers.
 
+pub mod chunked;
 pub mod h1;
 pub mod negotiate;
 pub mod path;

@@ -24,6 +24,11 @@ pub fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_tchar(b))
 }
 
+/// field-value bytes: HTAB, SP, VCHAR, obs-text. No other CTL, no DEL.
+pub fn is_field_byte(b: u8) -> bool {
+    b == b'\t' || (0x20..0x7f).contains(&b) || b >= 0x80
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
