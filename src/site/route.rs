@@ -15,7 +15,7 @@ use crate::http::response::{self, Body, ContentRange, ContentType, Headers, Repl
 use crate::http::{Method, Version};
 use crate::offload::{self, Key, ListingKey, Offload};
 use crate::site::files::{self, EtagBuf, FileError, FileMeta, OpenCache, Resolved, Resolver};
-use crate::site::rules::{self, HeaderRules};
+use crate::site::rules::{self, push_path_encoded, HeaderRules};
 use crate::site::{autoindex, Site};
 use std::fs::File;
 use std::sync::Arc;
@@ -587,19 +587,6 @@ impl Router<'_> {
         } else {
             Body::Shared(page)
         })
-    }
-}
-
-/// Append a decoded path as a URI path: bytes outside RFC 3986 pchar (and '/') are
-/// percent-encoded, so `%`, `?`, `#`, `\\`, spaces and non-ASCII cannot change its meaning.
-pub(crate) fn push_path_encoded(out: &mut Vec<u8>, path: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in path {
-        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-        }
     }
 }
 

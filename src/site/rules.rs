@@ -3,7 +3,7 @@
 
 use crate::config::{HeaderRule, Redirect};
 use crate::http::response::{Extra, Reply};
-use crate::site::route::{push_path_encoded, Target};
+use crate::site::route::Target;
 use std::sync::Arc;
 
 /// The site's header rules: patterns from the configuration and their rendered blocks,
@@ -76,4 +76,17 @@ pub fn redirect(
     let mut reply = Reply::error(rule.status);
     reply.headers.location = Some(loc.into_boxed_slice());
     Some(reply)
+}
+
+/// Append a decoded path as a URI path: bytes outside RFC 3986 pchar (and '/') are
+/// percent-encoded, so `%`, `?`, `#`, `\\`, spaces and non-ASCII cannot change its meaning.
+pub fn push_path_encoded(out: &mut Vec<u8>, path: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in path {
+        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+    }
 }
