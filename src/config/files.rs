@@ -35,6 +35,29 @@ pub(super) fn check_index(names: &[String], src: &Src) -> Result<(), ConfigError
     Ok(())
 }
 
+/// `fallback`: the request path (under `root`) of the file answering paths that name
+/// nothing, as `try_files $uri $uri/ /index.html` does for single-page apps. It must exist
+/// now: a typo would otherwise turn every unknown path into a 404 at run time.
+pub(super) fn fallback(
+    raw: Option<&Spanned<String>>,
+    root: &Path,
+    src: &Src,
+) -> Result<Option<Box<[u8]>>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let p = raw.get_ref();
+    let bad = |msg: String| src.invalid(raw.span(), "fallback", format!("{p:?}: {msg}"));
+    check_page_path(p).map_err(bad)?;
+    let mut rel = Vec::new();
+    crate::http::path::normalize(p.as_bytes(), &mut rel).map_err(|e| bad(e.to_string()))?;
+    let file = root.join(String::from_utf8_lossy(&rel).as_ref());
+    match std::fs::canonicalize(&file) {
+        Ok(f) if f.starts_with(root) && f.is_file() => Ok(Some(p.as_bytes().into())),
+        Ok(f) if !f.starts_with(root) => Err(bad("leads outside root".into())),
+        Ok(_) => Err(bad(format!("{} is not a file", file.display()))),
+        Err(e) => Err(bad(format!("{}: {e}", file.display()))),
+    }
+}
+
 /// `hidden = "deny" | "allow"`: whether dot-files are served.
 pub(super) fn serve_hidden(raw: &Spanned<String>, src: &Src) -> Result<bool, ConfigError> {
     match raw.get_ref().as_str() {
@@ -185,6 +208,30 @@ mod tests {
         let e = load("\nhidden = \"yes\"").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("hidden"), "{e}");
         assert!(load("hidden = true").is_err());
+    }
+
+    #[test]
+    fn fallback_must_name_an_existing_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("public/app")).expect("mkdir");
+        std::fs::write(dir.path().join("public/app/index.html"), b"spa").expect("write");
+        let load = |t: &str| super::super::Config::from_toml(t, dir.path(), "t.toml");
+        assert_eq!(load("").expect("none").fallback, None);
+        let c = load("fallback = \"/app/index.html\"").expect("valid");
+        assert_eq!(c.fallback.as_deref(), Some(&b"/app/index.html"[..]));
+        for bad in [
+            "/missing.html",
+            "/app/",
+            "/app",
+            "app/index.html",
+            "/../x",
+            "/a b",
+        ] {
+            let e = load(&format!("\nfallback = {bad:?}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("line 2") && e.contains("fallback"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@ mod headers;
 mod limits;
 mod log_metrics;
 mod parse;
+mod redirects;
 pub mod timeouts;
 
 pub use compression::Compression;
@@ -24,6 +25,7 @@ pub use headers::{GlobSeg, HeaderRule, PathPattern, MAX_HEADER_RULES};
 pub use limits::Limits;
 pub use log_metrics::{AccessFormat, AccessTarget, Log};
 pub use parse::{parse_duration, ConfigError, Count, MAX_DURATION};
+pub use redirects::{Redirect, MAX_REDIRECTS};
 pub use timeouts::{TimeoutClass, Timeouts, CLASSES};
 
 use serde::Deserialize;
@@ -54,6 +56,8 @@ struct RawConfig {
     hidden: Spanned<String>,
     error_pages: Entries<Spanned<String>>,
     headers: Vec<headers::RawHeaderRule>,
+    redirects: Vec<redirects::RawRedirect>,
+    fallback: Option<Spanned<String>>,
 }
 
 impl Default for RawConfig {
@@ -73,6 +77,8 @@ impl Default for RawConfig {
             hidden: unspanned("deny"),
             error_pages: Entries::default(),
             headers: Vec::new(),
+            redirects: Vec::new(),
+            fallback: None,
         }
     }
 }
@@ -102,6 +108,10 @@ pub struct Config {
     pub error_pages: Vec<(u16, Box<[u8]>)>,
     /// `[[headers]]`, in file order (at most `MAX_HEADER_RULES`).
     pub headers: Arc<[HeaderRule]>,
+    /// `[[redirects]]`, in file order (at most `MAX_REDIRECTS`): the first match answers.
+    pub redirects: Arc<[Redirect]>,
+    /// `fallback`: request path of the file that answers a GET/HEAD naming nothing.
+    pub fallback: Option<Box<[u8]>>,
     /// The file this came from, if any (for reload and messages).
     pub source: Option<PathBuf>,
 }
@@ -152,6 +162,8 @@ impl Config {
         let metrics = raw.metrics.build(&src)?;
         let error_pages = files::error_pages(&raw.error_pages, &src)?;
         let headers = headers::build(&raw.headers, &src)?;
+        let redirects = redirects::build_redirects(raw.redirects, &src)?;
+        let fallback = files::fallback(raw.fallback.as_ref(), &root, &src)?;
         Ok(Config {
             listen,
             workers,
@@ -167,6 +179,8 @@ impl Config {
             serve_hidden,
             error_pages,
             headers,
+            redirects,
+            fallback,
             source: None,
         })
     }

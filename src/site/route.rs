@@ -15,7 +15,7 @@ use crate::http::response::{self, Body, ContentRange, ContentType, Headers, Repl
 use crate::http::{Method, Version};
 use crate::offload::{self, Key, ListingKey, Offload};
 use crate::site::files::{self, EtagBuf, FileError, FileMeta, OpenCache, Resolved, Resolver};
-use crate::site::rules::HeaderRules;
+use crate::site::rules::{self, push_path_encoded, HeaderRules};
 use crate::site::{autoindex, Site};
 use std::fs::File;
 use std::sync::Arc;
@@ -139,17 +139,29 @@ impl Router<'_> {
         // Every later decision (index or redirect, `[[headers]]`, the `.gz` sidecar) is
         // taken on the normalised path and its trailing-slash flag, never on the raw one:
         // `/assets/.` is `/assets/`, `//x/../assets` is `/assets`.
+        let mut hidden = false;
         let resolved = match files::normalize(path, &mut target.rel) {
-            Ok(t) if !self.config.serve_hidden && files::is_hidden(&target.rel) => {
-                target.trailing = t;
-                Err(FileError::NotFound)
-            }
             Ok(t) => {
                 target.trailing = t;
-                self.files
-                    .open_normalized(self.resolver, &mut target.rel, t, self.now)
+                let query = head.query.map(|q| q.get(buf));
+                if let Some(r) =
+                    rules::redirect(&self.config.redirects, target, query, self.scratch)
+                {
+                    return r;
+                }
+                hidden = !self.config.serve_hidden && files::is_hidden(&target.rel);
+                if hidden {
+                    Err(FileError::NotFound)
+                } else {
+                    self.files
+                        .open_normalized(self.resolver, &mut target.rel, t, self.now)
+                }
             }
             Err(e) => Err(e),
+        };
+        let resolved = match resolved {
+            Err(FileError::NotFound) if !hidden => self.fallback(target),
+            r => r,
         };
         let target = &*target;
         match resolved {
@@ -505,6 +517,27 @@ impl Router<'_> {
         }
     }
 
+    /// `fallback` (SPA routing) for a path that names nothing: the fallback file, as if it
+    /// had been asked for (its own validators, coding and `[[headers]]`). Still 404 when
+    /// none is set or it is gone or not a file: never a redirect, so never a loop.
+    fn fallback(&mut self, target: &mut Target) -> Result<Resolved, FileError> {
+        let Some(fallback) = self.config.fallback.as_deref() else {
+            return Err(FileError::NotFound);
+        };
+        target.trailing = files::normalize(fallback, &mut target.rel)?;
+        match self
+            .files
+            .open_normalized(self.resolver, &mut target.rel, target.trailing, self.now)
+        {
+            Ok(Resolved::File(meta)) => Ok(Resolved::File(meta)),
+            r => {
+                let why = r.err().map_or("not a file".into(), |e| e.to_string());
+                log::warn!("fallback {:?}: {why}", String::from_utf8_lossy(fallback));
+                Err(FileError::NotFound)
+            }
+        }
+    }
+
     /// If-Range (RFC 9110 13.1.5): an HTTP-date only matches when Last-Modified is a strong
     /// validator, i.e. at least one second before the Date we send (8.8.2.2); a file
     /// modified within the same second might change again unnoticed. A Last-Modified that
@@ -554,19 +587,6 @@ impl Router<'_> {
         } else {
             Body::Shared(page)
         })
-    }
-}
-
-/// Append a decoded path as a URI path: bytes outside RFC 3986 pchar (and '/') are
-/// percent-encoded, so `%`, `?`, `#`, `\\`, spaces and non-ASCII cannot change its meaning.
-fn push_path_encoded(out: &mut Vec<u8>, path: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in path {
-        if b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/".contains(&b) {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-        }
     }
 }
 

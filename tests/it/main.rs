@@ -15,6 +15,7 @@ mod lifecycle;
 mod limits;
 mod operations;
 mod paths;
+mod redirects;
 mod semantics;
 mod split;
 mod support;
