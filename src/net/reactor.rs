@@ -1,4 +1,4 @@
-//! One event loop per thread: its own `Poll`, its own SO_REUSEPORT listener, its
+//! One event loop per thread: its own `Poll`, its own SO_REUSEPORT listener per address, its
 //! connections in a slab, its timers. Nothing here is shared with other reactors; the only
 //! way in from outside is the `Waker` (an eventfd in this Poll) plus a channel.
 //!
@@ -7,7 +7,7 @@
 //! expire timers. Tokens are `generation << 32 | slot`, so an event or a timer for a closed
 //! connection can never reach the connection that reused its slot.
 
-use crate::config::Config;
+use crate::config::{Config, MAX_LISTEN};
 use crate::http::h1::DateCache;
 use crate::net::conn::{Conn, Cx, Next, Ready};
 use crate::net::send::BufPool;
@@ -25,15 +25,34 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub const LISTENER: Token = Token(usize::MAX);
-pub const WAKER: Token = Token(usize::MAX - 1);
-pub const METRICS: Token = Token(usize::MAX - 2);
+pub const WAKER: Token = Token(usize::MAX);
+pub const METRICS: Token = Token(usize::MAX - 1);
+/// Listener `j` is `LISTENERS - j`, `j < MAX_LISTEN`: far above any connection token, whose
+/// low 32 bits are a slab slot (a reactor never holds four billion connections).
+const LISTENERS: usize = usize::MAX - 2;
+
+fn listener_token(j: usize) -> Token {
+    Token(LISTENERS - j)
+}
+
+fn listener_index(t: Token) -> Option<usize> {
+    let j = LISTENERS.checked_sub(t.0)?;
+    (j < MAX_LISTEN).then_some(j)
+}
+
+/// What a reactor accepts on.
+#[derive(Clone, Copy)]
+enum Source {
+    Listener(usize),
+    Metrics,
+}
 
 /// Everything a reactor is built from.
 pub struct Setup {
     pub id: usize,
     pub config: Arc<Config>,
-    pub listener: TcpListener,
+    /// One per address of `config.listen`, in that order.
+    pub listeners: Vec<TcpListener>,
     /// The Prometheus endpoint's listener (first reactor only).
     pub metrics_listener: Option<TcpListener>,
     pub rx: Receiver<Msg>,
@@ -52,14 +71,31 @@ const DRAIN_IDLE: Duration = Duration::from_secs(1);
 /// Messages from other threads, delivered through the channel + Waker.
 pub enum Msg {
     /// Stop accepting and finish in-flight responses (graceful), or stop now. `sweep`:
-    /// first accept what is queued, because this reactor's descriptor is the socket's last
-    /// (shutdown, or a socket a reload retires); a socket that lives on keeps its queue
-    /// for the new reactors. `ack` is told once this reactor accepts no more.
+    /// the listeners on which to first accept what is queued, because this reactor's
+    /// descriptor is the socket's last (shutdown, or a socket a reload retires); a socket
+    /// that lives on keeps its queue for the new reactors. `ack` is told once this reactor
+    /// accepts no more.
     Stop {
         graceful: bool,
-        sweep: bool,
+        sweep: Sweep,
         ack: Option<Ack>,
     },
+}
+
+/// Which of a reactor's listeners to sweep before closing them.
+pub enum Sweep {
+    All,
+    /// `[j]`: listener `j` (the reactor's `listeners[j]`); missing entries are not swept.
+    Only(Vec<bool>),
+}
+
+impl Sweep {
+    fn covers(&self, j: usize) -> bool {
+        match self {
+            Sweep::All => true,
+            Sweep::Only(v) => v.get(j).copied().unwrap_or(false),
+        }
+    }
 }
 
 /// Tells the server that a reactor has stopped accepting.
@@ -76,7 +112,8 @@ struct Slot {
 pub struct Reactor {
     id: usize,
     poll: Poll,
-    listener: Option<TcpListener>,
+    /// Emptied when the reactor stops accepting for good.
+    listeners: Vec<TcpListener>,
     metrics_listener: Option<TcpListener>,
     stats: Arc<ReactorStats>,
     log: Option<AccessLog>,
@@ -116,7 +153,7 @@ impl Reactor {
         let Setup {
             id,
             config,
-            mut listener,
+            mut listeners,
             mut metrics_listener,
             rx,
             offload,
@@ -135,8 +172,13 @@ impl Reactor {
             tx,
             waker: waker.clone(),
         };
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if listeners.len() > MAX_LISTEN {
+            return Err(io::Error::other("too many listeners"));
+        }
+        for (j, l) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(l, listener_token(j), Interest::READABLE)?;
+        }
         let site = Site::new(config.clone(), offload, Some(registry))?;
         let t = &config.timeouts;
         let mut durations = [Duration::ZERO; CLASSES];
@@ -150,7 +192,7 @@ impl Reactor {
             Reactor {
                 id,
                 poll,
-                listener: Some(listener),
+                listeners,
                 metrics_listener,
                 stats,
                 log,
@@ -216,9 +258,12 @@ impl Reactor {
             self.date.update(SystemTime::now());
 
             for event in events.iter() {
+                if let Some(j) = listener_index(event.token()) {
+                    self.accept(now, Source::Listener(j));
+                    continue;
+                }
                 match event.token() {
-                    LISTENER => self.accept(now, false),
-                    METRICS => self.accept(now, true),
+                    METRICS => self.accept(now, Source::Metrics),
                     WAKER => self.drain_channel(now),
                     t => {
                         let (slot, generation) = split(t);
@@ -306,7 +351,8 @@ impl Reactor {
         t
     }
 
-    fn accept(&mut self, now: Instant, metrics: bool) {
+    fn accept(&mut self, now: Instant, source: Source) {
+        let metrics = matches!(source, Source::Metrics);
         while self.accepting {
             if self.conns.len() >= self.config.limits.max_connections && !self.sweeping {
                 // At the limit: stop accepting until a connection closes. Queued clients
@@ -314,10 +360,9 @@ impl Reactor {
                 self.pause_accepting();
                 return;
             }
-            let listener = if metrics {
-                self.metrics_listener.as_ref()
-            } else {
-                self.listener.as_ref()
+            let listener = match source {
+                Source::Metrics => self.metrics_listener.as_ref(),
+                Source::Listener(j) => self.listeners.get(j),
             };
             let Some(listener) = listener else {
                 return;
@@ -373,9 +418,10 @@ impl Reactor {
     fn pause_accepting(&mut self) {
         if self.accepting {
             self.accepting = false;
-            for l in [self.listener.as_mut(), self.metrics_listener.as_mut()]
-                .into_iter()
-                .flatten()
+            for l in self
+                .listeners
+                .iter_mut()
+                .chain(self.metrics_listener.as_mut())
             {
                 let _ = self.poll.registry().deregister(l);
             }
@@ -387,11 +433,11 @@ impl Reactor {
             return;
         }
         // Registering reports readiness at once if clients are already queued.
-        if let Some(l) = self.listener.as_mut() {
+        for (j, l) in self.listeners.iter_mut().enumerate() {
             if self
                 .poll
                 .registry()
-                .register(l, LISTENER, Interest::READABLE)
+                .register(l, listener_token(j), Interest::READABLE)
                 .is_ok()
             {
                 self.accepting = true;
@@ -414,7 +460,7 @@ impl Reactor {
                     sweep,
                     ack,
                 }) => {
-                    self.begin_drain(now, graceful, sweep);
+                    self.begin_drain(now, graceful, &sweep);
                     if let Some(ack) = ack {
                         let _ = ack.tx.send(());
                         let _ = ack.waker.wake();
@@ -424,7 +470,7 @@ impl Reactor {
                 Err(TryRecvError::Disconnected) => {
                     // Nobody can reach this reactor any more (the server dropped it): stop.
                     if self.drain_deadline.is_none() {
-                        self.begin_drain(now, true, true);
+                        self.begin_drain(now, true, &Sweep::All);
                     }
                     break;
                 }
@@ -446,19 +492,21 @@ impl Reactor {
         }
     }
 
-    fn begin_drain(&mut self, now: Instant, graceful: bool, sweep: bool) {
-        if graceful && sweep && self.listener.is_some() {
+    fn begin_drain(&mut self, now: Instant, graceful: bool, sweep: &Sweep) {
+        if graceful {
             // Take the connections already queued: if ours is the socket's last descriptor
-            // (fewer workers or a new address after a reload, or shutdown), closing it
+            // (fewer workers or an address gone after a reload, or shutdown), closing it
             // would reset them. They are answered with `Connection: close`.
             self.sweeping = true;
-            self.accepting = true;
-            self.accept(now, false);
+            for j in (0..self.listeners.len()).filter(|&j| sweep.covers(j)) {
+                self.accepting = true;
+                self.accept(now, Source::Listener(j));
+            }
             self.sweeping = false;
         }
-        for mut l in [self.listener.take(), self.metrics_listener.take()]
+        for mut l in std::mem::take(&mut self.listeners)
             .into_iter()
-            .flatten()
+            .chain(self.metrics_listener.take())
         {
             let _ = self.poll.registry().deregister(&mut l);
         }
