@@ -18,14 +18,19 @@
 //! the process with exit status 1 at once: its listening socket would stay open with
 //! nobody accepting, and the kernel would keep handing it a share of new connections.
 
+mod nofile;
+
+pub use nofile::descriptors_needed;
+
 use crate::config::{AccessTarget, Config};
-use crate::net::listener;
+use crate::net::listener::{self, Address, BindError};
 use crate::net::reactor::{Ack, Msg, Reactor, Setup, Sweep};
 use crate::offload::Offload;
 use crate::ops::accesslog;
 use crate::ops::metrics::Registry;
 use crossbeam_channel::Sender;
 use mio::{Events, Interest, Poll, Token, Waker};
+use nofile::{check_nofile_limit, raise_nofile_limit};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use std::io;
@@ -46,6 +51,12 @@ pub enum ServerError {
     Io(#[from] io::Error),
     #[error("a reactor thread failed: {0}")]
     Reactor(String),
+}
+
+impl From<BindError> for ServerError {
+    fn from(BindError { addr, err }: BindError) -> ServerError {
+        ServerError::Bind { addr, err }
+    }
 }
 
 /// One set of reactors started from one configuration.
@@ -149,23 +160,11 @@ impl PoolKey {
     }
 }
 
-/// One configured address's listening sockets (the server's own descriptors): socket `i`
-/// is reactor `i`'s.
-struct Listener {
-    /// As configured (port 0 stays 0: a reload keeps the port it got).
-    want: SocketAddr,
-    /// As bound.
-    addr: SocketAddr,
-    sockets: Vec<std::net::TcpListener>,
-    /// Bound by this plan, not carried over from the running generation.
-    fresh: bool,
-}
-
 /// A generation built but not started: dropping it undoes everything.
 struct Plan {
     config: Arc<Config>,
     /// One per address of `config.listen`, in that order.
-    listeners: Vec<Listener>,
+    listeners: Vec<Address>,
     metrics_socket: Option<std::net::TcpListener>,
     offload: Option<(PoolKey, Arc<Offload>)>,
     access_log: Option<(AccessTarget, accesslog::Writer)>,
@@ -184,7 +183,7 @@ pub struct Server {
     pending_reload: Option<PendingReload>,
     config: Arc<Config>,
     /// The listening sockets, kept open across reloads; reactors own duplicates.
-    listeners: Vec<Listener>,
+    listeners: Vec<Address>,
     metrics_socket: Option<std::net::TcpListener>,
     registry: Arc<Registry>,
     offload: Option<(PoolKey, Arc<Offload>)>,
@@ -243,49 +242,11 @@ impl Server {
         self.listeners.iter().map(|l| l.addr).collect()
     }
 
-    /// The sockets for `config`: an address still listed keeps its sockets (as many as
-    /// still fit, more bound on the same address); a new one gets a fresh set.
-    fn listeners_for(&self, config: &Config) -> Result<Vec<Listener>, ServerError> {
-        let (backlog, workers) = (config.limits.backlog, config.workers);
-        let mut out = Vec::with_capacity(config.listen.len());
-        for &want in &config.listen {
-            let Some(old) = self.listeners.iter().find(|l| l.want == want) else {
-                let sockets = listener::bind_all(want, backlog, workers)
-                    .map_err(|err| ServerError::Bind { addr: want, err })?;
-                let addr = sockets[0].local_addr()?;
-                out.push(Listener {
-                    want,
-                    addr,
-                    sockets,
-                    fresh: true,
-                });
-                continue;
-            };
-            let mut sockets = Vec::with_capacity(workers);
-            for s in old.sockets.iter().take(workers) {
-                sockets.push(s.try_clone()?);
-            }
-            while sockets.len() < workers {
-                let s = listener::bind(old.addr, backlog).map_err(|err| ServerError::Bind {
-                    addr: old.addr,
-                    err,
-                })?;
-                sockets.push(s);
-            }
-            out.push(Listener {
-                want,
-                addr: old.addr,
-                sockets,
-                fresh: false,
-            });
-        }
-        Ok(out)
-    }
-
     /// Build everything a generation on `config` needs without starting or changing
     /// anything: an error here leaves the running generation exactly as it was.
     fn prepare(&self, config: Arc<Config>) -> Result<Plan, ServerError> {
-        let listeners = self.listeners_for(&config)?;
+        let (backlog, workers) = (config.limits.backlog, config.workers);
+        let listeners = listener::carry_over(&self.listeners, &config.listen, backlog, workers)?;
         let metrics_socket = match (config.metrics, &self.metrics_socket) {
             (None, _) => None,
             (Some(a), Some(m)) if Some(a) == self.config.metrics => Some(m.try_clone()?),
@@ -635,39 +596,5 @@ fn reap(
         };
         log::error!("{err}");
         failure.get_or_insert(err);
-    }
-}
-
-/// Raise the soft descriptor limit to the hard one; every connection costs one.
-fn raise_nofile_limit() {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut lim = getrlimit(Resource::Nofile);
-    if lim.current != lim.maximum {
-        lim.current = lim.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, lim) {
-            log::warn!("cannot raise RLIMIT_NOFILE: {e}");
-        }
-    }
-}
-
-/// Descriptors a configuration may hold open: per reactor its connections and its open-file
-/// cache and its listening sockets (the reactor's and the server's descriptor of each), plus
-/// some slack for epoll, eventfds, the log and the pool.
-pub fn descriptors_needed(config: &Config) -> u64 {
-    let per_reactor =
-        config.limits.max_connections + config.open_file_cache.entries + 2 * config.listen.len();
-    (per_reactor * config.workers) as u64 + 64
-}
-
-fn check_nofile_limit(config: &Config) {
-    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    let need = descriptors_needed(config);
-    if let Some(cur) = lim.current {
-        if cur < need {
-            log::warn!(
-                "RLIMIT_NOFILE is {cur}, below the {need} that workers x (max_connections + \
-                 open_file_cache.entries) needs"
-            );
-        }
     }
 }
