@@ -31,7 +31,7 @@ pub(super) fn check_nofile_limit(config: &Config) {
         if cur < need {
             log::warn!(
                 "RLIMIT_NOFILE is {cur}, below the {need} that workers x (max_connections + \
-                 open_file_cache.entries) needs"
+                 open_file_cache.entries + 2 per listen address) needs"
             );
         }
     }
