@@ -1,5 +1,5 @@
-//! The process: binds one listener per reactor, starts the reactor threads, and turns
-//! signals into messages for them. The main thread sleeps in its own `Poll` on a
+//! The process: binds one listener per reactor and address, starts the reactor threads,
+//! and turns signals into messages for them. The main thread sleeps in its own `Poll` on a
 //! signal-hook self-pipe and a Waker that reactors ring when they exit: no polling loop.
 //!
 //! **Reload (SIGHUP)** is all or nothing: every piece of the new generation (sockets,
@@ -8,22 +8,29 @@
 //! generation carries on. Then the old generation drains. Closing an SO_REUSEPORT socket
 //! drops the connections still queued in its backlog, so the listening sockets themselves
 //! survive a reload: the server keeps one descriptor of each and every generation gets a
-//! duplicate (same socket, same accept queue). With fewer `workers` the surplus sockets'
+//! duplicate (same socket, same accept queue). Reactor `i` owns socket `i` of every
+//! address. With fewer `workers`, or an address no longer listed, the retired sockets'
 //! last descriptors are the old reactors', which take what is queued before closing them;
-//! with more, the extra sockets join the same address.
+//! with more workers the extra sockets join the same address, and a new address gets a
+//! fresh set.
 //!
 //! **A reactor that dies** (a panic outside a connection's containment, a poll error) ends
 //! the process with exit status 1 at once: its listening socket would stay open with
 //! nobody accepting, and the kernel would keep handing it a share of new connections.
 
+mod nofile;
+
+pub use nofile::descriptors_needed;
+
 use crate::config::{AccessTarget, Config};
-use crate::net::listener;
-use crate::net::reactor::{Ack, Msg, Reactor, Setup};
+use crate::net::listener::{self, Address, BindError};
+use crate::net::reactor::{Ack, Msg, Reactor, Setup, Sweep};
 use crate::offload::Offload;
 use crate::ops::accesslog;
 use crate::ops::metrics::Registry;
 use crossbeam_channel::Sender;
 use mio::{Events, Interest, Poll, Token, Waker};
+use nofile::{check_nofile_limit, raise_nofile_limit};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
 use signal_hook_mio::v1_0::Signals;
 use std::io;
@@ -46,17 +53,26 @@ pub enum ServerError {
     Reactor(String),
 }
 
+impl From<BindError> for ServerError {
+    fn from(BindError { addr, err }: BindError) -> ServerError {
+        ServerError::Bind { addr, err }
+    }
+}
+
 /// One set of reactors started from one configuration.
 struct Generation {
     reactors: Vec<(Sender<Msg>, Arc<Waker>)>,
     threads: Vec<JoinHandle<Result<(), String>>>,
+    /// The configured addresses, in the order of every reactor's listeners.
+    listen: Vec<SocketAddr>,
 }
 
 impl Generation {
-    fn empty() -> Generation {
+    fn empty(listen: Vec<SocketAddr>) -> Generation {
         Generation {
             reactors: Vec::new(),
             threads: Vec::new(),
+            listen,
         }
     }
 
@@ -64,21 +80,33 @@ impl Generation {
         for (tx, waker) in &self.reactors {
             let _ = tx.send(Msg::Stop {
                 graceful,
-                sweep: true,
+                sweep: Sweep::All,
                 ack: None,
             });
             let _ = waker.wake();
         }
     }
 
-    /// Retire this generation after a reload: reactor `i` sweeps its queue only when its
-    /// socket is not handed on (`kept` sockets are, from the first). Returns how many
-    /// acknowledgements (stopped accepting) will arrive on `ack`.
-    fn retire(&self, kept: usize, ack: &Sender<()>, waker: &Arc<Waker>) -> usize {
+    /// Retire this generation after a reload to `next` addresses and `workers`: reactor
+    /// `i` sweeps the queue of each of its sockets that is not handed on (a socket is when
+    /// its address stays and `i < workers`). Returns how many acknowledgements (stopped
+    /// accepting) will arrive on `ack`.
+    fn retire(
+        &self,
+        next: &[SocketAddr],
+        workers: usize,
+        ack: &Sender<()>,
+        waker: &Arc<Waker>,
+    ) -> usize {
         for (i, (tx, w)) in self.reactors.iter().enumerate() {
+            let sweep = self
+                .listen
+                .iter()
+                .map(|a| i >= workers || !next.contains(a))
+                .collect();
             let _ = tx.send(Msg::Stop {
                 graceful: true,
-                sweep: i >= kept,
+                sweep: Sweep::Only(sweep),
                 ack: Some(Ack {
                     tx: ack.clone(),
                     waker: waker.clone(),
@@ -135,8 +163,8 @@ impl PoolKey {
 /// A generation built but not started: dropping it undoes everything.
 struct Plan {
     config: Arc<Config>,
-    /// The listening sockets (the server's own descriptors).
-    sockets: Vec<std::net::TcpListener>,
+    /// One per address of `config.listen`, in that order.
+    listeners: Vec<Address>,
     metrics_socket: Option<std::net::TcpListener>,
     offload: Option<(PoolKey, Arc<Offload>)>,
     access_log: Option<(AccessTarget, accesslog::Writer)>,
@@ -153,10 +181,9 @@ struct PendingReload {
 
 pub struct Server {
     pending_reload: Option<PendingReload>,
-    addr: SocketAddr,
     config: Arc<Config>,
     /// The listening sockets, kept open across reloads; reactors own duplicates.
-    sockets: Vec<std::net::TcpListener>,
+    listeners: Vec<Address>,
     metrics_socket: Option<std::net::TcpListener>,
     registry: Arc<Registry>,
     offload: Option<(PoolKey, Arc<Offload>)>,
@@ -176,8 +203,6 @@ impl Server {
     pub fn start(config: Config) -> Result<Server, ServerError> {
         raise_nofile_limit();
         check_nofile_limit(&config);
-        let sockets = bind(&config)?;
-        let addr = sockets[0].local_addr()?;
         let poll = Poll::new()?;
         let exited = Arc::new(Waker::new(poll.registry(), EXITED)?);
         // Handlers go in before anyone can learn our address: a SIGHUP that arrives
@@ -187,15 +212,14 @@ impl Server {
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         let config = Arc::new(config);
         let mut server = Server {
-            addr,
             config: config.clone(),
-            sockets,
+            listeners: Vec::new(),
             metrics_socket: None,
             registry: Arc::new(Registry::default()),
             offload: None,
             access_log: None,
             log_writers: Vec::new(),
-            current: Generation::empty(),
+            current: Generation::empty(Vec::new()),
             draining: Vec::new(),
             pending_reload: None,
             poll,
@@ -205,34 +229,24 @@ impl Server {
         };
         let plan = server.prepare(config)?;
         server.commit(plan)?;
-        println!("listening on {addr}");
         Ok(server)
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// The first listening address, as bound.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.listeners.first().map(|l| l.addr)
+    }
+
+    /// Every listening address, as bound, in configuration order.
+    pub fn addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().map(|l| l.addr).collect()
     }
 
     /// Build everything a generation on `config` needs without starting or changing
     /// anything: an error here leaves the running generation exactly as it was.
     fn prepare(&self, config: Arc<Config>) -> Result<Plan, ServerError> {
-        let backlog = config.limits.backlog;
-        let mut sockets = Vec::with_capacity(config.workers);
-        if config.listen == self.config.listen {
-            // Keep every socket that still fits; bind the extra ones on the same address.
-            for s in self.sockets.iter().take(config.workers) {
-                sockets.push(s.try_clone()?);
-            }
-            while sockets.len() < config.workers {
-                let s = listener::bind(self.addr, backlog).map_err(|err| ServerError::Bind {
-                    addr: self.addr,
-                    err,
-                })?;
-                sockets.push(s);
-            }
-        } else {
-            sockets = bind(&config)?;
-        }
+        let (backlog, workers) = (config.limits.backlog, config.workers);
+        let listeners = listener::carry_over(&self.listeners, &config.listen, backlog, workers)?;
         let metrics_socket = match (config.metrics, &self.metrics_socket) {
             (None, _) => None,
             (Some(a), Some(m)) if Some(a) == self.config.metrics => Some(m.try_clone()?),
@@ -258,8 +272,8 @@ impl Server {
                 Some((t.clone(), w))
             }
         };
-        let mut reactors = Vec::with_capacity(sockets.len());
-        for (i, socket) in sockets.iter().enumerate() {
+        let mut reactors = Vec::with_capacity(config.workers);
+        for i in 0..config.workers {
             #[cfg(feature = "fault-injection")]
             if crate::fault::fail_build() {
                 return Err(
@@ -270,12 +284,16 @@ impl Server {
                 (Some(m), 0) => Some(mio::net::TcpListener::from_std(m.try_clone()?)),
                 _ => None,
             };
+            let mut sockets = Vec::with_capacity(listeners.len());
+            for l in &listeners {
+                sockets.push(mio::net::TcpListener::from_std(l.sockets[i].try_clone()?));
+            }
             let (tx, rx) = crossbeam_channel::unbounded();
             let (reactor, waker) = Reactor::new(Setup {
                 // A position, not a thread: the next generation's reactor i counts on.
                 id: i,
                 config: config.clone(),
-                listener: mio::net::TcpListener::from_std(socket.try_clone()?),
+                listeners: sockets,
                 metrics_listener,
                 rx,
                 offload: offload.as_ref().map(|(_, o)| o.clone()),
@@ -286,7 +304,7 @@ impl Server {
         }
         Ok(Plan {
             config,
-            sockets,
+            listeners,
             metrics_socket,
             offload,
             access_log,
@@ -298,7 +316,7 @@ impl Server {
     /// Start a prepared generation and make it the current one; the previous one drains.
     /// If a thread cannot be started, the ones that did are stopped and nothing changes.
     fn commit(&mut self, mut plan: Plan) -> Result<(), ServerError> {
-        let mut generation = Generation::empty();
+        let mut generation = Generation::empty(plan.config.listen.clone());
         for (reactor, tx, waker) in plan.reactors.drain(..) {
             let id = reactor.id();
             let exited = self.exited.clone();
@@ -339,18 +357,23 @@ impl Server {
             }
         }
         // The server's descriptors change before the old reactors are told to stop: for a
-        // surplus socket theirs is then the last one, closed after taking its queue.
+        // retired socket theirs is then the last one, closed after taking its queue.
         if plan.config.limits.backlog != self.config.limits.backlog {
-            for s in plan.sockets.iter().take(self.sockets.len()) {
-                if let Err(e) = socket2::SockRef::from(s).listen(listen_backlog(&plan.config)) {
-                    log::warn!("cannot change the backlog: {e}");
+            for s in plan.listeners.iter().filter(|l| !l.fresh) {
+                for s in &s.sockets {
+                    let r = socket2::SockRef::from(s).listen(listen_backlog(&plan.config));
+                    if let Err(e) = r {
+                        log::warn!("cannot change the backlog: {e}");
+                    }
                 }
             }
         }
-        self.sockets = std::mem::take(&mut plan.sockets);
-        if let Ok(a) = self.sockets[0].local_addr() {
-            self.addr = a;
+        for old in &self.listeners {
+            if !plan.config.listen.contains(&old.want) {
+                log::info!("no longer listening on {}", old.addr);
+            }
         }
+        self.listeners = std::mem::take(&mut plan.listeners);
         let metrics_changed =
             plan.config.metrics != self.config.metrics || self.current.threads.is_empty();
         self.metrics_socket = plan.metrics_socket.take();
@@ -371,16 +394,17 @@ impl Server {
             }));
         self.access_log = plan.access_log.take();
         self.log_writers.extend(plan.new_log_thread.take());
-        // Old reactor i holds old socket i; the new set took over the first `kept`.
-        let kept = if plan.config.listen == self.config.listen {
-            plan.config.workers
-        } else {
-            0
-        };
+        // After the metrics line: scripts read up to the first of these.
+        for l in self.listeners.iter().filter(|l| l.fresh) {
+            println!("listening on {}", l.addr);
+        }
+        for l in &mut self.listeners {
+            l.fresh = false;
+        }
         self.config = plan.config.clone();
         let old = std::mem::replace(&mut self.current, generation);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let left = old.retire(kept, &tx, &self.exited);
+        let left = old.retire(&self.config.listen, self.config.workers, &tx, &self.exited);
         if !old.threads.is_empty() {
             self.draining.push(old);
             self.settle_reload();
@@ -494,7 +518,7 @@ impl Server {
                         _ => {
                             log::info!("signal {sig}: graceful shutdown");
                             stopped_at = Some(Instant::now());
-                            self.sockets.clear();
+                            self.listeners.clear();
                             self.metrics_socket = None;
                             self.stop(true);
                         }
@@ -572,46 +596,5 @@ fn reap(
         };
         log::error!("{err}");
         failure.get_or_insert(err);
-    }
-}
-
-fn bind(config: &Config) -> Result<Vec<std::net::TcpListener>, ServerError> {
-    let listeners = listener::bind_all(config.listen, config.limits.backlog, config.workers)
-        .map_err(|err| ServerError::Bind {
-            addr: config.listen,
-            err,
-        })?;
-    Ok(listeners)
-}
-
-/// Raise the soft descriptor limit to the hard one; every connection costs one.
-fn raise_nofile_limit() {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut lim = getrlimit(Resource::Nofile);
-    if lim.current != lim.maximum {
-        lim.current = lim.maximum;
-        if let Err(e) = setrlimit(Resource::Nofile, lim) {
-            log::warn!("cannot raise RLIMIT_NOFILE: {e}");
-        }
-    }
-}
-
-/// Descriptors a configuration may hold open: per reactor its connections and its open-file
-/// cache, plus some slack for listeners, epoll, eventfds, the log and the pool.
-pub fn descriptors_needed(config: &Config) -> u64 {
-    let per_reactor = config.limits.max_connections + config.open_file_cache.entries;
-    (per_reactor * config.workers) as u64 + 64
-}
-
-fn check_nofile_limit(config: &Config) {
-    let lim = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-    let need = descriptors_needed(config);
-    if let Some(cur) = lim.current {
-        if cur < need {
-            log::warn!(
-                "RLIMIT_NOFILE is {cur}, below the {need} that workers x (max_connections + \
-                 open_file_cache.entries) needs"
-            );
-        }
     }
 }

@@ -24,7 +24,7 @@ pub use files::OpenFileCache;
 pub use headers::{GlobSeg, HeaderRule, PathPattern, MAX_HEADER_RULES};
 pub use limits::Limits;
 pub use log_metrics::{AccessFormat, AccessTarget, Log};
-pub use parse::{parse_duration, ConfigError, Count, MAX_DURATION};
+pub use parse::{parse_duration, ConfigError, Count, MAX_DURATION, MAX_LISTEN};
 pub use redirects::{Redirect, MAX_REDIRECTS};
 pub use timeouts::{TimeoutClass, Timeouts, CLASSES};
 
@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use toml::Spanned;
 
-use parse::{unspanned, Entries, Src};
+use parse::{unspanned, Entries, OneOrMany, Src};
 
 /// Default config path, relative to the working directory.
 pub const DEFAULT_PATH: &str = "config/vireo.toml";
@@ -42,7 +42,7 @@ pub const DEFAULT_PATH: &str = "config/vireo.toml";
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
-    listen: Spanned<String>,
+    listen: Spanned<OneOrMany>,
     workers: Count,
     root: Spanned<String>,
     index: Vec<String>,
@@ -63,7 +63,7 @@ struct RawConfig {
 impl Default for RawConfig {
     fn default() -> Self {
         RawConfig {
-            listen: unspanned("127.0.0.1:8080"),
+            listen: Spanned::new(0..0, OneOrMany(vec![unspanned("127.0.0.1:8080")])),
             workers: Count::Auto,
             root: unspanned("public"),
             index: vec!["index.html".into()],
@@ -86,7 +86,8 @@ impl Default for RawConfig {
 /// The validated configuration every other module reads.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub listen: SocketAddr,
+    /// Distinct, in file order; each gets one SO_REUSEPORT socket per reactor.
+    pub listen: Vec<SocketAddr>,
     pub workers: usize,
     /// Canonical, existing directory.
     pub root: PathBuf,
@@ -146,7 +147,7 @@ impl Config {
             msg: e.to_string().trim_end().to_string(),
         })?;
         let src = Src { text, file };
-        let listen = src.addr(&raw.listen, "listen")?;
+        let listen = src.listen(&raw.listen)?;
         let workers = match raw.workers {
             Count::Auto => num_cpus::get().max(1),
             Count::N(n) => n,
@@ -201,7 +202,7 @@ pub(crate) mod tests {
     #[test]
     fn defaults_are_the_documented_ones() {
         let c = load("").expect("defaults");
-        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.listen, ["127.0.0.1:8080".parse().expect("addr")]);
         assert_eq!(c.limits.backlog, 4096);
         assert_eq!(c.timeouts.keepalive, Duration::from_secs(75));
         assert!(c.workers >= 1);
@@ -222,6 +223,39 @@ pub(crate) mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 2") && e.contains("timeouts.header"), "{e}");
+    }
+
+    #[test]
+    fn listen_is_a_string_or_a_list_of_distinct_addresses() {
+        let one = load("listen = \"[::1]:80\"").expect("one");
+        assert_eq!(one.listen, ["[::1]:80".parse().expect("addr")]);
+        let two = load("listen = [\"0.0.0.0:8080\", \"[::]:8080\"]").expect("two");
+        assert_eq!(two.listen.len(), 2);
+        let e = load("listen = []").unwrap_err().to_string();
+        assert!(e.contains("`listen`") && e.contains("at least one"), "{e}");
+        let e = load("root = \"public\"\nlisten = [\"127.0.0.1:1\", \"127.0.0.1:1\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 2, column 26") && e.contains("twice"),
+            "{e}"
+        );
+        let e = load("listen = \"nowhere\"").unwrap_err().to_string();
+        assert!(
+            e.contains("line 1, column 10") && e.contains("HOST:PORT"),
+            "{e}"
+        );
+        let e = load("listen = [\"127.0.0.1:1\", 2]")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen"), "{e}");
+        let many: Vec<String> = (1..=MAX_LISTEN + 1)
+            .map(|p| format!("\"127.0.0.1:{p}\""))
+            .collect();
+        let e = load(&format!("listen = [{}]", many.join(",")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at most"), "{e}");
     }
 
     #[test]

@@ -56,6 +56,35 @@ impl Src<'_> {
     pub fn addr(&self, s: &Spanned<String>, key: &'static str) -> Result<SocketAddr, ConfigError> {
         resolve_addr(s.get_ref()).map_err(|msg| self.invalid(s.span(), key, msg))
     }
+
+    /// `listen`: one address or a non-empty list of distinct ones (at most `MAX_LISTEN`).
+    pub fn listen(&self, raw: &Spanned<OneOrMany>) -> Result<Vec<SocketAddr>, ConfigError> {
+        let list = &raw.get_ref().0;
+        if list.is_empty() {
+            return Err(self.invalid(raw.span(), "listen", "needs at least one address".into()));
+        }
+        if list.len() > MAX_LISTEN {
+            let msg = format!("{} addresses; at most {MAX_LISTEN}", list.len());
+            return Err(self.invalid(raw.span(), "listen", msg));
+        }
+        let mut out: Vec<SocketAddr> = Vec::with_capacity(list.len());
+        for s in list {
+            // A lone string's element has no span of its own: point at the value.
+            let span = if s.span() == (0..0) {
+                raw.span()
+            } else {
+                s.span()
+            };
+            let a = resolve_addr(s.get_ref())
+                .map_err(|msg| self.invalid(span.clone(), "listen", msg))?;
+            if out.contains(&a) {
+                let msg = format!("{a} is listed twice");
+                return Err(self.invalid(span, "listen", msg));
+            }
+            out.push(a);
+        }
+        Ok(out)
+    }
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -68,6 +97,36 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 /// A spanned string default: no position in the text.
 pub(super) fn unspanned(s: &str) -> Spanned<String> {
     Spanned::new(0..0, s.to_string())
+}
+
+/// Most addresses `listen` takes: each costs one socket and one reserved token per reactor.
+pub const MAX_LISTEN: usize = 64;
+
+/// A string or a list of strings (`listen = "ADDR"` or `listen = ["ADDR", ...]`).
+#[derive(Debug)]
+pub(super) struct OneOrMany(pub Vec<Spanned<String>>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<OneOrMany, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![unspanned(v)]))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(s) = seq.next_element::<Spanned<String>>()? {
+                    out.push(s);
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `workers = "auto"` or a positive integer.

@@ -1,6 +1,7 @@
 //! Listening sockets built with socket2 so we control what mio's `TcpListener::bind` does
 //! not: SO_REUSEPORT (one socket per reactor on the same address, the kernel spreads new
-//! connections between them) and the backlog (mio hard-codes 128).
+//! connections between them) and the backlog (mio hard-codes 128). `carry_over` decides
+//! which sockets a reload keeps.
 
 use socket2::{Domain, Protocol, Socket, Type};
 use std::io;
@@ -34,4 +35,65 @@ pub fn bind_all(
         all.push(bind(real, backlog)?);
     }
     Ok(all)
+}
+
+/// One configured address's listening sockets (the server's own descriptors): socket `i`
+/// is reactor `i`'s.
+pub struct Address {
+    /// As configured (port 0 stays 0: a reload keeps the port it got).
+    pub want: SocketAddr,
+    /// As bound.
+    pub addr: SocketAddr,
+    pub sockets: Vec<std::net::TcpListener>,
+    /// Just bound, not carried over from the running generation.
+    pub fresh: bool,
+}
+
+#[derive(Debug)]
+pub struct BindError {
+    pub addr: SocketAddr,
+    pub err: io::Error,
+}
+
+/// The sockets for `listen` and `workers`, given the running ones: an address still listed
+/// keeps its sockets (duplicated; as many as still fit, more bound on the same address), a
+/// new one gets a fresh set. Nothing running changes.
+pub fn carry_over(
+    old: &[Address],
+    listen: &[SocketAddr],
+    backlog: u32,
+    workers: usize,
+) -> Result<Vec<Address>, BindError> {
+    let mut out = Vec::with_capacity(listen.len());
+    for &want in listen {
+        let Some(old) = old.iter().find(|l| l.want == want) else {
+            let sockets =
+                bind_all(want, backlog, workers).map_err(|err| BindError { addr: want, err })?;
+            let addr = sockets[0]
+                .local_addr()
+                .map_err(|err| BindError { addr: want, err })?;
+            out.push(Address {
+                want,
+                addr,
+                sockets,
+                fresh: true,
+            });
+            continue;
+        };
+        let addr = old.addr;
+        let mut sockets = Vec::with_capacity(workers);
+        for s in old.sockets.iter().take(workers) {
+            sockets.push(s.try_clone().map_err(|err| BindError { addr, err })?);
+        }
+        while sockets.len() < workers {
+            sockets.push(bind(addr, backlog).map_err(|err| BindError { addr, err })?);
+        }
+        out.push(Address {
+            want,
+            addr,
+            sockets,
+            fresh: false,
+        });
+    }
+    Ok(out)
 }

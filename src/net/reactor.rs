@@ -1,4 +1,4 @@
-//! One event loop per thread: its own `Poll`, its own SO_REUSEPORT listener, its
+//! One event loop per thread: its own `Poll`, its own SO_REUSEPORT listener per address, its
 //! connections in a slab, its timers. Nothing here is shared with other reactors; the only
 //! way in from outside is the `Waker` (an eventfd in this Poll) plus a channel.
 //!
@@ -7,7 +7,7 @@
 //! expire timers. Tokens are `generation << 32 | slot`, so an event or a timer for a closed
 //! connection can never reach the connection that reused its slot.
 
-use crate::config::Config;
+use crate::config::{Config, MAX_LISTEN};
 use crate::http::h1::DateCache;
 use crate::net::conn::{Conn, Cx, Next, Ready};
 use crate::net::send::BufPool;
@@ -25,15 +25,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub const LISTENER: Token = Token(usize::MAX);
-pub const WAKER: Token = Token(usize::MAX - 1);
-pub const METRICS: Token = Token(usize::MAX - 2);
+mod accept;
+
+pub use accept::Sweep;
+use accept::{listener_index, listener_token, Source};
+
+pub const WAKER: Token = Token(usize::MAX);
+pub const METRICS: Token = Token(usize::MAX - 1);
 
 /// Everything a reactor is built from.
 pub struct Setup {
     pub id: usize,
     pub config: Arc<Config>,
-    pub listener: TcpListener,
+    /// One per address of `config.listen`, in that order.
+    pub listeners: Vec<TcpListener>,
     /// The Prometheus endpoint's listener (first reactor only).
     pub metrics_listener: Option<TcpListener>,
     pub rx: Receiver<Msg>,
@@ -42,8 +47,6 @@ pub struct Setup {
     pub access_log: Option<Sender<accesslog::Msg>>,
 }
 
-/// How long accepting pauses after EMFILE and friends.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Lingering close gives the client this long to finish sending.
 const LINGER: Duration = Duration::from_secs(5);
 /// During a graceful drain, idle keep-alive connections are closed after this grace.
@@ -52,12 +55,13 @@ const DRAIN_IDLE: Duration = Duration::from_secs(1);
 /// Messages from other threads, delivered through the channel + Waker.
 pub enum Msg {
     /// Stop accepting and finish in-flight responses (graceful), or stop now. `sweep`:
-    /// first accept what is queued, because this reactor's descriptor is the socket's last
-    /// (shutdown, or a socket a reload retires); a socket that lives on keeps its queue
-    /// for the new reactors. `ack` is told once this reactor accepts no more.
+    /// the listeners on which to first accept what is queued, because this reactor's
+    /// descriptor is the socket's last (shutdown, or a socket a reload retires); a socket
+    /// that lives on keeps its queue for the new reactors. `ack` is told once this reactor
+    /// accepts no more.
     Stop {
         graceful: bool,
-        sweep: bool,
+        sweep: Sweep,
         ack: Option<Ack>,
     },
 }
@@ -76,7 +80,8 @@ struct Slot {
 pub struct Reactor {
     id: usize,
     poll: Poll,
-    listener: Option<TcpListener>,
+    /// Emptied when the reactor stops accepting for good.
+    listeners: Vec<TcpListener>,
     metrics_listener: Option<TcpListener>,
     stats: Arc<ReactorStats>,
     log: Option<AccessLog>,
@@ -116,7 +121,7 @@ impl Reactor {
         let Setup {
             id,
             config,
-            mut listener,
+            mut listeners,
             mut metrics_listener,
             rx,
             offload,
@@ -135,8 +140,13 @@ impl Reactor {
             tx,
             waker: waker.clone(),
         };
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        if listeners.len() > MAX_LISTEN {
+            return Err(io::Error::other("too many listeners"));
+        }
+        for (j, l) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(l, listener_token(j), Interest::READABLE)?;
+        }
         let site = Site::new(config.clone(), offload, Some(registry))?;
         let t = &config.timeouts;
         let mut durations = [Duration::ZERO; CLASSES];
@@ -150,7 +160,7 @@ impl Reactor {
             Reactor {
                 id,
                 poll,
-                listener: Some(listener),
+                listeners,
                 metrics_listener,
                 stats,
                 log,
@@ -216,9 +226,12 @@ impl Reactor {
             self.date.update(SystemTime::now());
 
             for event in events.iter() {
+                if let Some(j) = listener_index(event.token()) {
+                    self.accept(now, Source::Listener(j));
+                    continue;
+                }
                 match event.token() {
-                    LISTENER => self.accept(now, false),
-                    METRICS => self.accept(now, true),
+                    METRICS => self.accept(now, Source::Metrics),
                     WAKER => self.drain_channel(now),
                     t => {
                         let (slot, generation) = split(t);
@@ -306,105 +319,6 @@ impl Reactor {
         t
     }
 
-    fn accept(&mut self, now: Instant, metrics: bool) {
-        while self.accepting {
-            if self.conns.len() >= self.config.limits.max_connections && !self.sweeping {
-                // At the limit: stop accepting until a connection closes. Queued clients
-                // wait in the backlog (or go to another reactor's socket).
-                self.pause_accepting();
-                return;
-            }
-            let listener = if metrics {
-                self.metrics_listener.as_ref()
-            } else {
-                self.listener.as_ref()
-            };
-            let Some(listener) = listener else {
-                return;
-            };
-            match listener.accept() {
-                Ok((stream, peer)) => {
-                    if !metrics {
-                        self.stats.accepted.fetch_add(1, Ordering::Relaxed);
-                        self.stats.active.fetch_add(1, Ordering::Relaxed);
-                    }
-                    self.accept_error_logged = false;
-                    let generation = self.next_generation;
-                    self.next_generation = self.next_generation.wrapping_add(1).max(1);
-                    let entry = self.conns.vacant_entry();
-                    let slot = entry.key();
-                    let mut conn = Conn::new(stream, peer, metrics, now);
-                    if let Err(e) = self.poll.registry().register(
-                        conn.stream(),
-                        token(slot, generation),
-                        Interest::READABLE | Interest::WRITABLE,
-                    ) {
-                        log::warn!("register: {e}");
-                        if !metrics {
-                            self.stats.active.fetch_sub(1, Ordering::Relaxed);
-                        }
-                        continue;
-                    }
-                    entry.insert(Slot { generation, conn });
-                    // Nothing to read yet on a fresh socket: arm the header countdown.
-                    self.apply(slot, Next::Wait(Class::Header, now), now);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => match e.raw_os_error() {
-                    Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
-                        // Out of descriptors or memory: spinning on accept would burn a
-                        // core. Pause, keep serving, retry on a timer (nginx does the same).
-                        if !self.accept_error_logged {
-                            log::error!("reactor {}: accept: {e}; pausing accepts", self.id);
-                            self.accept_error_logged = true;
-                        }
-                        self.pause_accepting();
-                        self.accept_resume = Some(now + ACCEPT_BACKOFF);
-                        return;
-                    }
-                    // ECONNABORTED and friends concern one client only.
-                    _ => log::debug!("accept: {e}"),
-                },
-            }
-        }
-    }
-
-    fn pause_accepting(&mut self) {
-        if self.accepting {
-            self.accepting = false;
-            for l in [self.listener.as_mut(), self.metrics_listener.as_mut()]
-                .into_iter()
-                .flatten()
-            {
-                let _ = self.poll.registry().deregister(l);
-            }
-        }
-    }
-
-    fn resume_accepting(&mut self) {
-        if self.accepting || self.drain_deadline.is_some() || self.accept_resume.is_some() {
-            return;
-        }
-        // Registering reports readiness at once if clients are already queued.
-        if let Some(l) = self.listener.as_mut() {
-            if self
-                .poll
-                .registry()
-                .register(l, LISTENER, Interest::READABLE)
-                .is_ok()
-            {
-                self.accepting = true;
-            }
-        }
-        if let Some(l) = self.metrics_listener.as_mut() {
-            let _ = self
-                .poll
-                .registry()
-                .register(l, METRICS, Interest::READABLE);
-        }
-    }
-
     fn drain_channel(&mut self, now: Instant) {
         // Wakes coalesce: one event may stand for many messages.
         loop {
@@ -414,7 +328,7 @@ impl Reactor {
                     sweep,
                     ack,
                 }) => {
-                    self.begin_drain(now, graceful, sweep);
+                    self.begin_drain(now, graceful, &sweep);
                     if let Some(ack) = ack {
                         let _ = ack.tx.send(());
                         let _ = ack.waker.wake();
@@ -424,7 +338,7 @@ impl Reactor {
                 Err(TryRecvError::Disconnected) => {
                     // Nobody can reach this reactor any more (the server dropped it): stop.
                     if self.drain_deadline.is_none() {
-                        self.begin_drain(now, true, true);
+                        self.begin_drain(now, true, &Sweep::All);
                     }
                     break;
                 }
@@ -446,23 +360,11 @@ impl Reactor {
         }
     }
 
-    fn begin_drain(&mut self, now: Instant, graceful: bool, sweep: bool) {
-        if graceful && sweep && self.listener.is_some() {
-            // Take the connections already queued: if ours is the socket's last descriptor
-            // (fewer workers or a new address after a reload, or shutdown), closing it
-            // would reset them. They are answered with `Connection: close`.
-            self.sweeping = true;
-            self.accepting = true;
-            self.accept(now, false);
-            self.sweeping = false;
+    fn begin_drain(&mut self, now: Instant, graceful: bool, sweep: &Sweep) {
+        if graceful {
+            self.sweep(now, sweep);
         }
-        for mut l in [self.listener.take(), self.metrics_listener.take()]
-            .into_iter()
-            .flatten()
-        {
-            let _ = self.poll.registry().deregister(&mut l);
-        }
-        self.accepting = false;
+        self.close_listeners();
         let deadline = if graceful {
             now + self.config.timeouts.shutdown
         } else {

@@ -13,6 +13,7 @@ mod files;
 mod keepalive;
 mod lifecycle;
 mod limits;
+mod listeners;
 mod operations;
 mod paths;
 mod redirects;

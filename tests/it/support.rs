@@ -54,8 +54,18 @@ impl TestServer {
         std::fs::create_dir(&root).expect("mkdir root");
         setup(&root);
         let has_workers = extra.lines().any(|l| l.trim_start().starts_with("workers"));
+        // A top-level `listen` in `extra` replaces the default one.
+        let has_listen = extra
+            .lines()
+            .take_while(|l| !l.trim_start().starts_with('['))
+            .any(|l| l.trim_start().starts_with("listen"));
         let cfg = format!(
-            "listen = \"127.0.0.1:0\"\nroot = \"root\"\n{}{extra}\n",
+            "{}root = \"root\"\n{}{extra}\n",
+            if has_listen {
+                ""
+            } else {
+                "listen = \"127.0.0.1:0\"\n"
+            },
             if has_workers { "" } else { "workers = 2\n" }
         );
         let cfg_path = dir.path().join("vireo.toml");
@@ -132,6 +142,29 @@ impl TestServer {
             assert!(
                 start.elapsed() < within,
                 "no such output line within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Every `listening on` address printed so far (`addr` first), once there are at least
+    /// `n` (waits, bounded): one per configured address at start, then one per address a
+    /// reload opens.
+    pub fn listening(&self, n: usize) -> Vec<SocketAddr> {
+        let start = Instant::now();
+        loop {
+            let mut all = vec![self.addr];
+            all.extend(self.output.lock().expect("lock").iter().filter_map(|l| {
+                l.strip_prefix("listening on ")
+                    .map(|a| a.parse::<SocketAddr>().expect("address"))
+            }));
+            if all.len() >= n {
+                return all;
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "only {} listening lines",
+                all.len()
             );
             std::thread::sleep(Duration::from_millis(10));
         }
