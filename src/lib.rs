@@ -1,8 +1,8 @@
 //! vireo: an HTTP/1.1 static file server shaped like nginx.
 //!
 //! **Data path** (one reactor thread, no locks): the kernel spreads new connections over
-//! one SO_REUSEPORT listener per reactor. A reactor accepts until WouldBlock, registers each
-//! socket once (READABLE | WRITABLE, edge triggered) and keeps it in a slab under a
+//! the reactors, each of which has its own SO_REUSEPORT socket on every `listen` address.
+//! A reactor accepts until WouldBlock, registers each socket once (READABLE | WRITABLE, edge triggered) and keeps it in a slab under a
 //! `generation << 32 | slot` token. On readiness the connection reads until a short read,
 //! parses with httparse (`Ok(None)` means "need more"), asks its reactor's `Site` for a
 //! `Reply` (status, typed headers, a body source; no wire bytes), has the one HTTP/1.1
