@@ -10,6 +10,7 @@
 //! This room uses std, serde, toml and `http` (pure bytes) only: every runtime module
 //! may read the configuration, the configuration reads none of them.
 
+mod auth;
 mod compression;
 mod files;
 mod headers;
@@ -18,6 +19,7 @@ mod log_metrics;
 mod parse;
 pub mod timeouts;
 
+pub use auth::{AuthRule, Users, MAX_AUTH_RULES, MAX_HTPASSWD_BYTES};
 pub use compression::Compression;
 pub use files::OpenFileCache;
 pub use headers::{GlobSeg, HeaderRule, PathPattern, MAX_HEADER_RULES};
@@ -54,6 +56,7 @@ struct RawConfig {
     hidden: Spanned<String>,
     error_pages: Entries<Spanned<String>>,
     headers: Vec<headers::RawHeaderRule>,
+    auth: Vec<auth::RawAuth>,
 }
 
 impl Default for RawConfig {
@@ -73,6 +76,7 @@ impl Default for RawConfig {
             hidden: unspanned("deny"),
             error_pages: Entries::default(),
             headers: Vec::new(),
+            auth: Vec::new(),
         }
     }
 }
@@ -102,6 +106,8 @@ pub struct Config {
     pub error_pages: Vec<(u16, Box<[u8]>)>,
     /// `[[headers]]`, in file order (at most `MAX_HEADER_RULES`).
     pub headers: Arc<[HeaderRule]>,
+    /// `[[auth]]`, longest path first (at most `MAX_AUTH_RULES`).
+    pub auth: Arc<[AuthRule]>,
     /// The file this came from, if any (for reload and messages).
     pub source: Option<PathBuf>,
 }
@@ -152,6 +158,7 @@ impl Config {
         let metrics = raw.metrics.build(&src)?;
         let error_pages = files::error_pages(&raw.error_pages, &src)?;
         let headers = headers::build(&raw.headers, &src)?;
+        let auth = auth::build_auth(raw.auth, base, &src)?;
         Ok(Config {
             listen,
             workers,
@@ -167,6 +174,7 @@ impl Config {
             serve_hidden,
             error_pages,
             headers,
+            auth,
             source: None,
         })
     }

@@ -313,6 +313,7 @@ macro_rules! error_pages {
 error_pages! {
     301 "Moved Permanently",
     400 "Bad Request",
+    401 "Unauthorized",
     403 "Forbidden",
     404 "Not Found",
     405 "Method Not Allowed",
