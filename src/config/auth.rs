@@ -94,10 +94,6 @@ pub(super) fn build_auth(
             )
         })?;
         let line = format!("WWW-Authenticate: Basic realm=\"{realm}\", charset=\"UTF-8\"\r\n");
-        log::warn!(
-            "[[auth]] {path:?}: Basic auth sends passwords in the clear over plain HTTP; \
-             serve it over TLS"
-        );
         rules.push(AuthRule {
             pattern,
             path: path.as_str().into(),

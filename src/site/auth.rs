@@ -18,6 +18,7 @@ use crate::site::route::Target;
 use hashlink::LruCache;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -65,6 +66,22 @@ impl Verified {
     pub fn insert(&self, key: CredKey) {
         let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
         c.insert(key, Instant::now());
+    }
+}
+
+/// Listeners are plain HTTP until TLS exists: say so once per process (Sites are built
+/// per reactor and per reload; the logger starts after the configuration is loaded).
+pub fn warn_cleartext(rules: &[AuthRule]) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if let Some(r) = rules.first() {
+        if !WARNED.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "[[auth]] {:?} (and {} more): Basic auth over cleartext HTTP sends passwords \
+                 readable on the wire; it is meant for TLS listeners",
+                r.path,
+                rules.len() - 1
+            );
+        }
     }
 }
 

@@ -49,6 +49,7 @@ impl Site {
         offload: Option<Arc<Offload>>,
         registry: Option<Arc<Registry>>,
     ) -> io::Result<Site> {
+        auth::warn_cleartext(&config.auth);
         Ok(Site {
             resolver: Resolver::new(&config.root, &config.index)?,
             files: OpenCache::new(&config.open_file_cache),
