@@ -231,6 +231,36 @@ mod tests {
     }
 
     #[test]
+    fn rules_are_ordered_longest_first_and_checked_in_place() {
+        let d = tempfile::tempdir().unwrap();
+        let h = d.path().join("h");
+        std::fs::write(&h, format!("a:{H}\n")).unwrap();
+        let h = h.display().to_string();
+        let rule = |p: &str, realm: &str| {
+            format!("[[auth]]\npath = {p:?}\nrealm = {realm:?}\nhtpasswd = {h:?}\n")
+        };
+        let text = rule("/a/", "x") + &rule("/a/b/", "y") + &rule("/a/", "z");
+        let c = crate::config::tests::load(&text).unwrap();
+        let realms: Vec<&str> = c.auth.iter().map(|r| &*r.realm).collect();
+        assert_eq!(realms, ["y", "x", "z"]);
+        assert_eq!(c.auth[0].users.hash_of("a"), Some(H));
+        assert!(format!("{:?}", c.auth[0].users).contains("\"a\""));
+        assert!(
+            !format!("{:?}", c.auth[0]).contains(H),
+            "hashes stay out of Debug"
+        );
+        for (text, needle) in [
+            (rule("a/", "x"), "line 2, column 8: `auth.path`"),
+            (rule("/a/", "x\"y"), "line 3, column 9: `auth.realm`"),
+            (rule("/a/", "x") + "user = \"u\"\n", "unknown field `user`"),
+            (rule("/a/", "r").replace(&h, "nope"), "`auth.htpasswd`"),
+        ] {
+            let e = crate::config::tests::load(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn realms_must_fit_a_quoted_string() {
         assert!(check_realm("staging area").is_ok());
         for bad in ["", "a\"b", "a\\b", "é", "a\tb"] {
