@@ -137,6 +137,7 @@ struct PoolKey {
     cache_bytes: u64,
     compression: bool,
     autoindex: bool,
+    auth: bool,
     /// Listings resolve paths under the root themselves, and expire after `valid`.
     root: std::path::PathBuf,
     index: Vec<String>,
@@ -153,6 +154,7 @@ impl PoolKey {
             cache_bytes: c.cache_bytes,
             compression: c.enabled,
             autoindex: config.autoindex,
+            auth: !config.auth.is_empty(),
             root: config.root.clone(),
             index: config.index.clone(),
             listing_ttl: config.open_file_cache.valid,

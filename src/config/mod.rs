@@ -10,6 +10,7 @@
 //! This room uses std, serde, toml and `http` (pure bytes) only: every runtime module
 //! may read the configuration, the configuration reads none of them.
 
+mod auth;
 mod compression;
 mod files;
 mod headers;
@@ -19,6 +20,7 @@ mod parse;
 mod redirects;
 pub mod timeouts;
 
+pub use auth::{AuthRule, Users, MAX_AUTH_RULES, MAX_HTPASSWD_BYTES};
 pub use compression::Compression;
 pub use files::OpenFileCache;
 pub use headers::{GlobSeg, HeaderRule, PathPattern, MAX_HEADER_RULES};
@@ -58,6 +60,7 @@ struct RawConfig {
     headers: Vec<headers::RawHeaderRule>,
     redirects: Vec<redirects::RawRedirect>,
     fallback: Option<Spanned<String>>,
+    auth: Vec<auth::RawAuth>,
 }
 
 impl Default for RawConfig {
@@ -79,6 +82,7 @@ impl Default for RawConfig {
             headers: Vec::new(),
             redirects: Vec::new(),
             fallback: None,
+            auth: Vec::new(),
         }
     }
 }
@@ -113,6 +117,8 @@ pub struct Config {
     pub redirects: Arc<[Redirect]>,
     /// `fallback`: request path of the file that answers a GET/HEAD naming nothing.
     pub fallback: Option<Box<[u8]>>,
+    /// `[[auth]]`, longest path first (at most `MAX_AUTH_RULES`).
+    pub auth: Arc<[AuthRule]>,
     /// The file this came from, if any (for reload and messages).
     pub source: Option<PathBuf>,
 }
@@ -165,6 +171,7 @@ impl Config {
         let headers = headers::build(&raw.headers, &src)?;
         let redirects = redirects::build_redirects(raw.redirects, &src)?;
         let fallback = files::fallback(raw.fallback.as_ref(), &root, &src)?;
+        let auth = auth::build_auth(raw.auth, base, &src)?;
         Ok(Config {
             listen,
             workers,
@@ -182,6 +189,7 @@ impl Config {
             headers,
             redirects,
             fallback,
+            auth,
             source: None,
         })
     }

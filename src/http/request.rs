@@ -57,6 +57,7 @@ pub struct RequestHead {
     pub if_range: Option<Span>,
     pub user_agent: Option<Span>,
     pub referer: Option<Span>,
+    pub authorization: Option<Span>,
 }
 
 impl RequestHead {
@@ -211,6 +212,7 @@ struct Fields {
     if_range: Option<Span>,
     user_agent: Option<Span>,
     referer: Option<Span>,
+    authorization: Option<Span>,
 }
 
 impl Fields {
@@ -295,6 +297,8 @@ impl Fields {
             first(&mut self.user_agent);
         } else if is("referer") {
             first(&mut self.referer);
+        } else if is("authorization") {
+            first(&mut self.authorization);
         }
         Ok(())
     }
@@ -391,6 +395,7 @@ fn head_from(
         if_range: h.if_range,
         user_agent: h.user_agent,
         referer: h.referer,
+        authorization: h.authorization,
     })
 }
 

@@ -43,6 +43,7 @@ use crate::net::timer::Class;
 use crate::offload::{JobError, Notifier};
 use crate::ops::accesslog::AccessLog;
 use crate::ops::metrics::ReactorStats;
+use crate::site::auth::Verdict;
 use crate::site::route::Answer;
 use crate::site::{Site, Started, Waiting};
 use mio::net::TcpStream;
@@ -134,6 +135,9 @@ pub struct Conn<S = TcpStream> {
     request_since: Option<Instant>,
     idle_since: Instant,
     progress_since: Instant,
+    /// The password check of the head at the front of the inbox finished: answer it again
+    /// with this verdict (its body, if any, is already gone).
+    verdict: Option<Verdict>,
 }
 
 struct Parked {
@@ -165,6 +169,7 @@ impl<S: Transport> Conn<S> {
             request_since: None,
             idle_since: now,
             progress_since: now,
+            verdict: None,
         }
     }
 
@@ -213,6 +218,10 @@ impl<S: Transport> Conn<S> {
                 return self.drive(site, cx);
             }
         };
+        if let Some(v) = p.waiting.verdict(&result) {
+            self.verdict = Some(v);
+            return self.drive(site, cx);
+        }
         let reply = p.waiting.finish(result);
         let (status, bytes) = self.send_reply(reply, p.framing, cx);
         self.log_deferred(p.log.as_deref(), status, bytes, cx);
@@ -383,7 +392,7 @@ impl<S: Transport> Conn<S> {
             };
             #[cfg(feature = "fault-injection")]
             crate::fault::on_request(&buf[..head.head_len]);
-            if let Phase::Requests = self.phase {
+            if matches!(self.phase, Phase::Requests) && self.verdict.is_none() {
                 // First sight of this head (a head waiting for its body is parsed again
                 // on every read, with the same result).
                 if head.expect_continue && head.framing != BodyFraming::None {
@@ -414,6 +423,9 @@ impl<S: Transport> Conn<S> {
             }
             // The body is gone from the buffer: the next request follows the head.
             let buf = self.rx.pending();
+            if let Some(v) = self.verdict.take() {
+                site.set_verdict(v);
+            }
             let Answer { reply, job } = site.respond(&head, buf, cx.now, cx.date, self.metrics);
             let framing = Framing {
                 keep_alive: head.keep_alive && !cx.draining,
@@ -434,6 +446,27 @@ impl<S: Transport> Conn<S> {
                 (_, Some(t)) => t,
                 _ => cx.now,
             };
+            if let Ok(waiting) = parked.as_ref() {
+                if waiting.is_auth() {
+                    // A password check: the head stays in the inbox and is answered (counted,
+                    // logged) again with the verdict; a client gone meanwhile logs 499.
+                    let log = cx
+                        .log
+                        .as_ref()
+                        .map(|_| account::Request::of(&head, buf, started));
+                    let log = log.map(|r| r.to_owned());
+                    if let Ok(waiting) = parked {
+                        let since = cx.now;
+                        self.phase = Phase::Parked(Box::new(Parked {
+                            waiting,
+                            framing,
+                            since,
+                            log,
+                        }));
+                    }
+                    return answered;
+                }
+            }
             self.requests += 1;
             self.request_since = None;
             match parked {

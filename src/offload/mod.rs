@@ -25,6 +25,7 @@ pub mod codec;
 
 use crate::config::Config;
 use crate::http::negotiate::Coding;
+use crate::site::auth::{AuthJob, CredKey, Verified};
 use crate::site::files::Resolver;
 use crossbeam_channel::Sender;
 use mio::Waker;
@@ -99,6 +100,8 @@ impl ListingKey {
 enum CacheKey {
     Encoded(Key),
     Listing(ListingKey),
+    /// A password check (never stored in the byte cache: its result goes to `Verified`).
+    Auth(CredKey),
 }
 
 impl CacheKey {
@@ -107,6 +110,7 @@ impl CacheKey {
         match self {
             CacheKey::Encoded(_) => 0,
             CacheKey::Listing(_) => 1,
+            CacheKey::Auth(_) => 2,
         }
     }
 }
@@ -178,9 +182,12 @@ pub struct Offload {
     pending: AtomicUsize,
     cache: Mutex<Lru>,
     inflight: Mutex<HashMap<CacheKey, Vec<Waiter>>>,
-    /// Compression (index 0) and listings (index 1): whether each is on, and its figures.
-    enabled: [bool; 2],
-    stats: [Stats; 2],
+    /// Compression (index 0), listings (1) and password checks (2): whether each is on,
+    /// and its figures.
+    enabled: [bool; 3],
+    stats: [Stats; 3],
+    /// Successful password checks, shared by every reactor.
+    verified: Verified,
     /// Listings follow symlinks only through a resolver of the same root; None when
     /// autoindex is off.
     resolver: Option<Resolver>,
@@ -209,7 +216,7 @@ impl Offload {
     /// (`autoindex`; its size and budget are still the `compression` ones), or None.
     pub fn for_config(config: &Config, threads: usize) -> io::Result<Option<Arc<Offload>>> {
         let c = &config.compression;
-        if !c.enabled && !config.autoindex {
+        if !c.enabled && !config.autoindex && config.auth.is_empty() {
             return Ok(None);
         }
         let levels = codec::Levels {
@@ -218,7 +225,7 @@ impl Offload {
             brotli: c.brotli_level,
         };
         let mut o = Self::build(threads, levels, c.max_pending, c.cache_bytes)?;
-        o.enabled = [c.enabled, config.autoindex];
+        o.enabled = [c.enabled, config.autoindex, !config.auth.is_empty()];
         if config.autoindex {
             o.resolver = Some(Resolver::new(&config.root, &config.index)?);
             o.listing_ttl = config.open_file_cache.valid;
@@ -251,8 +258,9 @@ impl Offload {
             pending: AtomicUsize::new(0),
             cache: Mutex::new(Lru::new(cache_bytes)),
             inflight: Mutex::new(HashMap::new()),
-            enabled: [true, false],
+            enabled: [true, false, false],
             stats: Default::default(),
+            verified: Verified::default(),
             resolver: None,
             listing_ttl: Duration::ZERO,
         })
@@ -305,6 +313,7 @@ impl Offload {
         crate::ops::metrics::OffloadFigures {
             compression: figures(0),
             listing: figures(1),
+            auth: figures(2),
         }
     }
 
@@ -347,6 +356,31 @@ impl Offload {
         let k = key.clone();
         self.start(CacheKey::Listing(key), waiter, move |o: &Offload| {
             o.render_listing(&k, dir)
+        })
+    }
+
+    /// Is this password check cached (counted as a hit or a miss)?
+    pub fn auth_cached(&self, key: &CredKey, now: Instant) -> bool {
+        let hit = self.verified.hit(key, now);
+        let s = &self.stats[2];
+        let c = if hit { &s.cache_hits } else { &s.cache_misses };
+        c.fetch_add(1, Ordering::Relaxed);
+        hit
+    }
+
+    /// Run a bcrypt check for the connection (slot, generation), joining one in flight for
+    /// the same credentials. The body of the result is `[1]` for a match, `[0]` otherwise.
+    /// False when over budget (nothing was started).
+    pub fn submit_auth(
+        self: &Arc<Self>,
+        job: AuthJob,
+        notifier: &Notifier,
+        slot: usize,
+        generation: u32,
+    ) -> bool {
+        let waiter = Waiter::new(notifier, slot, generation);
+        self.start(CacheKey::Auth(job.key), waiter, move |o: &Offload| {
+            Ok((vec![u8::from(job.run(&o.verified))], false))
         })
     }
 
@@ -447,7 +481,7 @@ struct Lru {
     limit: u64,
     bytes: u64,
     /// `bytes` split by `CacheKey::kind`, for the metrics.
-    bytes_by: [u64; 2],
+    bytes_by: [u64; 3],
     tick: u64,
     map: HashMap<CacheKey, (Arc<[u8]>, u64, Instant)>,
     order: BTreeMap<u64, CacheKey>,
@@ -458,7 +492,7 @@ impl Lru {
         Lru {
             limit,
             bytes: 0,
-            bytes_by: [0; 2],
+            bytes_by: [0; 3],
             tick: 0,
             map: HashMap::new(),
             order: BTreeMap::new(),

@@ -74,6 +74,8 @@ pub struct OffloadFigures {
     pub compression: Option<JobFigures>,
     /// Directory listings (`autoindex`).
     pub listing: Option<JobFigures>,
+    /// Password checks (`[[auth]]`, bcrypt).
+    pub auth: Option<JobFigures>,
 }
 
 pub struct JobFigures {
@@ -259,6 +261,7 @@ impl Registry {
         for (kind, what, o) in [
             ("compression", "Compression", figures.compression),
             ("listing", "Directory listing", figures.listing),
+            ("auth", "Password check", figures.auth),
         ] {
             let Some(o) = o else { continue };
             let _ = writeln!(

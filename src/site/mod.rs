@@ -7,6 +7,7 @@
 //! and the offload handle. The reactor holds one and lends it, `&mut`, to the connection it
 //! drives; nothing here is shared between threads except the offload pool and its cache.
 
+pub mod auth;
 pub mod autoindex;
 pub mod cache;
 pub mod files;
@@ -38,6 +39,8 @@ pub struct Site {
     /// `.gz` sidecars).
     path: Vec<u8>,
     scratch: Vec<u8>,
+    /// The password check the next `respond` was parked on (`Conn` hands it over).
+    verdict: Option<auth::Verdict>,
 }
 
 impl Site {
@@ -46,6 +49,7 @@ impl Site {
         offload: Option<Arc<Offload>>,
         registry: Option<Arc<Registry>>,
     ) -> io::Result<Site> {
+        auth::warn_cleartext(&config.auth);
         Ok(Site {
             resolver: Resolver::new(&config.root, &config.index)?,
             files: OpenCache::new(&config.open_file_cache),
@@ -55,6 +59,7 @@ impl Site {
             registry,
             path: Vec::with_capacity(1024),
             scratch: Vec::with_capacity(1024),
+            verdict: None,
         })
     }
 
@@ -64,6 +69,11 @@ impl Site {
 
     pub fn offload(&self) -> Option<&Arc<Offload>> {
         self.offload.as_ref()
+    }
+
+    /// The next `respond` re-answers the request whose password check gave `v`.
+    pub fn set_verdict(&mut self, v: auth::Verdict) {
+        self.verdict = Some(v);
     }
 }
 
@@ -80,6 +90,8 @@ pub enum Started {
 pub struct Waiting {
     reply: Reply,
     listing: bool,
+    /// A password check for these credentials: its request is routed again, not finished.
+    auth: Option<auth::CredKey>,
 }
 
 impl Site {
@@ -109,6 +121,7 @@ impl Site {
                     Submitted::Parked => Started::Parked(Waiting {
                         reply,
                         listing: false,
+                        auth: None,
                     }),
                     Submitted::Rejected(file) => {
                         // Over budget after all (another reactor won the race): identity.
@@ -138,9 +151,27 @@ impl Site {
                     Started::Parked(Waiting {
                         reply,
                         listing: true,
+                        auth: None,
                     })
                 } else {
                     // The pool is full: building the page here would block the loop.
+                    Started::Now(autoindex::error_reply(503))
+                }
+            }
+            Job::Auth(job) => {
+                let key = job.key;
+                let parked = self
+                    .offload
+                    .as_ref()
+                    .is_some_and(|o| o.submit_auth(job, notifier, slot, generation));
+                if parked {
+                    Started::Parked(Waiting {
+                        reply,
+                        listing: false,
+                        auth: Some(key),
+                    })
+                } else {
+                    // Over budget: never a bcrypt check on the loop.
                     Started::Now(autoindex::error_reply(503))
                 }
             }
@@ -149,6 +180,18 @@ impl Site {
 }
 
 impl Waiting {
+    pub fn is_auth(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// A password check: its verdict, for routing the request again (`Site::set_verdict`).
+    pub fn verdict(&self, result: &Result<Arc<[u8]>, JobError>) -> Option<auth::Verdict> {
+        self.auth.map(|key| auth::Verdict {
+            key,
+            ok: matches!(result, Ok(d) if d[..] == [1]),
+        })
+    }
+
     /// The reply, now that its job finished.
     pub fn finish(self, result: Result<Arc<[u8]>, JobError>) -> Reply {
         match result {

@@ -14,6 +14,7 @@ use crate::http::request::RequestHead;
 use crate::http::response::{self, Body, ContentRange, ContentType, Headers, Reply};
 use crate::http::{Method, Version};
 use crate::offload::{self, Key, ListingKey, Offload};
+use crate::site::auth::{self, Gate};
 use crate::site::files::{self, EtagBuf, FileError, FileMeta, OpenCache, Resolved, Resolver};
 use crate::site::rules::{self, push_path_encoded, HeaderRules};
 use crate::site::{autoindex, Site};
@@ -41,6 +42,8 @@ pub enum Job {
     },
     /// Render the listing of `dir`.
     Listing { key: ListingKey, dir: File },
+    /// Check a password (`[[auth]]`); the request is routed again with the verdict.
+    Auth(crate::site::auth::AuthJob),
 }
 
 /// The request path after normalisation, as the resolver saw it: decoded, dot segments
@@ -68,8 +71,10 @@ struct Router<'a> {
     offload: Option<&'a Arc<Offload>>,
     /// Set on the metrics listener's connections: they only serve `/metrics`.
     metrics: Option<&'a crate::ops::metrics::Registry>,
-    /// Set by the two answers that wait for the pool.
+    /// Set by the answers that wait for the pool.
     job: Option<Job>,
+    /// The password check this request waited for.
+    verdict: Option<crate::site::auth::Verdict>,
 }
 
 impl Site {
@@ -105,6 +110,7 @@ impl Site {
                 None
             },
             job: None,
+            verdict: self.verdict.take(),
         };
         let reply = router.respond(head, buf, &mut target);
         let job = router.job.take();
@@ -147,6 +153,9 @@ impl Router<'_> {
                 if let Some(r) =
                     rules::redirect(&self.config.redirects, target, query, self.scratch)
                 {
+                    return r;
+                }
+                if let Some(r) = self.guard(head, buf, target) {
                     return r;
                 }
                 hidden = !self.config.serve_hidden && files::is_hidden(&target.rel);
@@ -474,6 +483,37 @@ impl Router<'_> {
             },
             body: Body::Shared(body),
             close: false,
+        }
+    }
+
+    /// `[[auth]]`: the 401 or the parked check a protected path needs; None when open.
+    fn guard(&mut self, head: &RequestHead, buf: &[u8], target: &Target) -> Option<Reply> {
+        let config = self.config;
+        let creds = head.authorization.map(|s| s.get(buf));
+        let (v, now) = (self.verdict.take(), self.now);
+        match auth::gate(
+            &config.auth,
+            target,
+            self.scratch,
+            creds,
+            self.offload,
+            v,
+            now,
+        ) {
+            Gate::Open => None,
+            Gate::Denied(rule) => {
+                let mut r = self.error(401);
+                r.headers.extra = response::Extra::new(&rule.challenge, 1);
+                Some(r)
+            }
+            Gate::Verify(job) => {
+                self.job = Some(Job::Auth(job));
+                let pending = Reply::error(401);
+                Some(Reply {
+                    body: Body::Pending,
+                    ..pending
+                })
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! One integration binary: every test starts the real vireo binary on 127.0.0.1:0 with its
 //! own config and docroot, and talks HTTP to it over real TCP.
 
+mod auth;
 mod autoindex;
 mod cli;
 mod client;

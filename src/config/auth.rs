@@ -1,0 +1,270 @@
+//! `[[auth]]`: Basic authentication (RFC 7617) for request paths, with users from an
+//! htpasswd file of bcrypt hashes. One builder per section, so `[[site.auth]]` reuses it.
+//!
+//! The htpasswd file is read and checked here, at load (start, reload, `--check`): a
+//! request never touches the disk, and a file vireo could not verify is refused with its
+//! line number instead of locking everybody out at run time.
+
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use toml::Spanned;
+
+use super::headers::PathPattern;
+use super::parse::Src;
+use super::ConfigError;
+
+/// One `[[auth]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAuth {
+    path: Spanned<String>,
+    realm: Spanned<String>,
+    htpasswd: Spanned<String>,
+}
+
+/// Most `[[auth]]` rules per site.
+pub const MAX_AUTH_RULES: usize = 1000;
+/// Largest htpasswd file accepted: it is held in memory by every generation.
+pub const MAX_HTPASSWD_BYTES: u64 = 1 << 20;
+/// bcrypt costs accepted (`htpasswd -B -C` allows 4..=17); a higher one would hold a pool
+/// thread for minutes per check.
+const COSTS: std::ops::RangeInclusive<u32> = 4..=17;
+
+/// One validated `[[auth]]` rule.
+#[derive(Debug, Clone)]
+pub struct AuthRule {
+    pub pattern: PathPattern,
+    /// The configured path (the longest matching one wins).
+    pub path: Box<str>,
+    pub realm: Box<str>,
+    pub htpasswd: PathBuf,
+    pub users: Users,
+    /// The `WWW-Authenticate` line of its 401, as a header block (`[[headers]]` style).
+    pub challenge: Arc<[Box<[u8]>]>,
+}
+
+/// User name -> bcrypt hash. Debug prints the names only.
+#[derive(Clone, Default)]
+pub struct Users(Arc<HashMap<Box<str>, Box<str>>>);
+
+impl Users {
+    pub fn hash_of(&self, user: &str) -> Option<&str> {
+        self.0.get(user).map(|h| &**h)
+    }
+}
+
+impl fmt::Debug for Users {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
+}
+
+/// Validate the rules, read their htpasswd files (relative to `base`, the config file's
+/// directory) and order them longest path first.
+pub(super) fn build_auth(
+    raw: Vec<RawAuth>,
+    base: &Path,
+    src: &Src,
+) -> Result<Arc<[AuthRule]>, ConfigError> {
+    if let Some(r) = raw.get(MAX_AUTH_RULES) {
+        return Err(src.invalid(
+            r.path.span(),
+            "auth",
+            format!("at most {MAX_AUTH_RULES} [[auth]] rules"),
+        ));
+    }
+    let mut rules = Vec::with_capacity(raw.len());
+    for r in raw {
+        let path = r.path.get_ref();
+        let pattern = PathPattern::parse(path)
+            .map_err(|msg| src.invalid(r.path.span(), "auth.path", format!("{path:?}: {msg}")))?;
+        let realm = r.realm.get_ref();
+        check_realm(realm).map_err(|msg| {
+            src.invalid(r.realm.span(), "auth.realm", format!("{realm:?}: {msg}"))
+        })?;
+        let file = base.join(r.htpasswd.get_ref());
+        let users = read_htpasswd(&file).map_err(|msg| {
+            src.invalid(
+                r.htpasswd.span(),
+                "auth.htpasswd",
+                format!("{}: {msg}", file.display()),
+            )
+        })?;
+        let line = format!("WWW-Authenticate: Basic realm=\"{realm}\", charset=\"UTF-8\"\r\n");
+        rules.push(AuthRule {
+            pattern,
+            path: path.as_str().into(),
+            realm: realm.as_str().into(),
+            htpasswd: file,
+            users,
+            challenge: Arc::from(vec![line.into_bytes().into_boxed_slice()]),
+        });
+    }
+    // Stable: of two rules with equally long paths, the first in the file wins.
+    rules.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+    Ok(rules.into())
+}
+
+/// A realm goes inside a quoted-string: printable ASCII without `"` or `\`.
+fn check_realm(realm: &str) -> Result<(), String> {
+    if realm.is_empty() {
+        return Err("must not be empty".into());
+    }
+    if !realm
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        return Err("only printable ASCII without '\"' or '\\'".into());
+    }
+    Ok(())
+}
+
+/// Read an htpasswd file: `user:hash` lines, blank lines and `#` comments ignored.
+fn read_htpasswd(file: &Path) -> Result<Users, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(file).map_err(|e| format!("cannot open: {e}"))?;
+    let mut bytes = Vec::new();
+    // One byte more than allowed tells "too large" without trusting the size in stat.
+    f.take(MAX_HTPASSWD_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_HTPASSWD_BYTES {
+        return Err(format!("larger than {MAX_HTPASSWD_BYTES} bytes"));
+    }
+    parse_htpasswd(&bytes).map(|m| Users(Arc::new(m)))
+}
+
+fn parse_htpasswd(bytes: &[u8]) -> Result<HashMap<Box<str>, Box<str>>, String> {
+    let mut users = HashMap::new();
+    let mut lines_of: HashMap<Box<str>, usize> = HashMap::new();
+    for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+        let n = i + 1;
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) || line.starts_with(b"#") {
+            continue;
+        }
+        let line = std::str::from_utf8(line).map_err(|_| format!("line {n}: not UTF-8"))?;
+        let Some((user, hash)) = line.split_once(':') else {
+            return Err(format!("line {n}: no ':' between user and hash"));
+        };
+        if user.is_empty() {
+            return Err(format!("line {n}: empty user name"));
+        }
+        check_hash(hash).map_err(|why| format!("line {n}: user {user:?}: {why}"))?;
+        if let Some(first) = lines_of.insert(user.into(), n) {
+            return Err(format!(
+                "line {n}: user {user:?} is already defined on line {first}"
+            ));
+        }
+        users.insert(user.into(), hash.into());
+    }
+    Ok(users)
+}
+
+/// Only bcrypt (`htpasswd -B`): the other schemes htpasswd writes are weak or unsalted.
+fn check_hash(hash: &str) -> Result<(), String> {
+    const REDO: &str = "only bcrypt hashes are supported (re-create with `htpasswd -B`)";
+    let scheme = if hash.starts_with("$apr1$") {
+        "MD5 ($apr1$)"
+    } else if hash.starts_with("{SHA}") {
+        "SHA-1 ({SHA})"
+    } else if hash.starts_with("$1$") || hash.starts_with("$5$") || hash.starts_with("$6$") {
+        "crypt(3) ($1$/$5$/$6$)"
+    } else if !["$2y$", "$2b$", "$2a$"].iter().any(|p| hash.starts_with(p)) {
+        if hash.is_empty() {
+            return Err(format!("no hash; {REDO}"));
+        }
+        "crypt (DES) or plain text"
+    } else {
+        let parts = hash
+            .parse::<bcrypt::HashParts>()
+            .map_err(|e| format!("malformed bcrypt hash: {e}"))?;
+        let cost = parts.get_cost();
+        if !COSTS.contains(&cost) {
+            return Err(format!(
+                "bcrypt cost {cost} is outside {}..={}",
+                COSTS.start(),
+                COSTS.end()
+            ));
+        }
+        return Ok(());
+    };
+    Err(format!("{scheme} is not supported; {REDO}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "$2y$04$L6Bc/AlTQHyd9liGgGEZyOFLPHNgyxeEPfgYfBCVxJ7JIlwxyVU3u";
+
+    #[test]
+    fn htpasswd_lines_are_checked_with_their_number() {
+        let ok = parse_htpasswd(format!("# c\n\nalice:{H}\r\nbob:{H}\n").as_bytes()).unwrap();
+        assert_eq!(ok.len(), 2);
+        for (text, needle) in [
+            (
+                format!("a:{H}\nb:$apr1$xyz$abc\n"),
+                "line 2: user \"b\": MD5",
+            ),
+            ("\nc:{SHA}abc=\n".into(), "line 2: user \"c\": SHA-1"),
+            (
+                "d:abJnggxhB/yWI\n".into(),
+                "line 1: user \"d\": crypt (DES)",
+            ),
+            ("e:$6$salt$x\n".into(), "crypt(3)"),
+            (
+                format!("a:{H}\n#\na:{H}\n"),
+                "line 3: user \"a\" is already defined on line 1",
+            ),
+            ("nocolon\n".into(), "line 1: no ':'"),
+            (":x\n".into(), "line 1: empty user"),
+            ("a:$2y$04$short\n".into(), "line 1: user \"a\": malformed"),
+            (format!("a:{}\n", H.replacen("$04$", "$31$", 1)), "cost 31"),
+        ] {
+            let e = parse_htpasswd(text.as_bytes()).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn rules_are_ordered_longest_first_and_checked_in_place() {
+        let d = tempfile::tempdir().unwrap();
+        let h = d.path().join("h");
+        std::fs::write(&h, format!("a:{H}\n")).unwrap();
+        let h = h.display().to_string();
+        let rule = |p: &str, realm: &str| {
+            format!("[[auth]]\npath = {p:?}\nrealm = {realm:?}\nhtpasswd = {h:?}\n")
+        };
+        let text = rule("/a/", "x") + &rule("/a/b/", "y") + &rule("/a/", "z");
+        let c = crate::config::tests::load(&text).unwrap();
+        let realms: Vec<&str> = c.auth.iter().map(|r| &*r.realm).collect();
+        assert_eq!(realms, ["y", "x", "z"]);
+        assert_eq!(c.auth[0].users.hash_of("a"), Some(H));
+        assert!(format!("{:?}", c.auth[0].users).contains("\"a\""));
+        assert!(
+            !format!("{:?}", c.auth[0]).contains(H),
+            "hashes stay out of Debug"
+        );
+        for (text, needle) in [
+            (rule("a/", "x"), "line 2, column 8: `auth.path`"),
+            (rule("/a/", "x\"y"), "line 3, column 9: `auth.realm`"),
+            (rule("/a/", "x") + "user = \"u\"\n", "unknown field `user`"),
+            (rule("/a/", "r").replace(&h, "nope"), "`auth.htpasswd`"),
+        ] {
+            let e = crate::config::tests::load(&text).unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn realms_must_fit_a_quoted_string() {
+        assert!(check_realm("staging area").is_ok());
+        for bad in ["", "a\"b", "a\\b", "é", "a\tb"] {
+            assert!(check_realm(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! `[[auth]]`: Basic authentication with bcrypt checks on the offload pool, over TCP.
+
+use crate::support::{metric, scrape, Client, Response, TestServer};
+use std::io::Read;
+use std::path::Path;
+use std::process::Command;
+
+const METRICS: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+const CHALLENGE: &str = "Basic realm=\"staging\", charset=\"UTF-8\"";
+
+fn b64(s: &str) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in s.as_bytes().chunks(3) {
+        let n = c
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn htpasswd(dir: &Path, name: &str, users: &[(&str, &str)], cost: u32) {
+    let text: String = users
+        .iter()
+        .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, cost).expect("hash")))
+        .collect();
+    std::fs::write(dir.join(name), text).expect("write htpasswd");
+}
+
+fn files(root: &Path) {
+    for d in ["staging", "staging/inner", "open"] {
+        std::fs::create_dir_all(root.join(d)).expect("mkdir");
+    }
+    std::fs::write(root.join("staging/a.txt"), b"secret a\n").expect("write");
+    std::fs::write(root.join("staging/inner/b.txt"), b"secret b\n").expect("write");
+    std::fs::write(root.join("open/c.txt"), b"public c\n").expect("write");
+    std::fs::write(root.join("small.txt"), b"hello, vireo\n").expect("write");
+}
+
+fn get_as(c: &mut Client, path: &str, auth: Option<&str>) -> Response {
+    let h = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{h}\r\n").as_bytes());
+    c.read_response()
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!("Basic {}", b64(&format!("{user}:{password}")))
+}
+
+const RULES: &str = "[[auth]]\npath = \"/staging/\"\nrealm = \"staging\"\nhtpasswd = \"staging.htpasswd\"\n\
+                     [[auth]]\npath = \"/staging/inner/\"\nrealm = \"inner\"\nhtpasswd = \"inner.htpasswd\"\n";
+
+fn server(extra: &str) -> TestServer {
+    TestServer::start_with(&format!("{RULES}{METRICS}{extra}"), |root| {
+        files(root);
+        let dir = root.parent().expect("parent");
+        htpasswd(dir, "staging.htpasswd", &[("alice", "wonder land")], 4);
+        htpasswd(dir, "inner.htpasswd", &[("bob", "b0b")], 4);
+    })
+}
+
+fn jobs(s: &TestServer, state: &str) -> u64 {
+    metric(
+        &scrape(s),
+        "vireo_auth_jobs_total",
+        &format!("state=\"{state}\""),
+    )
+}
+
+#[test]
+fn basic_auth_challenges_checks_and_caches() {
+    let s = server("");
+    let mut c = s.connect();
+    // No credentials, or unusable ones: 401 with the challenge, no job.
+    for auth in [
+        None,
+        Some("Bearer abc"),
+        Some("Basic !!!"),
+        Some("Basic"),
+        Some(&*format!("Basic {}", b64("no colon"))),
+        Some(&*basic("mallory", "wonder land")),
+    ] {
+        let r = get_as(&mut c, "/staging/a.txt", auth);
+        assert_eq!(r.status, 401, "{auth:?}: {}", r.head);
+        assert_eq!(r.header("www-authenticate"), Some(CHALLENGE), "{auth:?}");
+        assert!(String::from_utf8_lossy(&r.body).contains("401 Unauthorized"));
+    }
+    assert_eq!(jobs(&s, "started"), 0);
+    // A wrong password is checked on the pool, then refused; so is the right password
+    // for another user's rule... after one check each.
+    let r = get_as(
+        &mut c,
+        "/staging/a.txt",
+        Some(&basic("alice", "wonderland")),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some(CHALLENGE));
+    let r = get_as(
+        &mut c,
+        "/staging/a.txt",
+        Some(&basic("alice", "wonder land")),
+    );
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert_eq!(r.body, b"secret a\n");
+    assert_eq!(jobs(&s, "completed"), 2);
+    // Logged in: served from the cache, on this connection and on a new one.
+    for _ in 0..3 {
+        let r = get_as(
+            &mut c,
+            "/staging/a.txt",
+            Some(&basic("alice", "wonder land")),
+        );
+        assert_eq!((r.status, &r.body[..]), (200, &b"secret a\n"[..]));
+    }
+    let r = get_as(
+        &mut s.connect(),
+        "/staging/",
+        Some(&basic("alice", "wonder land")),
+    );
+    assert_ne!(
+        r.status, 401,
+        "the directory itself is covered by the cache too"
+    );
+    let text = scrape(&s);
+    assert_eq!(
+        metric(&text, "vireo_auth_jobs_total", "state=\"started\""),
+        2
+    );
+    assert!(
+        metric(&text, "vireo_auth_cache_hits_total", "") >= 4,
+        "{text}"
+    );
+    // Outside every rule: open, whatever the credentials.
+    for auth in [None, Some("Basic !!!")] {
+        let r = get_as(&mut c, "/open/c.txt", auth);
+        assert_eq!((r.status, &r.body[..]), (200, &b"public c\n"[..]));
+    }
+    // `/staging` (no slash) is only a redirect to the protected directory.
+    assert_eq!(get_as(&mut c, "/staging", None).status, 301);
+    // The encoded or dotted path cannot dodge the rule.
+    for p in [
+        "/%73taging/a.txt",
+        "/open/../staging/a.txt",
+        "//staging/a.txt",
+    ] {
+        assert_eq!(get_as(&mut c, p, None).status, 401, "{p}");
+    }
+    // Longest rule wins: /staging/inner/ takes bob only, with its own realm.
+    let r = get_as(
+        &mut c,
+        "/staging/inner/b.txt",
+        Some(&basic("alice", "wonder land")),
+    );
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"inner\", charset=\"UTF-8\"")
+    );
+    let r = get_as(&mut c, "/staging/inner/b.txt", Some(&basic("bob", "b0b")));
+    assert_eq!((r.status, &r.body[..]), (200, &b"secret b\n"[..]));
+    let r = get_as(&mut c, "/staging/a.txt", Some(&basic("bob", "b0b")));
+    assert_eq!(r.status, 401, "bob is not a user of /staging/");
+}
+
+#[test]
+fn a_checked_request_keeps_its_pipelined_followers_in_order() {
+    let s = server("");
+    let mut c = s.connect();
+    let a = basic("alice", "wonder land");
+    c.send(
+        format!(
+            "GET /staging/a.txt HTTP/1.1\r\nHost: t\r\nAuthorization: {a}\r\n\r\n\
+             HEAD /small.txt HTTP/1.1\r\nHost: t\r\n\r\n\
+             GET /staging/a.txt HTTP/1.1\r\nHost: t\r\nAuthorization: Basic eDp5\r\n\r\n\
+             GET /open/c.txt HTTP/1.1\r\nHost: t\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let r = c.read_response();
+    assert_eq!((r.status, &r.body[..]), (200, &b"secret a\n"[..]));
+    let r = c.read_response_to(true);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-length"), Some("13"));
+    assert_eq!(c.read_response().status, 401);
+    assert_eq!(c.read_response().body, b"public c\n");
+}
+
+#[test]
+fn reload_rereads_the_htpasswd_file() {
+    let s = server("");
+    let dir = s.dir.path().to_path_buf();
+    let mut c = s.connect();
+    let old = basic("alice", "wonder land");
+    assert_eq!(get_as(&mut c, "/staging/a.txt", Some(&old)).status, 200);
+    htpasswd(&dir, "staging.htpasswd", &[("alice", "new pass")], 4);
+    s.signal(1);
+    s.wait_reloads("ok", 1);
+    let mut c = s.connect();
+    assert_eq!(
+        get_as(&mut c, "/staging/a.txt", Some(&old)).status,
+        401,
+        "the cached old password is not trusted after the file changed"
+    );
+    let r = get_as(&mut c, "/staging/a.txt", Some(&basic("alice", "new pass")));
+    assert_eq!((r.status, &r.body[..]), (200, &b"secret a\n"[..]));
+    // A broken file is refused at reload, and the running rules stay.
+    std::fs::write(dir.join("staging.htpasswd"), "alice:$apr1$x$y\n").expect("write");
+    s.signal(1);
+    s.wait_reloads("failed", 1);
+    let r = get_as(&mut c, "/staging/a.txt", Some(&basic("alice", "new pass")));
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn over_the_budget_a_check_is_refused_with_503() {
+    let s = server("[compression]\nmax_pending = 0\n");
+    let mut c = s.connect();
+    let r = get_as(
+        &mut c,
+        "/staging/a.txt",
+        Some(&basic("alice", "wonder land")),
+    );
+    assert_eq!(r.status, 503, "{}", r.head);
+    assert!(r.header("retry-after").is_some(), "{}", r.head);
+    // No credentials needs no check: still the plain 401.
+    assert_eq!(get_as(&mut c, "/staging/a.txt", None).status, 401);
+    assert_eq!(jobs(&s, "rejected"), 1);
+    assert_eq!(jobs(&s, "started"), 0);
+}
+
+/// Several cost-12 checks run on the one pool thread while the one reactor keeps
+/// answering: every small-file request is answered before any check's answer arrives.
+#[test]
+fn the_reactor_keeps_serving_while_bcrypt_runs() {
+    let s = TestServer::start_with(
+        &format!("workers = 1\n[compression]\nthreads = 1\n{RULES}{METRICS}"),
+        |root| {
+            files(root);
+            let dir = root.parent().expect("parent");
+            htpasswd(dir, "staging.htpasswd", &[("alice", "wonder land")], 12);
+            htpasswd(dir, "inner.htpasswd", &[("bob", "b0b")], 4);
+        },
+    );
+    let mut checks: Vec<Client> = (0..4).map(|_| s.connect()).collect();
+    for (i, c) in checks.iter_mut().enumerate() {
+        let a = basic("alice", &format!("wrong {i}"));
+        c.send(
+            format!("GET /staging/a.txt HTTP/1.1\r\nHost: t\r\nAuthorization: {a}\r\n\r\n")
+                .as_bytes(),
+        );
+    }
+    // The checks are all on the pool (or queued for it) before the small requests go.
+    let start = std::time::Instant::now();
+    while jobs(&s, "started") < 4 {
+        assert!(
+            start.elapsed() < crate::support::TIMEOUT,
+            "checks never started"
+        );
+        std::thread::yield_now();
+    }
+    let mut small = s.connect();
+    for _ in 0..20 {
+        let r = small.get("/small.txt");
+        assert_eq!((r.status, &r.body[..]), (200, &b"hello, vireo\n"[..]));
+    }
+    let done = jobs(&s, "completed");
+    assert!(
+        done < 4,
+        "all four cost-12 checks finished during 20 small requests"
+    );
+    // The checks still running have not answered: their sockets have nothing to read.
+    let mut unanswered = 0;
+    for c in &mut checks {
+        c.stream.set_nonblocking(true).expect("nonblocking");
+        let mut b = [0u8; 1];
+        if matches!(c.stream.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock) {
+            unanswered += 1;
+        }
+        c.stream.set_nonblocking(false).expect("blocking");
+    }
+    assert!(unanswered >= 1, "no check was still pending");
+    for c in &mut checks {
+        assert_eq!(c.read_response().status, 401);
+    }
+    assert_eq!(jobs(&s, "completed"), 4);
+}
+
+fn check(setup: impl FnOnce(&Path)) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("public")).expect("mkdir");
+    setup(dir.path());
+    let path = dir.path().join("v.toml");
+    std::fs::write(
+        &path,
+        "root = \"public\"\n[[auth]]\npath = \"/s/\"\nrealm = \"s\"\nhtpasswd = \"s.htpasswd\"\n",
+    )
+    .expect("write");
+    let o = Command::new(env!("CARGO_BIN_EXE_vireo"))
+        .args(["--check", "--config", path.to_str().expect("utf8")])
+        .output()
+        .expect("run vireo");
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_refuses_htpasswd_files_vireo_cannot_verify() {
+    let good = bcrypt::hash("pw", 4).expect("hash");
+    let (code, err) = check(|d| {
+        std::fs::write(d.join("s.htpasswd"), format!("# users\na:{good}\n")).expect("write")
+    });
+    assert_eq!(code, Some(0), "{err}");
+    for (text, needle) in [
+        (
+            format!("a:{good}\nb:$apr1$r31.....$HqJZimcKQFAMYayBlzkrA/\n"),
+            "line 2: user \"b\": MD5 ($apr1$)",
+        ),
+        (
+            format!("\n\nc:{{SHA}}W6ph5Mm5Pz8GgiULbPgzG37mj9g=\na:{good}\n"),
+            "line 3: user \"c\": SHA-1 ({SHA})",
+        ),
+        ("d:rqXexS6ZhobKA\n".into(), "line 1: user \"d\": crypt"),
+        (
+            format!("a:{good}\nb:{good}\na:{good}\n"),
+            "line 3: user \"a\" is already defined on line 1",
+        ),
+        (
+            format!("a:{good}\n{}", "#".repeat(1 << 20)),
+            "larger than 1048576 bytes",
+        ),
+    ] {
+        let (code, err) = check(|d| std::fs::write(d.join("s.htpasswd"), &text).expect("write"));
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains(needle) && err.contains("s.htpasswd") && err.contains("auth.htpasswd"),
+            "{needle}: {err}"
+        );
+    }
+    let (code, err) = check(|_| {});
+    assert_eq!(code, Some(1));
+    assert!(err.contains("cannot open"), "{err}");
+}
