@@ -4,8 +4,9 @@
 //!
 //! A `Site` owns everything the router needs for one site on one reactor: the resolved
 //! configuration, the resolver, the open-file cache, the header rules (inside the config)
-//! and the offload handle. The reactor holds one and lends it, `&mut`, to the connection it
-//! drives; nothing here is shared between threads except the offload pool and its cache.
+//! and the offload handle. The reactor holds one per site (`hosts::Sites`) and lends the
+//! one a request's Host picks, `&mut`, to the connection it drives; nothing here is shared
+//! between threads except the offload pool and its cache.
 
 pub mod auth;
 pub mod autoindex;
