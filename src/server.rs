@@ -138,9 +138,7 @@ struct PoolKey {
     compression: bool,
     autoindex: bool,
     auth: bool,
-    /// Listings resolve paths under the root themselves, and expire after `valid`.
-    root: std::path::PathBuf,
-    index: Vec<String>,
+    /// Cached listings expire after `valid` (each job brings its site's resolver).
     listing_ttl: std::time::Duration,
 }
 
@@ -153,10 +151,8 @@ impl PoolKey {
             max_pending: c.max_pending,
             cache_bytes: c.cache_bytes,
             compression: c.enabled,
-            autoindex: config.autoindex,
-            auth: !config.auth.is_empty(),
-            root: config.root.clone(),
-            index: config.index.clone(),
+            autoindex: config.any_autoindex(),
+            auth: config.any_auth(),
             listing_ttl: config.open_file_cache.valid,
         }
     }

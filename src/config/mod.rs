@@ -18,6 +18,7 @@ mod limits;
 mod log_metrics;
 mod parse;
 mod redirects;
+mod site;
 pub mod timeouts;
 
 pub use auth::{AuthRule, Users, MAX_AUTH_RULES, MAX_HTPASSWD_BYTES};
@@ -28,6 +29,7 @@ pub use limits::Limits;
 pub use log_metrics::{AccessFormat, AccessTarget, Log};
 pub use parse::{parse_duration, ConfigError, Count, MAX_DURATION, MAX_LISTEN};
 pub use redirects::{Redirect, MAX_REDIRECTS};
+pub use site::{SiteConfig, MAX_SITES};
 pub use timeouts::{TimeoutClass, Timeouts, CLASSES};
 
 use serde::Deserialize;
@@ -61,6 +63,7 @@ struct RawConfig {
     redirects: Vec<redirects::RawRedirect>,
     fallback: Option<Spanned<String>>,
     auth: Vec<auth::RawAuth>,
+    site: Vec<site::RawSite>,
 }
 
 impl Default for RawConfig {
@@ -83,6 +86,7 @@ impl Default for RawConfig {
             redirects: Vec::new(),
             fallback: None,
             auth: Vec::new(),
+            site: Vec::new(),
         }
     }
 }
@@ -119,6 +123,9 @@ pub struct Config {
     pub fallback: Option<Box<[u8]>>,
     /// `[[auth]]`, longest path first (at most `MAX_AUTH_RULES`).
     pub auth: Arc<[AuthRule]>,
+    /// `[[site]]`, in file order (at most `MAX_SITES`); the fields above are the default
+    /// site's.
+    pub sites: Vec<SiteConfig>,
     /// The file this came from, if any (for reload and messages).
     pub source: Option<PathBuf>,
 }
@@ -172,6 +179,7 @@ impl Config {
         let redirects = redirects::build_redirects(raw.redirects, &src)?;
         let fallback = files::fallback(raw.fallback.as_ref(), &root, &src)?;
         let auth = auth::build_auth(raw.auth, base, &src)?;
+        let sites = site::build_sites(raw.site, &root, base, &src)?;
         Ok(Config {
             listen,
             workers,
@@ -190,8 +198,44 @@ impl Config {
             redirects,
             fallback,
             auth,
+            sites,
             source: None,
         })
+    }
+
+    /// This configuration as site `s` sees it: the server-wide sections stay, the
+    /// per-site ones are the site's (and it has no `[[site]]` of its own).
+    pub fn for_site(&self, s: &SiteConfig) -> Config {
+        Config {
+            listen: self.listen.clone(),
+            workers: self.workers,
+            root: s.root.clone(),
+            index: s.index.clone(),
+            limits: self.limits.clone(),
+            timeouts: self.timeouts.clone(),
+            compression: self.compression.clone(),
+            open_file_cache: self.open_file_cache.clone(),
+            log: self.log.clone(),
+            metrics: self.metrics,
+            autoindex: s.autoindex,
+            serve_hidden: s.serve_hidden,
+            error_pages: s.error_pages.clone(),
+            headers: Arc::clone(&s.headers),
+            redirects: Arc::clone(&s.redirects),
+            fallback: s.fallback.clone(),
+            auth: Arc::clone(&s.auth),
+            sites: Vec::new(),
+            source: self.source.clone(),
+        }
+    }
+
+    /// Does any site list directories / check passwords (the offload pool needs to)?
+    pub fn any_autoindex(&self) -> bool {
+        self.autoindex || self.sites.iter().any(|s| s.autoindex)
+    }
+
+    pub fn any_auth(&self) -> bool {
+        !self.auth.is_empty() || self.sites.iter().any(|s| !s.auth.is_empty())
     }
 }
 

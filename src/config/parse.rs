@@ -45,6 +45,11 @@ impl Src<'_> {
         }
     }
 
+    /// Line and column of a byte offset (both from 1).
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        line_col(self.text, offset)
+    }
+
     pub fn duration(
         &self,
         s: &Spanned<String>,

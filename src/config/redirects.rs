@@ -125,6 +125,32 @@ pub(super) fn build_redirects(
     Ok(rules.into())
 }
 
+/// A `[[site]] redirect`: an absolute http(s) URL without query, as one prefix rule from
+/// `/`, so every request keeps its path and query (301).
+pub(super) fn whole_host(url: &Spanned<String>, src: &Src) -> Result<Arc<[Redirect]>, ConfigError> {
+    let u = url.get_ref();
+    let bad = |msg: String| src.invalid(url.span(), "site.redirect", msg);
+    let lower = u.to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err(bad(format!("{u:?}: must be an http(s):// URL")));
+    }
+    if u.contains('?') {
+        return Err(bad(format!(
+            "{u:?}: the request's own query is kept; give none"
+        )));
+    }
+    let mut to = u.trim_end_matches('/').to_string();
+    to.push('/');
+    let (to, query, next) = parse_to(&to, true).map_err(bad)?;
+    Ok(Arc::from(vec![Redirect {
+        from: From::Pattern(PathPattern::Prefix(b"/".to_vec().into())),
+        to,
+        query,
+        status: 301,
+        next,
+    }]))
+}
+
 /// `from`: like a `[[headers]] path`, plus exact paths. Request paths are normalised, so a
 /// `from` with an empty segment inside (`//`) or a `.` or `..` segment can never match:
 /// that is refused rather than silently never applied.

@@ -44,8 +44,9 @@ use crate::offload::{JobError, Notifier};
 use crate::ops::accesslog::AccessLog;
 use crate::ops::metrics::ReactorStats;
 use crate::site::auth::Verdict;
+use crate::site::hosts::Sites;
 use crate::site::route::Answer;
-use crate::site::{Site, Started, Waiting};
+use crate::site::{Started, Waiting};
 use mio::net::TcpStream;
 use std::io;
 use std::sync::Arc;
@@ -208,7 +209,7 @@ impl<S: Transport> Conn<S> {
     pub fn resume(
         &mut self,
         result: Result<Arc<[u8]>, JobError>,
-        site: &mut Site,
+        site: &mut Sites,
         cx: &mut Cx,
     ) -> Next {
         let p = match std::mem::replace(&mut self.phase, Phase::Requests) {
@@ -257,7 +258,7 @@ impl<S: Transport> Conn<S> {
     }
 
     /// Advance as far as the socket allows.
-    pub fn drive(&mut self, site: &mut Site, cx: &mut Cx) -> Next {
+    pub fn drive(&mut self, site: &mut Sites, cx: &mut Cx) -> Next {
         match &self.phase {
             Phase::Lingering { .. } => return self.linger(),
             Phase::Parked(p) => {
@@ -323,7 +324,7 @@ impl<S: Transport> Conn<S> {
     }
 
     /// The reactor's timer for `class` fired.
-    pub fn timeout(&mut self, class: Class, site: &mut Site, cx: &mut Cx) -> Next {
+    pub fn timeout(&mut self, class: Class, site: &mut Sites, cx: &mut Cx) -> Next {
         let quiet = self.tx.head_sent();
         match class {
             Class::Header if self.rx.has_pending() && quiet => {
@@ -360,8 +361,8 @@ impl<S: Transport> Conn<S> {
     /// share one write). A request with a body is answered once the body is read and valid.
     /// Stops at a response that must be streamed, at the high-water mark, or when more
     /// input is needed. Returns whether anything was answered.
-    fn process(&mut self, site: &mut Site, cx: &mut Cx) -> bool {
-        let l = &site.config().limits;
+    fn process(&mut self, sites: &mut Sites, cx: &mut Cx) -> bool {
+        let l = &sites.config().limits;
         let limits = Limits {
             max_request_line: l.max_request_line,
             max_header_bytes: l.max_header_bytes,
@@ -423,6 +424,8 @@ impl<S: Transport> Conn<S> {
             }
             // The body is gone from the buffer: the next request follows the head.
             let buf = self.rx.pending();
+            // The same head picks the same site again after its password check.
+            let site = sites.pick(&head, buf, self.metrics);
             if let Some(v) = self.verdict.take() {
                 site.set_verdict(v);
             }
@@ -586,7 +589,7 @@ impl<S: Transport> Conn<S> {
     }
 
     /// Read what the socket has (`Inbox::fill`).
-    fn fill(&mut self, site: &Site, cx: &mut Cx) -> io::Result<bool> {
+    fn fill(&mut self, site: &Sites, cx: &mut Cx) -> io::Result<bool> {
         let cap = site.config().limits.max_header_bytes + 1;
         let body = matches!(self.phase, Phase::Body(_));
         let got = self

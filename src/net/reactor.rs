@@ -15,7 +15,7 @@ use crate::net::timer::{Class, Expired, Timers, CLASSES};
 use crate::offload::{Completion, Notifier, Offload};
 use crate::ops::accesslog::{self, AccessLog};
 use crate::ops::metrics::{ReactorStats, Registry};
-use crate::site::Site;
+use crate::site::hosts::Sites;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -93,7 +93,7 @@ pub struct Reactor {
     timers: Timers,
     config: Arc<Config>,
     /// Lent to the connection being driven.
-    site: Site,
+    site: Sites,
     date: DateCache,
     buffers: BufPool,
     output: BufPool,
@@ -147,7 +147,7 @@ impl Reactor {
             poll.registry()
                 .register(l, listener_token(j), Interest::READABLE)?;
         }
-        let site = Site::new(config.clone(), offload, Some(registry))?;
+        let site = Sites::new(config.clone(), offload, Some(registry))?;
         let t = &config.timeouts;
         let mut durations = [Duration::ZERO; CLASSES];
         durations[Class::Header as usize] = t.header;
@@ -391,7 +391,7 @@ impl Reactor {
         &mut self,
         slot: usize,
         now: Instant,
-        f: impl FnOnce(&mut Conn, &mut Site, &mut Cx) -> Next,
+        f: impl FnOnce(&mut Conn, &mut Sites, &mut Cx) -> Next,
     ) -> Next {
         let Some(s) = self.conns.get_mut(slot) else {
             return Next::Close;

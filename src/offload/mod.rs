@@ -60,6 +60,9 @@ pub struct Key {
 /// renaming an entry moves its mtime) and everything else the page depends on.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ListingKey {
+    /// The root the listing was resolved under (`Resolver::root_id`): a directory shared
+    /// by two sites' roots may list differently in each (symlinks leaving one of them).
+    pub root: (u64, u64),
     pub dev: u64,
     pub ino: u64,
     pub mtime: i64,
@@ -71,11 +74,17 @@ pub struct ListingKey {
 }
 
 impl ListingKey {
-    /// Key the directory `dir`, whose normalised path below the root is `rel`.
-    pub fn of(dir: &File, rel: &[u8], show_hidden: bool) -> io::Result<ListingKey> {
+    /// Key the directory `dir`, whose normalised path below `resolver`'s root is `rel`.
+    pub fn of(
+        resolver: &Resolver,
+        dir: &File,
+        rel: &[u8],
+        show_hidden: bool,
+    ) -> io::Result<ListingKey> {
         use std::os::unix::fs::MetadataExt;
         let md = dir.metadata()?;
         Ok(ListingKey {
+            root: resolver.root_id(),
             dev: md.dev(),
             ino: md.ino(),
             mtime: md.mtime(),
@@ -188,12 +197,21 @@ pub struct Offload {
     stats: [Stats; 3],
     /// Successful password checks, shared by every reactor.
     verified: Verified,
-    /// Listings follow symlinks only through a resolver of the same root; None when
-    /// autoindex is off.
-    resolver: Option<Resolver>,
     /// How long a cached listing may be served (file sizes and dates in it can change
     /// without the directory's mtime moving): `open_file_cache.valid`.
     listing_ttl: Duration,
+}
+
+/// Runs on a pool thread.
+fn render_listing(resolver: &Resolver, key: &ListingKey, dir: File) -> Output {
+    let page =
+        crate::site::autoindex::render(resolver, dir, &key.rel, key.show_hidden).map_err(|e| {
+            JobError {
+                status: crate::site::autoindex::error_status(&e),
+                message: format!("autoindex {:?}: {e}", String::from_utf8_lossy(&key.rel)),
+            }
+        })?;
+    Ok((page, !key.racy(SystemTime::now())))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -216,7 +234,8 @@ impl Offload {
     /// (`autoindex`; its size and budget are still the `compression` ones), or None.
     pub fn for_config(config: &Config, threads: usize) -> io::Result<Option<Arc<Offload>>> {
         let c = &config.compression;
-        if !c.enabled && !config.autoindex && config.auth.is_empty() {
+        let (autoindex, auth) = (config.any_autoindex(), config.any_auth());
+        if !c.enabled && !autoindex && !auth {
             return Ok(None);
         }
         let levels = codec::Levels {
@@ -225,9 +244,8 @@ impl Offload {
             brotli: c.brotli_level,
         };
         let mut o = Self::build(threads, levels, c.max_pending, c.cache_bytes)?;
-        o.enabled = [c.enabled, config.autoindex, !config.auth.is_empty()];
-        if config.autoindex {
-            o.resolver = Some(Resolver::new(&config.root, &config.index)?);
+        o.enabled = [c.enabled, autoindex, auth];
+        if autoindex {
             o.listing_ttl = config.open_file_cache.valid;
         }
         Ok(Some(Arc::new(o)))
@@ -261,7 +279,6 @@ impl Offload {
             enabled: [true, false, false],
             stats: Default::default(),
             verified: Verified::default(),
-            resolver: None,
             listing_ttl: Duration::ZERO,
         })
     }
@@ -343,19 +360,23 @@ impl Offload {
     }
 
     /// Render the listing of `dir` for the connection (slot, generation), joining a job
-    /// already running for the same key. False when over budget (nothing was started).
+    /// already running for the same key. Entries are followed only through `resolver`,
+    /// the one of the site's root (so a symlink leaving it is not listed). False when over
+    /// budget (nothing was started).
     pub fn submit_listing(
         self: &Arc<Self>,
         key: ListingKey,
         dir: File,
+        resolver: &Arc<Resolver>,
         notifier: &Notifier,
         slot: usize,
         generation: u32,
     ) -> bool {
         let waiter = Waiter::new(notifier, slot, generation);
         let k = key.clone();
-        self.start(CacheKey::Listing(key), waiter, move |o: &Offload| {
-            o.render_listing(&k, dir)
+        let resolver = Arc::clone(resolver);
+        self.start(CacheKey::Listing(key), waiter, move |_: &Offload| {
+            render_listing(&resolver, &k, dir)
         })
     }
 
@@ -419,19 +440,6 @@ impl Offload {
             this.finish(key, result);
         });
         true
-    }
-
-    /// Runs on a pool thread.
-    fn render_listing(&self, key: &ListingKey, dir: File) -> Output {
-        let Some(resolver) = &self.resolver else {
-            return Err(JobError::internal("listing without autoindex".into()));
-        };
-        let page = crate::site::autoindex::render(resolver, dir, &key.rel, key.show_hidden)
-            .map_err(|e| JobError {
-                status: crate::site::autoindex::error_status(&e),
-                message: format!("autoindex {:?}: {e}", String::from_utf8_lossy(&key.rel)),
-            })?;
-        Ok((page, !key.racy(SystemTime::now())))
     }
 
     /// Cache the result, then tell every waiter. Runs on a pool thread.
@@ -601,9 +609,13 @@ mod tests {
         (t, offload, Notifier { tx, waker }, rx, poll)
     }
 
+    fn resolver(t: &tempfile::TempDir) -> Arc<Resolver> {
+        Arc::new(Resolver::new(&t.path().join("root"), &[]).unwrap())
+    }
+
     fn dir_key(t: &tempfile::TempDir) -> (File, ListingKey) {
         let dir = File::open(t.path().join("root/d")).unwrap();
-        let key = ListingKey::of(&dir, b"d", false).unwrap();
+        let key = ListingKey::of(&resolver(t), &dir, b"d", false).unwrap();
         (dir, key)
     }
 
@@ -619,7 +631,7 @@ mod tests {
     fn a_listing_over_budget_is_refused_not_built() {
         let (t, o, n, rx, _poll) = listing_pool("[compression]\nmax_pending = 0\n");
         let (dir, key) = dir_key(&t);
-        assert!(!o.submit_listing(key, dir, &n, 1, 1));
+        assert!(!o.submit_listing(key, dir, &resolver(&t), &n, 1, 1));
         let f = o.figures().listing.unwrap();
         assert_eq!((f.started, f.rejected), (0, 1));
         assert!(rx.try_recv().is_err());
@@ -631,7 +643,7 @@ mod tests {
         age(&t);
         let (dir, key) = dir_key(&t);
         assert!(o.lookup_listing(&key).is_none());
-        assert!(o.submit_listing(key.clone(), dir, &n, 7, 3));
+        assert!(o.submit_listing(key.clone(), dir, &resolver(&t), &n, 7, 3));
         let c = rx.recv_timeout(Duration::from_secs(30)).unwrap();
         assert_eq!((c.slot, c.generation), (7, 3));
         let page = c.result.unwrap();
@@ -646,7 +658,7 @@ mod tests {
         let (dir, key2) = dir_key(&t);
         assert_ne!(key, key2);
         assert!(o.lookup_listing(&key2).is_none());
-        assert!(o.submit_listing(key2.clone(), dir, &n, 7, 3));
+        assert!(o.submit_listing(key2.clone(), dir, &resolver(&t), &n, 7, 3));
         let page = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap()
@@ -669,7 +681,7 @@ mod tests {
         let (t, o, n, rx, _poll) = listing_pool("[open_file_cache]\nvalid = \"0s\"\n");
         age(&t);
         let (dir, key) = dir_key(&t);
-        assert!(o.submit_listing(key.clone(), dir, &n, 0, 0));
+        assert!(o.submit_listing(key.clone(), dir, &resolver(&t), &n, 0, 0));
         rx.recv_timeout(Duration::from_secs(30))
             .unwrap()
             .result
@@ -690,8 +702,8 @@ mod tests {
             )
             .unwrap(),
         );
-        let key = ListingKey::of(&dir, b"d", false).unwrap();
-        assert!(o.submit_listing(key, dir, &n, 0, 0));
+        let key = ListingKey::of(&resolver(&t), &dir, b"d", false).unwrap();
+        assert!(o.submit_listing(key, dir, &resolver(&t), &n, 0, 0));
         let e = rx
             .recv_timeout(Duration::from_secs(30))
             .unwrap()

@@ -138,6 +138,8 @@ pub struct Resolver {
     /// Canonical root path, only used by the no-openat2 fallback.
     canonical_root: PathBuf,
     index: Vec<Box<[u8]>>,
+    /// The root directory's (device, inode): what listings of this root are keyed by.
+    root_id: (u64, u64),
     /// False on kernels (or seccomp profiles) without openat2.
     use_openat2: bool,
 }
@@ -192,6 +194,8 @@ impl Resolver {
             Mode::empty(),
         )?;
         let canonical_root = std::fs::canonicalize(root)?;
+        let st = rustix::fs::fstat(&fd)?;
+        let root_id = (st.st_dev as u64, st.st_ino as u64);
         let use_openat2 = !force_fallback && probe_openat2(&fd)?;
         if !use_openat2 && !force_fallback {
             // Every reactor builds a resolver; the operator needs to hear it once.
@@ -207,8 +211,14 @@ impl Resolver {
             root: fd,
             canonical_root,
             index: names,
+            root_id,
             use_openat2,
         })
+    }
+
+    /// The root directory's (device, inode).
+    pub fn root_id(&self) -> (u64, u64) {
+        self.root_id
     }
 
     /// `raw_path` is the request path, percent-encoded, starting with '/'.

@@ -4,13 +4,15 @@
 //!
 //! A `Site` owns everything the router needs for one site on one reactor: the resolved
 //! configuration, the resolver, the open-file cache, the header rules (inside the config)
-//! and the offload handle. The reactor holds one and lends it, `&mut`, to the connection it
-//! drives; nothing here is shared between threads except the offload pool and its cache.
+//! and the offload handle. The reactor holds one per site (`hosts::Sites`) and lends the
+//! one a request's Host picks, `&mut`, to the connection it drives; nothing here is shared
+//! between threads except the offload pool and its cache.
 
 pub mod auth;
 pub mod autoindex;
 pub mod cache;
 pub mod files;
+pub mod hosts;
 pub mod route;
 pub mod rules;
 
@@ -27,7 +29,8 @@ use std::sync::Arc;
 
 pub struct Site {
     config: Arc<Config>,
-    resolver: Resolver,
+    /// Shared with the listing jobs of this site (they resolve under the same root).
+    resolver: Arc<Resolver>,
     files: OpenCache,
     rules: HeaderRules,
     /// The offload pool and cache; None when neither compression nor autoindex is on.
@@ -51,7 +54,7 @@ impl Site {
     ) -> io::Result<Site> {
         auth::warn_cleartext(&config.auth);
         Ok(Site {
-            resolver: Resolver::new(&config.root, &config.index)?,
+            resolver: Arc::new(Resolver::new(&config.root, &config.index)?),
             files: OpenCache::new(&config.open_file_cache),
             rules: HeaderRules::new(&config.headers),
             config,
@@ -143,10 +146,9 @@ impl Site {
                 }
             }
             Job::Listing { key, dir } => {
-                let parked = self
-                    .offload
-                    .as_ref()
-                    .is_some_and(|o| o.submit_listing(key, dir, notifier, slot, generation));
+                let parked = self.offload.as_ref().is_some_and(|o| {
+                    o.submit_listing(key, dir, &self.resolver, notifier, slot, generation)
+                });
                 if parked {
                     Started::Parked(Waiting {
                         reply,

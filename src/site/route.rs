@@ -610,7 +610,7 @@ impl Router<'_> {
             log::error!("autoindex without an offload pool");
             return self.error(500);
         };
-        let key = match ListingKey::of(&dir, rel, false) {
+        let key = match ListingKey::of(self.resolver, &dir, rel, false) {
             Ok(key) => key,
             Err(e) => {
                 let path = String::from_utf8_lossy(rel).into_owned();

@@ -19,6 +19,7 @@ mod operations;
 mod paths;
 mod redirects;
 mod semantics;
+mod sites;
 mod split;
 mod support;
 mod timeouts;

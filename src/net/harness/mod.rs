@@ -11,7 +11,7 @@ use crate::net::send::BufPool;
 use crate::net::timer::Class;
 use crate::offload::{Completion, Notifier, Offload};
 use crate::ops::metrics::{ReactorStats, Registry};
-use crate::site::Site;
+use crate::site::hosts::Sites;
 pub use check::Response;
 use crossbeam_channel::Receiver;
 use mio::{Poll, Token, Waker};
@@ -175,7 +175,7 @@ pub struct Transcript {
 /// A reactor's context for one connection at a time.
 pub struct Harness {
     config: Arc<Config>,
-    site: Site,
+    site: Sites,
     buffers: BufPool,
     output: BufPool,
     notifier: Notifier,
@@ -193,7 +193,7 @@ impl Harness {
         let registry = Arc::new(Registry::default());
         let config = Arc::new(config);
         Ok(Harness {
-            site: Site::new(config.clone(), offload, Some(registry.clone()))?,
+            site: Sites::new(config.clone(), offload, Some(registry.clone()))?,
             buffers: BufPool::default(),
             output: BufPool::default(),
             notifier: Notifier { tx, waker },
