@@ -141,42 +141,6 @@ fn range(b: Bencher, header: &str) {
     });
 }
 
-/// Deterministic HTML/JSON-like text: a small vocabulary plus numbers, so it compresses
-/// about as well as real markup (gzip-6 ratio near 0.2) without shipping a corpus.
-fn text(len: usize) -> Vec<u8> {
-    const WORDS: [&str; 16] = [
-        "<div class=\"card\">",
-        "</div>\n",
-        "<a href=\"/docs/",
-        "\">",
-        "</a>",
-        "{\"id\": ",
-        ", \"name\": \"",
-        "\", \"tags\": [",
-        "]}",
-        "static ",
-        "files ",
-        "served ",
-        "compressed ",
-        "once, ",
-        "cached ",
-        "\n",
-    ];
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut out = Vec::with_capacity(len + 32);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(WORDS[(x % 16) as usize].as_bytes());
-        if x % 3 == 0 {
-            out.extend_from_slice(itoa::Buffer::new().format(x % 1_000_000).as_bytes());
-        }
-    }
-    out.truncate(len);
-    out
-}
-
 /// One cache miss: a 1 MiB text body encoded at the default levels (gzip 6, zstd 3,
 /// br 5). Time per iteration = CPU time per MiB; divan prints the input throughput too.
 #[divan::bench(args = ["gzip", "zstd", "br"], sample_count = 20, sample_size = 1)]
@@ -186,7 +150,7 @@ fn codec(b: Bencher, coding: &str) {
         "br" => Coding::Br,
         _ => Coding::Gzip,
     };
-    let input = text(1 << 20);
+    let input = vireo::testkit::text(1 << 20);
     let levels = Levels::default();
     let mut out = Vec::new();
     b.counter(divan::counter::BytesCount::new(input.len()))

@@ -1,5 +1,5 @@
-//! Fixtures shared by `tests/props.rs` and the fuzz targets (one copy, so the property
-//! test and the fuzzer attack the same tree). Not part of vireo's API.
+//! Fixtures shared by `tests/props.rs`, the fuzz targets, unit tests and benches (one copy,
+//! so they all attack the same tree and compress the same text). Not part of vireo's API.
 
 use std::collections::HashSet;
 use std::io;
@@ -101,4 +101,35 @@ fn collect(dir: &Path, out: &mut HashSet<(u64, u64)>) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Deterministic text with repetition, like HTML or JSON.
+pub fn text(len: usize) -> Vec<u8> {
+    const WORDS: [&str; 12] = [
+        "<div class=\"card\">",
+        "</div>\n",
+        "vireo ",
+        "serves ",
+        "static ",
+        "files ",
+        "{\"id\": ",
+        "\"name\": \"",
+        "compressed ",
+        "on the pool, ",
+        "never on the loop; ",
+        "\n",
+    ];
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut out = Vec::with_capacity(len + 32);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(WORDS[(x % 12) as usize].as_bytes());
+        if x % 7 == 0 {
+            out.extend_from_slice(itoa::Buffer::new().format(x % 100_000).as_bytes());
+        }
+    }
+    out.truncate(len);
+    out
 }

@@ -171,37 +171,6 @@ mod tests {
         out
     }
 
-    /// Deterministic text with repetition, like HTML or JSON.
-    fn text(len: usize) -> Vec<u8> {
-        const WORDS: [&str; 12] = [
-            "<div class=\"card\">",
-            "</div>\n",
-            "vireo ",
-            "serves ",
-            "static ",
-            "files ",
-            "{\"id\": ",
-            "\"name\": \"",
-            "compressed ",
-            "on the pool, ",
-            "never on the loop; ",
-            "\n",
-        ];
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut out = Vec::with_capacity(len + 32);
-        while out.len() < len {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            out.extend_from_slice(WORDS[(x % 12) as usize].as_bytes());
-            if x % 7 == 0 {
-                out.extend_from_slice(itoa::Buffer::new().format(x % 100_000).as_bytes());
-            }
-        }
-        out.truncate(len);
-        out
-    }
-
     /// Pseudo-random bytes: incompressible.
     fn noise(len: usize) -> Vec<u8> {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -221,7 +190,7 @@ mod tests {
         let inputs = [
             ("empty", Vec::new()),
             ("small", b"hello, hello, hello world\n".to_vec()),
-            ("1 MiB text", text(1 << 20)),
+            ("1 MiB text", crate::testkit::text(1 << 20)),
             ("noise", noise(256 << 10)),
         ];
         let mut out = b"stale".to_vec();
@@ -244,7 +213,7 @@ mod tests {
     fn gzip_is_byte_identical_to_the_pool_job() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.html");
-        for input in [text(300 << 10), Vec::new(), noise(5000)] {
+        for input in [crate::testkit::text(300 << 10), Vec::new(), noise(5000)] {
             std::fs::write(&path, &input).unwrap();
             let file = File::open(&path).unwrap();
             let len = input.len() as u64;
@@ -266,7 +235,7 @@ mod tests {
 
     #[test]
     fn higher_levels_are_not_larger_on_text() {
-        let input = text(1 << 20);
+        let input = crate::testkit::text(1 << 20);
         let size = |c: Coding, levels: Levels| {
             let mut out = Vec::new();
             encode(c, &levels, &input, &mut out).unwrap();
