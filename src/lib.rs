@@ -42,6 +42,7 @@ pub mod server;
 pub mod site;
 #[doc(hidden)]
 pub mod testkit;
+pub mod tls;
 
 pub use config::Config;
 pub use server::Server;

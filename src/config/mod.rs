@@ -20,6 +20,7 @@ mod parse;
 mod redirects;
 mod site;
 pub mod timeouts;
+mod tls;
 
 pub use auth::{AuthRule, Users, MAX_AUTH_RULES, MAX_HTPASSWD_BYTES};
 pub use compression::Compression;
@@ -31,6 +32,7 @@ pub use parse::{parse_duration, ConfigError, Count, MAX_DURATION, MAX_LISTEN};
 pub use redirects::{Redirect, MAX_REDIRECTS};
 pub use site::{SiteConfig, MAX_SITES};
 pub use timeouts::{TimeoutClass, Timeouts, CLASSES};
+pub use tls::{CertPair, TlsConfig};
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -64,6 +66,7 @@ struct RawConfig {
     fallback: Option<Spanned<String>>,
     auth: Vec<auth::RawAuth>,
     site: Vec<site::RawSite>,
+    tls: Option<tls::RawTls>,
 }
 
 impl Default for RawConfig {
@@ -87,6 +90,7 @@ impl Default for RawConfig {
             fallback: None,
             auth: Vec::new(),
             site: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -126,6 +130,8 @@ pub struct Config {
     /// `[[site]]`, in file order (at most `MAX_SITES`); the fields above are the default
     /// site's.
     pub sites: Vec<SiteConfig>,
+    /// `[tls]`: HTTPS listeners and certificates; None = no HTTPS.
+    pub tls: Option<TlsConfig>,
     /// The file this came from, if any (for reload and messages).
     pub source: Option<PathBuf>,
 }
@@ -180,6 +186,10 @@ impl Config {
         let fallback = files::fallback(raw.fallback.as_ref(), &root, &src)?;
         let auth = auth::build_auth(raw.auth, base, &src)?;
         let sites = site::build_sites(raw.site, &root, base, &src)?;
+        let tls = match raw.tls {
+            Some(t) => Some(t.build(&listen, base, &src)?),
+            None => None,
+        };
         Ok(Config {
             listen,
             workers,
@@ -199,6 +209,7 @@ impl Config {
             fallback,
             auth,
             sites,
+            tls,
             source: None,
         })
     }
@@ -225,6 +236,7 @@ impl Config {
             fallback: s.fallback.clone(),
             auth: Arc::clone(&s.auth),
             sites: Vec::new(),
+            tls: self.tls.clone(),
             source: self.source.clone(),
         }
     }
