@@ -49,6 +49,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, err: io::Error },
     #[error("{0}")]
     Io(#[from] io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("a reactor thread failed: {0}")]
     Reactor(String),
 }
@@ -140,6 +142,8 @@ struct PoolKey {
     auth: bool,
     /// Cached listings expire after `valid` (each job brings its site's resolver).
     listing_ttl: std::time::Duration,
+    /// TLS handshakes run on the pool.
+    tls: bool,
 }
 
 impl PoolKey {
@@ -154,6 +158,7 @@ impl PoolKey {
             autoindex: config.any_autoindex(),
             auth: config.any_auth(),
             listing_ttl: config.open_file_cache.valid,
+            tls: config.tls.is_some(),
         }
     }
 }
@@ -244,7 +249,10 @@ impl Server {
     /// anything: an error here leaves the running generation exactly as it was.
     fn prepare(&self, config: Arc<Config>) -> Result<Plan, ServerError> {
         let (backlog, workers) = (config.limits.backlog, config.workers);
-        let listeners = listener::carry_over(&self.listeners, &config.listen, backlog, workers)?;
+        let all = config.all_listen();
+        let listeners = listener::carry_over(&self.listeners, &all, backlog, workers)?;
+        // Certificates are read and checked here: a reload with a bad one changes nothing.
+        let tls = crate::tls::Tls::new(&config)?;
         let metrics_socket = match (config.metrics, &self.metrics_socket) {
             (None, _) => None,
             (Some(a), Some(m)) if Some(a) == self.config.metrics => Some(m.try_clone()?),
@@ -297,6 +305,7 @@ impl Server {
                 offload: offload.as_ref().map(|(_, o)| o.clone()),
                 registry: self.registry.clone(),
                 access_log: access_log.as_ref().map(|(_, w)| w.tx.clone()),
+                tls: tls.clone(),
             })?;
             reactors.push((reactor, tx, waker));
         }
@@ -314,7 +323,7 @@ impl Server {
     /// Start a prepared generation and make it the current one; the previous one drains.
     /// If a thread cannot be started, the ones that did are stopped and nothing changes.
     fn commit(&mut self, mut plan: Plan) -> Result<(), ServerError> {
-        let mut generation = Generation::empty(plan.config.listen.clone());
+        let mut generation = Generation::empty(plan.config.all_listen());
         for (reactor, tx, waker) in plan.reactors.drain(..) {
             let id = reactor.id();
             let exited = self.exited.clone();
@@ -366,8 +375,9 @@ impl Server {
                 }
             }
         }
+        let all = plan.config.all_listen();
         for old in &self.listeners {
-            if !plan.config.listen.contains(&old.want) {
+            if !all.contains(&old.want) {
                 log::info!("no longer listening on {}", old.addr);
             }
         }
@@ -394,7 +404,11 @@ impl Server {
         self.log_writers.extend(plan.new_log_thread.take());
         // After the metrics line: scripts read up to the first of these.
         for l in self.listeners.iter().filter(|l| l.fresh) {
-            println!("listening on {}", l.addr);
+            if plan.config.is_tls_listener(l.want) {
+                println!("listening for TLS on {}", l.addr);
+            } else {
+                println!("listening on {}", l.addr);
+            }
         }
         for l in &mut self.listeners {
             l.fresh = false;
@@ -402,7 +416,7 @@ impl Server {
         self.config = plan.config.clone();
         let old = std::mem::replace(&mut self.current, generation);
         let (tx, rx) = crossbeam_channel::unbounded();
-        let left = old.retire(&self.config.listen, self.config.workers, &tx, &self.exited);
+        let left = old.retire(&all, self.config.workers, &tx, &self.exited);
         if !old.threads.is_empty() {
             self.draining.push(old);
             self.settle_reload();

@@ -241,6 +241,18 @@ impl Config {
         }
     }
 
+    /// Every listening address: the plain ones, then the TLS ones (each reactor's
+    /// listeners are in this order).
+    pub fn all_listen(&self) -> Vec<SocketAddr> {
+        let tls = self.tls.iter().flat_map(|t| t.listen.iter());
+        self.listen.iter().chain(tls).copied().collect()
+    }
+
+    /// Is `addr` (as configured) a TLS listener?
+    pub fn is_tls_listener(&self, addr: SocketAddr) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.listen.contains(&addr))
+    }
+
     /// Does any site list directories / check passwords (the offload pool needs to)?
     pub fn any_autoindex(&self) -> bool {
         self.autoindex || self.sites.iter().any(|s| s.autoindex)

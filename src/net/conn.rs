@@ -40,6 +40,7 @@ use crate::net::account;
 use crate::net::recv::{Inbox, Readiness};
 use crate::net::send::{interrupted, would_block, BufPool, Flush, Outbox};
 use crate::net::timer::Class;
+use crate::net::tls::{Handshakes, Shake, Stream};
 use crate::offload::{JobError, Notifier};
 use crate::ops::accesslog::AccessLog;
 use crate::ops::metrics::ReactorStats;
@@ -47,7 +48,6 @@ use crate::site::auth::Verdict;
 use crate::site::hosts::Sites;
 use crate::site::route::Answer;
 use crate::site::{Started, Waiting};
-use mio::net::TcpStream;
 use std::io;
 use std::sync::Arc;
 use std::time::Instant;
@@ -84,6 +84,8 @@ pub struct Cx<'a> {
     pub generation: u32,
     pub log: Option<&'a mut AccessLog>,
     pub stats: &'a ReactorStats,
+    /// Where TLS handshake steps go (None: no TLS listener, or the harness).
+    pub handshakes: Option<&'a Handshakes>,
 }
 
 /// One readiness event, as the poller reported it.
@@ -98,6 +100,8 @@ pub struct Ready {
 
 /// Where the connection is in the request cycle.
 enum Phase {
+    /// Before any HTTP byte: the TLS handshake (a plain stream leaves at once).
+    Handshake,
     /// Reading request heads and answering them.
     Requests,
     /// The head at the front of the inbox is parsed and its body is being read and dropped: a
@@ -118,7 +122,7 @@ enum RequestBody {
     Chunked(ChunkedDecoder),
 }
 
-pub struct Conn<S = TcpStream> {
+pub struct Conn<S = Stream> {
     stream: S,
     peer: std::net::SocketAddr,
     /// Accepted on the metrics listener: only `/metrics` is served.
@@ -155,7 +159,7 @@ impl<S: Transport> Conn<S> {
             stream,
             peer,
             metrics,
-            phase: Phase::Requests,
+            phase: Phase::Handshake,
             io: Readiness {
                 readable: false,
                 writable: true,
@@ -198,6 +202,11 @@ impl<S: Transport> Conn<S> {
     /// Waiting for an offload job's completion.
     pub fn is_parked(&self) -> bool {
         matches!(self.phase, Phase::Parked(_))
+    }
+
+    /// Still in the TLS handshake.
+    pub fn is_handshaking(&self) -> bool {
+        matches!(self.phase, Phase::Handshake)
     }
 
     pub fn stream(&mut self) -> &mut S {
@@ -259,6 +268,18 @@ impl<S: Transport> Conn<S> {
 
     /// Advance as far as the socket allows.
     pub fn drive(&mut self, site: &mut Sites, cx: &mut Cx) -> Next {
+        if let Phase::Handshake = self.phase {
+            let who = (cx.slot, cx.generation);
+            match self.stream.handshake(&mut self.io, cx.handshakes, who) {
+                Ok(Shake::Ready) => self.phase = Phase::Requests,
+                // The header countdown started at accept covers the handshake.
+                Ok(Shake::Wait) => return Next::Wait(Class::Header, self.accepted),
+                Err(e) => {
+                    log::debug!("{}: handshake: {e}", self.peer);
+                    return Next::Close;
+                }
+            }
+        }
         match &self.phase {
             Phase::Lingering { .. } => return self.linger(),
             Phase::Parked(p) => {

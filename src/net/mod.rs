@@ -12,3 +12,4 @@ pub mod reactor;
 pub mod recv;
 pub mod send;
 pub mod timer;
+pub mod tls;

@@ -9,9 +9,10 @@
 
 use crate::config::{Config, MAX_LISTEN};
 use crate::http::h1::DateCache;
-use crate::net::conn::{Conn, Cx, Next, Ready};
+use crate::net::conn::{Conn, Cx, Next, Ready, Transport};
 use crate::net::send::BufPool;
 use crate::net::timer::{Class, Expired, Timers, CLASSES};
+use crate::net::tls::{HandshakeDone, Handshakes};
 use crate::offload::{Completion, Notifier, Offload};
 use crate::ops::accesslog::{self, AccessLog};
 use crate::ops::metrics::{ReactorStats, Registry};
@@ -37,8 +38,10 @@ pub const METRICS: Token = Token(usize::MAX - 1);
 pub struct Setup {
     pub id: usize,
     pub config: Arc<Config>,
-    /// One per address of `config.listen`, in that order.
+    /// One per address of `config.listen`, then one per address of `config.tls.listen`.
     pub listeners: Vec<TcpListener>,
+    /// The TLS configuration of this generation (listeners from `config.listen.len()` on).
+    pub tls: Option<Arc<crate::tls::Tls>>,
     /// The Prometheus endpoint's listener (first reactor only).
     pub metrics_listener: Option<TcpListener>,
     pub rx: Receiver<Msg>,
@@ -104,6 +107,13 @@ pub struct Reactor {
     drain_deadline: Option<Instant>,
     /// Taking what is queued on the listener before closing it: ignore max_connections.
     sweeping: bool,
+    tls: Option<Arc<crate::tls::Tls>>,
+    /// Listeners from this index on are TLS.
+    tls_from: usize,
+    handshakes: Option<Handshakes>,
+    handshake_done: Receiver<HandshakeDone>,
+    /// TLS accepts wait for handshake slots until then (`tls.max_pending_handshakes`).
+    tls_retry: Option<Instant>,
 }
 
 fn token(slot: usize, generation: u32) -> Token {
@@ -127,6 +137,7 @@ impl Reactor {
             offload,
             registry,
             access_log,
+            tls,
         } = setup;
         let poll = Poll::new()?;
         if let Some(m) = metrics_listener.as_mut() {
@@ -147,6 +158,17 @@ impl Reactor {
             poll.registry()
                 .register(l, listener_token(j), Interest::READABLE)?;
         }
+        let (done_tx, handshake_done) = crossbeam_channel::unbounded();
+        let handshakes = match (&tls, &offload) {
+            (Some(_), Some(o)) => Some(Handshakes {
+                offload: o.clone(),
+                tx: done_tx,
+                waker: waker.clone(),
+            }),
+            (Some(_), None) => return Err(io::Error::other("TLS needs the offload pool")),
+            _ => None,
+        };
+        let tls_from = config.listen.len();
         let site = Sites::new(config.clone(), offload, Some(registry))?;
         let t = &config.timeouts;
         let mut durations = [Duration::ZERO; CLASSES];
@@ -181,6 +203,11 @@ impl Reactor {
                 next_tick: Vec::new(),
                 drain_deadline: None,
                 sweeping: false,
+                tls,
+                tls_from,
+                handshakes,
+                handshake_done,
+                tls_retry: None,
             },
             waker,
         ))
@@ -266,6 +293,12 @@ impl Reactor {
                 }
             }
 
+            if self.tls_retry.is_some_and(|at| at <= now) {
+                self.tls_retry = None;
+                for j in self.tls_from..self.listeners.len() {
+                    self.accept(now, Source::Listener(j));
+                }
+            }
             if self.accept_resume.is_some_and(|at| at <= now) {
                 self.accept_resume = None;
                 self.resume_accepting();
@@ -309,7 +342,7 @@ impl Reactor {
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let mut t = self.timers.next_timeout(now);
         let log = self.log.as_ref().and_then(|l| l.deadline());
-        for at in [self.accept_resume, self.drain_deadline, log]
+        for at in [self.accept_resume, self.drain_deadline, log, self.tls_retry]
             .into_iter()
             .flatten()
         {
@@ -342,6 +375,19 @@ impl Reactor {
                     }
                     break;
                 }
+            }
+        }
+        while let Ok(done) = self.handshake_done.try_recv() {
+            let slot = done.slot;
+            let Some(s) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            if s.generation != done.generation {
+                continue;
+            }
+            match s.conn.stream().resume_handshake(done) {
+                Ok(()) => self.drive(slot, now),
+                Err(_) => self.close(slot),
             }
         }
         while let Ok(c) = self.completions.try_recv() {
@@ -408,6 +454,7 @@ impl Reactor {
             generation: s.generation,
             log: self.log.as_mut(),
             stats: &self.stats,
+            handshakes: self.handshakes.as_ref(),
         };
         let site = &mut self.site;
         let conn = &mut s.conn;
@@ -477,6 +524,9 @@ impl Reactor {
             return;
         }
         log::debug!("reactor {}: {:?} timeout", self.id, e.class);
+        if let Some(s) = self.conns.get_mut(e.slot) {
+            s.conn.stream().on_timeout();
+        }
         self.stats.timeouts[e.class as usize].fetch_add(1, Ordering::Relaxed);
         let next = self.with_cx(e.slot, now, |conn, site, cx| {
             conn.timeout(e.class, site, cx)
@@ -494,7 +544,8 @@ impl Reactor {
         }
         // No epoll_ctl(DEL): the socket was never duplicated, so closing it (dropping the
         // Conn) removes it from the epoll set. One syscall less per connection.
-        if let Some(s) = self.conns.try_remove(slot) {
+        if let Some(mut s) = self.conns.try_remove(slot) {
+            s.conn.stream().close_notify();
             self.timers.cancel(slot);
             if !s.conn.is_metrics() {
                 self.stats.active.fetch_sub(1, Ordering::Relaxed);

@@ -5,8 +5,8 @@
 //! full buffer rolls its unparsed tail to the front (ripgrep's `LineBuffer::roll`), and an
 //! idle connection gives the buffer back to the reactor's pool.
 
-use crate::net::send::{interrupted, would_block, BufPool};
-use std::io::{self, Read};
+use crate::net::send::{interrupted, would_block, BufPool, Transport};
+use std::io;
 
 /// Free space kept after a buffered head while its body is read.
 const BODY_ROOM: usize = 4096;
@@ -67,7 +67,7 @@ impl Inbox {
     /// arrived (or EOF was seen), i.e. whether processing can continue.
     pub fn fill(
         &mut self,
-        stream: &mut impl Read,
+        stream: &mut impl Transport,
         io: &mut Readiness,
         cap: usize,
         body: bool,
@@ -91,6 +91,7 @@ impl Inbox {
             self.buf.resize(self.end + BODY_ROOM, 0);
         }
         let mut got = false;
+        let trust_short = stream.short_read_drains();
         while self.end < self.buf.len() {
             let want = self.buf.len() - self.end;
             match stream.read(&mut self.buf[self.end..]) {
@@ -102,7 +103,7 @@ impl Inbox {
                 Ok(n) => {
                     self.end += n;
                     got = true;
-                    if n < want && !io.read_closed {
+                    if n < want && trust_short && !io.read_closed {
                         // Edge triggered: a short read means the socket is drained.
                         io.readable = false;
                         break;

@@ -22,6 +22,22 @@ pub trait Transport: Read + Write {
     fn shutdown_write(&mut self) -> io::Result<()>;
     /// Turn Nagle off (TCP_NODELAY).
     fn set_nodelay(&mut self) -> io::Result<()>;
+    /// A read shorter than the buffer means the socket is drained (edge triggering lets
+    /// a plain socket's reader trust that; TLS yields a record at a time).
+    fn short_read_drains(&self) -> bool {
+        true
+    }
+    /// Work before the first HTTP byte (the TLS handshake): `Ready` when there is none.
+    fn handshake(
+        &mut self,
+        _io: &mut crate::net::recv::Readiness,
+        _back: Option<&crate::net::tls::Handshakes>,
+        _who: (usize, u32),
+    ) -> io::Result<crate::net::tls::Shake> {
+        Ok(crate::net::tls::Shake::Ready)
+    }
+    /// Tell the peer we are closing on purpose (TLS close_notify), best effort.
+    fn close_notify(&mut self) {}
 }
 
 impl Transport for TcpStream {
@@ -250,7 +266,17 @@ impl Outbox {
                 return Ok(Flush::Budget);
             }
             let done = match &mut self.tail {
-                Tail::None => return Ok(Flush::Done),
+                // Whatever the transport still holds (TLS records) goes out too.
+                Tail::None => {
+                    return match stream.flush() {
+                        Ok(()) => Ok(Flush::Done),
+                        Err(e) if would_block(&e) => {
+                            *writable = false;
+                            Ok(Flush::Blocked)
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 // Sent with the head above; nothing left of it here.
                 Tail::Shared { .. } => true,
                 Tail::File { file, pos, end } => {

@@ -235,7 +235,7 @@ impl Offload {
     pub fn for_config(config: &Config, threads: usize) -> io::Result<Option<Arc<Offload>>> {
         let c = &config.compression;
         let (autoindex, auth) = (config.any_autoindex(), config.any_auth());
-        if !c.enabled && !autoindex && !auth {
+        if !c.enabled && !autoindex && !auth && config.tls.is_none() {
             return Ok(None);
         }
         let levels = codec::Levels {
@@ -281,6 +281,11 @@ impl Offload {
             verified: Verified::default(),
             listing_ttl: Duration::ZERO,
         })
+    }
+
+    /// Run `job` on the pool (TLS handshake steps: they carry their own completion).
+    pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {
+        self.pool.spawn(job);
     }
 
     /// A cached encoded body, if any.

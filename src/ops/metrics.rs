@@ -48,6 +48,8 @@ pub struct ReactorStats {
     pub responses: [AtomicU64; 5],
     pub bytes_sent: AtomicU64,
     pub accepted: AtomicU64,
+    /// Times TLS accepts paused because every handshake slot was taken.
+    pub tls_accept_pauses: AtomicU64,
     pub active: AtomicU64,
     /// Indexed by `TimeoutClass as usize`.
     pub timeouts: [AtomicU64; CLASSES],

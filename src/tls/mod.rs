@@ -21,6 +21,7 @@ pub enum TlsError {
 /// What every reactor of one configuration generation shares.
 pub struct Tls {
     server: Arc<ServerConfig>,
+    max_pending: usize,
 }
 
 impl Tls {
@@ -37,11 +38,17 @@ impl Tls {
         server.max_early_data_size = 0;
         Ok(Some(Arc::new(Tls {
             server: Arc::new(server),
+            max_pending: t.max_pending_handshakes,
         })))
     }
 
     pub fn server_config(&self) -> &Arc<ServerConfig> {
         &self.server
+    }
+
+    /// `tls.max_pending_handshakes`.
+    pub fn max_pending(&self) -> usize {
+        self.max_pending
     }
 }
 

@@ -307,6 +307,7 @@ impl Harness {
                 generation: 1,
                 log: None,
                 stats: &self.stats,
+                handshakes: None,
             };
             let site = &mut self.site;
             let next = if let Some(c) = completion.take() {

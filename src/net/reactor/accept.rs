@@ -4,6 +4,7 @@
 
 use super::{token, Class, Conn, Next, Reactor, Slot, METRICS};
 use crate::config::MAX_LISTEN;
+use crate::net::tls::{Stream, IN_FLIGHT};
 use mio::{Interest, Token};
 use std::io;
 use std::sync::atomic::Ordering;
@@ -11,6 +12,9 @@ use std::time::{Duration, Instant};
 
 /// How long accepting pauses after EMFILE and friends.
 pub(super) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How long TLS accepts wait when every handshake slot is taken.
+const TLS_RETRY: Duration = Duration::from_millis(5);
 
 /// Listener `j` is `LISTENERS - j`, `j < MAX_LISTEN`: far above any connection token, whose
 /// low 32 bits are a slab slot (a reactor never holds four billion connections).
@@ -65,8 +69,33 @@ impl Reactor {
             let Some(listener) = listener else {
                 return;
             };
+            let tls = match (source, &self.tls) {
+                (Source::Listener(j), Some(t)) if j >= self.tls_from => Some(t),
+                _ => None,
+            };
+            if let Some(t) = tls {
+                // Every handshake slot taken: leave the rest in the kernel backlog and look
+                // again shortly (handshakes finish on the pool, not here).
+                if IN_FLIGHT.load(Ordering::Relaxed) >= t.max_pending() && !self.sweeping {
+                    if self.tls_retry.is_none() {
+                        self.stats.tls_accept_pauses.fetch_add(1, Ordering::Relaxed);
+                    }
+                    self.tls_retry = Some(now + TLS_RETRY);
+                    return;
+                }
+            }
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    let stream = match tls {
+                        None => Stream::Plain(stream),
+                        Some(t) => match Stream::tls(stream, t.server_config().clone()) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                log::warn!("TLS connection: {e}");
+                                continue;
+                            }
+                        },
+                    };
                     if !metrics {
                         self.stats.accepted.fetch_add(1, Ordering::Relaxed);
                         self.stats.active.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,601 @@
+//! A connection's byte stream when it came in on a TLS listener: rustls over the socket.
+//!
+//! The handshake's CPU work (key exchange, signature) never runs on the reactor: the
+//! reactor only moves records between the socket and rustls' buffers, and every
+//! `process_new_packets` while the handshake is in progress runs on the offload pool. The
+//! `ServerConnection` travels there in a `Box` and comes back in a `HandshakeDone` through
+//! the reactor's channel and eventfd; meanwhile the stream holds no TLS state and the
+//! connection waits (its header countdown keeps running, so a stalled client is cut).
+//!
+//! Once established, records are decrypted and encrypted inline (symmetric crypto is a few
+//! hundred ns per KiB). There is no sendfile: a file range is `pread` into one scratch
+//! buffer per reactor thread, handed to rustls and written with its `writev`; rustls'
+//! output is bounded by only taking more plaintext once the previous output left.
+
+use crate::net::recv::Readiness;
+use crate::net::send::{interrupted, would_block, Transport};
+use crate::offload::Offload;
+use crossbeam_channel::Sender;
+use mio::event::Source;
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token, Waker};
+use rustls::ServerConnection;
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Plaintext handed to rustls per write: four full records.
+const CHUNK: usize = 64 << 10;
+
+/// What a plain HTTP request on a TLS port gets (nginx answers the same way).
+const PLAIN_HTTP_400: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
+Content-Length: 34\r\nConnection: close\r\n\r\nplain HTTP sent to an HTTPS port.\n";
+
+/// Handshakes accepted and not finished, in the whole process: TLS accepts pause while it
+/// is at `tls.max_pending_handshakes`, so the pool's queue stays bounded.
+pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+
+/// Why handshakes ended, for the metrics (process-wide: handshakes are rare next to
+/// requests, one atomic add each).
+pub struct Figures {
+    pub ok_full: AtomicU64,
+    pub ok_resumed: AtomicU64,
+    pub tls12: AtomicU64,
+    pub tls13: AtomicU64,
+    /// By `Failure as usize`.
+    pub failed: [AtomicU64; FAILURES],
+    /// Handshake steps run on the pool, and run on a reactor (must stay 0).
+    pub offloaded_steps: AtomicU64,
+    pub inline_steps: AtomicU64,
+    /// Pool time of the steps, in microseconds (sum), for the average.
+    pub offload_micros: AtomicU64,
+}
+
+pub const FAILURES: usize = 6;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Failure {
+    /// Plain HTTP on the TLS port (answered 400).
+    PlainHttp,
+    /// The first bytes were not a TLS record.
+    NotTls,
+    /// rustls refused the client's messages (bad record, no common protocol, ...).
+    Protocol,
+    /// The client closed or reset mid-handshake.
+    Eof,
+    /// The header timeout ran out mid-handshake.
+    Timeout,
+    /// The pool job died.
+    Internal,
+}
+
+impl Failure {
+    pub const NAMES: [&'static str; FAILURES] = [
+        "plain_http",
+        "not_tls",
+        "protocol",
+        "eof",
+        "timeout",
+        "internal",
+    ];
+}
+
+pub static FIGURES: Figures = Figures {
+    ok_full: AtomicU64::new(0),
+    ok_resumed: AtomicU64::new(0),
+    tls12: AtomicU64::new(0),
+    tls13: AtomicU64::new(0),
+    failed: [const { AtomicU64::new(0) }; FAILURES],
+    offloaded_steps: AtomicU64::new(0),
+    inline_steps: AtomicU64::new(0),
+    offload_micros: AtomicU64::new(0),
+};
+
+fn fail(f: Failure) {
+    FIGURES.failed[f as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// A handshake step done on the pool, on its way back to the reactor that owns the
+/// connection (slot, generation).
+pub struct HandshakeDone {
+    pub slot: usize,
+    pub generation: u32,
+    /// None: the job panicked and the state is gone.
+    tls: Option<Box<ServerConnection>>,
+    result: Result<(), rustls::Error>,
+}
+
+/// How a reactor's connections reach the pool and how the pool reaches back.
+pub struct Handshakes {
+    pub offload: Arc<Offload>,
+    pub tx: Sender<HandshakeDone>,
+    pub waker: Arc<Waker>,
+}
+
+/// What the handshake needs to go on.
+pub enum Shake {
+    /// Established (or no TLS at all): HTTP bytes flow.
+    Ready,
+    /// Waiting for the socket or for the pool.
+    Wait,
+}
+
+/// The byte stream of a connection: plain TCP or TLS over TCP.
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream>),
+}
+
+pub struct TlsStream {
+    sock: TcpStream,
+    /// None while a handshake step runs on the pool.
+    tls: Option<Box<ServerConnection>>,
+    handshaking: bool,
+    /// The peer sent its FIN (read_tls returned 0).
+    eof: bool,
+    /// No byte has arrived yet: the first one tells TLS from plain HTTP.
+    first: bool,
+    /// close_notify is queued (sent once).
+    notified: bool,
+}
+
+impl Stream {
+    /// A TLS stream for a connection accepted on a TLS listener.
+    pub fn tls(sock: TcpStream, config: Arc<rustls::ServerConfig>) -> io::Result<Stream> {
+        let tls = ServerConnection::new(config).map_err(io::Error::other)?;
+        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        Ok(Stream::Tls(Box::new(TlsStream {
+            sock,
+            tls: Some(Box::new(tls)),
+            handshaking: true,
+            eof: false,
+            first: true,
+            notified: false,
+        })))
+    }
+
+    fn sock(&mut self) -> &mut TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(t) => &mut t.sock,
+        }
+    }
+
+    /// A handshake step came back from the pool. Err: the connection is over.
+    pub fn resume_handshake(&mut self, done: HandshakeDone) -> io::Result<()> {
+        let Stream::Tls(t) = self else {
+            return Err(io::Error::other("handshake completion for a plain stream"));
+        };
+        let Some(mut tls) = done.tls else {
+            fail(Failure::Internal);
+            return Err(io::Error::other("handshake job failed"));
+        };
+        if let Err(e) = done.result {
+            log::debug!("TLS handshake failed: {e}");
+            fail(Failure::Protocol);
+            // The alert rustls queued, if the socket takes it.
+            let _ = tls.write_tls(&mut t.sock);
+            return Err(io::Error::other(e));
+        }
+        t.tls = Some(tls);
+        Ok(())
+    }
+
+    /// The TLS version and cipher suite, once established (for the access log).
+    pub fn tls_info(&self) -> Option<(&'static str, &'static str)> {
+        let Stream::Tls(t) = self else {
+            return None;
+        };
+        let tls = t.tls.as_ref()?;
+        let version = match tls.protocol_version()? {
+            rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+            rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+            _ => "TLS",
+        };
+        let suite = tls
+            .negotiated_cipher_suite()?
+            .suite()
+            .as_str()
+            .unwrap_or("unknown");
+        Some((version, suite))
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// The client stopped mid-handshake (header timeout): count it.
+    pub fn on_timeout(&self) {
+        if let Stream::Tls(t) = self {
+            if t.handshaking {
+                fail(Failure::Timeout);
+            }
+        }
+    }
+}
+
+impl Drop for TlsStream {
+    fn drop(&mut self) {
+        if self.handshaking {
+            IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl TlsStream {
+    fn conn(&mut self) -> io::Result<&mut ServerConnection> {
+        self.tls
+            .as_deref_mut()
+            .ok_or_else(|| io::Error::other("TLS state is on the pool"))
+    }
+
+    /// Write rustls' pending output. Err(WouldBlock) while some is left.
+    fn flush_tls(&mut self) -> io::Result<()> {
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(());
+        };
+        while tls.wants_write() {
+            match tls.write_tls(&mut self.sock) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if interrupted(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Move records from the socket into rustls until it would block. Returns the bytes
+    /// read; sets `eof` on the peer's FIN.
+    fn read_records(&mut self) -> io::Result<usize> {
+        let mut total = 0;
+        let Some(tls) = self.tls.as_deref_mut() else {
+            return Ok(0);
+        };
+        loop {
+            let mut tap = Tap {
+                sock: &mut self.sock,
+                first: if self.first { Some(0) } else { None },
+            };
+            let r = tls.read_tls(&mut tap);
+            let first_byte = tap.first;
+            match r {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(total);
+                }
+                Ok(n) => {
+                    if self.first {
+                        self.first = false;
+                        if first_byte != Some(0x16) {
+                            return Err(not_tls(&mut self.sock, first_byte));
+                        }
+                    }
+                    total += n;
+                    if !self.handshaking {
+                        // One batch of records at a time: their plaintext must be taken
+                        // before rustls buffers more.
+                        return Ok(total);
+                    }
+                }
+                Err(e) if would_block(&e) => {
+                    if total == 0 {
+                        return Err(e);
+                    }
+                    return Ok(total);
+                }
+                Err(e) if interrupted(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Advance the handshake: write what rustls has for the client, read what the client
+    /// sent, and hand any new records to the pool.
+    fn handshake(
+        &mut self,
+        io: &mut Readiness,
+        back: Option<&Handshakes>,
+        who: (usize, u32),
+    ) -> io::Result<Shake> {
+        if self.tls.is_none() {
+            return Ok(Shake::Wait); // on the pool
+        }
+        match self.flush_tls() {
+            Ok(()) => {}
+            Err(e) if would_block(&e) => {
+                io.writable = false;
+                return Ok(Shake::Wait);
+            }
+            Err(e) => return Err(e),
+        }
+        if !self.conn()?.is_handshaking() {
+            self.handshaking = false;
+            let tls = self.conn()?;
+            IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+            let fig = &FIGURES;
+            match tls.handshake_kind() {
+                Some(rustls::HandshakeKind::Resumed) => &fig.ok_resumed,
+                _ => &fig.ok_full,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+            match tls.protocol_version() {
+                Some(rustls::ProtocolVersion::TLSv1_3) => &fig.tls13,
+                _ => &fig.tls12,
+            }
+            .fetch_add(1, Ordering::Relaxed);
+            // Application data may have come with the client's Finished: look.
+            io.readable = true;
+            return Ok(Shake::Ready);
+        }
+        if !io.readable {
+            return Ok(Shake::Wait);
+        }
+        let got = match self.read_records() {
+            Ok(n) => n,
+            Err(e) if would_block(&e) => {
+                io.readable = false;
+                0
+            }
+            Err(e) => return Err(e),
+        };
+        if self.eof {
+            fail(Failure::Eof);
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        io.readable = false;
+        if got == 0 {
+            return Ok(Shake::Wait);
+        }
+        let Some(back) = back else {
+            return Err(io::Error::other("no pool for TLS handshakes"));
+        };
+        let Some(mut tls) = self.tls.take() else {
+            return Ok(Shake::Wait);
+        };
+        let tx = back.tx.clone();
+        let waker = back.waker.clone();
+        let (slot, generation) = who;
+        back.offload.spawn(move || {
+            let start = Instant::now();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                tls.process_new_packets().map(|_| ())
+            }));
+            let took = start.elapsed();
+            FIGURES.offloaded_steps.fetch_add(1, Ordering::Relaxed);
+            FIGURES
+                .offload_micros
+                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            let done = match r {
+                Ok(result) => HandshakeDone {
+                    slot,
+                    generation,
+                    tls: Some(tls),
+                    result,
+                },
+                Err(_) => HandshakeDone {
+                    slot,
+                    generation,
+                    tls: None,
+                    result: Ok(()),
+                },
+            };
+            if tx.send(done).is_ok() {
+                let _ = waker.wake();
+            }
+        });
+        Ok(Shake::Wait)
+    }
+}
+
+/// The first bytes on a TLS port were no TLS record: a plain HTTP request gets a plain
+/// 400 (best effort, one write), anything else just the close.
+fn not_tls(sock: &mut TcpStream, first: Option<u8>) -> io::Error {
+    if first.is_some_and(|b| b.is_ascii_uppercase()) {
+        fail(Failure::PlainHttp);
+        let _ = sock.write(PLAIN_HTTP_400);
+        let _ = sock.shutdown(Shutdown::Write);
+        io::Error::other("plain HTTP sent to an HTTPS port")
+    } else {
+        fail(Failure::NotTls);
+        io::Error::other("not a TLS record")
+    }
+}
+
+/// The socket as rustls reads it, noting the first byte of the first read.
+struct Tap<'a> {
+    sock: &'a mut TcpStream,
+    first: Option<u8>,
+}
+
+impl Read for Tap<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.sock.read(buf)?;
+        if let (Some(f), true) = (self.first.as_mut(), n > 0) {
+            *f = buf[0];
+        }
+        Ok(n)
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let t = match self {
+            Stream::Plain(s) => return s.read(buf),
+            Stream::Tls(t) => t,
+        };
+        if t.handshaking {
+            // Never process handshake records here: that is the pool's work.
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        loop {
+            let tls = t.conn()?;
+            match tls.reader().read(buf) {
+                Ok(n) => return Ok(n),
+                Err(e) if would_block(&e) => {}
+                // FIN without close_notify: an end all the same (HTTP frames itself).
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                Err(e) => return Err(e),
+            }
+            if t.eof {
+                return Ok(0);
+            }
+            t.read_records()?;
+            let state = t.conn()?.process_new_packets();
+            // Alerts or a KeyUpdate answer rustls queued; the next flush sends any rest.
+            let flushed = t.flush_tls();
+            if let Err(e) = state {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            match flushed {
+                Ok(()) => {}
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let t = match self {
+            Stream::Plain(s) => return s.write_vectored(bufs),
+            Stream::Tls(t) => t,
+        };
+        // Take more plaintext only once the previous records left: rustls' output stays
+        // within one chunk per connection.
+        t.flush_tls()?;
+        let mut taken = 0;
+        let mut w = t.conn()?.writer();
+        for b in bufs {
+            let room = CHUNK - taken;
+            if room == 0 {
+                break;
+            }
+            let n = w.write(&b[..b.len().min(room)])?;
+            taken += n;
+            if n < b.len().min(room) {
+                break;
+            }
+        }
+        if taken == 0 && bufs.iter().any(|b| !b.is_empty()) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match t.flush_tls() {
+            Ok(()) => Ok(taken),
+            Err(e) if would_block(&e) => Ok(taken),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Push out rustls' pending records (TCP: nothing is buffered).
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Stream::Plain(_) => Ok(()),
+            Stream::Tls(t) => t.flush_tls(),
+        }
+    }
+}
+
+thread_local! {
+    /// The reactor thread's buffer for file bytes on their way into rustls.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+impl Transport for Stream {
+    fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize> {
+        let t = match self {
+            Stream::Plain(s) => return s.send_file(file, pos, len),
+            Stream::Tls(t) => t,
+        };
+        t.flush_tls()?;
+        let want = len.min(CHUNK);
+        SCRATCH.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < CHUNK {
+                s.resize(CHUNK, 0);
+            }
+            let n = rustix::io::pread(file, &mut s[..want], *pos)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut w = t.conn()?.writer();
+            w.write_all(&s[..n])?;
+            *pos += n as u64;
+            match t.flush_tls() {
+                Ok(()) => Ok(n),
+                Err(e) if would_block(&e) => Ok(n),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    fn shutdown_write(&mut self) -> io::Result<()> {
+        self.close_notify();
+        self.sock().shutdown(Shutdown::Write)
+    }
+
+    fn set_nodelay(&mut self) -> io::Result<()> {
+        TcpStream::set_nodelay(self.sock(), true)
+    }
+
+    fn short_read_drains(&self) -> bool {
+        // Plaintext comes out of rustls a record at a time: a short read says nothing
+        // about what is left on the socket.
+        matches!(self, Stream::Plain(_))
+    }
+
+    fn handshake(
+        &mut self,
+        io: &mut Readiness,
+        back: Option<&Handshakes>,
+        who: (usize, u32),
+    ) -> io::Result<Shake> {
+        match self {
+            Stream::Plain(_) => Ok(Shake::Ready),
+            Stream::Tls(t) if !t.handshaking => Ok(Shake::Ready),
+            Stream::Tls(t) => t.handshake(io, back, who),
+        }
+    }
+
+    fn close_notify(&mut self) {
+        if let Stream::Tls(t) = self {
+            if t.handshaking || t.notified {
+                return;
+            }
+            t.notified = true;
+            if let Some(tls) = t.tls.as_deref_mut() {
+                tls.send_close_notify();
+            }
+            let _ = t.flush_tls();
+        }
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, r: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        self.sock().register(r, token, interests)
+    }
+
+    fn reregister(&mut self, r: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        self.sock().reregister(r, token, interests)
+    }
+
+    fn deregister(&mut self, r: &Registry) -> io::Result<()> {
+        self.sock().deregister(r)
+    }
+}
+
+/// Average pool time of a handshake step, for the README's numbers.
+pub fn mean_step() -> Duration {
+    let n = FIGURES.offloaded_steps.load(Ordering::Relaxed).max(1);
+    Duration::from_micros(FIGURES.offload_micros.load(Ordering::Relaxed) / n)
+}
