@@ -403,6 +403,16 @@ impl Server {
         self.access_log = plan.access_log.take();
         self.log_writers.extend(plan.new_log_thread.take());
         // After the metrics line: scripts read up to the first of these.
+        if let Some(l) = self
+            .listeners
+            .iter()
+            .find(|l| plan.config.is_tls_listener(l.want))
+        {
+            crate::site::https::set_https_port(l.addr.port());
+            crate::ops::tls_metrics::TLS
+                .enabled
+                .store(true, Ordering::Relaxed);
+        }
         for l in self.listeners.iter().filter(|l| l.fresh) {
             if plan.config.is_tls_listener(l.want) {
                 println!("listening for TLS on {}", l.addr);

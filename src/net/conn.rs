@@ -450,7 +450,14 @@ impl<S: Transport> Conn<S> {
             if let Some(v) = self.verdict.take() {
                 site.set_verdict(v);
             }
-            let Answer { reply, job } = site.respond(&head, buf, cx.now, cx.date, self.metrics);
+            let https = match self.metrics || self.stream.is_tls() {
+                true => None,
+                false => crate::site::https::redirect(site.config(), &head, buf),
+            };
+            let Answer { reply, job } = match https {
+                Some(reply) => Answer { reply, job: None },
+                None => site.respond(&head, buf, cx.now, cx.date, self.metrics),
+            };
             let framing = Framing {
                 keep_alive: head.keep_alive && !cx.draining,
                 http10: head.version == crate::http::Version::Http10,

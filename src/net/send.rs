@@ -38,6 +38,10 @@ pub trait Transport: Read + Write {
     }
     /// Tell the peer we are closing on purpose (TLS close_notify), best effort.
     fn close_notify(&mut self) {}
+    /// The bytes are encrypted (TLS listener).
+    fn is_tls(&self) -> bool {
+        false
+    }
 }
 
 impl Transport for TcpStream {

@@ -15,6 +15,7 @@
 use crate::net::recv::Readiness;
 use crate::net::send::{interrupted, would_block, Transport};
 use crate::offload::Offload;
+use crate::ops::tls_metrics::{fail, Failure, TLS};
 use crossbeam_channel::Sender;
 use mio::event::Source;
 use mio::net::TcpStream;
@@ -24,9 +25,9 @@ use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// Plaintext handed to rustls per write: four full records.
 const CHUNK: usize = 64 << 10;
@@ -34,70 +35,6 @@ const CHUNK: usize = 64 << 10;
 /// What a plain HTTP request on a TLS port gets (nginx answers the same way).
 const PLAIN_HTTP_400: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
 Content-Length: 34\r\nConnection: close\r\n\r\nplain HTTP sent to an HTTPS port.\n";
-
-/// Handshakes accepted and not finished, in the whole process: TLS accepts pause while it
-/// is at `tls.max_pending_handshakes`, so the pool's queue stays bounded.
-pub static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
-
-/// Why handshakes ended, for the metrics (process-wide: handshakes are rare next to
-/// requests, one atomic add each).
-pub struct Figures {
-    pub ok_full: AtomicU64,
-    pub ok_resumed: AtomicU64,
-    pub tls12: AtomicU64,
-    pub tls13: AtomicU64,
-    /// By `Failure as usize`.
-    pub failed: [AtomicU64; FAILURES],
-    /// Handshake steps run on the pool, and run on a reactor (must stay 0).
-    pub offloaded_steps: AtomicU64,
-    pub inline_steps: AtomicU64,
-    /// Pool time of the steps, in microseconds (sum), for the average.
-    pub offload_micros: AtomicU64,
-}
-
-pub const FAILURES: usize = 6;
-
-#[derive(Clone, Copy, Debug)]
-pub enum Failure {
-    /// Plain HTTP on the TLS port (answered 400).
-    PlainHttp,
-    /// The first bytes were not a TLS record.
-    NotTls,
-    /// rustls refused the client's messages (bad record, no common protocol, ...).
-    Protocol,
-    /// The client closed or reset mid-handshake.
-    Eof,
-    /// The header timeout ran out mid-handshake.
-    Timeout,
-    /// The pool job died.
-    Internal,
-}
-
-impl Failure {
-    pub const NAMES: [&'static str; FAILURES] = [
-        "plain_http",
-        "not_tls",
-        "protocol",
-        "eof",
-        "timeout",
-        "internal",
-    ];
-}
-
-pub static FIGURES: Figures = Figures {
-    ok_full: AtomicU64::new(0),
-    ok_resumed: AtomicU64::new(0),
-    tls12: AtomicU64::new(0),
-    tls13: AtomicU64::new(0),
-    failed: [const { AtomicU64::new(0) }; FAILURES],
-    offloaded_steps: AtomicU64::new(0),
-    inline_steps: AtomicU64::new(0),
-    offload_micros: AtomicU64::new(0),
-};
-
-fn fail(f: Failure) {
-    FIGURES.failed[f as usize].fetch_add(1, Ordering::Relaxed);
-}
 
 /// A handshake step done on the pool, on its way back to the reactor that owns the
 /// connection (slot, generation).
@@ -147,7 +84,7 @@ impl Stream {
     /// A TLS stream for a connection accepted on a TLS listener.
     pub fn tls(sock: TcpStream, config: Arc<rustls::ServerConfig>) -> io::Result<Stream> {
         let tls = ServerConnection::new(config).map_err(io::Error::other)?;
-        IN_FLIGHT.fetch_add(1, Ordering::Relaxed);
+        TLS.in_flight.fetch_add(1, Ordering::Relaxed);
         Ok(Stream::Tls(Box::new(TlsStream {
             sock,
             tls: Some(Box::new(tls)),
@@ -204,10 +141,6 @@ impl Stream {
         Some((version, suite))
     }
 
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
-    }
-
     /// The client stopped mid-handshake (header timeout): count it.
     pub fn on_timeout(&self) {
         if let Stream::Tls(t) = self {
@@ -221,7 +154,7 @@ impl Stream {
 impl Drop for TlsStream {
     fn drop(&mut self) {
         if self.handshaking {
-            IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
+            TLS.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -316,16 +249,15 @@ impl TlsStream {
         if !self.conn()?.is_handshaking() {
             self.handshaking = false;
             let tls = self.conn()?;
-            IN_FLIGHT.fetch_sub(1, Ordering::Relaxed);
-            let fig = &FIGURES;
+            TLS.in_flight.fetch_sub(1, Ordering::Relaxed);
             match tls.handshake_kind() {
-                Some(rustls::HandshakeKind::Resumed) => &fig.ok_resumed,
-                _ => &fig.ok_full,
+                Some(rustls::HandshakeKind::Resumed) => &TLS.resumed,
+                _ => &TLS.full,
             }
             .fetch_add(1, Ordering::Relaxed);
             match tls.protocol_version() {
-                Some(rustls::ProtocolVersion::TLSv1_3) => &fig.tls13,
-                _ => &fig.tls12,
+                Some(rustls::ProtocolVersion::TLSv1_3) => &TLS.tls13,
+                _ => &TLS.tls12,
             }
             .fetch_add(1, Ordering::Relaxed);
             // Application data may have come with the client's Finished: look.
@@ -365,11 +297,8 @@ impl TlsStream {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 tls.process_new_packets().map(|_| ())
             }));
-            let took = start.elapsed();
-            FIGURES.offloaded_steps.fetch_add(1, Ordering::Relaxed);
-            FIGURES
-                .offload_micros
-                .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+            TLS.offloaded_steps.fetch_add(1, Ordering::Relaxed);
+            TLS.step_time.observe(start.elapsed());
             let done = match r {
                 Ok(result) => HandshakeDone {
                     slot,
@@ -566,6 +495,10 @@ impl Transport for Stream {
         }
     }
 
+    fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
     fn close_notify(&mut self) {
         if let Stream::Tls(t) = self {
             if t.handshaking || t.notified {
@@ -592,10 +525,4 @@ impl Source for Stream {
     fn deregister(&mut self, r: &Registry) -> io::Result<()> {
         self.sock().deregister(r)
     }
-}
-
-/// Average pool time of a handshake step, for the README's numbers.
-pub fn mean_step() -> Duration {
-    let n = FIGURES.offloaded_steps.load(Ordering::Relaxed).max(1);
-    Duration::from_micros(FIGURES.offload_micros.load(Ordering::Relaxed) / n)
 }

@@ -28,6 +28,33 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    pub const fn new() -> Histogram {
+        Histogram {
+            buckets: [const { AtomicU64::new(0) }; BUCKETS_US.len()],
+            count: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+
+    /// One unlabelled histogram series in the text exposition.
+    pub(super) fn render(&self, out: &mut String, name: &str, help: &str) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (i, b) in BUCKETS_US.iter().enumerate() {
+            cumulative += load(&self.buckets[i]);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{}\"}} {cumulative}",
+                *b as f64 / 1e6
+            );
+        }
+        let count = load(&self.count);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", load(&self.sum_us) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+
     pub fn observe(&self, d: Duration) {
         let us = d.as_micros().min(u64::MAX as u128) as u64;
         if let Some(i) = BUCKETS_US.iter().position(|&b| us <= b) {
@@ -160,7 +187,7 @@ impl Registry {
                 load(c)
             );
         }
-        let simple: [(&str, &str, &str, CounterOf); 6] = [
+        let simple: [(&str, &str, &str, CounterOf); 7] = [
             (
                 "vireo_response_body_bytes_total",
                 "counter",
@@ -172,6 +199,12 @@ impl Registry {
                 "counter",
                 "Connections accepted.",
                 |s| &s.accepted,
+            ),
+            (
+                "vireo_tls_accept_pauses_total",
+                "counter",
+                "Times TLS accepts paused because every handshake slot was taken.",
+                |s| &s.tls_accept_pauses,
             ),
             (
                 "vireo_connections_active",
@@ -251,6 +284,7 @@ impl Registry {
                 let _ = writeln!(out, "{name}_count{{reactor=\"{id}\"}} {count}");
             }
         }
+        super::tls_metrics::render(&mut out);
         let offload = self
             .offload
             .lock()

@@ -3,3 +3,4 @@
 
 pub mod accesslog;
 pub mod metrics;
+pub mod tls_metrics;

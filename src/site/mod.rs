@@ -13,6 +13,7 @@ pub mod autoindex;
 pub mod cache;
 pub mod files;
 pub mod hosts;
+pub mod https;
 pub mod route;
 pub mod rules;
 

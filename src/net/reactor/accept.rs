@@ -4,7 +4,8 @@
 
 use super::{token, Class, Conn, Next, Reactor, Slot, METRICS};
 use crate::config::MAX_LISTEN;
-use crate::net::tls::{Stream, IN_FLIGHT};
+use crate::net::tls::Stream;
+use crate::ops::tls_metrics::TLS;
 use mio::{Interest, Token};
 use std::io;
 use std::sync::atomic::Ordering;
@@ -76,7 +77,7 @@ impl Reactor {
             if let Some(t) = tls {
                 // Every handshake slot taken: leave the rest in the kernel backlog and look
                 // again shortly (handshakes finish on the pool, not here).
-                if IN_FLIGHT.load(Ordering::Relaxed) >= t.max_pending() && !self.sweeping {
+                if TLS.in_flight.load(Ordering::Relaxed) >= t.max_pending() && !self.sweeping {
                     if self.tls_retry.is_none() {
                         self.stats.tls_accept_pauses.fetch_add(1, Ordering::Relaxed);
                     }

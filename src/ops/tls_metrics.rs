@@ -1,0 +1,139 @@
+//! TLS figures: handshakes by result, version and failure reason, the pool time of
+//! handshake steps, handshakes in flight. Process-wide atomics (a handshake is rare next to
+//! a request: one add each), shown once a TLS listener exists.
+
+use super::metrics::Histogram;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+
+pub const FAILURES: usize = 6;
+
+/// Why a handshake ended without a connection.
+#[derive(Clone, Copy, Debug)]
+pub enum Failure {
+    /// Plain HTTP on the TLS port (answered 400).
+    PlainHttp,
+    /// The first bytes were not a TLS record.
+    NotTls,
+    /// rustls refused the client's messages (bad record, no common protocol, ...).
+    Protocol,
+    /// The client closed or reset mid-handshake.
+    Eof,
+    /// The header timeout ran out mid-handshake.
+    Timeout,
+    /// The pool job died.
+    Internal,
+}
+
+const NAMES: [&str; FAILURES] = [
+    "plain_http",
+    "not_tls",
+    "protocol",
+    "eof",
+    "timeout",
+    "internal",
+];
+
+pub struct TlsFigures {
+    pub enabled: AtomicBool,
+    /// Handshakes accepted and not finished: TLS accepts pause at
+    /// `tls.max_pending_handshakes`, so the pool's queue stays bounded.
+    pub in_flight: AtomicUsize,
+    pub full: AtomicU64,
+    pub resumed: AtomicU64,
+    pub tls12: AtomicU64,
+    pub tls13: AtomicU64,
+    pub failed: [AtomicU64; FAILURES],
+    /// Handshake steps run on the pool.
+    pub offloaded_steps: AtomicU64,
+    /// Private-key operations (signatures) seen on a reactor thread: must stay 0.
+    pub reactor_signatures: AtomicU64,
+    /// Pool time of each handshake step.
+    pub step_time: Histogram,
+}
+
+pub static TLS: TlsFigures = TlsFigures {
+    enabled: AtomicBool::new(false),
+    in_flight: AtomicUsize::new(0),
+    full: AtomicU64::new(0),
+    resumed: AtomicU64::new(0),
+    tls12: AtomicU64::new(0),
+    tls13: AtomicU64::new(0),
+    failed: [const { AtomicU64::new(0) }; FAILURES],
+    offloaded_steps: AtomicU64::new(0),
+    reactor_signatures: AtomicU64::new(0),
+    step_time: Histogram::new(),
+};
+
+pub fn fail(f: Failure) {
+    TLS.failed[f as usize].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Append the TLS series (nothing without a TLS listener).
+pub fn render(out: &mut String) {
+    let t = &TLS;
+    if !t.enabled.load(Ordering::Relaxed) {
+        return;
+    }
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    out.push_str(
+        "# HELP vireo_tls_handshakes_total TLS handshakes, by result.\n\
+         # TYPE vireo_tls_handshakes_total counter\n",
+    );
+    let _ = writeln!(
+        out,
+        "vireo_tls_handshakes_total{{result=\"full\"}} {}",
+        load(&t.full)
+    );
+    let _ = writeln!(
+        out,
+        "vireo_tls_handshakes_total{{result=\"resumed\"}} {}",
+        load(&t.resumed)
+    );
+    for (name, v) in NAMES.iter().zip(&t.failed) {
+        let _ = writeln!(
+            out,
+            "vireo_tls_handshakes_total{{result=\"failed\",reason=\"{name}\"}} {}",
+            load(v)
+        );
+    }
+    out.push_str(
+        "# HELP vireo_tls_versions_total Established TLS connections, by version.\n\
+         # TYPE vireo_tls_versions_total counter\n",
+    );
+    let _ = writeln!(
+        out,
+        "vireo_tls_versions_total{{version=\"1.2\"}} {}",
+        load(&t.tls12)
+    );
+    let _ = writeln!(
+        out,
+        "vireo_tls_versions_total{{version=\"1.3\"}} {}",
+        load(&t.tls13)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vireo_tls_handshakes_in_flight Handshakes accepted and not finished.\n\
+         # TYPE vireo_tls_handshakes_in_flight gauge\nvireo_tls_handshakes_in_flight {}",
+        t.in_flight.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vireo_tls_handshake_steps_offloaded_total Handshake steps run on the pool.\n\
+         # TYPE vireo_tls_handshake_steps_offloaded_total counter\n\
+         vireo_tls_handshake_steps_offloaded_total {}",
+        load(&t.offloaded_steps)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vireo_tls_reactor_signatures_total Private-key signatures made on a reactor thread (always 0).\n\
+         # TYPE vireo_tls_reactor_signatures_total counter\n\
+         vireo_tls_reactor_signatures_total {}",
+        load(&t.reactor_signatures)
+    );
+    t.step_time.render(
+        out,
+        "vireo_tls_handshake_step_seconds",
+        "Pool time of one TLS handshake step.",
+    );
+}
