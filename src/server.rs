@@ -409,9 +409,17 @@ impl Server {
             .find(|l| plan.config.is_tls_listener(l.want))
         {
             crate::site::https::set_https_port(l.addr.port());
-            crate::ops::tls_metrics::TLS
+            let was = crate::ops::tls_metrics::TLS
                 .enabled
-                .store(true, Ordering::Relaxed);
+                .swap(true, Ordering::Relaxed);
+            if !was {
+                let ktls = if crate::net::tls::ktls_available() {
+                    "the kernel offers kTLS (TCP_ULP tls), not used yet"
+                } else {
+                    "no kTLS in this kernel"
+                };
+                log::info!("TLS: file bodies are encrypted in user space ({ktls})");
+            }
         }
         for l in self.listeners.iter().filter(|l| l.fresh) {
             if plan.config.is_tls_listener(l.want) {

@@ -84,7 +84,6 @@ impl Stream {
     /// A TLS stream for a connection accepted on a TLS listener.
     pub fn tls(sock: TcpStream, config: Arc<rustls::ServerConfig>) -> io::Result<Stream> {
         let tls = ServerConnection::new(config).map_err(io::Error::other)?;
-        TLS.in_flight.fetch_add(1, Ordering::Relaxed);
         Ok(Stream::Tls(Box::new(TlsStream {
             sock,
             tls: Some(Box::new(tls)),
@@ -147,14 +146,6 @@ impl Stream {
             if t.handshaking {
                 fail(Failure::Timeout);
             }
-        }
-    }
-}
-
-impl Drop for TlsStream {
-    fn drop(&mut self) {
-        if self.handshaking {
-            TLS.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -249,7 +240,6 @@ impl TlsStream {
         if !self.conn()?.is_handshaking() {
             self.handshaking = false;
             let tls = self.conn()?;
-            TLS.in_flight.fetch_sub(1, Ordering::Relaxed);
             match tls.handshake_kind() {
                 Some(rustls::HandshakeKind::Resumed) => &TLS.resumed,
                 _ => &TLS.full,
@@ -292,6 +282,9 @@ impl TlsStream {
         let tx = back.tx.clone();
         let waker = back.waker.clone();
         let (slot, generation) = who;
+        // Counted until the step is done: TLS accepts pause while the pool holds
+        // `max_pending_handshakes` of them (a client idling mid-handshake holds no slot).
+        TLS.in_flight.fetch_add(1, Ordering::Relaxed);
         back.offload.spawn(move || {
             let start = Instant::now();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -299,6 +292,7 @@ impl TlsStream {
             }));
             TLS.offloaded_steps.fetch_add(1, Ordering::Relaxed);
             TLS.step_time.observe(start.elapsed());
+            TLS.in_flight.fetch_sub(1, Ordering::Relaxed);
             let done = match r {
                 Ok(result) => HandshakeDone {
                     slot,
@@ -525,4 +519,12 @@ impl Source for Stream {
     fn deregister(&mut self, r: &Registry) -> io::Result<()> {
         self.sock().deregister(r)
     }
+}
+
+/// Does the kernel offer kTLS (`TCP_ULP "tls"`)? With it, a connection could hand its
+/// session keys to the kernel after the handshake and use sendfile again; vireo does not
+/// (yet): it only says at start whether that path would be open here.
+pub fn ktls_available() -> bool {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_available_ulp")
+        .is_ok_and(|s| s.split_whitespace().any(|u| u == "tls"))
 }

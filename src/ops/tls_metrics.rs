@@ -36,7 +36,7 @@ const NAMES: [&str; FAILURES] = [
 
 pub struct TlsFigures {
     pub enabled: AtomicBool,
-    /// Handshakes accepted and not finished: TLS accepts pause at
+    /// Handshake steps queued or running on the pool: TLS accepts pause at
     /// `tls.max_pending_handshakes`, so the pool's queue stays bounded.
     pub in_flight: AtomicUsize,
     pub full: AtomicU64,
@@ -113,7 +113,7 @@ pub fn render(out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "# HELP vireo_tls_handshakes_in_flight Handshakes accepted and not finished.\n\
+        "# HELP vireo_tls_handshakes_in_flight Handshake steps queued or running on the offload pool.\n\
          # TYPE vireo_tls_handshakes_in_flight gauge\nvireo_tls_handshakes_in_flight {}",
         t.in_flight.load(Ordering::Relaxed)
     );
