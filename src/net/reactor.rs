@@ -218,6 +218,7 @@ impl Reactor {
     }
 
     pub fn run(mut self) -> io::Result<()> {
+        crate::ops::tls_metrics::mark_reactor_thread();
         let r = self.run_loop();
         // The counters outlive this reactor (its successor in the position shares them).
         let open = self

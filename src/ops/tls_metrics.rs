@@ -137,3 +137,19 @@ pub fn render(out: &mut String) {
         "Pool time of one TLS handshake step.",
     );
 }
+
+thread_local! {
+    static REACTOR_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Called once by each reactor thread: private-key operations seen on it are counted.
+pub fn mark_reactor_thread() {
+    REACTOR_THREAD.with(|r| r.set(true));
+}
+
+/// A private-key operation (a handshake signature) is being made on this thread.
+pub fn note_signature() {
+    if REACTOR_THREAD.with(|r| r.get()) {
+        TLS.reactor_signatures.fetch_add(1, Ordering::Relaxed);
+    }
+}
