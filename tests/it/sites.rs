@@ -135,6 +135,36 @@ fn a_redirect_site_keeps_path_and_query() {
 }
 
 #[test]
+fn a_redirect_site_answers_every_method_with_its_301() {
+    let s = start();
+    for method in [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "BREW",
+    ] {
+        let mut c = s.connect();
+        c.send(
+            format!(
+                "{method} /p?q=1 HTTP/1.1\r\nHost: www.a.test\r\nContent-Length: 2\r\n\
+                 Connection: close\r\n\r\nhi"
+            )
+            .as_bytes(),
+        );
+        let r = c.read_response_to(method == "HEAD");
+        assert_eq!(r.status, 301, "{method}: {}", r.head);
+        assert_eq!(
+            r.header("location"),
+            Some("https://a.test/p?q=1"),
+            "{method}"
+        );
+    }
+    // A site serving files still refuses what it does not serve.
+    let mut c = s.connect();
+    c.send(
+        b"POST /who.txt HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(c.read_response().status, 405);
+}
+
+#[test]
 fn rules_are_per_site() {
     let s = start();
     // [[site.redirects]] only on a.
