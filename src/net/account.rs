@@ -119,3 +119,27 @@ pub fn response(
         log.log(&entry, at);
     }
 }
+
+/// Count and log a response whose status was known only once its job ran. `site` is the
+/// answering site's metrics slot; the request's copy exists only when logging.
+pub fn deferred(
+    cx: &mut Cx,
+    peer: SocketAddr,
+    site: usize,
+    r: Option<&Owned>,
+    status: u16,
+    bytes: u64,
+) {
+    match r {
+        Some(r) => response(
+            cx,
+            peer,
+            Some(r.get()),
+            r.started(),
+            status,
+            bytes,
+            Instant::now(),
+        ),
+        None => cx.stats.response(site, status, bytes),
+    }
+}

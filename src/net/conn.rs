@@ -226,32 +226,8 @@ impl<S: Transport> Conn<S> {
         let slot = p.waiting.site();
         let reply = p.waiting.finish(result);
         let (status, bytes) = self.send_reply(reply, p.framing, cx);
-        self.log_deferred(slot, p.log.as_deref(), status, bytes, cx);
+        account::deferred(cx, self.peer, slot, p.log.as_deref(), status, bytes);
         self.drive(site, cx)
-    }
-
-    /// Count and log a response whose status was known only once its job ran (the
-    /// request's copy exists only when logging).
-    fn log_deferred(
-        &self,
-        site: usize,
-        r: Option<&account::Owned>,
-        status: u16,
-        bytes: u64,
-        cx: &mut Cx,
-    ) {
-        match r {
-            Some(r) => account::response(
-                cx,
-                self.peer,
-                Some(r.get()),
-                r.started(),
-                status,
-                bytes,
-                Instant::now(),
-            ),
-            None => cx.stats.response(site, status, bytes),
-        }
     }
 
     /// The reactor is closing the connection (peer gone, timeout, shutdown). A request
@@ -261,7 +237,7 @@ impl<S: Transport> Conn<S> {
         if let Phase::Parked(p) =
             std::mem::replace(&mut self.phase, Phase::Closing { linger: false })
         {
-            self.log_deferred(p.waiting.site(), p.log.as_deref(), 499, 0, cx);
+            account::deferred(cx, self.peer, p.waiting.site(), p.log.as_deref(), 499, 0);
         }
     }
 
