@@ -185,7 +185,13 @@ impl Config {
         let redirects = redirects::build_redirects(raw.redirects, &src)?;
         let fallback = files::fallback(raw.fallback.as_ref(), &root, &src)?;
         let auth = auth::build_auth(raw.auth, base, &src)?;
-        let sites = site::build_sites(raw.site, &root, base, &src)?;
+        let top = site::Inherited {
+            root: &root,
+            index: &raw.index,
+            autoindex: raw.autoindex,
+            serve_hidden,
+        };
+        let sites = site::build_sites(raw.site, &top, base, &src)?;
         let tls = match raw.tls {
             Some(t) => Some(t.build(&listen, base, &src)?),
             None => None,

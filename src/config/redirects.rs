@@ -53,6 +53,9 @@ pub struct Redirect {
     pub status: u16,
     /// `to` as a decoded, normalised path (None for a URL): what a browser would ask next.
     next: Option<Vec<u8>>,
+    /// A whole-host `redirect`: answers every method, like nginx's `return 301` (the other
+    /// rules apply to the GET/HEAD the router serves).
+    pub any_method: bool,
 }
 
 impl Redirect {
@@ -115,6 +118,7 @@ pub(super) fn build_redirects(
             query,
             status,
             next,
+            any_method: false,
         });
     }
     for (i, r) in raw.iter().enumerate() {
@@ -148,6 +152,7 @@ pub(super) fn whole_host(url: &Spanned<String>, src: &Src) -> Result<Arc<[Redire
         query,
         status: 301,
         next,
+        any_method: true,
     }]))
 }
 

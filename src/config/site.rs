@@ -13,7 +13,9 @@ use super::{auth, files, headers, redirects, AuthRule, ConfigError, HeaderRule, 
 /// Most `[[site]]` tables (each costs a `Site`, with its own caches, per reactor).
 pub const MAX_SITES: usize = 1000;
 
-/// One `[[site]]` table. Keys left out take the built-in defaults, not the top level's.
+/// One `[[site]]` table. `index`, `autoindex` and `hidden` left out take the top level's
+/// values (as nginx `server` blocks inherit http-level `index` and `autoindex`); the other
+/// keys are the site's own.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSite {
@@ -52,10 +54,19 @@ pub struct SiteConfig {
     pub auth: Arc<[AuthRule]>,
 }
 
+/// What a `[[site]]` takes from the top level: the default site's root (for a redirect
+/// site, which serves no files) and the keys it inherits when it leaves them out.
+pub(super) struct Inherited<'a> {
+    pub root: &'a Path,
+    pub index: &'a [String],
+    pub autoindex: bool,
+    pub serve_hidden: bool,
+}
+
 /// Validate every `[[site]]`: its sections, its names (well-formed, each claimed once).
 pub(super) fn build_sites(
     raw: Vec<RawSite>,
-    default_root: &Path,
+    top: &Inherited,
     base: &Path,
     src: &Src,
 ) -> Result<Vec<SiteConfig>, ConfigError> {
@@ -88,7 +99,7 @@ pub(super) fn build_sites(
             claimed.insert(name.clone(), (n, h.span()));
             hosts.push(name);
         }
-        out.push(build_one(s, hosts, default_root, base, src)?);
+        out.push(build_one(s, hosts, top, base, src)?);
     }
     Ok(out)
 }
@@ -96,7 +107,7 @@ pub(super) fn build_sites(
 fn build_one(
     s: RawSite,
     hosts: Vec<String>,
-    default_root: &Path,
+    top: &Inherited,
     base: &Path,
     src: &Src,
 ) -> Result<SiteConfig, ConfigError> {
@@ -116,7 +127,7 @@ fn build_one(
         }
         return Ok(SiteConfig {
             hosts,
-            root: default_root.to_path_buf(),
+            root: top.root.to_path_buf(),
             index: Vec::new(),
             autoindex: false,
             serve_hidden: false,
@@ -132,16 +143,16 @@ fn build_one(
         return Err(src.invalid(s.hosts.span(), "site", msg));
     };
     let root = files::root(root, base, src)?;
-    let index = s.index.unwrap_or_else(|| vec!["index.html".into()]);
+    let index = s.index.unwrap_or_else(|| top.index.to_vec());
     files::check_index(&index, src)?;
     let serve_hidden = match &s.hidden {
         Some(h) => files::serve_hidden(h, src)?,
-        None => false,
+        None => top.serve_hidden,
     };
     Ok(SiteConfig {
         hosts,
         index,
-        autoindex: s.autoindex.unwrap_or(false),
+        autoindex: s.autoindex.unwrap_or(top.autoindex),
         serve_hidden,
         error_pages: files::error_pages(&s.error_pages, src)?,
         headers: headers::build(&s.headers, src)?,
@@ -253,5 +264,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn index_autoindex_and_hidden_are_inherited_unless_set() {
+        let top = "index = [\"home.html\"]\nautoindex = true\nhidden = \"allow\"\n";
+        let c = load(&format!(
+            "{top}[[site]]\nhosts = [\"a.org\"]\nroot = \"public\"\n\
+             [[site]]\nhosts = [\"b.org\"]\nroot = \"public\"\nindex = [\"i.htm\"]\n\
+             autoindex = false\nhidden = \"deny\"\n"
+        ))
+        .expect("valid");
+        let (a, b) = (&c.sites[0], &c.sites[1]);
+        assert_eq!(
+            (&a.index[..], a.autoindex, a.serve_hidden),
+            (&["home.html".to_string()][..], true, true)
+        );
+        assert_eq!(
+            (&b.index[..], b.autoindex, b.serve_hidden),
+            (&["i.htm".to_string()][..], false, false)
+        );
+        // The inherited values reach the site's own configuration.
+        let sc = c.for_site(a);
+        assert!(sc.autoindex && sc.serve_hidden && sc.index == ["home.html"]);
     }
 }

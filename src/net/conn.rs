@@ -232,27 +232,11 @@ impl<S: Transport> Conn<S> {
             self.verdict = Some(v);
             return self.drive(site, cx);
         }
+        let slot = p.waiting.site();
         let reply = p.waiting.finish(result);
         let (status, bytes) = self.send_reply(reply, p.framing, cx);
-        self.log_deferred(p.log.as_deref(), status, bytes, cx);
+        account::deferred(cx, self.peer, slot, p.log.as_deref(), status, bytes);
         self.drive(site, cx)
-    }
-
-    /// Count and log a response whose status was known only once its job ran (the
-    /// request's copy exists only when logging).
-    fn log_deferred(&self, r: Option<&account::Owned>, status: u16, bytes: u64, cx: &mut Cx) {
-        match r {
-            Some(r) => account::response(
-                cx,
-                self.peer,
-                Some(r.get()),
-                r.started(),
-                status,
-                bytes,
-                Instant::now(),
-            ),
-            None => cx.stats.response(status, bytes),
-        }
     }
 
     /// The reactor is closing the connection (peer gone, timeout, shutdown). A request
@@ -262,7 +246,7 @@ impl<S: Transport> Conn<S> {
         if let Phase::Parked(p) =
             std::mem::replace(&mut self.phase, Phase::Closing { linger: false })
         {
-            self.log_deferred(p.log.as_deref(), 499, 0, cx);
+            account::deferred(cx, self.peer, p.waiting.site(), p.log.as_deref(), 499, 0);
         }
     }
 
@@ -447,6 +431,7 @@ impl<S: Transport> Conn<S> {
             let buf = self.rx.pending();
             // The same head picks the same site again after its password check.
             let site = sites.pick(&head, buf, self.metrics);
+            let slot = site.metrics_slot();
             if let Some(v) = self.verdict.take() {
                 site.set_verdict(v);
             }
@@ -484,7 +469,7 @@ impl<S: Transport> Conn<S> {
                     let log = cx
                         .log
                         .as_ref()
-                        .map(|_| account::Request::of(&head, buf, started));
+                        .map(|_| account::Request::of(&head, buf, started, slot));
                     let log = log.map(|r| r.to_owned());
                     if let Ok(waiting) = parked {
                         let since = cx.now;
@@ -504,8 +489,12 @@ impl<S: Transport> Conn<S> {
                 Err(reply) => {
                     self.rx.consume(head.head_len);
                     let (status, bytes) = self.send_reply(reply, framing, cx);
-                    let r =
-                        account::Request::of(&head, self.rx.before_consume(head.head_len), started);
+                    let r = account::Request::of(
+                        &head,
+                        self.rx.before_consume(head.head_len),
+                        started,
+                        slot,
+                    );
                     // Scrapes of the metrics endpoint are not traffic: neither counted nor
                     // logged.
                     if !self.metrics {
@@ -517,7 +506,7 @@ impl<S: Transport> Conn<S> {
                     let log = cx
                         .log
                         .as_ref()
-                        .map(|_| account::Request::of(&head, buf, started).to_owned());
+                        .map(|_| account::Request::of(&head, buf, started, slot).to_owned());
                     self.rx.consume(head.head_len);
                     self.set_nodelay(framing.keep_alive);
                     self.phase = Phase::Parked(Box::new(Parked {

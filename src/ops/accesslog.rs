@@ -10,7 +10,8 @@
 //! pipe or a slow disk.
 //!
 //! Formats: `combined` (Apache/nginx combined, so goaccess and awk scripts read it) and
-//! `json` (the same fields plus the request time in microseconds and the reactor id).
+//! `json` (the same fields plus the request's host, the request time in microseconds and
+//! the reactor id).
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use std::fs::OpenOptions;
@@ -108,6 +109,8 @@ pub struct Entry<'a> {
     pub peer: SocketAddr,
     /// Method, target, protocol; None when the request could not be parsed.
     pub request: Option<(&'a [u8], &'a [u8], &'a [u8])>,
+    /// The name that picked the site, port stripped (written lower case); None without one.
+    pub host: Option<&'a [u8]>,
     pub status: u16,
     pub bytes: u64,
     pub referer: Option<&'a [u8]>,
@@ -195,6 +198,8 @@ impl AccessLog {
                 b.extend_from_slice(&self.iso);
                 b.extend_from_slice(b"\",\"remote_addr\":\"");
                 push_ip(b, e.peer);
+                b.extend_from_slice(b"\",\"host\":\"");
+                escape_json_lower(b, e.host.unwrap_or(b""));
                 let (method, target, protocol) = e.request.unwrap_or((b"", b"", b""));
                 b.extend_from_slice(b"\",\"method\":\"");
                 escape_json(b, method);
@@ -330,6 +335,13 @@ fn escape_json(b: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
+/// A host name is case-insensitive: one spelling per name in the log.
+fn escape_json_lower(b: &mut Vec<u8>, s: &[u8]) {
+    let at = b.len();
+    escape_json(b, s);
+    b[at..].make_ascii_lowercase();
+}
+
 fn hex(n: u8) -> u8 {
     b"0123456789abcdef"[n as usize & 15]
 }
@@ -342,6 +354,7 @@ mod tests {
         Entry {
             peer: "127.0.0.1:5000".parse().expect("addr"),
             request: Some((b"GET", b"/a\"b", b"HTTP/1.1")),
+            host: Some(b"Docs.Example.ORG"),
             status: 200,
             bytes: 13,
             referer: None,
@@ -365,6 +378,8 @@ mod tests {
             line.contains("+0000] \"GET /a\\x22b HTTP/1.1\" 200 13 \"-\" \"curl/8 \\xff\"\n"),
             "{line}"
         );
+        // nginx's combined format has no host: the line is unchanged by it.
+        assert!(!line.to_ascii_lowercase().contains("example"), "{line}");
     }
 
     #[test]
@@ -385,6 +400,23 @@ mod tests {
         assert!(line.contains("\"uri\":\"/a\\\"b\""), "{line}");
         assert!(line.contains("\"user_agent\":\"curl/8 \\u00ff\""), "{line}");
         assert!(line.contains("\"reactor\":3}"), "{line}");
+        assert!(
+            line.contains("\"host\":\"docs.example.org\",\"method\""),
+            "{line}"
+        );
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let mut l = AccessLog::new(AccessFormat::Json, 0, tx, Arc::default());
+        let no_host = Entry {
+            host: None,
+            ..entry()
+        };
+        l.log(&no_host, Instant::now());
+        l.flush();
+        let Ok(Msg::Batch(b)) = rx.try_recv() else {
+            panic!("no batch")
+        };
+        let line = String::from_utf8(b).expect("ascii");
+        assert!(line.contains("\"host\":\"\",\"method\""), "{line}");
     }
 
     #[test]

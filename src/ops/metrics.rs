@@ -3,6 +3,11 @@
 //! sums them into the Prometheus text format. The registry's mutex is touched only when a
 //! reactor starts and when someone scrapes.
 //!
+//! Responses are counted per site too, in a fixed table indexed by the site's *slot* (a
+//! number the registry gives each site name once, `default` being 0): no string work per
+//! request, and the `site` label takes at most `SITE_SLOTS` values, all from the
+//! configuration, never from a request.
+//!
 //! Counters belong to a reactor *position* (0..workers), not to one thread: after a reload
 //! the new reactor in position i keeps counting in the same atomics as the one it replaces
 //! (both for the length of the drain), so `/metrics` does not grow by a set of series per
@@ -13,7 +18,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::config::{TimeoutClass, CLASSES};
+use crate::config::{TimeoutClass, CLASSES, MAX_SITES};
+
+/// Label values of `site`: the default site and at most `MAX_SITES` names. Names are
+/// never given back (a reactor still draining after a reload counts under the old
+/// ones), so a process that has seen more distinct site names over its reloads counts
+/// the newest under `default`.
+pub const SITE_SLOTS: usize = MAX_SITES + 1;
 
 /// Upper bounds of histogram buckets, in microseconds.
 const BUCKETS_US: [u64; 12] = [
@@ -69,10 +80,9 @@ type CounterOf = fn(&ReactorStats) -> &AtomicU64;
 type HistogramOf = fn(&ReactorStats) -> &Histogram;
 
 /// One reactor's counters.
-#[derive(Default)]
 pub struct ReactorStats {
-    /// Responses by status class: index 0 = 1xx ... 4 = 5xx.
-    pub responses: [AtomicU64; 5],
+    /// Responses by site slot, then status class: index 0 = 1xx ... 4 = 5xx.
+    pub responses: Box<[[AtomicU64; 5]]>,
     pub bytes_sent: AtomicU64,
     pub accepted: AtomicU64,
     /// Times TLS accepts paused because every handshake slot was taken.
@@ -89,10 +99,29 @@ pub struct ReactorStats {
     pub offload_rtt: Histogram,
 }
 
+impl Default for ReactorStats {
+    fn default() -> Self {
+        ReactorStats {
+            responses: (0..SITE_SLOTS).map(|_| Default::default()).collect(),
+            bytes_sent: Default::default(),
+            accepted: Default::default(),
+            active: Default::default(),
+            timeouts: Default::default(),
+            log_dropped: Default::default(),
+            timer_entries: Default::default(),
+            panics: Default::default(),
+            loop_time: Default::default(),
+            offload_rtt: Default::default(),
+        }
+    }
+}
+
 impl ReactorStats {
-    pub fn response(&self, status: u16, body_bytes: u64) {
+    /// A response of the site in metrics slot `site` (`Registry::site_slot`).
+    pub fn response(&self, site: usize, status: u16, body_bytes: u64) {
         let class = (status / 100).clamp(1, 5) as usize - 1;
-        self.responses[class].fetch_add(1, Ordering::Relaxed);
+        let by_class = self.responses.get(site).unwrap_or(&self.responses[0]);
+        by_class[class].fetch_add(1, Ordering::Relaxed);
         self.bytes_sent.fetch_add(body_bytes, Ordering::Relaxed);
     }
 }
@@ -119,15 +148,43 @@ pub struct JobFigures {
 
 type OffloadSource = Arc<dyn Fn() -> OffloadFigures + Send + Sync>;
 
-#[derive(Default)]
 pub struct Registry {
     reactors: Mutex<Vec<(usize, Arc<ReactorStats>)>>,
+    /// The `site` label of each slot, in slot order; `[0]` is `default`.
+    sites: Mutex<Vec<String>>,
     offload: Mutex<Option<OffloadSource>>,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
 }
 
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            reactors: Mutex::default(),
+            sites: Mutex::new(vec!["default".to_string()]),
+            offload: Mutex::default(),
+            reloads: AtomicU64::default(),
+            reload_failures: AtomicU64::default(),
+        }
+    }
+}
+
 impl Registry {
+    /// The counter slot of the site labelled `name` (its first host name): the same slot
+    /// for the same name across reloads; `default` (0) once every slot is taken.
+    pub fn site_slot(&self, name: &str) -> usize {
+        let mut sites = self.sites.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = sites.iter().position(|n| n == name) {
+            return i;
+        }
+        if sites.len() == SITE_SLOTS {
+            log::warn!("metrics: {SITE_SLOTS} site names seen; {name} is counted as default");
+            return 0;
+        }
+        sites.push(name.to_string());
+        sites.len() - 1
+    }
+
     /// The counters of reactor position `id`, shared with earlier reactors in that position.
     pub fn reactor(&self, id: usize) -> Arc<ReactorStats> {
         let mut r = self.reactors.lock().unwrap_or_else(|e| e.into_inner());
@@ -163,19 +220,28 @@ impl Registry {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let sites = self.sites.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut out = String::with_capacity(8192);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
-        out.push_str("# HELP vireo_responses_total Responses sent, by status class.\n");
+        out.push_str("# HELP vireo_responses_total Responses sent, by site and status class.\n");
         out.push_str("# TYPE vireo_responses_total counter\n");
         for (id, s) in &reactors {
-            for (i, c) in s.responses.iter().enumerate() {
-                let _ = writeln!(
-                    out,
-                    "vireo_responses_total{{reactor=\"{id}\",class=\"{}xx\"}} {}",
-                    i + 1,
-                    load(c)
-                );
+            for (slot, site) in sites.iter().enumerate() {
+                let counts = &s.responses[slot];
+                // A site's series appear once it has answered on this reactor (the
+                // default site's always), so many quiet sites do not bloat a scrape.
+                if slot > 0 && counts.iter().all(|c| load(c) == 0) {
+                    continue;
+                }
+                for (i, c) in counts.iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "vireo_responses_total{{reactor=\"{id}\",site=\"{site}\",class=\"{}xx\"}} {}",
+                        i + 1,
+                        load(c)
+                    );
+                }
             }
         }
         out.push_str("# HELP vireo_reloads_total Configuration reloads (SIGHUP), by result.\n");
@@ -347,12 +413,16 @@ mod tests {
     fn render_sums_what_reactors_count() {
         let r = Registry::default();
         let a = r.reactor(0);
-        a.response(200, 10);
-        a.response(404, 5);
+        a.response(0, 200, 10);
+        a.response(0, 404, 5);
         a.loop_time.observe(Duration::from_micros(70));
         let text = r.render();
-        assert!(text.contains("vireo_responses_total{reactor=\"0\",class=\"2xx\"} 1"));
-        assert!(text.contains("vireo_responses_total{reactor=\"0\",class=\"4xx\"} 1"));
+        assert!(
+            text.contains("vireo_responses_total{reactor=\"0\",site=\"default\",class=\"2xx\"} 1")
+        );
+        assert!(
+            text.contains("vireo_responses_total{reactor=\"0\",site=\"default\",class=\"4xx\"} 1")
+        );
         assert!(text.contains("vireo_response_body_bytes_total{reactor=\"0\"} 15"));
         assert!(text.contains("vireo_loop_iteration_seconds_bucket{reactor=\"0\",le=\"0.0001\"} 1"));
         assert!(
@@ -361,17 +431,50 @@ mod tests {
     }
 
     #[test]
+    fn responses_are_labelled_by_site_slot_and_slots_are_bounded() {
+        let r = Registry::default();
+        assert_eq!(r.site_slot("default"), 0);
+        let a = r.site_slot("a.org");
+        assert_eq!((a, r.site_slot("b.org"), r.site_slot("a.org")), (1, 2, 1));
+        let s = r.reactor(0);
+        s.response(a, 200, 1);
+        s.response(a, 503, 1);
+        s.response(0, 404, 1);
+        let text = r.render();
+        assert!(
+            text.contains("vireo_responses_total{reactor=\"0\",site=\"a.org\",class=\"2xx\"} 1")
+        );
+        assert!(
+            text.contains("vireo_responses_total{reactor=\"0\",site=\"a.org\",class=\"5xx\"} 1")
+        );
+        assert!(
+            text.contains("vireo_responses_total{reactor=\"0\",site=\"default\",class=\"4xx\"} 1")
+        );
+        // b.org has not answered: no series yet.
+        assert!(!text.contains("b.org"), "{text}");
+        for i in 3..SITE_SLOTS {
+            assert_eq!(r.site_slot(&format!("s{i}.org")), i);
+        }
+        assert_eq!(r.site_slot("one-too-many.org"), 0);
+        assert_eq!(r.site_slot("s5.org"), 5);
+    }
+
+    #[test]
     fn a_position_keeps_its_counters_across_generations() {
         let r = Registry::default();
-        r.reactor(0).response(200, 1);
-        r.reactor(1).response(200, 1);
+        r.reactor(0).response(0, 200, 1);
+        r.reactor(1).response(0, 200, 1);
         let lines = r.render().lines().count();
         // A reload: new reactors in the same positions.
-        r.reactor(1).response(200, 1);
-        r.reactor(0).response(200, 1);
+        r.reactor(1).response(0, 200, 1);
+        r.reactor(0).response(0, 200, 1);
         let text = r.render();
         assert_eq!(text.lines().count(), lines);
-        assert!(text.contains("vireo_responses_total{reactor=\"0\",class=\"2xx\"} 2"));
-        assert!(text.contains("vireo_responses_total{reactor=\"1\",class=\"2xx\"} 2"));
+        assert!(
+            text.contains("vireo_responses_total{reactor=\"0\",site=\"default\",class=\"2xx\"} 2")
+        );
+        assert!(
+            text.contains("vireo_responses_total{reactor=\"1\",site=\"default\",class=\"2xx\"} 2")
+        );
     }
 }

@@ -8,7 +8,7 @@
 use crate::config::Config;
 use crate::http::request::RequestHead;
 use crate::offload::Offload;
-use crate::ops::metrics::Registry;
+use crate::ops::metrics::{Registry, SITE_SLOTS};
 use crate::site::Site;
 use std::collections::HashMap;
 use std::io;
@@ -75,7 +75,7 @@ impl HostMatcher {
 }
 
 /// `host[:port]` -> `host`; an IPv6 literal keeps its brackets.
-fn strip_port(host: &[u8]) -> &[u8] {
+pub fn strip_port(host: &[u8]) -> &[u8] {
     if host.first() == Some(&b'[') {
         return match memchr::memchr(b']', host) {
             Some(end) => &host[..=end],
@@ -103,9 +103,14 @@ impl Sites {
         registry: Option<Arc<Registry>>,
     ) -> io::Result<Sites> {
         let mut sites = Vec::with_capacity(config.sites.len() + 1);
-        for s in &config.sites {
+        for (i, s) in config.sites.iter().enumerate() {
             let c = Arc::new(config.for_site(s));
-            sites.push(Site::new(c, offload.clone(), None)?);
+            // Labelled by its first name; without a registry nobody reads the counters.
+            let slot = match (&registry, s.hosts.first()) {
+                (Some(r), Some(name)) => r.site_slot(name),
+                _ => (i + 1).min(SITE_SLOTS - 1),
+            };
+            sites.push(Site::new(c, offload.clone(), None)?.with_metrics_slot(slot));
         }
         let hosts = HostMatcher::new(config.sites.iter().map(|s| &s.hosts[..]));
         sites.insert(0, Site::new(config, offload, registry)?);

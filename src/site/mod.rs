@@ -45,6 +45,8 @@ pub struct Site {
     scratch: Vec<u8>,
     /// The password check the next `respond` was parked on (`Conn` hands it over).
     verdict: Option<auth::Verdict>,
+    /// Where this site's responses are counted (`Registry::site_slot`); 0 = `default`.
+    metrics_slot: usize,
 }
 
 impl Site {
@@ -64,7 +66,20 @@ impl Site {
             path: Vec::with_capacity(1024),
             scratch: Vec::with_capacity(1024),
             verdict: None,
+            metrics_slot: 0,
         })
+    }
+
+    /// Count this site's responses in slot `slot` of the reactor's stats.
+    pub fn with_metrics_slot(self, slot: usize) -> Site {
+        Site {
+            metrics_slot: slot,
+            ..self
+        }
+    }
+
+    pub fn metrics_slot(&self) -> usize {
+        self.metrics_slot
     }
 
     pub fn config(&self) -> &Config {
@@ -96,6 +111,8 @@ pub struct Waiting {
     listing: bool,
     /// A password check for these credentials: its request is routed again, not finished.
     auth: Option<auth::CredKey>,
+    /// The metrics slot of the site that answers.
+    site: usize,
 }
 
 impl Site {
@@ -126,6 +143,7 @@ impl Site {
                         reply,
                         listing: false,
                         auth: None,
+                        site: self.metrics_slot,
                     }),
                     Submitted::Rejected(file) => {
                         // Over budget after all (another reactor won the race): identity.
@@ -155,6 +173,7 @@ impl Site {
                         reply,
                         listing: true,
                         auth: None,
+                        site: self.metrics_slot,
                     })
                 } else {
                     // The pool is full: building the page here would block the loop.
@@ -172,6 +191,7 @@ impl Site {
                         reply,
                         listing: false,
                         auth: Some(key),
+                        site: self.metrics_slot,
                     })
                 } else {
                     // Over budget: never a bcrypt check on the loop.
@@ -183,6 +203,11 @@ impl Site {
 }
 
 impl Waiting {
+    /// The metrics slot of the site that answers (`Site::metrics_slot`).
+    pub fn site(&self) -> usize {
+        self.site
+    }
+
     pub fn is_auth(&self) -> bool {
         self.auth.is_some()
     }

@@ -124,8 +124,11 @@ impl Router<'_> {
         if let Some(registry) = self.metrics {
             return self.metrics(head, buf, registry);
         }
+        let redirect_site = self.config.redirects.first().is_some_and(|r| r.any_method);
         match head.method {
             Method::Get | Method::Head => {}
+            // A whole-host redirect answers every method with its 301.
+            _ if redirect_site => {}
             Method::Options => {
                 return Reply {
                     status: 204,

@@ -135,6 +135,36 @@ fn a_redirect_site_keeps_path_and_query() {
 }
 
 #[test]
+fn a_redirect_site_answers_every_method_with_its_301() {
+    let s = start();
+    for method in [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "BREW",
+    ] {
+        let mut c = s.connect();
+        c.send(
+            format!(
+                "{method} /p?q=1 HTTP/1.1\r\nHost: www.a.test\r\nContent-Length: 2\r\n\
+                 Connection: close\r\n\r\nhi"
+            )
+            .as_bytes(),
+        );
+        let r = c.read_response_to(method == "HEAD");
+        assert_eq!(r.status, 301, "{method}: {}", r.head);
+        assert_eq!(
+            r.header("location"),
+            Some("https://a.test/p?q=1"),
+            "{method}"
+        );
+    }
+    // A site serving files still refuses what it does not serve.
+    let mut c = s.connect();
+    c.send(
+        b"POST /who.txt HTTP/1.1\r\nHost: a.test\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(c.read_response().status, 405);
+}
+
+#[test]
 fn rules_are_per_site() {
     let s = start();
     // [[site.redirects]] only on a.
@@ -229,4 +259,97 @@ fn check_refuses_doubled_and_malformed_names() {
     assert!(ok, "{err}");
     let (ok, err) = check("[[site]]\nhosts = [\"w.test\"]\nredirect = \"https://a.test/x?y\"\n");
     assert!(!ok && err.contains("site.redirect"), "{err}");
+}
+
+#[test]
+fn sites_are_picked_on_an_ipv6_listener() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no ::1 here: skipping site selection over IPv6");
+        return;
+    }
+    let s = TestServer::start_with(&format!("listen = \"[::1]:0\"\n{SITES}"), setup);
+    assert!(s.addr.is_ipv6(), "{}", s.addr);
+    let port = s.addr.port();
+    for (host, site) in [
+        (format!("[::1]:{port}"), "b"),
+        ("[::1]".to_string(), "b"),
+        (format!("A.test:{port}"), "a"),
+        ("q.b.a.test".to_string(), "b"),
+        (format!("[::2]:{port}"), "default"),
+        ("other.test".to_string(), "default"),
+    ] {
+        assert_eq!(who(&s, &host), site, "{host}");
+    }
+    let r = get_as(&s, "/x?y", Some(&format!("www.a.test:{port}")));
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, Some("https://a.test/x?y"))
+    );
+    let r = get_as(&s, &format!("http://[::1]:{port}/who.txt"), Some("a.test"));
+    assert_eq!((r.status, &r.body[..]), (200, &b"b"[..]));
+}
+
+#[test]
+fn the_json_log_names_the_host_and_metrics_count_per_site() {
+    let extra = format!(
+        "{SITES}\n[log]\naccess = \"access.json\"\nformat = \"json\"\n\
+         [metrics]\nlisten = \"127.0.0.1:0\"\n"
+    );
+    let mut s = TestServer::start_with(&extra, setup);
+    assert_eq!(who(&s, "A.Test:8080"), "a");
+    assert_eq!(who(&s, "Z.B.A.test."), "b");
+    assert_eq!(who(&s, "not-a-site.test"), "default");
+    assert_eq!(get_as(&s, "/p", Some("WWW.a.test")).status, 301);
+    assert_eq!(get_as(&s, "/missing", Some("a.test")).status, 404);
+    let mut c = s.connect();
+    c.send(b"GET /who.txt HTTP/1.0\r\n\r\n");
+    assert_eq!(c.read_response().body, b"default");
+
+    let m = scrape(&s);
+    let count = |site: &str, class: &str| {
+        metric(
+            &m,
+            "vireo_responses_total",
+            &format!("site=\"{site}\",class=\"{class}\""),
+        )
+    };
+    // Labelled by the site's first name, whatever name the client used.
+    assert_eq!(count("a.test", "2xx"), 1, "{m}");
+    assert_eq!(count("a.test", "4xx"), 1, "{m}");
+    assert_eq!(count("*.b.a.test", "2xx"), 1, "{m}");
+    assert_eq!(count("www.a.test", "3xx"), 1, "{m}");
+    assert_eq!(count("default", "2xx"), 2, "{m}");
+    // No label value comes from a request.
+    assert!(
+        !m.contains("not-a-site") && !m.contains("z.b.a.test"),
+        "{m}"
+    );
+
+    s.signal(15);
+    let st = s
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("exit");
+    assert!(st.success());
+    let log = std::fs::read_to_string(s.dir.path().join("access.json")).expect("log");
+    let mut hosts: Vec<&str> = log
+        .lines()
+        .map(|l| {
+            let at = l.find("\"host\":\"").expect("host field") + 8;
+            &l[at..at + l[at..].find('"').expect("end")]
+        })
+        .collect();
+    hosts.sort_unstable();
+    // As sent, lower case, without the port; empty without a Host.
+    assert_eq!(
+        hosts,
+        [
+            "",
+            "a.test",
+            "a.test",
+            "not-a-site.test",
+            "www.a.test",
+            "z.b.a.test."
+        ],
+        "{log}"
+    );
 }
