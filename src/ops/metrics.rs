@@ -105,6 +105,7 @@ impl Default for ReactorStats {
             responses: (0..SITE_SLOTS).map(|_| Default::default()).collect(),
             bytes_sent: Default::default(),
             accepted: Default::default(),
+            tls_accept_pauses: Default::default(),
             active: Default::default(),
             timeouts: Default::default(),
             log_dropped: Default::default(),
