@@ -115,6 +115,7 @@ pub fn response(
             referer: request.and_then(|r| r.referer),
             user_agent: request.and_then(|r| r.user_agent),
             started: request.map_or(started, |r| r.started),
+            tls: cx.tls,
         };
         log.log(&entry, at);
     }

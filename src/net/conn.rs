@@ -86,6 +86,8 @@ pub struct Cx<'a> {
     pub stats: &'a ReactorStats,
     /// Where TLS handshake steps go (None: no TLS listener, or the harness).
     pub handshakes: Option<&'a Handshakes>,
+    /// This connection's TLS version and cipher suite, for the access log.
+    pub tls: Option<(&'static str, &'static str)>,
 }
 
 /// One readiness event, as the poller reported it.

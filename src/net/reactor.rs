@@ -456,6 +456,7 @@ impl Reactor {
             log: self.log.as_mut(),
             stats: &self.stats,
             handshakes: self.handshakes.as_ref(),
+            tls: s.conn.stream().tls_info(),
         };
         let site = &mut self.site;
         let conn = &mut s.conn;

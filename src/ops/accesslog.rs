@@ -116,6 +116,8 @@ pub struct Entry<'a> {
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
     pub started: Instant,
+    /// TLS version and cipher suite on a TLS connection.
+    pub tls: Option<(&'static str, &'static str)>,
 }
 
 /// A reactor's side of the log.
@@ -219,7 +221,12 @@ impl AccessLog {
                 b.extend_from_slice(n.format(micros).as_bytes());
                 b.extend_from_slice(b",\"reactor\":");
                 b.extend_from_slice(n.format(self.reactor).as_bytes());
-                b.extend_from_slice(b"}\n");
+                let (version, cipher) = e.tls.unwrap_or(("", ""));
+                b.extend_from_slice(b",\"tls_version\":\"");
+                b.extend_from_slice(version.as_bytes());
+                b.extend_from_slice(b"\",\"tls_cipher\":\"");
+                b.extend_from_slice(cipher.as_bytes());
+                b.extend_from_slice(b"\"}\n");
             }
         }
         self.lines += 1;
@@ -360,6 +367,7 @@ mod tests {
             referer: None,
             user_agent: Some(b"curl/8 \xff"),
             started: Instant::now(),
+            tls: None,
         }
     }
 
@@ -399,7 +407,10 @@ mod tests {
         let line = String::from_utf8(b).expect("ascii");
         assert!(line.contains("\"uri\":\"/a\\\"b\""), "{line}");
         assert!(line.contains("\"user_agent\":\"curl/8 \\u00ff\""), "{line}");
-        assert!(line.contains("\"reactor\":3}"), "{line}");
+        assert!(
+            line.contains("\"reactor\":3,\"tls_version\":\"\",\"tls_cipher\":\"\"}"),
+            "{line}"
+        );
         assert!(
             line.contains("\"host\":\"docs.example.org\",\"method\""),
             "{line}"

@@ -308,6 +308,7 @@ impl Harness {
                 log: None,
                 stats: &self.stats,
                 handshakes: None,
+                tls: None,
             };
             let site = &mut self.site;
             let next = if let Some(c) = completion.take() {
