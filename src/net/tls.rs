@@ -24,7 +24,6 @@ use rustls::ServerConnection;
 use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
-use std::net::Shutdown;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,13 +61,16 @@ pub enum Shake {
 }
 
 /// The byte stream of a connection: plain TCP or TLS over TCP.
-pub enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream>),
+///
+/// Generic over the socket so the connection harness (an in-memory stream) can drive the
+/// very same TLS code.
+pub enum Stream<T = TcpStream> {
+    Plain(T),
+    Tls(Box<TlsStream<T>>),
 }
 
-pub struct TlsStream {
-    sock: TcpStream,
+pub struct TlsStream<T = TcpStream> {
+    sock: T,
     /// None while a handshake step runs on the pool.
     tls: Option<Box<ServerConnection>>,
     handshaking: bool,
@@ -80,9 +82,9 @@ pub struct TlsStream {
     notified: bool,
 }
 
-impl Stream {
+impl<T: Transport> Stream<T> {
     /// A TLS stream for a connection accepted on a TLS listener.
-    pub fn tls(sock: TcpStream, config: Arc<rustls::ServerConfig>) -> io::Result<Stream> {
+    pub fn tls(sock: T, config: Arc<rustls::ServerConfig>) -> io::Result<Stream<T>> {
         let tls = ServerConnection::new(config).map_err(io::Error::other)?;
         Ok(Stream::Tls(Box::new(TlsStream {
             sock,
@@ -94,7 +96,12 @@ impl Stream {
         })))
     }
 
-    fn sock(&mut self) -> &mut TcpStream {
+    /// A handshake step of this connection is on the pool.
+    pub fn on_pool(&self) -> bool {
+        matches!(self, Stream::Tls(t) if t.tls.is_none())
+    }
+
+    fn sock(&mut self) -> &mut T {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(t) => &mut t.sock,
@@ -150,7 +157,12 @@ impl Stream {
     }
 }
 
-impl TlsStream {
+impl<T: Transport> TlsStream<T> {
+    /// The socket under the records (the harness inspects its in-memory stream).
+    pub(crate) fn sock_mut(&mut self) -> &mut T {
+        &mut self.sock
+    }
+
     fn conn(&mut self) -> io::Result<&mut ServerConnection> {
         self.tls
             .as_deref_mut()
@@ -317,11 +329,11 @@ impl TlsStream {
 
 /// The first bytes on a TLS port were no TLS record: a plain HTTP request gets a plain
 /// 400 (best effort, one write), anything else just the close.
-fn not_tls(sock: &mut TcpStream, first: Option<u8>) -> io::Error {
+fn not_tls(sock: &mut impl Transport, first: Option<u8>) -> io::Error {
     if first.is_some_and(|b| b.is_ascii_uppercase()) {
         fail(Failure::PlainHttp);
         let _ = sock.write(PLAIN_HTTP_400);
-        let _ = sock.shutdown(Shutdown::Write);
+        let _ = sock.shutdown_write();
         io::Error::other("plain HTTP sent to an HTTPS port")
     } else {
         fail(Failure::NotTls);
@@ -330,12 +342,12 @@ fn not_tls(sock: &mut TcpStream, first: Option<u8>) -> io::Error {
 }
 
 /// The socket as rustls reads it, noting the first byte of the first read.
-struct Tap<'a> {
-    sock: &'a mut TcpStream,
+struct Tap<'a, T> {
+    sock: &'a mut T,
     first: Option<u8>,
 }
 
-impl Read for Tap<'_> {
+impl<T: Read> Read for Tap<'_, T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.sock.read(buf)?;
         if let (Some(f), true) = (self.first.as_mut(), n > 0) {
@@ -345,7 +357,7 @@ impl Read for Tap<'_> {
     }
 }
 
-impl Read for Stream {
+impl<T: Transport> Read for Stream<T> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let t = match self {
             Stream::Plain(s) => return s.read(buf),
@@ -383,7 +395,7 @@ impl Read for Stream {
     }
 }
 
-impl Write for Stream {
+impl<T: Transport> Write for Stream<T> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.write_vectored(&[IoSlice::new(buf)])
     }
@@ -433,7 +445,7 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
-impl Transport for Stream {
+impl<T: Transport> Transport for Stream<T> {
     fn send_file(&mut self, file: &File, pos: &mut u64, len: usize) -> io::Result<usize> {
         let t = match self {
             Stream::Plain(s) => return s.send_file(file, pos, len),
@@ -463,17 +475,20 @@ impl Transport for Stream {
 
     fn shutdown_write(&mut self) -> io::Result<()> {
         self.close_notify();
-        self.sock().shutdown(Shutdown::Write)
+        self.sock().shutdown_write()
     }
 
     fn set_nodelay(&mut self) -> io::Result<()> {
-        TcpStream::set_nodelay(self.sock(), true)
+        self.sock().set_nodelay()
     }
 
     fn short_read_drains(&self) -> bool {
         // Plaintext comes out of rustls a record at a time: a short read says nothing
         // about what is left on the socket.
-        matches!(self, Stream::Plain(_))
+        match self {
+            Stream::Plain(s) => s.short_read_drains(),
+            Stream::Tls(_) => false,
+        }
     }
 
     fn handshake(
@@ -507,7 +522,7 @@ impl Transport for Stream {
     }
 }
 
-impl Source for Stream {
+impl Source for Stream<TcpStream> {
     fn register(&mut self, r: &Registry, token: Token, interests: Interest) -> io::Result<()> {
         self.sock().register(r, token, interests)
     }

@@ -4,6 +4,7 @@
 //! window opens and closes, timers fire, and `check` verifies the bytes that came back.
 
 mod check;
+pub mod tls;
 
 use crate::config::Config;
 use crate::net::conn::{Conn, Cx, Next, Ready, Transport};
