@@ -185,7 +185,7 @@ impl Config {
         let redirects = redirects::build_redirects(raw.redirects, &src)?;
         let fallback = files::fallback(raw.fallback.as_ref(), &root, &src)?;
         let auth = auth::build_auth(raw.auth, base, &src)?;
-        let sites = site::build_sites(raw.site, &root, base, &src)?;
+        let sites = site::build_sites(raw.site, &root, base, raw.tls.is_some(), &src)?;
         let tls = match raw.tls {
             Some(t) => Some(t.build(&listen, base, &src)?),
             None => None,
