@@ -32,10 +32,13 @@ impl Ca {
 
     /// A leaf for `names` and its key, both PEM.
     fn leaf(&self, names: &[&str], alg: &'static SignatureAlgorithm) -> (String, String) {
+        self.leaf_with(names, KeyPair::generate_for(alg).expect("key"))
+    }
+
+    fn leaf_with(&self, names: &[&str], key: KeyPair) -> (String, String) {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut p = CertificateParams::new(names).expect("params");
         p.not_after = rcgen::date_time_ymd(2030, 1, 1);
-        let key = KeyPair::generate_for(alg).expect("key");
         let cert = p.signed_by(&key, &self.issuer).expect("sign");
         (cert.pem(), key.serialize_pem())
     }
@@ -213,6 +216,47 @@ fn sni_picks_the_site_certificate_exact_then_wildcard_else_the_default() {
         let (res, leaf) = handshake(&tls, sni, &[b"http/1.1"]);
         assert_eq!(res.expect(sni), b"http/1.1", "{sni}");
         assert_eq!(leaf.expect("leaf"), leaf_der(want), "{sni}");
+    }
+}
+
+/// An RSA key pair, made by aws-lc-rs and used by rcgen to sign.
+fn rsa(bits: aws_lc_rs::rsa::KeySize) -> KeyPair {
+    use aws_lc_rs::encoding::AsDer;
+    let k = aws_lc_rs::rsa::KeyPair::generate(bits).expect("rsa");
+    let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&k).expect("der");
+    let der = rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_ref().to_vec());
+    KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256).expect("rcgen")
+}
+
+#[test]
+fn rsa_ecdsa_and_ed25519_keys_are_accepted() {
+    let (dir, ca) = setup();
+    let d = dir.path();
+    let keys = [
+        (
+            "rsa",
+            ca.leaf_with(&["rsa.test"], rsa(aws_lc_rs::rsa::KeySize::Rsa2048)),
+        ),
+        (
+            "p384",
+            ca.leaf(&["p384.test"], &rcgen::PKCS_ECDSA_P384_SHA384),
+        ),
+        ("ed", ca.leaf(&["ed.test"], &rcgen::PKCS_ED25519)),
+    ];
+    let mut sites = String::new();
+    for (n, (c, k)) in &keys {
+        write(d, &format!("{n}.pem"), c);
+        write(d, &format!("{n}.key"), k);
+        sites += &format!(
+            "[[site]]\nhosts = [\"{n}.test\"]\nroot = \"public\"\n\
+             tls = {{ cert = \"{n}.pem\", key = \"{n}.key\" }}\n"
+        );
+    }
+    let tls = build(d, &sites).expect("tls");
+    for (n, (c, _)) in &keys {
+        let (res, leaf) = handshake(&tls, &format!("{n}.test"), &[]);
+        res.expect(n);
+        assert_eq!(leaf.expect("leaf"), leaf_der(c), "{n}");
     }
 }
 
