@@ -108,7 +108,8 @@ fn provider() -> Arc<CryptoProvider> {
 /// (reload) shares it, so a client resumes whichever reactor accepts it and its tickets
 /// outlive a SIGHUP.
 struct Resumption {
-    /// TLS 1.2 and 1.3 tickets; keys rotate every 6 hours (rustls' `TicketRotator`).
+    /// TLS 1.2 and 1.3 tickets: AES-256 + HMAC-SHA256, a new key every 6 hours, the
+    /// previous one still accepted (a ticket lives up to 12 hours; rustls' `TicketRotator`).
     ticketer: Arc<dyn ProducesTickets>,
     /// TLS 1.2 session ids (clients without ticket support), bounded.
     sessions: Arc<dyn StoresServerSessions>,
