@@ -57,6 +57,18 @@ fn main() -> ExitCode {
         .parse_env("RUST_LOG")
         .init();
     if check {
+        // Certificates and keys: read and checked as start and reload would.
+        match vireo::tls::Tls::new(&config) {
+            Ok(tls) => {
+                for w in tls.iter().flat_map(|t| t.warnings()) {
+                    eprintln!("vireo: warning: {w}");
+                }
+            }
+            Err(e) => {
+                eprintln!("vireo: {e}");
+                return ExitCode::from(1);
+            }
+        }
         let name = config
             .source
             .as_ref()

@@ -253,6 +253,9 @@ impl Server {
         let listeners = listener::carry_over(&self.listeners, &all, backlog, workers)?;
         // Certificates are read and checked here: a reload with a bad one changes nothing.
         let tls = crate::tls::Tls::new(&config)?;
+        for w in tls.iter().flat_map(|t| t.warnings()) {
+            log::warn!("{w}");
+        }
         let metrics_socket = match (config.metrics, &self.metrics_socket) {
             (None, _) => None,
             (Some(a), Some(m)) if Some(a) == self.config.metrics => Some(m.try_clone()?),

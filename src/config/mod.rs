@@ -191,7 +191,7 @@ impl Config {
             autoindex: raw.autoindex,
             serve_hidden,
         };
-        let sites = site::build_sites(raw.site, &top, base, &src)?;
+        let sites = site::build_sites(raw.site, &top, base, raw.tls.is_some(), &src)?;
         let tls = match raw.tls {
             Some(t) => Some(t.build(&listen, base, &src)?),
             None => None,

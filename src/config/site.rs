@@ -8,7 +8,10 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use super::parse::{Entries, Src};
-use super::{auth, files, headers, redirects, AuthRule, ConfigError, HeaderRule, Redirect};
+use super::tls::RawCertPair;
+use super::{
+    auth, files, headers, redirects, AuthRule, CertPair, ConfigError, HeaderRule, Redirect,
+};
 
 /// Most `[[site]]` tables (each costs a `Site`, with its own caches, per reactor).
 pub const MAX_SITES: usize = 1000;
@@ -34,6 +37,7 @@ pub(super) struct RawSite {
     #[serde(default)]
     auth: Vec<auth::RawAuth>,
     redirect: Option<Spanned<String>>,
+    tls: Option<Spanned<RawCertPair>>,
 }
 
 /// What one site serves: the top-level keys of the same names, per site.
@@ -52,6 +56,8 @@ pub struct SiteConfig {
     pub redirects: Arc<[Redirect]>,
     pub fallback: Option<Box<[u8]>>,
     pub auth: Arc<[AuthRule]>,
+    /// The certificate SNI picks for this site's names; None = `[tls]`'s default.
+    pub tls: Option<CertPair>,
 }
 
 /// What a `[[site]]` takes from the top level: the default site's root (for a redirect
@@ -64,10 +70,12 @@ pub(super) struct Inherited<'a> {
 }
 
 /// Validate every `[[site]]`: its sections, its names (well-formed, each claimed once).
+/// `has_tls`: the file has a `[tls]` section (a site's `tls` needs its listeners).
 pub(super) fn build_sites(
     raw: Vec<RawSite>,
     top: &Inherited,
     base: &Path,
+    has_tls: bool,
     src: &Src,
 ) -> Result<Vec<SiteConfig>, ConfigError> {
     if let Some(s) = raw.get(MAX_SITES) {
@@ -99,7 +107,19 @@ pub(super) fn build_sites(
             claimed.insert(name.clone(), (n, h.span()));
             hosts.push(name);
         }
-        out.push(build_one(s, hosts, top, base, src)?);
+        let tls = match &s.tls {
+            Some(t) if !has_tls => {
+                let msg = "a site's certificate needs a [tls] section (listeners and the \
+                           default certificate)"
+                    .to_string();
+                return Err(src.invalid(t.span(), "site.tls", msg));
+            }
+            Some(t) => Some(t.get_ref().resolve(base)),
+            None => None,
+        };
+        let mut site = build_one(s, hosts, top, base, src)?;
+        site.tls = tls;
+        out.push(site);
     }
     Ok(out)
 }
@@ -136,6 +156,7 @@ fn build_one(
             redirects: redirects::whole_host(to, src)?,
             fallback: None,
             auth: Arc::from(Vec::new()),
+            tls: None,
         });
     }
     let Some(root) = &s.root else {
@@ -160,6 +181,7 @@ fn build_one(
         fallback: files::fallback(s.fallback.as_ref(), &root, src)?,
         auth: auth::build_auth(s.auth, base, src)?,
         root,
+        tls: None,
     })
 }
 
@@ -260,6 +282,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("line 3") && e.contains("redirect"), "{e}");
+        let e = load(
+            "[[site]]\nhosts = [\"w.org\"]\nroot = \"public\"\n\
+             tls = { cert = \"c.pem\", key = \"k.pem\" }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("line 4") && e.contains("site.tls") && e.contains("[tls]"),
+            "{e}"
+        );
+        let tls = "[tls]\nlisten = \"127.0.0.1:0\"\ncert = \"d.pem\"\nkey = \"d.key\"\n";
+        let e = load(&format!(
+            "{tls}[[site]]\nhosts = [\"w.org\"]\nroot = \"public\"\n\
+             tls = {{ cert = \"c.pem\", key = \"k.pem\", chain = \"x\" }}\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("chain"), "{e}");
+        let c = load(&format!(
+            "{tls}[[site]]\nhosts = [\"w.org\"]\nredirect = \"https://a.org\"\n\
+             tls = {{ cert = \"c/c.pem\", key = \"k.pem\" }}\n"
+        ))
+        .expect("a redirect site may have a certificate");
+        let pair = c.sites[0].tls.as_ref().expect("tls");
+        assert!(
+            pair.cert.ends_with("c/c.pem") && pair.cert.is_absolute(),
+            "{pair:?}"
+        );
         let e = load("[[site]]\nhosts = [\"w.org\"]\nroot = \"public\"\nbogus = 1\n")
             .unwrap_err()
             .to_string();

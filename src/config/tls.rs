@@ -22,12 +22,30 @@ pub(super) struct RawTls {
     max_pending_handshakes: usize,
 }
 
+/// `[[site]] tls = { cert = "...", key = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCertPair {
+    cert: String,
+    key: String,
+}
+
+impl RawCertPair {
+    /// Paths relative to the configuration file's directory.
+    pub(super) fn resolve(&self, base: &Path) -> CertPair {
+        CertPair {
+            cert: base.join(&self.cert),
+            key: base.join(&self.key),
+        }
+    }
+}
+
 fn default_max_pending() -> usize {
     1024
 }
 
 /// A certificate chain (PEM, leaf first) and its private key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CertPair {
     pub cert: PathBuf,
     pub key: PathBuf,
