@@ -383,9 +383,20 @@ fn tls_records_split_at_every_byte_get_the_same_responses() {
 
 #[test]
 fn established_connections_answered_during_handshake_storm() {
+    handshake_storm("");
+}
+
+/// Few handshake slots: most of the storm waits in the kernel backlog while TLS accepts
+/// are paused, and every handshake still completes.
+#[test]
+fn handshake_storm_with_few_slots() {
+    handshake_storm("max_pending_handshakes = 4\n");
+}
+
+fn handshake_storm(tls_extra: &str) {
     const STORM: usize = 200;
     const KEEPERS: usize = 4;
-    let s = start("");
+    let s = TestServer::start_tls("", tls_extra, files);
     let mut keepers: Vec<TlsClient> = (0..KEEPERS).map(|_| s.connect_tls()).collect();
     for k in &mut keepers {
         assert_eq!(k.get("/tls.txt").status, 200);
