@@ -113,6 +113,14 @@ fn range_request_over_tls() {
 }
 
 #[test]
+fn client_without_sni_gets_the_default_certificate() {
+    let s = start("");
+    // An IP address as the server name: rustls sends no SNI and checks the IP SAN.
+    let stream = tls_handshake(s.tls_addr, &s.client, "127.0.0.2").expect("handshake");
+    assert_eq!(Client::over(stream).get("/tls.txt").body, SMALL);
+}
+
+#[test]
 fn keep_alive_many_requests_one_connection() {
     let s = start("");
     let mut c = s.connect_tls();
