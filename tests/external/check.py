@@ -86,14 +86,18 @@ def make_docroot(base):
 
 
 class Server:
-    def __init__(self, binary, base, name, autoindex):
+    """vireo on an ephemeral port; with `tls=(cert, key)` also a TLS listener on
+    127.0.0.1 (`tls_port`), the plain one then on 127.0.0.2 (one address cannot be both)."""
+
+    def __init__(self, binary, base, name, autoindex, tls=None):
         self.dir = os.path.join(base, name)
         os.makedirs(self.dir)
         os.symlink(os.path.join(base, "root"), os.path.join(self.dir, "root"))
         cfg = os.path.join(self.dir, "vireo.toml")
+        plain = "127.0.0.2:0" if tls else "127.0.0.1:0"
         with open(cfg, "w") as f:
             f.write(
-                'listen = "127.0.0.1:0"\n'
+                f'listen = "{plain}"\n'
                 "workers = 2\n"
                 'root = "root"\n'
                 f"autoindex = {'true' if autoindex else 'false'}\n"
@@ -105,6 +109,8 @@ class Server:
                 "[error_pages]\n"
                 '404 = "/404.html"\n'
             )
+            if tls:
+                f.write(f'[tls]\nlisten = "127.0.0.1:0"\ncert = "{tls[0]}"\nkey = "{tls[1]}"\n')
         self.stderr = open(os.path.join(self.dir, "stderr.log"), "wb")
         self.proc = subprocess.Popen(
             [binary, "--config", cfg],
@@ -113,23 +119,30 @@ class Server:
             cwd=self.dir,
         )
         self.port = None
+        self.tls_port = None
         line_box = []
+        tls_box = []
 
         def reader():
-            # Other lines (e.g. "reactor 0 started") may come first.
+            # Other lines (e.g. "reactor 0 started") may come first; TLS lines follow plain.
             for raw_line in iter(self.proc.stdout.readline, b""):
                 if raw_line.startswith(b"listening on "):
                     line_box.append(raw_line)
+                elif raw_line.startswith(b"listening for TLS on "):
+                    tls_box.append(raw_line)
+                if line_box and (tls_box or not tls):
                     return
 
         t = threading.Thread(target=reader, daemon=True)
         t.start()
         t.join(15)
         line = line_box[0].decode(errors="replace").strip() if line_box else ""
-        if not line.startswith("listening on "):
+        if not line.startswith("listening on ") or (tls and not tls_box):
             self.stop()
-            raise RuntimeError(f"vireo ({name}) did not start: stdout={line!r}")
+            raise RuntimeError(f"vireo ({name}) did not start: stdout={line!r} tls={tls_box!r}")
         self.port = int(line.rsplit(":", 1)[1])
+        if tls_box:
+            self.tls_port = int(tls_box[0].decode().strip().rsplit(":", 1)[1])
         # Drain further stdout so the server never blocks on a full pipe.
         threading.Thread(target=self.proc.stdout.read, daemon=True).start()
 
@@ -450,6 +463,148 @@ def run_lints(port, port_ai):
                 fail("gzip body decodes to file", repr(e))
 
 
+# --------------------------------------------------------------------------- TLS
+
+
+def make_certs(base):
+    """A CA and two leaves for localhost/127.0.0.1 made with `openssl req`: ECDSA P-256
+    and RSA-2048. Returns (ca.crt, {kind: (chain.crt, leaf.key)}) or raises."""
+    d = os.path.join(base, "pki")
+    os.makedirs(d)
+
+    def run(*args):
+        r = subprocess.run(["openssl", *args], capture_output=True, timeout=60, cwd=d)
+        if r.returncode != 0:
+            raise RuntimeError(f"openssl {args[0]}: {r.stderr.decode(errors='replace').strip()}")
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    run("req", "-x509", *ec, "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-subj", "/CN=vireo check CA", "-days", "2")
+    with open(os.path.join(d, "leaf.ext"), "w") as f:
+        f.write("subjectAltName = DNS:localhost, IP:127.0.0.1\n"
+                "basicConstraints = critical, CA:FALSE\n"
+                "keyUsage = critical, digitalSignature, keyEncipherment\n"
+                "extendedKeyUsage = serverAuth\n")
+    leaves = {}
+    for kind, newkey in (("ecdsa", ec), ("rsa", ["-newkey", "rsa:2048"])):
+        run("req", *newkey, "-nodes", "-keyout", f"{kind}.key", "-out", f"{kind}.csr",
+            "-subj", "/CN=localhost")
+        run("x509", "-req", "-in", f"{kind}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "leaf.ext", "-out", f"{kind}.leaf")
+        chain = os.path.join(d, f"{kind}.crt")
+        with open(chain, "wb") as f:
+            for part in (f"{kind}.leaf", "ca.crt"):
+                with open(os.path.join(d, part), "rb") as p:
+                    f.write(p.read())
+        leaves[kind] = (chain, os.path.join(d, f"{kind}.key"))
+    return os.path.join(d, "ca.crt"), leaves
+
+
+def run_curl_tls(base, port, ca):
+    """curl --cacert against the TLS listener: verified chain, exact bytes, ALPN."""
+    if not shutil.which("curl"):
+        fail("curl https", "curl binary not found (.ci/run installs it)")
+        return
+    url = f"https://localhost:{port}"
+    common = ["curl", "-sS", "--cacert", ca, "--resolve", f"localhost:{port}:127.0.0.1"]
+    out = os.path.join(base, "curl-tls.out")
+
+    r = subprocess.run(common + ["-o", out, "-w", "%{http_code} %{http_version} %{ssl_verify_result}",
+                                 f"{url}/small.txt"], capture_output=True, timeout=30)
+    data = open(out, "rb").read() if os.path.exists(out) else b""
+    got = r.stdout.decode(errors="replace")
+    check("curl https GET", r.returncode == 0 and data == SMALL and got == "200 1.1 0",
+          f"rc={r.returncode} out={got!r} len={len(data)} {r.stderr.decode(errors='replace').strip()}")
+
+    # Offered h2 and http/1.1: the server must pick http/1.1.
+    r = subprocess.run(common + ["-v", "--http2", "-o", out, "-w", "%{http_version}", f"{url}/big.txt"],
+                       capture_output=True, timeout=30)
+    data = open(out, "rb").read() if os.path.exists(out) else b""
+    verbose = r.stderr.decode(errors="replace")
+    alpn = [ln for ln in verbose.splitlines() if "ALPN" in ln and "server" in ln]
+    check("curl https ALPN http/1.1", r.returncode == 0 and data == BIG and r.stdout == b"1.1"
+          and alpn and "http/1.1" in alpn[0],
+          f"rc={r.returncode} version={r.stdout!r} alpn={alpn!r}")
+
+    r = subprocess.run(common + ["--compressed", "-o", out, "-D", out + ".hdr", f"{url}/big.txt"],
+                       capture_output=True, timeout=30)
+    data = open(out, "rb").read() if os.path.exists(out) else b""
+    head = open(out + ".hdr", "rb").read().decode("latin-1").lower() if os.path.exists(out + ".hdr") else ""
+    coded = any(f"content-encoding: {c}" in head for c in ("gzip", "br", "zstd"))
+    check("curl https --compressed", r.returncode == 0 and data == BIG and coded,
+          f"rc={r.returncode} len={len(data)} encoded={coded}")
+
+    r = subprocess.run(common + ["-r", "1000-1999", "-o", out, f"{url}/blob.bin"],
+                       capture_output=True, timeout=30)
+    data = open(out, "rb").read() if os.path.exists(out) else b""
+    check("curl https range", r.returncode == 0 and data == BIN[1000:2000],
+          f"rc={r.returncode} len={len(data)}")
+
+    r = subprocess.run(common + ["--tlsv1.2", "--tls-max", "1.2", "-o", out, f"{url}/small.txt"],
+                       capture_output=True, timeout=30)
+    data = open(out, "rb").read() if os.path.exists(out) else b""
+    check("curl https TLS 1.2", r.returncode == 0 and data == SMALL,
+          f"rc={r.returncode} {r.stderr.decode(errors='replace').strip()}")
+
+    r = subprocess.run(["curl", "-sS", "-o", out, "--resolve", f"localhost:{port}:127.0.0.1",
+                        f"{url}/small.txt"], capture_output=True, timeout=30)
+    check("curl https rejects an unknown CA", r.returncode == 60,
+          f"rc={r.returncode} (60 = peer certificate cannot be authenticated)")
+
+
+def s_client(port, ca, extra, request=b""):
+    """`openssl s_client` to the TLS port: (returncode, stdout + stderr)."""
+    args = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+            "-CAfile", ca, "-verify_return_error", "-alpn", "http/1.1", *extra]
+    if request:
+        args.append("-ign_eof")
+    r = subprocess.run(args, input=request, capture_output=True, timeout=30)
+    return r.returncode, (r.stdout + r.stderr).decode(errors="replace")
+
+
+def run_openssl_tls(port, ca, kind):
+    if not shutil.which("openssl"):
+        fail("openssl s_client", "openssl binary not found")
+        return
+    req = b"GET /small.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    for proto, flag in (("TLSv1.3", "-tls1_3"), ("TLSv1.2", "-tls1_2")):
+        name = f"openssl s_client {kind} {flag}"
+        rc, out = s_client(port, ca, [flag], req)
+        good = "Verify return code: 0 (ok)" in out and f"New, {proto}, Cipher is" in out
+        check(f"{name} handshake", rc == 0 and good and "ALPN protocol: http/1.1" in out,
+              f"rc={rc} {out[-600:]!r}")
+        check(f"{name} GET", "HTTP/1.1 200 OK" in out and SMALL.decode() in out,
+              f"no 200 with the file in {out[-300:]!r}")
+    # No version forced: the best both sides have.
+    rc, out = s_client(port, ca, [])
+    check(f"openssl s_client {kind} default is TLSv1.3",
+          rc == 0 and "New, TLSv1.3, Cipher is" in out,
+          f"rc={rc} {out[-400:]!r}")
+
+
+def run_tls(binary, base, servers):
+    try:
+        ca, leaves = make_certs(base)
+    except Exception as e:  # noqa: BLE001
+        fail("make certificates (openssl req)", str(e))
+        return
+    for kind, pair in leaves.items():
+        try:
+            srv = Server(binary, base, f"tls-{kind}", autoindex=False, tls=pair)
+        except Exception as e:  # noqa: BLE001
+            fail(f"start vireo with TLS ({kind})", str(e))
+            continue
+        servers.append(srv)
+        ok(f"start vireo with TLS ({kind})")
+        if kind == "ecdsa":
+            run_curl_tls(base, srv.tls_port, ca)
+        run_openssl_tls(srv.tls_port, ca, kind)
+        raw = raw_exchange(srv.tls_port, b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(f"plain HTTP to the TLS port ({kind})",
+              raw.startswith(b"HTTP/1.1 400") and b"plain HTTP sent to an HTTPS port" in raw,
+              f"got {raw[:120]!r}")
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: check.py PATH_TO_VIREO_BINARY", file=sys.stderr)
@@ -472,6 +627,7 @@ def main():
             run_wget(base, main_srv.port)
             run_http_client(main_srv.port)
             run_lints(main_srv.port, ai_srv.port)
+            run_tls(binary, base, servers)
             for srv in servers:
                 alive = srv.proc.poll() is None
                 check(f"vireo still running ({os.path.basename(srv.dir)})", alive,

@@ -24,3 +24,4 @@ mod split;
 mod support;
 mod timeouts;
 mod timers;
+mod tls;

@@ -276,8 +276,9 @@ impl Response {
     }
 }
 
-pub struct Client {
-    pub stream: TcpStream,
+/// A raw HTTP/1.1 client over any byte stream: plain TCP by default, or TLS (`TlsClient`).
+pub struct Client<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
 }
 
@@ -286,6 +287,13 @@ impl Client {
         let stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(TIMEOUT)).expect("timeout");
         stream.set_write_timeout(Some(TIMEOUT)).expect("timeout");
+        Client::over(stream)
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    /// A client over an already connected stream.
+    pub fn over(stream: S) -> Client<S> {
         Client {
             stream,
             buf: Vec::new(),
@@ -294,6 +302,7 @@ impl Client {
 
     pub fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).expect("send");
+        self.stream.flush().expect("flush");
     }
 
     fn fill(&mut self) -> usize {
@@ -416,4 +425,220 @@ pub fn scrape(s: &TestServer) -> String {
         .header("content-type")
         .is_some_and(|t| t.starts_with("text/plain")));
     String::from_utf8(r.body).expect("utf8")
+}
+
+// --------------------------------------------------------------------------- TLS
+
+pub use rustls::client::ClientSessionStore;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
+
+/// The client side of one TLS connection over blocking TCP.
+pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
+/// The raw HTTP client over TLS.
+pub type TlsClient = Client<TlsStream>;
+
+/// A certificate authority made at test time (ECDSA P-256). RSA keys are not offered:
+/// rcgen generates them only with its `aws_lc_rs` feature, which is not enabled.
+pub struct TestCa {
+    pub cert_pem: String,
+    cert_der: rustls::pki_types::CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().expect("ca key");
+        let cert = params.self_signed(&key).expect("ca cert");
+        TestCa {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().clone(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses, the first also the CN):
+    /// (chain PEM leaf first then the CA, private key PEM).
+    pub fn leaf(&self, names: &[&str]) -> (String, String) {
+        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(sans).expect("leaf params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        params.use_authority_key_identifier_extension = true;
+        params
+            .key_usages
+            .push(rcgen::KeyUsagePurpose::DigitalSignature);
+        params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        let key = rcgen::KeyPair::generate().expect("leaf key");
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
+        (cert.pem() + &self.cert_pem, key.serialize_pem())
+    }
+
+    /// Write a leaf for `names` as `dir/<stem>.crt` and `dir/<stem>.key`.
+    pub fn write_leaf(&self, dir: &Path, stem: &str, names: &[&str]) {
+        let (chain, key) = self.leaf(names);
+        std::fs::write(dir.join(format!("{stem}.crt")), chain).expect("write cert");
+        std::fs::write(dir.join(format!("{stem}.key")), key).expect("write key");
+    }
+
+    /// A root store trusting only this CA.
+    pub fn roots(&self) -> RootCertStore {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.cert_der.clone()).expect("add CA");
+        roots
+    }
+
+    /// A client configuration trusting this CA.
+    pub fn client_config(&self, opts: &TlsOpts) -> Arc<ClientConfig> {
+        let builder = if opts.tls12_only {
+            ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
+        } else {
+            ClientConfig::builder()
+        };
+        let mut cfg = builder
+            .with_root_certificates(self.roots())
+            .with_no_client_auth();
+        cfg.alpn_protocols = opts.alpn.clone();
+        cfg.resumption = match &opts.sessions {
+            Some(store) => rustls::client::Resumption::store(store.clone()),
+            None => rustls::client::Resumption::disabled(),
+        };
+        Arc::new(cfg)
+    }
+}
+
+/// How a test TLS client behaves.
+#[derive(Default, Clone)]
+pub struct TlsOpts {
+    /// ALPN protocols offered; empty = no ALPN extension.
+    pub alpn: Vec<Vec<u8>>,
+    /// Sessions shared by every connection made with this config (see `session_store`);
+    /// None = never resume.
+    pub sessions: Option<Arc<dyn ClientSessionStore>>,
+    /// Offer TLS 1.2 only.
+    pub tls12_only: bool,
+}
+
+/// An in-memory client session store, for resumption tests.
+pub fn session_store() -> Arc<dyn ClientSessionStore> {
+    Arc::new(rustls::client::ClientSessionMemoryCache::new(32))
+}
+
+/// A TLS connection whose handshake is not done yet (it happens on first I/O); `name` is
+/// the SNI name and the name the certificate is checked against (an IP sends no SNI).
+pub fn tls_stream(addr: SocketAddr, cfg: &Arc<ClientConfig>, name: &str) -> TlsStream {
+    let sock = TcpStream::connect(addr).expect("connect");
+    sock.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    sock.set_write_timeout(Some(TIMEOUT)).expect("timeout");
+    let name = ServerName::try_from(name.to_string()).expect("server name");
+    let conn = ClientConnection::new(cfg.clone(), name).expect("client connection");
+    StreamOwned::new(conn, sock)
+}
+
+/// Connect and finish the handshake; the error is whatever the handshake failed with.
+pub fn tls_handshake(
+    addr: SocketAddr,
+    cfg: &Arc<ClientConfig>,
+    name: &str,
+) -> std::io::Result<TlsStream> {
+    let mut s = tls_stream(addr, cfg, name);
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    Ok(s)
+}
+
+/// vireo with one `[tls]` listener and the `TestCa` that signed its certificate.
+pub struct TlsServer {
+    pub server: TestServer,
+    /// The TLS listener (`server.addr` stays the plain one).
+    pub tls_addr: SocketAddr,
+    pub ca: TestCa,
+    /// Trusts `ca`, no ALPN, no resumption.
+    pub client: Arc<ClientConfig>,
+}
+
+impl std::ops::Deref for TlsServer {
+    type Target = TestServer;
+    fn deref(&self) -> &TestServer {
+        &self.server
+    }
+}
+
+impl std::ops::DerefMut for TlsServer {
+    fn deref_mut(&mut self) -> &mut TestServer {
+        &mut self.server
+    }
+}
+
+impl TestServer {
+    /// Like `start_with`, plus `[tls]` on 127.0.0.2:0 with a fresh CA's certificate for
+    /// `localhost`, `127.0.0.1` and `127.0.0.2` (`tls.crt`/`tls.key` next to the config);
+    /// `tls_extra` lines go into `[tls]`. Not 127.0.0.1:0 like the plain listener: config
+    /// rejects one address in both lists, port 0 included.
+    pub fn start_tls(extra: &str, tls_extra: &str, setup: impl FnOnce(&Path)) -> TlsServer {
+        let ca = TestCa::new("vireo test CA");
+        let section = format!(
+            "{extra}\n[tls]\nlisten = \"127.0.0.2:0\"\ncert = \"tls.crt\"\nkey = \"tls.key\"\n{tls_extra}"
+        );
+        let server = TestServer::start_with(&section, |root| {
+            let dir = root.parent().expect("tempdir");
+            ca.write_leaf(dir, "tls", &["localhost", "127.0.0.1", "127.0.0.2"]);
+            setup(root);
+        });
+        let tls_addr = server.tls_listening(1)[0];
+        let client = ca.client_config(&TlsOpts::default());
+        TlsServer {
+            server,
+            tls_addr,
+            ca,
+            client,
+        }
+    }
+
+    /// Every `listening for TLS on` address printed so far, once there are at least `n`.
+    pub fn tls_listening(&self, n: usize) -> Vec<SocketAddr> {
+        let start = Instant::now();
+        loop {
+            let all: Vec<SocketAddr> = self
+                .output
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter_map(|l| {
+                    l.strip_prefix("listening for TLS on ")
+                        .map(|a| a.parse().expect("address"))
+                })
+                .collect();
+            if all.len() >= n {
+                return all;
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "only {} TLS listeners",
+                all.len()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl TlsServer {
+    /// A TLS connection (handshake done) with the default client config and SNI `localhost`.
+    pub fn connect_tls(&self) -> TlsClient {
+        Client::over(tls_handshake(self.tls_addr, &self.client, "localhost").expect("handshake"))
+    }
 }
