@@ -48,6 +48,8 @@ pub struct TlsFigures {
     pub offloaded_steps: AtomicU64,
     /// Private-key operations (signatures) seen on a reactor thread: must stay 0.
     pub reactor_signatures: AtomicU64,
+    /// Private-key operations anywhere else (the pool).
+    pub pool_signatures: AtomicU64,
     /// Pool time of each handshake step.
     pub step_time: Histogram,
 }
@@ -62,6 +64,7 @@ pub static TLS: TlsFigures = TlsFigures {
     failed: [const { AtomicU64::new(0) }; FAILURES],
     offloaded_steps: AtomicU64::new(0),
     reactor_signatures: AtomicU64::new(0),
+    pool_signatures: AtomicU64::new(0),
     step_time: Histogram::new(),
 };
 
@@ -126,9 +129,11 @@ pub fn render(out: &mut String) {
     );
     let _ = writeln!(
         out,
-        "# HELP vireo_tls_reactor_signatures_total Private-key signatures made on a reactor thread (always 0).\n\
-         # TYPE vireo_tls_reactor_signatures_total counter\n\
-         vireo_tls_reactor_signatures_total {}",
+        "# HELP vireo_tls_signatures_total Handshake signatures by the thread that made them (reactor: always 0).\n\
+         # TYPE vireo_tls_signatures_total counter\n\
+         vireo_tls_signatures_total{{thread=\"pool\"}} {}\n\
+         vireo_tls_signatures_total{{thread=\"reactor\"}} {}",
+        load(&t.pool_signatures),
         load(&t.reactor_signatures)
     );
     t.step_time.render(
@@ -149,7 +154,9 @@ pub fn mark_reactor_thread() {
 
 /// A private-key operation (a handshake signature) is being made on this thread.
 pub fn note_signature() {
-    if REACTOR_THREAD.with(|r| r.get()) {
-        TLS.reactor_signatures.fetch_add(1, Ordering::Relaxed);
-    }
+    let counter = match REACTOR_THREAD.with(|r| r.get()) {
+        true => &TLS.reactor_signatures,
+        false => &TLS.pool_signatures,
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
 }

@@ -7,8 +7,10 @@ use crate::config::CertPair;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::sign::CertifiedKey;
+use rustls::sign::{CertifiedKey, Signer, SigningKey};
+use rustls::SignatureScheme;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -45,7 +47,7 @@ pub fn load(
             format!("unusable private key (RSA, ECDSA P-256/P-384 or Ed25519 expected): {e}"),
         )
     })?;
-    let certified = CertifiedKey::new(chain, key);
+    let certified = CertifiedKey::new(chain, Arc::new(Watched(key)));
     match certified.keys_match() {
         Ok(()) => Ok(certified),
         // The provider cannot derive the public key: nothing to compare, as rustls does.
@@ -107,4 +109,39 @@ fn check_chain(
         }
     }
     Ok(())
+}
+
+/// A private key whose every signature is reported to `ops::tls_metrics::note_signature`,
+/// which counts those made on a reactor thread: the proof, read by a test through
+/// `/metrics`, that handshakes never sign on the loop.
+#[derive(Debug)]
+struct Watched(Arc<dyn SigningKey>);
+
+impl SigningKey for Watched {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
+        let inner = self.0.choose_scheme(offered)?;
+        Some(Box::new(WatchedSigner(inner)))
+    }
+
+    fn public_key(&self) -> Option<rustls::pki_types::SubjectPublicKeyInfoDer<'_>> {
+        self.0.public_key()
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        self.0.algorithm()
+    }
+}
+
+#[derive(Debug)]
+struct WatchedSigner(Box<dyn Signer>);
+
+impl Signer for WatchedSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+        crate::ops::tls_metrics::note_signature();
+        self.0.sign(message)
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        self.0.scheme()
+    }
 }

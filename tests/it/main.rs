@@ -11,6 +11,7 @@ mod dates;
 mod errors;
 mod faults;
 mod files;
+mod https;
 mod keepalive;
 mod lifecycle;
 mod limits;
