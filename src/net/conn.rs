@@ -201,9 +201,9 @@ impl<S: Transport> Conn<S> {
         self.metrics
     }
 
-    /// Waiting for an offload job's completion.
+    /// Waiting for an offload job's completion (a reply's job, or a cold file read).
     pub fn is_parked(&self) -> bool {
-        matches!(self.phase, Phase::Parked(_))
+        matches!(self.phase, Phase::Parked(_)) || self.tx.cold_waiting()
     }
 
     /// Still in the TLS handshake.
@@ -223,6 +223,11 @@ impl<S: Transport> Conn<S> {
         site: &mut Sites,
         cx: &mut Cx,
     ) -> Next {
+        if let Some(took) = self.tx.cold_done() {
+            // A file window is in the page cache now: send on.
+            cx.stats.cold_read_time.observe(took);
+            return self.drive(site, cx);
+        }
         let p = match std::mem::replace(&mut self.phase, Phase::Requests) {
             Phase::Parked(p) => p,
             other => {
@@ -239,6 +244,35 @@ impl<S: Transport> Conn<S> {
         let (status, bytes) = self.send_reply(reply, p.framing, cx);
         account::deferred(cx, self.peer, slot, p.log.as_deref(), status, bytes);
         self.drive(site, cx)
+    }
+
+    /// Have the pool read a cold file window in (`send::Cold`): the reactor must not wait
+    /// on the disk. Returns false when there is no pool (the page cache is then trusted).
+    fn read_in(&mut self, c: crate::net::send::Cold, site: &Sites, cx: &mut Cx) -> bool {
+        let Some(pool) = site.offload() else {
+            self.tx.trust_page_cache();
+            self.tx.cold_done();
+            return false;
+        };
+        cx.stats
+            .cold_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let notifier = cx.notifier.clone();
+        let (slot, generation) = (cx.slot, cx.generation);
+        let started = Instant::now();
+        pool.spawn(move || {
+            crate::offload::read_in(&c.file, c.pos, c.len);
+            let done = crate::offload::Completion {
+                slot,
+                generation,
+                result: Ok(Arc::from(&[][..])),
+                started,
+            };
+            if notifier.tx.send(done).is_ok() {
+                let _ = notifier.waker.wake();
+            }
+        });
+        true
     }
 
     /// The reactor is closing the connection (peer gone, timeout, shutdown). A request
@@ -287,9 +321,13 @@ impl<S: Transport> Conn<S> {
             let backlogged = self.tx.backlogged();
             let answered = self.process(site, cx);
             let before = budget;
-            let flushed = self
-                .tx
-                .flush(&mut self.stream, &mut self.io.writable, &mut budget);
+            let mut cold = None;
+            let flushed = self.tx.flush(
+                &mut self.stream,
+                &mut self.io.writable,
+                &mut budget,
+                &mut cold,
+            );
             if budget < before {
                 // Any byte written restarts the send countdown: slow is fine, stuck is not.
                 self.progress_since = cx.now;
@@ -298,6 +336,15 @@ impl<S: Transport> Conn<S> {
                 Ok(Flush::Done) => {}
                 Ok(Flush::Blocked) => return Next::Wait(Class::Send, self.progress_since),
                 Ok(Flush::Budget) => return Next::Yield,
+                Ok(Flush::Cold) => {
+                    // A new read for the pool (none: still waiting for the last one).
+                    if let Some(c) = cold {
+                        if !self.read_in(c, site, cx) {
+                            continue;
+                        }
+                    }
+                    return Next::Wait(Class::Send, self.progress_since);
+                }
                 Err(_) => return Next::Close,
             }
             self.progress_since = cx.now;

@@ -126,6 +126,31 @@ pub enum Flush {
     Done,
     Blocked,
     Budget,
+    /// The next file bytes are not in the page cache: sending them now would block the
+    /// loop on the disk. Have the pool read `Cold` in, then flush again.
+    Cold,
+}
+
+/// A file range to bring into the page cache before it is sent.
+pub struct Cold {
+    pub file: Arc<File>,
+    pub pos: u64,
+    pub len: u64,
+}
+
+/// Bytes of a file brought in (or found resident) per probe: one `preadv2(RWF_NOWAIT)`
+/// per window keeps the probe's cost at one syscall per 2 MiB on hot files.
+pub const COLD_WINDOW: u64 = 2 << 20;
+
+/// Is the byte at `pos` of `file` in the page cache? `preadv2(.., RWF_NOWAIT)` of one byte
+/// says EAGAIN when it is not. A filesystem without RWF_NOWAIT support counts as resident.
+fn resident(file: &File, pos: u64) -> bool {
+    let mut b = [0u8; 1];
+    let mut bufs = [io::IoSliceMut::new(&mut b)];
+    !matches!(
+        rustix::io::preadv2(file, &mut bufs, pos, rustix::io::ReadWriteFlags::NOWAIT),
+        Err(rustix::io::Errno::AGAIN)
+    )
 }
 
 pub fn would_block(e: &io::Error) -> bool {
@@ -141,6 +166,12 @@ pub struct Outbox {
     out: Vec<u8>,
     opos: usize,
     tail: Tail,
+    /// File bytes before this offset were found (or made) resident; 0 = probe first.
+    /// `u64::MAX`: do not probe (no pool to read on).
+    warm_until: u64,
+    /// The pool is reading the next window in (up to this offset, since then): nothing is
+    /// sent until it is done.
+    cold_wait: Option<(u64, std::time::Instant)>,
 }
 
 impl Default for Outbox {
@@ -155,7 +186,29 @@ impl Outbox {
             out: Vec::new(),
             opos: 0,
             tail: Tail::None,
+            warm_until: 0,
+            cold_wait: None,
         }
+    }
+
+    /// The pool is reading a cold file window in for this connection.
+    pub fn cold_waiting(&self) -> bool {
+        self.cold_wait.is_some()
+    }
+
+    /// Never probe the page cache (no pool to read cold files on).
+    pub fn trust_page_cache(&mut self) {
+        self.warm_until = u64::MAX;
+    }
+
+    /// The pool finished reading the window in: send on. Returns how long it took, or
+    /// None if no read was waited for.
+    pub fn cold_done(&mut self) -> Option<std::time::Duration> {
+        let (upto, since) = self.cold_wait.take()?;
+        if self.warm_until != u64::MAX {
+            self.warm_until = upto;
+        }
+        Some(since.elapsed())
     }
 
     /// The buffer heads are encoded into, taken from `pool` if the connection had none.
@@ -169,6 +222,9 @@ impl Outbox {
     /// Queue what follows the bytes in `out` (the encoder already appended a static body).
     pub fn queue(&mut self, body: Body) {
         debug_assert!(matches!(self.tail, Tail::None), "one body at a time");
+        if self.warm_until != u64::MAX {
+            self.warm_until = 0;
+        }
         self.tail = match body {
             Body::Empty | Body::Static(_) | Body::Pending => Tail::None,
             Body::Shared(data) => Tail::Shared { data, pos: 0 },
@@ -227,7 +283,11 @@ impl Outbox {
         stream: &mut S,
         writable: &mut bool,
         budget: &mut u64,
+        cold: &mut Option<Cold>,
     ) -> io::Result<Flush> {
+        if self.cold_wait.is_some() {
+            return Ok(Flush::Cold);
+        }
         loop {
             let pending = self.out.len() - self.opos;
             // Heads and an in-memory body leave together in one writev.
@@ -287,6 +347,15 @@ impl Outbox {
                     if !*writable {
                         return Ok(Flush::Blocked);
                     }
+                    if *pos >= self.warm_until && *pos < *end {
+                        let c =
+                            check_cold(&mut self.warm_until, &mut self.cold_wait, file, *pos, *end);
+                        if let Some(c) = c {
+                            *cold = Some(c);
+                            return Ok(Flush::Cold);
+                        }
+                        continue;
+                    }
                     match send_file(stream, file, pos, *end, budget) {
                         Ok(true) => true,
                         Ok(false) => continue,
@@ -320,11 +389,31 @@ impl Outbox {
                                 }
                                 Err(err) => Err(err),
                             },
-                            Seg::File(pos, end) => send_file(stream, file, pos, *end, budget),
+                            Seg::File(pos, end) => {
+                                if *pos >= self.warm_until && *pos < *end {
+                                    let c = check_cold(
+                                        &mut self.warm_until,
+                                        &mut self.cold_wait,
+                                        file,
+                                        *pos,
+                                        *end,
+                                    );
+                                    if let Some(c) = c {
+                                        *cold = Some(c);
+                                        return Ok(Flush::Cold);
+                                    }
+                                    continue;
+                                }
+                                send_file(stream, file, pos, *end, budget)
+                            }
                         };
                         match r {
                             Ok(true) => {
                                 *idx += 1;
+                                // Ranges may go backwards: probe the next one afresh.
+                                if self.warm_until != u64::MAX {
+                                    self.warm_until = 0;
+                                }
                                 continue;
                             }
                             Ok(false) => continue,
@@ -369,4 +458,29 @@ fn send_file(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Bytes at `pos` of the file range ending at `end` are about to be sent: Some when they
+/// must be read in by the pool first (probed once per `COLD_WINDOW`).
+fn check_cold(
+    warm_until: &mut u64,
+    cold_wait: &mut Option<(u64, std::time::Instant)>,
+    file: &Arc<File>,
+    pos: u64,
+    end: u64,
+) -> Option<Cold> {
+    if pos < *warm_until || pos >= end {
+        return None;
+    }
+    let len = (end - pos).min(COLD_WINDOW);
+    if resident(file, pos) {
+        *warm_until = pos + len;
+        return None;
+    }
+    *cold_wait = Some((pos + len, std::time::Instant::now()));
+    Some(Cold {
+        file: Arc::clone(file),
+        pos,
+        len,
+    })
 }

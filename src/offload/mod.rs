@@ -202,6 +202,28 @@ pub struct Offload {
     listing_ttl: Duration,
 }
 
+/// Bring `len` bytes of `file` from `pos` into the page cache (a pool thread blocks on
+/// the disk so that the reactor's sendfile or pread afterwards does not). Errors are left
+/// for the send itself to meet.
+pub fn read_in(file: &File, pos: u64, len: u64) {
+    thread_local! {
+        static SINK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SINK.with(|b| {
+        let mut b = b.borrow_mut();
+        b.resize(256 << 10, 0);
+        let mut at = pos;
+        let end = pos.saturating_add(len);
+        while at < end {
+            let want = ((end - at) as usize).min(b.len());
+            match rustix::io::pread(file, &mut b[..want], at) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => at += n as u64,
+            }
+        }
+    });
+}
+
 /// Runs on a pool thread.
 fn render_listing(resolver: &Resolver, key: &ListingKey, dir: File) -> Output {
     let page =

@@ -97,6 +97,10 @@ pub struct ReactorStats {
     pub panics: AtomicU64,
     pub loop_time: Histogram,
     pub offload_rtt: Histogram,
+    /// File windows read into the page cache on the pool before being sent, and how long
+    /// each took (`send::Cold`).
+    pub cold_reads: AtomicU64,
+    pub cold_read_time: Histogram,
 }
 
 impl Default for ReactorStats {
@@ -113,6 +117,8 @@ impl Default for ReactorStats {
             panics: Default::default(),
             loop_time: Default::default(),
             offload_rtt: Default::default(),
+            cold_reads: Default::default(),
+            cold_read_time: Default::default(),
         }
     }
 }
@@ -254,7 +260,7 @@ impl Registry {
                 load(c)
             );
         }
-        let simple: [(&str, &str, &str, CounterOf); 7] = [
+        let simple: [(&str, &str, &str, CounterOf); 8] = [
             (
                 "vireo_response_body_bytes_total",
                 "counter",
@@ -272,6 +278,12 @@ impl Registry {
                 "counter",
                 "Times TLS accepts paused because every handshake slot was taken.",
                 |s| &s.tls_accept_pauses,
+            ),
+            (
+                "vireo_cold_reads_total",
+                "counter",
+                "File windows not in the page cache, read in on the offload pool before being sent.",
+                |s| &s.cold_reads,
             ),
             (
                 "vireo_connections_active",
@@ -316,7 +328,7 @@ impl Registry {
                 );
             }
         }
-        let hists: [(&str, &str, HistogramOf); 2] = [
+        let hists: [(&str, &str, HistogramOf); 3] = [
             (
                 "vireo_loop_iteration_seconds",
                 "Time a reactor spends handling one batch of events.",
@@ -326,6 +338,11 @@ impl Registry {
                 "vireo_offload_roundtrip_seconds",
                 "From handing an offload job (compression, listing) to the pool to resuming the connection.",
                 |s| &s.offload_rtt,
+            ),
+            (
+                "vireo_cold_read_seconds",
+                "From finding a file window outside the page cache to resuming the send with it read in.",
+                |s| &s.cold_read_time,
             ),
         ];
         for (name, help, get) in hists {

@@ -117,6 +117,11 @@ impl Sites {
         Ok(Sites { sites, hosts })
     }
 
+    /// The offload pool (one per process, shared by every site), if any.
+    pub fn offload(&self) -> Option<&Arc<Offload>> {
+        self.sites[0].offload()
+    }
+
     /// The default site's configuration: the server-wide sections (limits, timeouts).
     pub fn config(&self) -> &Config {
         self.sites[0].config()

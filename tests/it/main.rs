@@ -6,6 +6,7 @@ mod autoindex;
 mod cli;
 mod client;
 mod codings;
+mod cold;
 mod compression;
 mod dates;
 mod errors;
