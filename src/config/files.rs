@@ -79,6 +79,7 @@ pub(super) struct RawOpenFileCache {
     check: Spanned<String>,
     inline_bytes: u64,
     errors: bool,
+    cold_reads: bool,
 }
 
 impl Default for RawOpenFileCache {
@@ -89,6 +90,7 @@ impl Default for RawOpenFileCache {
             check: unspanned("0s"),
             inline_bytes: 16384,
             errors: false,
+            cold_reads: true,
         }
     }
 }
@@ -107,6 +109,9 @@ pub struct OpenFileCache {
     pub inline_bytes: u64,
     /// Cache "not found" too, for `valid` (nginx's open_file_cache_errors).
     pub errors: bool,
+    /// Probe the page cache before sending file bytes and read cold windows in on the
+    /// offload pool (nginx's `aio threads`); off: sendfile may wait on the disk.
+    pub cold_reads: bool,
 }
 
 impl RawOpenFileCache {
@@ -117,6 +122,7 @@ impl RawOpenFileCache {
             check: src.duration(&self.check, "open_file_cache.check")?,
             inline_bytes: self.inline_bytes.min(1 << 20),
             errors: self.errors,
+            cold_reads: self.cold_reads,
         })
     }
 }

@@ -416,6 +416,11 @@ impl<S: Transport> Conn<S> {
     /// Stops at a response that must be streamed, at the high-water mark, or when more
     /// input is needed. Returns whether anything was answered.
     fn process(&mut self, sites: &mut Sites, cx: &mut Cx) -> bool {
+        let c = sites.config();
+        if !c.open_file_cache.cold_reads || sites.offload().is_none() {
+            // Off, or no pool to read on: sendfile may wait on the disk (nginx's default).
+            self.tx.trust_page_cache();
+        }
         let l = &sites.config().limits;
         let limits = Limits {
             max_request_line: l.max_request_line,

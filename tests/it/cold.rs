@@ -72,3 +72,20 @@ fn ranges_of_an_evicted_file_are_read_in_too() {
     );
     assert!(metric(&scrape(&s), "vireo_cold_reads_total", "") >= 2);
 }
+
+#[test]
+fn with_cold_reads_off_the_page_cache_is_trusted() {
+    let body = pattern(SIZE, 3);
+    let extra = format!("{METRICS}[open_file_cache]\ncold_reads = false\n");
+    let s = TestServer::start_with(&extra, |root| {
+        std::fs::write(root.join("cold.bin"), &body).expect("write");
+    });
+    let path = s.dir.path().join("root/cold.bin");
+    if !evict(&path) {
+        eprintln!("note: this filesystem keeps evicted pages; cold-read test skipped");
+        return;
+    }
+    let r = get(s.addr, "/cold.bin");
+    assert!(r.status == 200 && r.body == body);
+    assert_eq!(metric(&scrape(&s), "vireo_cold_reads_total", ""), 0);
+}
