@@ -42,6 +42,12 @@ pub trait Transport: Read + Write {
     fn is_tls(&self) -> bool {
         false
     }
+    /// A write that took less than offered means the socket buffer is full (a plain TCP
+    /// socket: the kernel then owes us an EPOLLOUT edge, so the next write, which would
+    /// say EAGAIN, is saved, as nginx does). TLS counts plaintext taken, not bytes sent.
+    fn short_write_fills(&self) -> bool {
+        true
+    }
 }
 
 impl Transport for TcpStream {
@@ -169,9 +175,9 @@ pub struct Outbox {
     /// File bytes before this offset were found (or made) resident; 0 = probe first.
     /// `u64::MAX`: do not probe (no pool to read on).
     warm_until: u64,
-    /// The pool is reading the next window in (up to this offset, since then): nothing is
-    /// sent until it is done.
-    cold_wait: Option<(u64, std::time::Instant)>,
+    /// The pool is reading the window before `warm_until` in: nothing is sent until it
+    /// is done.
+    cold_wait: bool,
 }
 
 impl Default for Outbox {
@@ -187,13 +193,13 @@ impl Outbox {
             opos: 0,
             tail: Tail::None,
             warm_until: 0,
-            cold_wait: None,
+            cold_wait: false,
         }
     }
 
     /// The pool is reading a cold file window in for this connection.
     pub fn cold_waiting(&self) -> bool {
-        self.cold_wait.is_some()
+        self.cold_wait
     }
 
     /// Never probe the page cache (no pool to read cold files on).
@@ -201,14 +207,9 @@ impl Outbox {
         self.warm_until = u64::MAX;
     }
 
-    /// The pool finished reading the window in: send on. Returns how long it took, or
-    /// None if no read was waited for.
-    pub fn cold_done(&mut self) -> Option<std::time::Duration> {
-        let (upto, since) = self.cold_wait.take()?;
-        if self.warm_until != u64::MAX {
-            self.warm_until = upto;
-        }
-        Some(since.elapsed())
+    /// The pool finished reading the window in: send on. False if no read was waited for.
+    pub fn cold_done(&mut self) -> bool {
+        std::mem::take(&mut self.cold_wait)
     }
 
     /// The buffer heads are encoded into, taken from `pool` if the connection had none.
@@ -285,7 +286,7 @@ impl Outbox {
         budget: &mut u64,
         cold: &mut Option<Cold>,
     ) -> io::Result<Flush> {
-        if self.cold_wait.is_some() {
+        if self.cold_wait {
             return Ok(Flush::Cold);
         }
         loop {
@@ -310,6 +311,9 @@ impl Outbox {
                     Err(e) if interrupted(&e) => continue,
                     Err(e) => return Err(e),
                 };
+                if n < pending + shared.len() && stream.short_write_fills() {
+                    *writable = false;
+                }
                 let from_out = n.min(pending);
                 self.opos += from_out;
                 if let Tail::Shared { pos, .. } = &mut self.tail {
@@ -356,7 +360,7 @@ impl Outbox {
                         }
                         continue;
                     }
-                    match send_file(stream, file, pos, *end, budget) {
+                    match send_file(stream, file, pos, *end, budget, writable) {
                         Ok(true) => true,
                         Ok(false) => continue,
                         Err(e) if would_block(&e) => {
@@ -404,7 +408,7 @@ impl Outbox {
                                     }
                                     continue;
                                 }
-                                send_file(stream, file, pos, *end, budget)
+                                send_file(stream, file, pos, *end, budget, writable)
                             }
                         };
                         match r {
@@ -442,6 +446,7 @@ fn send_file(
     pos: &mut u64,
     end: u64,
     budget: &mut u64,
+    writable: &mut bool,
 ) -> io::Result<bool> {
     if *pos >= end {
         return Ok(true);
@@ -454,6 +459,9 @@ fn send_file(
         )),
         Ok(n) => {
             *budget = budget.saturating_sub(n as u64);
+            if n < want && sock.short_write_fills() {
+                *writable = false;
+            }
             Ok(*pos >= end)
         }
         Err(e) => Err(e),
@@ -464,7 +472,7 @@ fn send_file(
 /// must be read in by the pool first (probed once per `COLD_WINDOW`).
 fn check_cold(
     warm_until: &mut u64,
-    cold_wait: &mut Option<(u64, std::time::Instant)>,
+    cold_wait: &mut bool,
     file: &Arc<File>,
     pos: u64,
     end: u64,
@@ -473,11 +481,12 @@ fn check_cold(
         return None;
     }
     let len = (end - pos).min(COLD_WINDOW);
+    // Resident, or about to be made so by the pool.
+    *warm_until = pos + len;
     if resident(file, pos) {
-        *warm_until = pos + len;
         return None;
     }
-    *cold_wait = Some((pos + len, std::time::Instant::now()));
+    *cold_wait = true;
     Some(Cold {
         file: Arc::clone(file),
         pos,

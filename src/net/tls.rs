@@ -508,6 +508,13 @@ impl<T: Transport> Transport for Stream<T> {
         matches!(self, Stream::Tls(_))
     }
 
+    fn short_write_fills(&self) -> bool {
+        match self {
+            Stream::Plain(s) => s.short_write_fills(),
+            Stream::Tls(_) => false,
+        }
+    }
+
     fn close_notify(&mut self) {
         if let Stream::Tls(t) = self {
             if t.handshaking || t.notified {

@@ -801,6 +801,7 @@ mod tests {
             check: Duration::ZERO,
             inline_bytes: 0,
             errors: false,
+            cold_reads: true,
         });
         let now = Instant::now();
         let mut scratch = Vec::new();

@@ -307,7 +307,14 @@ impl<S: Read + Write> Client<S> {
 
     fn fill(&mut self) -> usize {
         let mut chunk = [0u8; 65536];
-        let n = self.stream.read(&mut chunk).expect("read (timed out?)");
+        // EINTR: a read with SO_RCVTIMEO is not restarted after a signal handler ran in
+        // this process, whatever SA_RESTART says; try again.
+        let n = loop {
+            match self.stream.read(&mut chunk) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                r => break r.expect("read (timed out?)"),
+            }
+        };
         self.buf.extend_from_slice(&chunk[..n]);
         n
     }
@@ -556,7 +563,12 @@ pub fn tls_handshake(
 ) -> std::io::Result<TlsStream> {
     let mut s = tls_stream(addr, cfg, name);
     while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock)?;
+        match s.conn.complete_io(&mut s.sock) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => {
+                r?;
+            }
+        }
     }
     Ok(s)
 }
