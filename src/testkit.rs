@@ -23,6 +23,7 @@ impl EscapeRoot {
     /// Builds the tree in a fresh directory under the system's temporary directory.
     pub fn new() -> io::Result<EscapeRoot> {
         static SEQ: AtomicU32 = AtomicU32::new(0);
+        sweep_stale(&std::env::temp_dir());
         let dir = std::env::temp_dir().join(format!(
             "vireo-escape-{}-{}",
             std::process::id(),
@@ -132,4 +133,23 @@ pub fn text(len: usize) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// Trees kept in a `static` are never dropped: remove those of processes that are gone.
+fn sweep_stale(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("vireo-escape-")) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
