@@ -13,6 +13,7 @@ pub(super) struct RawLimits {
     max_request_line: usize,
     max_header_bytes: usize,
     max_body_bytes: u64,
+    send_chunk: u64,
 }
 
 impl Default for RawLimits {
@@ -25,6 +26,7 @@ impl Default for RawLimits {
             max_request_line: 8192,
             max_header_bytes: 16384,
             max_body_bytes: 1 << 20,
+            send_chunk: 2 << 20,
         }
     }
 }
@@ -36,6 +38,10 @@ pub struct Limits {
     pub max_request_line: usize,
     pub max_header_bytes: usize,
     pub max_body_bytes: u64,
+    /// Bytes one connection may send per event-loop turn before the others get theirs
+    /// (nginx's sendfile_max_chunk): a fast client pulling a 10 GB file cannot starve
+    /// the loop.
+    pub send_chunk: u64,
 }
 
 impl RawLimits {
@@ -57,12 +63,20 @@ impl RawLimits {
         if self.max_header_bytes > 1 << 20 {
             return Err(src.invalid(0..0, "limits.max_header_bytes", "at most 1 MiB".into()));
         }
+        if !(64 << 10..=1 << 30).contains(&self.send_chunk) {
+            return Err(src.invalid(
+                0..0,
+                "limits.send_chunk",
+                "between 64 KiB and 1 GiB".into(),
+            ));
+        }
         Ok(Limits {
             backlog: self.backlog,
             max_connections: self.max_connections,
             max_request_line: self.max_request_line,
             max_header_bytes: self.max_header_bytes,
             max_body_bytes: self.max_body_bytes,
+            send_chunk: self.send_chunk,
         })
     }
 }

@@ -449,7 +449,7 @@ impl Reactor {
             buffers: &mut self.buffers,
             output: &mut self.output,
             draining: self.drain_deadline.is_some(),
-            turn_budget: crate::net::conn::TURN_BUDGET,
+            turn_budget: self.config.limits.send_chunk,
             notifier: &self.notifier,
             slot,
             generation: s.generation,
