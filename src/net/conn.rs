@@ -262,7 +262,7 @@ impl<S: Transport> Conn<S> {
         let notifier = cx.notifier.clone();
         let (slot, generation) = (cx.slot, cx.generation);
         let started = Instant::now();
-        pool.spawn(move || {
+        pool.spawn_io(move || {
             crate::offload::read_in(&c.file, c.pos, c.len);
             let done = crate::offload::Completion {
                 slot,

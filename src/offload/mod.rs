@@ -184,8 +184,15 @@ pub struct Stats {
 /// A job's output: the body, and whether it may be cached.
 type Output = Result<(Vec<u8>, bool), JobError>;
 
+/// Threads that read cold file windows in: they sleep on the disk, not the CPU, so there
+/// are many (nginx's `aio threads` pool has 32) at normal priority, apart from the CPU
+/// pool, where a read would queue behind compression and handshakes.
+const IO_THREADS: usize = 16;
+
 pub struct Offload {
     pool: rayon::ThreadPool,
+    /// Made on the first cold read (`spawn_io`).
+    io_pool: std::sync::OnceLock<Option<rayon::ThreadPool>>,
     levels: codec::Levels,
     max_pending: usize,
     pending: AtomicUsize,
@@ -293,6 +300,7 @@ impl Offload {
             .map_err(io::Error::other)?;
         Ok(Offload {
             pool,
+            io_pool: std::sync::OnceLock::new(),
             levels,
             max_pending,
             pending: AtomicUsize::new(0),
@@ -308,6 +316,23 @@ impl Offload {
     /// Run `job` on the pool (TLS handshake steps: they carry their own completion).
     pub fn spawn(&self, job: impl FnOnce() + Send + 'static) {
         self.pool.spawn(job);
+    }
+
+    /// Run `job`, which waits on the disk, on the I/O threads (the CPU pool if they could
+    /// not be started).
+    pub fn spawn_io(&self, job: impl FnOnce() + Send + 'static) {
+        let io = self.io_pool.get_or_init(|| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(IO_THREADS)
+                .thread_name(|i| format!("vireo-io-{i}"))
+                .build()
+                .map_err(|e| log::warn!("cannot start the I/O threads: {e}"))
+                .ok()
+        });
+        match io {
+            Some(io) => io.spawn(job),
+            None => self.pool.spawn(job),
+        }
     }
 
     /// A cached encoded body, if any.
