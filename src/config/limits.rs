@@ -64,11 +64,7 @@ impl RawLimits {
             return Err(src.invalid(0..0, "limits.max_header_bytes", "at most 1 MiB".into()));
         }
         if !(64 << 10..=1 << 30).contains(&self.send_chunk) {
-            return Err(src.invalid(
-                0..0,
-                "limits.send_chunk",
-                "between 64 KiB and 1 GiB".into(),
-            ));
+            return Err(src.invalid(0..0, "limits.send_chunk", "between 64 KiB and 1 GiB".into()));
         }
         Ok(Limits {
             backlog: self.backlog,

@@ -16,6 +16,7 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<std::net::TcpListener>
         socket.set_only_v6(true)?;
     }
     socket.set_nonblocking(true)?;
+    defer_accept(&socket);
     socket.bind(&addr.into())?;
     socket.listen(backlog.min(i32::MAX as u32) as i32)?;
     Ok(socket.into())
@@ -96,4 +97,27 @@ pub fn carry_over(
         });
     }
     Ok(out)
+}
+
+/// TCP_DEFER_ACCEPT (nginx's `deferred`): the kernel hands a connection over only once its
+/// first bytes have arrived, so the read right after accept finds the request. A client
+/// that connects and sends nothing is handed over after about a second anyway, and then
+/// meets the header timeout. Best effort: a kernel without it accepts as usual.
+fn defer_accept(socket: &Socket) {
+    use std::os::fd::AsRawFd;
+    let secs: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor, and a c_int option value with its exact size;
+    // neither socket2 nor rustix wraps TCP_DEFER_ACCEPT.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        log::debug!("TCP_DEFER_ACCEPT: {}", io::Error::last_os_error());
+    }
 }

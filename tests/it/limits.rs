@@ -72,7 +72,9 @@ fn max_connections_stops_accepting_until_one_closes() {
     let s = TestServer::start("workers = 1\n[limits]\nmax_connections = 2\n");
     let port = s.addr.port();
     let mut a = s.connect();
-    let b = s.connect();
+    // A first byte, so the kernel hands b over (TCP_DEFER_ACCEPT holds silent connections).
+    let mut b = s.connect();
+    b.send(b"G");
     assert_eq!(a.get("/small.txt").status, 200);
     let start = Instant::now();
     while accept_queue(port) != 0 {

@@ -2,7 +2,7 @@
 //! connection limit or when out of descriptors, and the sweep of a socket's queue before
 //! its last descriptor closes.
 
-use super::{token, Class, Conn, Next, Reactor, Slot, METRICS};
+use super::{token, Conn, Next, Reactor, Ready, Slot, METRICS};
 use crate::config::MAX_LISTEN;
 use crate::net::tls::Stream;
 use crate::ops::tls_metrics::TLS;
@@ -104,23 +104,36 @@ impl Reactor {
                     self.accept_error_logged = false;
                     let generation = self.next_generation;
                     self.next_generation = self.next_generation.wrapping_add(1).max(1);
-                    let entry = self.conns.vacant_entry();
-                    let slot = entry.key();
                     let mut conn = Conn::new(stream, peer, metrics, now);
+                    // The request usually came with the connection (TCP_DEFER_ACCEPT makes
+                    // that certain): read and answer it at once, and register the socket
+                    // only if the connection must wait. A `Connection: close` exchange then
+                    // costs no epoll_ctl and no trip through epoll_wait. Registering after
+                    // the reads loses nothing: EPOLL_CTL_ADD reports what is ready by then.
+                    conn.ready(Ready {
+                        readable: true,
+                        writable: true,
+                        hup: false,
+                    });
+                    let slot = self.conns.insert(Slot { generation, conn });
+                    let next = self.with_cx(slot, now, |c, site, cx| c.drive(site, cx));
+                    if next == Next::Close {
+                        self.close(slot);
+                        continue;
+                    }
+                    let Some(s) = self.conns.get_mut(slot) else {
+                        continue;
+                    };
                     if let Err(e) = self.poll.registry().register(
-                        conn.stream(),
+                        s.conn.stream(),
                         token(slot, generation),
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
                         log::warn!("register: {e}");
-                        if !metrics {
-                            self.stats.active.fetch_sub(1, Ordering::Relaxed);
-                        }
+                        self.close(slot);
                         continue;
                     }
-                    entry.insert(Slot { generation, conn });
-                    // Nothing to read yet on a fresh socket: arm the header countdown.
-                    self.apply(slot, Next::Wait(Class::Header, now), now);
+                    self.apply(slot, next, now);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
