@@ -54,6 +54,13 @@ use std::time::Instant;
 
 pub use crate::net::send::{Transport, TURN_BUDGET};
 
+/// File bodies from this size go out corked (TCP_CORK, nginx's `tcp_nopush`) until their
+/// last byte. Measured here (loopback, wrk, vireo/nginx-like counts in req/s): a 10 MiB
+/// body to one wrk thread on 8 connections 180 -> 280 (nginx 270), 4 MiB 470 -> 710; a
+/// 1 MiB body 2.9k -> 3.7k with one wrk thread but 4.4k -> 3.6k with two; a 128 KiB body
+/// loses 45% corked (nginx's own 128k rate), so smaller bodies are never corked.
+const CORK_MIN: u64 = 1 << 20;
+
 /// Most bytes read and dropped while lingering before we give up and close.
 const LINGER_MAX: usize = 1 << 20;
 
@@ -137,6 +144,8 @@ pub struct Conn<S = Stream> {
     tx: Outbox,
     /// TCP_NODELAY is set: done once, when the first response keeps the connection open.
     nodelay: bool,
+    /// TCP_CORK is on while a file body goes out.
+    corked: bool,
     requests: u32,
     /// Start of the current wait: accept, first byte of a request, last progress.
     accepted: Instant,
@@ -172,6 +181,7 @@ impl<S: Transport> Conn<S> {
             rx: Inbox::default(),
             tx: Outbox::new(),
             nodelay: false,
+            corked: false,
             requests: 0,
             accepted: now,
             request_since: None,
@@ -335,7 +345,13 @@ impl<S: Transport> Conn<S> {
                 self.progress_since = cx.now;
             }
             match flushed {
-                Ok(Flush::Done) => {}
+                Ok(Flush::Done) => {
+                    if self.corked {
+                        // The body is out: push its last partial segment now.
+                        self.corked = false;
+                        let _ = self.stream.set_cork(false);
+                    }
+                }
                 Ok(Flush::Blocked) => return Next::Wait(Class::Send, self.progress_since),
                 Ok(Flush::Budget) => return Next::Yield,
                 Ok(Flush::Cold) => {
@@ -583,6 +599,10 @@ impl<S: Transport> Conn<S> {
         let error = reply.close;
         let sent = h1::encode(reply, framing, cx.date, self.tx.head_buf(cx.output));
         self.tx.queue(sent.body);
+        if !self.corked && self.tx.file_bytes() >= CORK_MIN {
+            // Head and file body leave in full segments (nginx's tcp_nopush).
+            self.corked = self.stream.set_cork(true).is_ok();
+        }
         self.set_nodelay(sent.keep_alive);
         self.after_reply(sent.keep_alive, error);
         (sent.status, sent.bytes)

@@ -22,6 +22,11 @@ pub trait Transport: Read + Write {
     fn shutdown_write(&mut self) -> io::Result<()>;
     /// Turn Nagle off (TCP_NODELAY).
     fn set_nodelay(&mut self) -> io::Result<()>;
+    /// TCP_CORK: hold partial segments while a head and its file body go out (nginx's
+    /// `tcp_nopush`); off pushes the last one.
+    fn set_cork(&mut self, _on: bool) -> io::Result<()> {
+        Ok(())
+    }
     /// A read shorter than the buffer means the socket is drained (edge triggering lets
     /// a plain socket's reader trust that; TLS yields a record at a time).
     fn short_read_drains(&self) -> bool {
@@ -61,6 +66,10 @@ impl Transport for TcpStream {
 
     fn set_nodelay(&mut self) -> io::Result<()> {
         TcpStream::set_nodelay(self, true)
+    }
+
+    fn set_cork(&mut self, on: bool) -> io::Result<()> {
+        Ok(rustix::net::sockopt::set_tcp_cork(&*self, on)?)
     }
 }
 
@@ -255,6 +264,22 @@ impl Outbox {
                 }))
             }
         };
+    }
+
+    /// Bytes of the queued body to be sent from a file (sendfile); 0 if none.
+    pub fn file_bytes(&self) -> u64 {
+        match &self.tail {
+            Tail::File { pos, end, .. } => end - pos,
+            Tail::Parts(p) => p
+                .segs
+                .iter()
+                .map(|s| match s {
+                    Seg::File(a, b) => b - a,
+                    Seg::Mem(..) => 0,
+                })
+                .sum(),
+            _ => 0,
+        }
     }
 
     /// No byte of `out` is waiting (a body may still be).

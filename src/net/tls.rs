@@ -482,6 +482,14 @@ impl<T: Transport> Transport for Stream<T> {
         self.sock().set_nodelay()
     }
 
+    fn set_cork(&mut self, on: bool) -> io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.set_cork(on),
+            // rustls' records already leave in large writes.
+            Stream::Tls(_) => Ok(()),
+        }
+    }
+
     fn short_read_drains(&self) -> bool {
         // Plaintext comes out of rustls a record at a time: a short read says nothing
         // about what is left on the socket.

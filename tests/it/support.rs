@@ -494,6 +494,25 @@ impl TestCa {
         (cert.pem() + &self.cert_pem, key.serialize_pem())
     }
 
+    /// A server certificate for `names` with an RSA-4096 key (aws-lc-rs makes the key;
+    /// rcgen on ring cannot): the costliest common signature, ~5 ms of a core.
+    pub fn leaf_rsa4096(&self, names: &[&str]) -> (String, String) {
+        use aws_lc_rs::encoding::AsDer;
+        let k = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa4096).expect("rsa");
+        let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&k).expect("der");
+        let der = rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_ref().to_vec());
+        let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)
+            .expect("rcgen key");
+        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        let mut params = rcgen::CertificateParams::new(sans).expect("leaf params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        params.use_authority_key_identifier_extension = true;
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
+        (cert.pem() + &self.cert_pem, key.serialize_pem())
+    }
+
     /// Write a leaf for `names` as `dir/<stem>.crt` and `dir/<stem>.key`.
     pub fn write_leaf(&self, dir: &Path, stem: &str, names: &[&str]) {
         let (chain, key) = self.leaf(names);

@@ -12,6 +12,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 const SMALL: &[u8] = b"hello over TLS\n";
+const METRICS: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
 
 fn files(root: &std::path::Path) {
     default_files(root);
@@ -405,7 +406,14 @@ fn handshake_storm_with_few_slots() {
 fn handshake_storm(tls_extra: &str) {
     const STORM: usize = 200;
     const KEEPERS: usize = 4;
-    let s = TestServer::start_tls("", tls_extra, files);
+    let s = TestServer::start_tls(METRICS, tls_extra, files);
+    // The storm signs with RSA-4096 (the worst case): swap the certificate in.
+    let dir = s.dir.path().to_path_buf();
+    let (chain, key) = s.ca.leaf_rsa4096(&["localhost", "127.0.0.1", "127.0.0.2"]);
+    std::fs::write(dir.join("tls.crt"), chain).expect("write");
+    std::fs::write(dir.join("tls.key"), key).expect("write");
+    s.signal(1);
+    s.wait_reloads("ok", 1);
     let mut keepers: Vec<TlsClient> = (0..KEEPERS).map(|_| s.connect_tls()).collect();
     for k in &mut keepers {
         assert_eq!(k.get("/tls.txt").status, 200);
@@ -458,6 +466,12 @@ fn handshake_storm(tls_extra: &str) {
         assert!(t.join().expect("keeper thread") >= 1);
     }
     assert_eq!(full, STORM);
+    let m = scrape(&s);
+    assert!(metric(&m, "vireo_tls_signatures_total", "thread=\"pool\"") >= STORM as u64);
+    assert_eq!(
+        metric(&m, "vireo_tls_signatures_total", "thread=\"reactor\""),
+        0
+    );
     eprintln!(
         "{} small requests answered during {STORM} handshakes",
         during.load(Ordering::Relaxed)
