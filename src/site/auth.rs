@@ -90,6 +90,10 @@ pub struct AuthJob {
     pub key: CredKey,
     pub password: Box<[u8]>,
     pub hash: Box<str>,
+    /// The user is not in the file: `hash` is another user's, checked only so that the
+    /// answer takes as long as for a wrong password (no timing tells which names exist);
+    /// the verdict is always no.
+    pub decoy: bool,
 }
 
 impl AuthJob {
@@ -99,7 +103,7 @@ impl AuthJob {
             // `--check` validated every hash; keep serving (as a refusal) if one is odd.
             log::error!("bcrypt: {e}");
             false
-        });
+        }) && !self.decoy;
         if ok {
             verified.insert(self.key);
         }
@@ -153,10 +157,11 @@ pub fn gate<'a>(
     let Some((user, password)) = authorization.and_then(basic_credentials) else {
         return Gate::Denied(rule);
     };
-    let Some(hash) = std::str::from_utf8(&user)
+    let known = std::str::from_utf8(&user)
         .ok()
-        .and_then(|u| rule.users.hash_of(u))
-    else {
+        .and_then(|u| rule.users.hash_of(u));
+    let decoy = known.is_none();
+    let Some(hash) = known.or_else(|| rule.users.decoy()) else {
         return Gate::Denied(rule);
     };
     let key = CredKey::of(&user, &password, hash);
@@ -169,6 +174,7 @@ pub fn gate<'a>(
             key,
             password: password.into(),
             hash: hash.into(),
+            decoy,
         }),
     }
 }

@@ -86,7 +86,6 @@ fn basic_auth_challenges_checks_and_caches() {
         Some("Basic !!!"),
         Some("Basic"),
         Some(&*format!("Basic {}", b64("no colon"))),
-        Some(&*basic("mallory", "wonder land")),
     ] {
         let r = get_as(&mut c, "/staging/a.txt", auth);
         assert_eq!(r.status, 401, "{auth:?}: {}", r.head);
@@ -94,6 +93,27 @@ fn basic_auth_challenges_checks_and_caches() {
         assert!(String::from_utf8_lossy(&r.body).contains("401 Unauthorized"));
     }
     assert_eq!(jobs(&s, "started"), 0);
+    // A user not in the file is checked against another user's hash (here alice's, with
+    // alice's right password) so it takes as long as a wrong password, and still refused.
+    let r = get_as(
+        &mut c,
+        "/staging/a.txt",
+        Some(&basic("mallory", "wonder land")),
+    );
+    assert_eq!(r.status, 401, "{}", r.head);
+    assert_eq!(r.header("www-authenticate"), Some(CHALLENGE));
+    assert_eq!(
+        jobs(&s, "started"),
+        1,
+        "an unknown user costs a check like a wrong password"
+    );
+    let r = get_as(
+        &mut c,
+        "/staging/a.txt",
+        Some(&basic("mallory", "wonder land")),
+    );
+    assert_eq!(r.status, 401, "never cached as a success");
+    let base = jobs(&s, "started");
     // A wrong password is checked on the pool, then refused; so is the right password
     // for another user's rule... after one check each.
     let r = get_as(
@@ -110,7 +130,7 @@ fn basic_auth_challenges_checks_and_caches() {
     );
     assert_eq!(r.status, 200, "{}", r.head);
     assert_eq!(r.body, b"secret a\n");
-    assert_eq!(jobs(&s, "completed"), 2);
+    assert_eq!(jobs(&s, "completed"), base + 2);
     // Logged in: served from the cache, on this connection and on a new one.
     for _ in 0..3 {
         let r = get_as(
@@ -132,7 +152,7 @@ fn basic_auth_challenges_checks_and_caches() {
     let text = scrape(&s);
     assert_eq!(
         metric(&text, "vireo_auth_jobs_total", "state=\"started\""),
-        2
+        base + 2
     );
     assert!(
         metric(&text, "vireo_auth_cache_hits_total", "") >= 4,
