@@ -232,12 +232,19 @@ impl<S: Transport> Conn<S> {
         &mut self,
         result: Result<Arc<[u8]>, JobError>,
         started: Instant,
+        sent: u64,
         site: &mut Sites,
         cx: &mut Cx,
     ) -> Next {
-        if self.tx.cold_done() {
-            // A file window is in the page cache now: send on.
+        if self.tx.cold_done(sent) {
+            // A file window is in the page cache now (or already sent): send on.
             cx.stats.cold_read_time.observe(started.elapsed());
+            if sent > 0 {
+                self.progress_since = cx.now;
+                cx.stats
+                    .cold_sent
+                    .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+            }
             return self.drive(site, cx);
         }
         let p = match std::mem::replace(&mut self.phase, Phase::Requests) {
@@ -263,7 +270,7 @@ impl<S: Transport> Conn<S> {
     fn read_in(&mut self, c: crate::net::send::Cold, site: &Sites, cx: &mut Cx) -> bool {
         let Some(pool) = site.offload() else {
             self.tx.trust_page_cache();
-            self.tx.cold_done();
+            self.tx.cold_done(0);
             return false;
         };
         cx.stats
@@ -273,12 +280,13 @@ impl<S: Transport> Conn<S> {
         let (slot, generation) = (cx.slot, cx.generation);
         let started = Instant::now();
         pool.spawn_io(move || {
-            crate::offload::read_in(&c.file, c.pos, c.len);
+            let sent = crate::offload::send_in(c.sock.as_ref(), &c.file, c.pos, c.len);
             let done = crate::offload::Completion {
                 slot,
                 generation,
                 result: Ok(Arc::from(&[][..])),
                 started,
+                sent,
             };
             if notifier.tx.send(done).is_ok() {
                 let _ = notifier.waker.wake();

@@ -401,7 +401,7 @@ impl Reactor {
             }
             self.stats.offload_rtt.observe(c.started.elapsed());
             let next = self.with_cx(c.slot, now, |conn, site, cx| {
-                conn.resume(c.result, c.started, site, cx)
+                conn.resume(c.result, c.started, c.sent, site, cx)
             });
             self.apply(c.slot, next, now);
         }

@@ -11,6 +11,7 @@ use mio::net::TcpStream;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 /// The byte stream under a connection: a TCP socket in the server, an in-memory stream in
@@ -53,6 +54,12 @@ pub trait Transport: Read + Write {
     fn short_write_fills(&self) -> bool {
         true
     }
+    /// A second descriptor of the socket, for an I/O thread to sendfile a cold file window
+    /// while the connection is parked (nginx's `aio threads` with sendfile). None when the
+    /// bytes must pass through us (TLS, in-memory streams).
+    fn send_handle(&self) -> Option<OwnedFd> {
+        None
+    }
 }
 
 impl Transport for TcpStream {
@@ -70,6 +77,12 @@ impl Transport for TcpStream {
 
     fn set_cork(&mut self, on: bool) -> io::Result<()> {
         Ok(rustix::net::sockopt::set_tcp_cork(&*self, on)?)
+    }
+
+    fn send_handle(&self) -> Option<OwnedFd> {
+        // A dup, not the raw number: should the reactor close the connection meanwhile,
+        // the number could name another connection's socket by the time the thread sends.
+        rustix::io::fcntl_dupfd_cloexec(self, 0).ok()
     }
 }
 
@@ -147,11 +160,14 @@ pub enum Flush {
     Cold,
 }
 
-/// A file range to bring into the page cache before it is sent.
+/// A file range to bring into the page cache before it is sent; with `sock`, the I/O
+/// thread sends what the socket takes of it itself (the bytes it read from the disk are
+/// then already out, and cannot be evicted again before the reactor's sendfile).
 pub struct Cold {
     pub file: Arc<File>,
     pub pos: u64,
     pub len: u64,
+    pub sock: Option<OwnedFd>,
 }
 
 /// Bytes of a file brought in (or found resident) per probe: one `preadv2(RWF_NOWAIT)`
@@ -217,9 +233,24 @@ impl Outbox {
         self.warm_until = u64::MAX;
     }
 
-    /// The pool finished reading the window in: send on. False if no read was waited for.
-    pub fn cold_done(&mut self) -> bool {
-        std::mem::take(&mut self.cold_wait)
+    /// The pool finished reading the window in, having sent `sent` bytes of it from its
+    /// start: send on. False if no read was waited for.
+    pub fn cold_done(&mut self, sent: u64) -> bool {
+        if !std::mem::take(&mut self.cold_wait) {
+            return false;
+        }
+        let at = match &mut self.tail {
+            Tail::File { pos, end, .. } => Some((pos, *end)),
+            Tail::Parts(p) => match p.segs.get_mut(p.idx) {
+                Some(Seg::File(pos, end)) => Some((pos, *end)),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some((pos, end)) = at {
+            *pos = pos.saturating_add(sent).min(end);
+        }
+        true
     }
 
     /// The buffer heads are encoded into, taken from `pool` if the connection had none.
@@ -380,7 +411,8 @@ impl Outbox {
                     if *pos >= self.warm_until && *pos < *end {
                         let c =
                             check_cold(&mut self.warm_until, &mut self.cold_wait, file, *pos, *end);
-                        if let Some(c) = c {
+                        if let Some(mut c) = c {
+                            c.sock = stream.send_handle();
                             *cold = Some(c);
                             return Ok(Flush::Cold);
                         }
@@ -428,7 +460,8 @@ impl Outbox {
                                         *pos,
                                         *end,
                                     );
-                                    if let Some(c) = c {
+                                    if let Some(mut c) = c {
+                                        c.sock = stream.send_handle();
                                         *cold = Some(c);
                                         return Ok(Flush::Cold);
                                     }
@@ -517,5 +550,6 @@ fn check_cold(
         file: Arc::clone(file),
         pos,
         len,
+        sock: None,
     })
 }

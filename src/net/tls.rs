@@ -516,6 +516,14 @@ impl<T: Transport> Transport for Stream<T> {
         matches!(self, Stream::Tls(_))
     }
 
+    fn send_handle(&self) -> Option<std::os::fd::OwnedFd> {
+        // TLS records are made here: no other thread may write to the socket.
+        match self {
+            Stream::Plain(s) => s.send_handle(),
+            Stream::Tls(_) => None,
+        }
+    }
+
     fn short_write_fills(&self) -> bool {
         match self {
             Stream::Plain(s) => s.short_write_fills(),

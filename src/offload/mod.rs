@@ -147,6 +147,8 @@ pub struct Completion {
     pub result: Result<Arc<[u8]>, JobError>,
     /// When the job was handed to the pool (offload round-trip time).
     pub started: Instant,
+    /// A cold file window: bytes the I/O thread sent to the socket itself.
+    pub sent: u64,
 }
 
 /// How a job reaches back into one reactor.
@@ -207,6 +209,31 @@ pub struct Offload {
     /// How long a cached listing may be served (file sizes and dates in it can change
     /// without the directory's mtime moving): `open_file_cache.valid`.
     listing_ttl: Duration,
+}
+
+/// A cold window of `file` (`len` bytes from `pos`) on an I/O thread: sendfile into `sock`
+/// (non-blocking, shared with the parked connection) until the socket is full, then bring
+/// the rest into the page cache so that the reactor's sendfile of it does not wait on the
+/// disk. Returns the bytes sent. Errors are left for the reactor's next send to meet.
+pub fn send_in(sock: Option<&std::os::fd::OwnedFd>, file: &File, pos: u64, len: u64) -> u64 {
+    let end = pos.saturating_add(len);
+    let mut at = pos;
+    if let Some(sock) = sock {
+        while at < end {
+            let want = ((end - at) as usize).min(1 << 30);
+            match rustix::fs::sendfile(sock, file, Some(&mut at), want) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(_) => return at - pos,
+            }
+        }
+    }
+    if at < end {
+        read_in(file, at, end - at);
+    }
+    at - pos
 }
 
 /// Bring `len` bytes of `file` from `pos` into the page cache (a pool thread blocks on
@@ -515,6 +542,7 @@ impl Offload {
                 generation: w.generation,
                 result: result.clone(),
                 started: w.started,
+                sent: 0,
             };
             // A reactor that is gone has nobody to deliver to.
             if w.notifier.tx.send(c).is_ok() {

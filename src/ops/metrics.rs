@@ -101,6 +101,8 @@ pub struct ReactorStats {
     /// each took (`send::Cold`).
     pub cold_reads: AtomicU64,
     pub cold_read_time: Histogram,
+    /// Bytes of those windows the I/O threads sent themselves.
+    pub cold_sent: AtomicU64,
 }
 
 impl Default for ReactorStats {
@@ -119,6 +121,7 @@ impl Default for ReactorStats {
             offload_rtt: Default::default(),
             cold_reads: Default::default(),
             cold_read_time: Default::default(),
+            cold_sent: Default::default(),
         }
     }
 }
@@ -260,7 +263,7 @@ impl Registry {
                 load(c)
             );
         }
-        let simple: [(&str, &str, &str, CounterOf); 8] = [
+        let simple: [(&str, &str, &str, CounterOf); 9] = [
             (
                 "vireo_response_body_bytes_total",
                 "counter",
@@ -284,6 +287,12 @@ impl Registry {
                 "counter",
                 "File windows not in the page cache, read in on the offload pool before being sent.",
                 |s| &s.cold_reads,
+            ),
+            (
+                "vireo_cold_sent_bytes_total",
+                "counter",
+                "Bytes of cold file windows sent by the I/O threads themselves (aio threads).",
+                |s| &s.cold_sent,
             ),
             (
                 "vireo_connections_active",

@@ -1,5 +1,6 @@
 //! The loop never waits on a disk: a file whose pages are not in the page cache is read in
-//! on the offload pool before sendfile touches it (`send::Cold`), and served byte for byte.
+//! on an I/O thread before sendfile touches it (`send::Cold`), and served byte for byte.
+//! Over plain TCP the I/O thread also sends what the socket takes of the window itself.
 
 use crate::support::*;
 use std::path::Path;
@@ -28,42 +29,56 @@ fn evict(path: &Path) -> bool {
     false
 }
 
-#[test]
-fn an_evicted_file_is_read_in_on_the_pool_and_served_whole() {
-    let body = pattern(SIZE, 5);
-    let s = TestServer::start_with(METRICS, |root| {
-        std::fs::write(root.join("cold.bin"), &body).expect("write");
-    });
-    let path = s.dir.path().join("root/cold.bin");
-    if !evict(&path) {
+/// Put `cold.bin` (`SIZE` bytes of `pattern(.., seed)`) in a server's root.
+fn write_cold(root: &Path, seed: u64) {
+    std::fs::write(root.join("cold.bin"), pattern(SIZE, seed)).expect("write");
+}
+
+/// Evict the server's `cold.bin`; false, with a note, where the filesystem keeps pages.
+fn evicted(s: &TestServer) -> bool {
+    let ok = evict(&s.dir.path().join("root/cold.bin"));
+    if !ok {
         eprintln!("note: this filesystem keeps evicted pages; cold-read test skipped");
+    }
+    ok
+}
+
+#[test]
+fn an_evicted_file_is_read_in_and_sent_on_an_io_thread_and_served_whole() {
+    let s = TestServer::start_with(METRICS, |root| write_cold(root, 5));
+    if !evicted(&s) {
         return;
     }
+    let body = pattern(SIZE, 5);
     let r = get(s.addr, "/cold.bin");
     assert_eq!(r.status, 200);
     assert!(r.body == body, "the cold file came back different");
     let m = scrape(&s);
-    // 6 MiB in 2 MiB windows: the first window at least was found cold.
+    // 6 MiB in 2 MiB windows: the first window at least was found cold, and the I/O
+    // thread put the start of it into the socket itself.
     let reads = metric(&m, "vireo_cold_reads_total", "");
     assert!(reads >= 1, "no read was offloaded: {m}");
     assert!(metric(&m, "vireo_cold_read_seconds_count", "") >= 1);
+    let sent = metric(&m, "vireo_cold_sent_bytes_total", "");
+    assert!(
+        sent > 0 && sent <= SIZE as u64,
+        "sent by I/O threads: {sent}"
+    );
     // Once resident, the same file is sent without the pool.
     let r = get(s.addr, "/cold.bin");
     assert!(r.status == 200 && r.body == body);
-    assert_eq!(metric(&scrape(&s), "vireo_cold_reads_total", ""), reads);
+    let m = scrape(&s);
+    assert_eq!(metric(&m, "vireo_cold_reads_total", ""), reads);
+    assert_eq!(metric(&m, "vireo_cold_sent_bytes_total", ""), sent);
 }
 
 #[test]
 fn ranges_of_an_evicted_file_are_read_in_too() {
-    let body = pattern(SIZE, 9);
-    let s = TestServer::start_with(METRICS, |root| {
-        std::fs::write(root.join("cold.bin"), &body).expect("write");
-    });
-    let path = s.dir.path().join("root/cold.bin");
-    if !evict(&path) {
-        eprintln!("note: this filesystem keeps evicted pages; cold-read test skipped");
+    let s = TestServer::start_with(METRICS, |root| write_cold(root, 9));
+    if !evicted(&s) {
         return;
     }
+    let body = pattern(SIZE, 9);
     let mut c = Client::connect(s.addr);
     c.send(b"GET /cold.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=5000000-5000099\r\n\r\n");
     let r = c.read_response();
@@ -79,22 +94,38 @@ fn ranges_of_an_evicted_file_are_read_in_too() {
         "{}",
         r.head
     );
-    assert!(metric(&scrape(&s), "vireo_cold_reads_total", "") >= 2);
+    let m = scrape(&s);
+    assert!(metric(&m, "vireo_cold_reads_total", "") >= 2);
+    // Both ranges were small enough for the I/O thread to send whole.
+    assert!(metric(&m, "vireo_cold_sent_bytes_total", "") >= 100);
 }
 
 #[test]
 fn with_cold_reads_off_the_page_cache_is_trusted() {
-    let body = pattern(SIZE, 3);
     let extra = format!("{METRICS}[open_file_cache]\ncold_reads = false\n");
-    let s = TestServer::start_with(&extra, |root| {
-        std::fs::write(root.join("cold.bin"), &body).expect("write");
-    });
-    let path = s.dir.path().join("root/cold.bin");
-    if !evict(&path) {
-        eprintln!("note: this filesystem keeps evicted pages; cold-read test skipped");
+    let s = TestServer::start_with(&extra, |root| write_cold(root, 3));
+    if !evicted(&s) {
         return;
     }
     let r = get(s.addr, "/cold.bin");
-    assert!(r.status == 200 && r.body == body);
+    assert!(r.status == 200 && r.body == pattern(SIZE, 3));
     assert_eq!(metric(&scrape(&s), "vireo_cold_reads_total", ""), 0);
+}
+
+#[test]
+fn over_tls_an_evicted_file_is_read_in_and_the_reactor_encrypts_it() {
+    let s = TestServer::start_tls(METRICS, "", |root| write_cold(root, 11));
+    if !evicted(&s) {
+        return;
+    }
+    let r = s.connect_tls().get("/cold.bin");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == pattern(SIZE, 11),
+        "the cold file came back different"
+    );
+    let m = scrape(&s);
+    assert!(metric(&m, "vireo_cold_reads_total", "") >= 1, "{m}");
+    // Records are made on the reactor: no I/O thread may write to a TLS socket.
+    assert_eq!(metric(&m, "vireo_cold_sent_bytes_total", ""), 0);
 }

@@ -313,7 +313,7 @@ impl Harness {
             };
             let site = &mut self.site;
             let next = if let Some(c) = completion.take() {
-                conn.resume(c.result, c.started, site, &mut cx)
+                conn.resume(c.result, c.started, c.sent, site, &mut cx)
             } else if let Some(class) = timer.take() {
                 conn.timeout(class, site, &mut cx)
             } else {
