@@ -40,6 +40,7 @@ use crate::net::account;
 use crate::net::recv::{Inbox, Readiness};
 use crate::net::send::{interrupted, would_block, BufPool, Flush, Outbox};
 use crate::net::timer::Class;
+use crate::net::timer::Stamp;
 use crate::net::tls::{Handshakes, Shake, Stream};
 use crate::offload::{JobError, Notifier};
 use crate::ops::accesslog::AccessLog;
@@ -134,7 +135,7 @@ enum RequestBody {
 
 pub struct Conn<S = Stream> {
     stream: S,
-    peer: std::net::SocketAddr,
+    peer: Peer,
     /// Accepted on the metrics listener: only `/metrics` is served.
     metrics: bool,
     phase: Phase,
@@ -148,13 +149,52 @@ pub struct Conn<S = Stream> {
     corked: bool,
     requests: u32,
     /// Start of the current wait: accept, first byte of a request, last progress.
-    accepted: Instant,
-    request_since: Option<Instant>,
-    idle_since: Instant,
-    progress_since: Instant,
+    accepted: Stamp,
+    request_since: Option<Stamp>,
+    idle_since: Stamp,
+    progress_since: Stamp,
     /// The password check of the head at the front of the inbox finished: answer it again
     /// with this verdict (its body, if any, is already gone).
-    verdict: Option<Verdict>,
+    verdict: Option<Box<Verdict>>,
+}
+
+/// The peer's address in 20 bytes where a `SocketAddr` takes 32 (an IPv6 flow label and
+/// scope id are not kept: nothing logs them).
+#[derive(Clone, Copy)]
+struct Peer {
+    ip: [u8; 16],
+    port: u16,
+    v6: bool,
+}
+
+impl Peer {
+    fn of(a: std::net::SocketAddr) -> Peer {
+        let mut ip = [0u8; 16];
+        let v6 = match a.ip() {
+            std::net::IpAddr::V4(v4) => {
+                ip[..4].copy_from_slice(&v4.octets());
+                false
+            }
+            std::net::IpAddr::V6(v6) => {
+                ip = v6.octets();
+                true
+            }
+        };
+        Peer {
+            ip,
+            port: a.port(),
+            v6,
+        }
+    }
+
+    fn addr(self) -> std::net::SocketAddr {
+        let ip = if self.v6 {
+            std::net::IpAddr::from(self.ip)
+        } else {
+            std::net::IpAddr::from([self.ip[0], self.ip[1], self.ip[2], self.ip[3]])
+        };
+        std::net::SocketAddr::new(ip, self.port)
+    }
 }
 
 struct Parked {
@@ -169,7 +209,7 @@ impl<S: Transport> Conn<S> {
     pub fn new(stream: S, peer: std::net::SocketAddr, metrics: bool, now: Instant) -> Conn<S> {
         Conn {
             stream,
-            peer,
+            peer: Peer::of(peer),
             metrics,
             phase: Phase::Handshake,
             io: Readiness {
@@ -183,10 +223,10 @@ impl<S: Transport> Conn<S> {
             nodelay: false,
             corked: false,
             requests: 0,
-            accepted: now,
+            accepted: Stamp::of(now),
             request_since: None,
-            idle_since: now,
-            progress_since: now,
+            idle_since: Stamp::of(now),
+            progress_since: Stamp::of(now),
             verdict: None,
         }
     }
@@ -205,7 +245,7 @@ impl<S: Transport> Conn<S> {
         let pending = self.rx.pending();
         let line = pending.split(|&b| b == b'\n').next().unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        (self.peer, &line[..line.len().min(200)])
+        (self.peer.addr(), &line[..line.len().min(200)])
     }
 
     pub fn is_metrics(&self) -> bool {
@@ -240,7 +280,7 @@ impl<S: Transport> Conn<S> {
             // A file window is in the page cache now (or already sent): send on.
             cx.stats.cold_read_time.observe(started.elapsed());
             if sent > 0 {
-                self.progress_since = cx.now;
+                self.progress_since = Stamp::of(cx.now);
                 cx.stats
                     .cold_sent
                     .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
@@ -255,13 +295,13 @@ impl<S: Transport> Conn<S> {
             }
         };
         if let Some(v) = p.waiting.verdict(&result) {
-            self.verdict = Some(v);
+            self.verdict = Some(Box::new(v));
             return self.drive(site, cx);
         }
         let slot = p.waiting.site();
         let reply = p.waiting.finish(result);
         let (status, bytes) = self.send_reply(reply, p.framing, cx);
-        account::deferred(cx, self.peer, slot, p.log.as_deref(), status, bytes);
+        account::deferred(cx, self.peer.addr(), slot, p.log.as_deref(), status, bytes);
         self.drive(site, cx)
     }
 
@@ -302,7 +342,14 @@ impl<S: Transport> Conn<S> {
         if let Phase::Parked(p) =
             std::mem::replace(&mut self.phase, Phase::Closing { linger: false })
         {
-            account::deferred(cx, self.peer, p.waiting.site(), p.log.as_deref(), 499, 0);
+            account::deferred(
+                cx,
+                self.peer.addr(),
+                p.waiting.site(),
+                p.log.as_deref(),
+                499,
+                0,
+            );
         }
     }
 
@@ -313,9 +360,9 @@ impl<S: Transport> Conn<S> {
             match self.stream.handshake(&mut self.io, cx.handshakes, who) {
                 Ok(Shake::Ready) => self.phase = Phase::Requests,
                 // The header countdown started at accept covers the handshake.
-                Ok(Shake::Wait) => return Next::Wait(Class::Header, self.accepted),
+                Ok(Shake::Wait) => return Next::Wait(Class::Header, self.accepted.instant()),
                 Err(e) => {
-                    log::debug!("{}: handshake: {e}", self.peer);
+                    log::debug!("{}: handshake: {e}", self.peer.addr());
                     return Next::Close;
                 }
             }
@@ -350,7 +397,7 @@ impl<S: Transport> Conn<S> {
             );
             if budget < before {
                 // Any byte written restarts the send countdown: slow is fine, stuck is not.
-                self.progress_since = cx.now;
+                self.progress_since = Stamp::of(cx.now);
             }
             match flushed {
                 Ok(Flush::Done) => {
@@ -360,7 +407,9 @@ impl<S: Transport> Conn<S> {
                         let _ = self.stream.set_cork(false);
                     }
                 }
-                Ok(Flush::Blocked) => return Next::Wait(Class::Send, self.progress_since),
+                Ok(Flush::Blocked) => {
+                    return Next::Wait(Class::Send, self.progress_since.instant())
+                }
                 Ok(Flush::Budget) => return Next::Yield,
                 Ok(Flush::Cold) => {
                     // A new read for the pool (none: still waiting for the last one).
@@ -369,11 +418,11 @@ impl<S: Transport> Conn<S> {
                             continue;
                         }
                     }
-                    return Next::Wait(Class::Send, self.progress_since);
+                    return Next::Wait(Class::Send, self.progress_since.instant());
                 }
                 Err(_) => return Next::Close,
             }
-            self.progress_since = cx.now;
+            self.progress_since = Stamp::of(cx.now);
             match self.phase {
                 // A response is still being made: it goes out before any close.
                 Phase::Parked(ref p) => return Next::Wait(Class::Send, p.since),
@@ -382,7 +431,7 @@ impl<S: Transport> Conn<S> {
             }
             if answered || (backlogged && self.rx.has_pending()) {
                 // The output went out; more pipelined requests may be buffered.
-                self.idle_since = cx.now;
+                self.idle_since = Stamp::of(cx.now);
                 continue;
             }
             if !self.rx.has_pending() {
@@ -424,16 +473,16 @@ impl<S: Transport> Conn<S> {
 
     fn wait_input(&mut self, cx: &mut Cx) -> Next {
         if matches!(self.phase, Phase::Body(_)) {
-            Next::Wait(Class::Body, self.progress_since)
+            Next::Wait(Class::Body, self.progress_since.instant())
         } else if self.rx.has_pending() || self.requests == 0 {
             let since = if self.requests == 0 {
                 self.accepted
             } else {
-                *self.request_since.get_or_insert(cx.now)
+                *self.request_since.get_or_insert(Stamp::of(cx.now))
             };
-            Next::Wait(Class::Header, since)
+            Next::Wait(Class::Header, since.instant())
         } else {
-            Next::Wait(Class::KeepAlive, self.idle_since)
+            Next::Wait(Class::KeepAlive, self.idle_since.instant())
         }
     }
 
@@ -466,7 +515,7 @@ impl<S: Transport> Conn<S> {
                 Ok(Some(h)) => h,
                 Ok(None) => {
                     if self.requests > 0 {
-                        self.request_since.get_or_insert(cx.now);
+                        self.request_since.get_or_insert(Stamp::of(cx.now));
                     }
                     return answered;
                 }
@@ -486,7 +535,7 @@ impl<S: Transport> Conn<S> {
                 }
                 if self.requests > 0 {
                     // The request's time includes waiting for its body.
-                    self.request_since.get_or_insert(cx.now);
+                    self.request_since.get_or_insert(Stamp::of(cx.now));
                 }
                 match head.framing {
                     BodyFraming::None | BodyFraming::Length(0) => {}
@@ -513,7 +562,7 @@ impl<S: Transport> Conn<S> {
             let site = sites.pick(&head, buf, self.metrics);
             let slot = site.metrics_slot();
             if let Some(v) = self.verdict.take() {
-                site.set_verdict(v);
+                site.set_verdict(*v);
             }
             let https = match self.metrics || self.stream.is_tls() {
                 true => None,
@@ -538,8 +587,8 @@ impl<S: Transport> Conn<S> {
                 },
             };
             let started = match (self.requests, self.request_since) {
-                (0, _) => self.accepted,
-                (_, Some(t)) => t,
+                (0, _) => self.accepted.instant(),
+                (_, Some(t)) => t.instant(),
                 _ => cx.now,
             };
             if let Ok(waiting) = parked.as_ref() {
@@ -578,7 +627,15 @@ impl<S: Transport> Conn<S> {
                     // Scrapes of the metrics endpoint are not traffic: neither counted nor
                     // logged.
                     if !self.metrics {
-                        account::response(cx, self.peer, Some(r), started, status, bytes, cx.now);
+                        account::response(
+                            cx,
+                            self.peer.addr(),
+                            Some(r),
+                            started,
+                            status,
+                            bytes,
+                            cx.now,
+                        );
                     }
                 }
                 Ok(waiting) => {
@@ -664,8 +721,8 @@ impl<S: Transport> Conn<S> {
             ..Reply::error(status)
         };
         let (status, bytes) = self.send_reply(reply, framing, cx);
-        let started = self.request_since.unwrap_or(self.accepted);
-        account::response(cx, self.peer, None, started, status, bytes, cx.now);
+        let started = self.request_since.unwrap_or(self.accepted).instant();
+        account::response(cx, self.peer.addr(), None, started, status, bytes, cx.now);
     }
 
     /// Consume the buffered bytes of the pending request body, which follow its head at
@@ -697,7 +754,7 @@ impl<S: Transport> Conn<S> {
             .rx
             .fill(&mut self.stream, &mut self.io, cap, body, cx.buffers)?;
         if got {
-            self.progress_since = cx.now;
+            self.progress_since = Stamp::of(cx.now);
         }
         Ok(got)
     }
@@ -716,7 +773,7 @@ impl<S: Transport> Conn<S> {
         }
         let _ = self.stream.shutdown_write();
         self.phase = Phase::Lingering { dropped: 0 };
-        self.progress_since = cx.now;
+        self.progress_since = Stamp::of(cx.now);
         self.linger()
     }
 
@@ -724,7 +781,7 @@ impl<S: Transport> Conn<S> {
         let mut sink = [0u8; 4096];
         loop {
             if !self.io.readable {
-                return Next::Wait(Class::Linger, self.progress_since);
+                return Next::Wait(Class::Linger, self.progress_since.instant());
             }
             match self.stream.read(&mut sink) {
                 Ok(0) => return Next::Close,
@@ -752,6 +809,6 @@ mod tests {
         // returned to the reactor's pool): this struct plus the slab slot around it.
         let size = std::mem::size_of::<super::Conn>();
         println!("Conn is {size} bytes");
-        assert!(size <= 288, "Conn grew to {size} bytes");
+        assert!(size <= 224, "Conn grew to {size} bytes");
     }
 }

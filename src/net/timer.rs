@@ -10,7 +10,33 @@
 //! entries, so memory is O(connections), never O(requests in the last keep-alive period).
 
 use std::collections::VecDeque;
+use std::num::NonZeroU64;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// A point in time in 8 bytes where an `Instant` takes 16 (every idle connection keeps
+/// four): nanoseconds since a process-wide origin, plus one so that `Option<Stamp>` is 8
+/// bytes too. u64 nanoseconds span 584 years.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stamp(NonZeroU64);
+
+impl Stamp {
+    fn origin() -> Instant {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        *ORIGIN.get_or_init(Instant::now)
+    }
+
+    /// `t`, or the origin if `t` is earlier (only a few microseconds at start can be).
+    pub fn of(t: Instant) -> Stamp {
+        let n = t.saturating_duration_since(Self::origin()).as_nanos();
+        let n = u64::try_from(n).unwrap_or(u64::MAX - 1).min(u64::MAX - 1);
+        Stamp(NonZeroU64::new(n + 1).unwrap_or(NonZeroU64::MIN))
+    }
+
+    pub fn instant(self) -> Instant {
+        Self::origin() + Duration::from_nanos(self.0.get() - 1)
+    }
+}
 
 /// The classes are the configuration's table (`config::timeouts`), which `ops::metrics`
 /// also counts by; here each gets its own queue.
