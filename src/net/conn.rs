@@ -80,8 +80,7 @@ pub enum Next {
 pub struct Cx<'a> {
     pub date: &'a [u8],
     pub now: Instant,
-    pub buffers: &'a mut BufPool,
-    pub output: &'a mut BufPool,
+    pub spares: &'a mut Spares,
     /// Graceful shutdown in progress: answer with `Connection: close`.
     pub draining: bool,
     /// Bytes one connection may send per turn (`TURN_BUDGET`; smaller in the harness).
@@ -140,9 +139,8 @@ pub struct Conn<S = Stream> {
     metrics: bool,
     phase: Phase,
     io: Readiness,
-    /// The bytes received and not yet answered; no buffer while idle.
-    rx: Inbox,
-    tx: Outbox,
+    /// Input and output in flight; none while idle.
+    busy: Option<Box<Busy>>,
     /// TCP_NODELAY is set: done once, when the first response keeps the connection open.
     nodelay: bool,
     /// TCP_CORK is on while a file body goes out.
@@ -197,6 +195,39 @@ impl Peer {
     }
 }
 
+/// What a connection holds only while bytes are in flight: the bytes received and not
+/// yet answered, and the response bytes on their way out. An idle keep-alive connection
+/// holds none of it (nor its buffers); the reactor recycles the boxes (`Spares`).
+#[derive(Default)]
+pub struct Busy {
+    rx: Inbox,
+    tx: Outbox,
+}
+
+/// A reactor's recycled buffers and `Busy` boxes, so idle connections hold none.
+#[derive(Default)]
+pub struct Spares {
+    pub rx: BufPool,
+    pub tx: BufPool,
+    // Boxed on purpose: a connection takes the box itself, no move of the struct.
+    #[allow(clippy::vec_box)]
+    shells: Vec<Box<Busy>>,
+}
+
+impl Spares {
+    const KEEP: usize = 256;
+}
+
+/// The connection's `Busy`, taken from `spares` if it had none.
+fn busy<'a>(b: &'a mut Option<Box<Busy>>, spares: &mut Spares) -> &'a mut Busy {
+    b.get_or_insert_with(|| spares.shells.pop().unwrap_or_default())
+}
+
+/// Borrows only the field, so the rest of the connection stays free.
+fn pending(b: &Option<Box<Busy>>) -> &[u8] {
+    b.as_ref().map_or(&[], |b| b.rx.pending())
+}
+
 struct Parked {
     waiting: Waiting,
     framing: Framing,
@@ -218,8 +249,7 @@ impl<S: Transport> Conn<S> {
                 read_closed: false,
                 eof: false,
             },
-            rx: Inbox::default(),
-            tx: Outbox::new(),
+            busy: None,
             nodelay: false,
             corked: false,
             requests: 0,
@@ -239,10 +269,27 @@ impl<S: Transport> Conn<S> {
         self.io.writable |= r.writable;
     }
 
+    /// Bytes received and not yet answered.
+    fn pending(&self) -> &[u8] {
+        pending(&self.busy)
+    }
+
+    fn has_pending(&self) -> bool {
+        self.busy.as_ref().is_some_and(|b| b.rx.has_pending())
+    }
+
+    fn backlogged(&self) -> bool {
+        self.busy.as_ref().is_some_and(|b| b.tx.backlogged())
+    }
+
+    fn head_sent(&self) -> bool {
+        self.busy.as_ref().is_none_or(|b| b.tx.head_sent())
+    }
+
     /// The peer and the first line of the request being handled (up to 200 bytes; empty
     /// between requests): what the reactor logs when handling this connection panicked.
     pub fn context(&self) -> (std::net::SocketAddr, &[u8]) {
-        let pending = self.rx.pending();
+        let pending = self.pending();
         let line = pending.split(|&b| b == b'\n').next().unwrap_or_default();
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         (self.peer.addr(), &line[..line.len().min(200)])
@@ -254,7 +301,8 @@ impl<S: Transport> Conn<S> {
 
     /// Waiting for an offload job's completion (a reply's job, or a cold file read).
     pub fn is_parked(&self) -> bool {
-        matches!(self.phase, Phase::Parked(_)) || self.tx.cold_waiting()
+        matches!(self.phase, Phase::Parked(_))
+            || self.busy.as_ref().is_some_and(|b| b.tx.cold_waiting())
     }
 
     /// Still in the TLS handshake.
@@ -276,7 +324,7 @@ impl<S: Transport> Conn<S> {
         site: &mut Sites,
         cx: &mut Cx,
     ) -> Next {
-        if self.tx.cold_done(sent) {
+        if self.busy.as_mut().is_some_and(|b| b.tx.cold_done(sent)) {
             // A file window is in the page cache now (or already sent): send on.
             cx.stats.cold_read_time.observe(started.elapsed());
             if sent > 0 {
@@ -309,8 +357,10 @@ impl<S: Transport> Conn<S> {
     /// on the disk. Returns false when there is no pool (the page cache is then trusted).
     fn read_in(&mut self, c: crate::net::send::Cold, site: &Sites, cx: &mut Cx) -> bool {
         let Some(pool) = site.offload() else {
-            self.tx.trust_page_cache();
-            self.tx.cold_done(0);
+            if let Some(b) = self.busy.as_mut() {
+                b.tx.trust_page_cache();
+                b.tx.cold_done(0);
+            }
             return false;
         };
         cx.stats
@@ -385,11 +435,11 @@ impl<S: Transport> Conn<S> {
         loop {
             // A response still going out holds back the pipelined requests behind it; once
             // it is flushed they must be answered even if no new byte arrives.
-            let backlogged = self.tx.backlogged();
+            let backlogged = self.backlogged();
             let answered = self.process(site, cx);
             let before = budget;
             let mut cold = None;
-            let flushed = self.tx.flush(
+            let flushed = busy(&mut self.busy, cx.spares).tx.flush(
                 &mut self.stream,
                 &mut self.io.writable,
                 &mut budget,
@@ -429,12 +479,12 @@ impl<S: Transport> Conn<S> {
                 Phase::Closing { linger } => return self.begin_close(linger, cx),
                 _ => {}
             }
-            if answered || (backlogged && self.rx.has_pending()) {
+            if answered || (backlogged && self.has_pending()) {
                 // The output went out; more pipelined requests may be buffered.
                 self.idle_since = Stamp::of(cx.now);
                 continue;
             }
-            if !self.rx.has_pending() {
+            if !self.has_pending() {
                 self.release_buffers(cx);
             }
             if self.io.eof {
@@ -454,9 +504,9 @@ impl<S: Transport> Conn<S> {
 
     /// The reactor's timer for `class` fired.
     pub fn timeout(&mut self, class: Class, site: &mut Sites, cx: &mut Cx) -> Next {
-        let quiet = self.tx.head_sent();
+        let quiet = self.head_sent();
         match class {
-            Class::Header if self.rx.has_pending() && quiet => {
+            Class::Header if self.has_pending() && quiet => {
                 // Some of a request arrived but not its head: tell the client why.
                 self.queue_error(408, cx);
                 self.drive(site, cx)
@@ -474,7 +524,7 @@ impl<S: Transport> Conn<S> {
     fn wait_input(&mut self, cx: &mut Cx) -> Next {
         if matches!(self.phase, Phase::Body(_)) {
             Next::Wait(Class::Body, self.progress_since.instant())
-        } else if self.rx.has_pending() || self.requests == 0 {
+        } else if self.has_pending() || self.requests == 0 {
             let since = if self.requests == 0 {
                 self.accepted
             } else {
@@ -494,7 +544,7 @@ impl<S: Transport> Conn<S> {
         let c = sites.config();
         if !c.open_file_cache.cold_reads || sites.offload().is_none() {
             // Off, or no pool to read on: sendfile may wait on the disk (nginx's default).
-            self.tx.trust_page_cache();
+            busy(&mut self.busy, cx.spares).tx.trust_page_cache();
         }
         let l = &sites.config().limits;
         let limits = Limits {
@@ -504,13 +554,13 @@ impl<S: Transport> Conn<S> {
         };
         let mut answered = false;
         loop {
-            if !matches!(self.phase, Phase::Requests | Phase::Body(_)) || self.tx.backlogged() {
+            if !matches!(self.phase, Phase::Requests | Phase::Body(_)) || self.backlogged() {
                 return answered;
             }
-            if !self.rx.has_pending() {
+            if !self.has_pending() {
                 return answered;
             }
-            let buf = self.rx.pending();
+            let buf = pending(&self.busy);
             let head = match request::parse(buf, &limits) {
                 Ok(Some(h)) => h,
                 Ok(None) => {
@@ -531,7 +581,11 @@ impl<S: Transport> Conn<S> {
                 // First sight of this head (a head waiting for its body is parsed again
                 // on every read, with the same result).
                 if head.expect_continue && head.framing != BodyFraming::None {
-                    h1::write_continue(self.tx.head_buf(cx.output));
+                    h1::write_continue(
+                        busy(&mut self.busy, cx.spares)
+                            .tx
+                            .head_buf(&mut cx.spares.tx),
+                    );
                 }
                 if self.requests > 0 {
                     // The request's time includes waiting for its body.
@@ -557,7 +611,7 @@ impl<S: Transport> Conn<S> {
                 }
             }
             // The body is gone from the buffer: the next request follows the head.
-            let buf = self.rx.pending();
+            let buf = pending(&self.busy);
             // The same head picks the same site again after its password check.
             let site = sites.pick(&head, buf, self.metrics);
             let slot = site.metrics_slot();
@@ -616,11 +670,13 @@ impl<S: Transport> Conn<S> {
             self.request_since = None;
             match parked {
                 Err(reply) => {
-                    self.rx.consume(head.head_len);
+                    busy(&mut self.busy, cx.spares).rx.consume(head.head_len);
                     let (status, bytes) = self.send_reply(reply, framing, cx);
                     let r = account::Request::of(
                         &head,
-                        self.rx.before_consume(head.head_len),
+                        busy(&mut self.busy, cx.spares)
+                            .rx
+                            .before_consume(head.head_len),
                         started,
                         slot,
                     );
@@ -644,7 +700,7 @@ impl<S: Transport> Conn<S> {
                         .log
                         .as_ref()
                         .map(|_| account::Request::of(&head, buf, started, slot).to_owned());
-                    self.rx.consume(head.head_len);
+                    busy(&mut self.busy, cx.spares).rx.consume(head.head_len);
                     self.set_nodelay(framing.keep_alive);
                     self.phase = Phase::Parked(Box::new(Parked {
                         waiting,
@@ -662,9 +718,10 @@ impl<S: Transport> Conn<S> {
     /// status and the body bytes sent.
     fn send_reply(&mut self, reply: Reply, framing: Framing, cx: &mut Cx) -> (u16, u64) {
         let error = reply.close;
-        let sent = h1::encode(reply, framing, cx.date, self.tx.head_buf(cx.output));
-        self.tx.queue(sent.body);
-        if !self.corked && self.tx.file_bytes() >= CORK_MIN {
+        let b = busy(&mut self.busy, cx.spares);
+        let sent = h1::encode(reply, framing, cx.date, b.tx.head_buf(&mut cx.spares.tx));
+        b.tx.queue(sent.body);
+        if !self.corked && b.tx.file_bytes() >= CORK_MIN {
             // Head and file body leave in full segments (nginx's tcp_nopush).
             self.corked = self.stream.set_cork(true).is_ok();
         }
@@ -683,15 +740,12 @@ impl<S: Transport> Conn<S> {
             "a reply is sent only between requests"
         );
         debug_assert!(!(keep_alive && error), "an error reply announces its close");
-        debug_assert!(
-            !self.tx.head_sent(),
-            "the reply announcing it is still queued"
-        );
+        debug_assert!(!self.head_sent(), "the reply announcing it is still queued");
         if !keep_alive {
             // Unread pipelined bytes (or a body after an error) would turn our close into
             // an RST that destroys the reply: linger.
             self.phase = Phase::Closing {
-                linger: error || self.rx.has_pending(),
+                linger: error || self.has_pending(),
             };
         }
     }
@@ -729,7 +783,10 @@ impl<S: Transport> Conn<S> {
     /// `after_head(head_len)`, in place (later bytes move down, the head stays). Returns
     /// whether the body is complete.
     fn read_body(&mut self, head_len: usize, limits: &Limits) -> Result<bool, HttpError> {
-        let avail = self.rx.after_head(head_len);
+        let Some(b) = self.busy.as_mut() else {
+            return Ok(false); // no input: its head would be in it
+        };
+        let avail = b.rx.after_head(head_len);
         let (n, done) = match &mut self.phase {
             Phase::Body(RequestBody::Length(left)) => {
                 let n = (*left).min(avail.len() as u64);
@@ -739,7 +796,7 @@ impl<S: Transport> Conn<S> {
             Phase::Body(RequestBody::Chunked(dec)) => dec.feed(avail, limits)?,
             _ => return Ok(true),
         };
-        self.rx.drop_body(head_len, n);
+        b.rx.drop_body(head_len, n);
         if done {
             self.phase = Phase::Requests;
         }
@@ -750,9 +807,9 @@ impl<S: Transport> Conn<S> {
     fn fill(&mut self, site: &Sites, cx: &mut Cx) -> io::Result<bool> {
         let cap = site.config().limits.max_header_bytes + 1;
         let body = matches!(self.phase, Phase::Body(_));
-        let got = self
-            .rx
-            .fill(&mut self.stream, &mut self.io, cap, body, cx.buffers)?;
+        let b = busy(&mut self.busy, cx.spares);
+        let got =
+            b.rx.fill(&mut self.stream, &mut self.io, cap, body, &mut cx.spares.rx)?;
         if got {
             self.progress_since = Stamp::of(cx.now);
         }
@@ -761,8 +818,19 @@ impl<S: Transport> Conn<S> {
 
     /// Give the buffers back to the reactor's pools once nothing is in them.
     fn release_buffers(&mut self, cx: &mut Cx) {
-        self.rx.release(cx.buffers);
-        self.tx.release(cx.output);
+        let Some(b) = self.busy.as_mut() else {
+            return;
+        };
+        b.rx.release(&mut cx.spares.rx);
+        b.tx.release(&mut cx.spares.tx);
+        if b.rx.is_released() && b.tx.is_released() {
+            if let Some(mut b) = self.busy.take() {
+                if cx.spares.shells.len() < Spares::KEEP {
+                    *b = Busy::default();
+                    cx.spares.shells.push(b);
+                }
+            }
+        }
     }
 
     /// After the last response: close at once, or half-close and read until the client's
@@ -809,6 +877,6 @@ mod tests {
         // returned to the reactor's pool): this struct plus the slab slot around it.
         let size = std::mem::size_of::<super::Conn>();
         println!("Conn is {size} bytes");
-        assert!(size <= 224, "Conn grew to {size} bytes");
+        assert!(size <= 112, "Conn grew to {size} bytes");
     }
 }

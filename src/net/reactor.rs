@@ -9,8 +9,8 @@
 
 use crate::config::{Config, MAX_LISTEN};
 use crate::http::h1::DateCache;
+use crate::net::conn::Spares;
 use crate::net::conn::{Conn, Cx, Next, Ready, Transport};
-use crate::net::send::BufPool;
 use crate::net::timer::{Class, Expired, Timers, CLASSES};
 use crate::net::tls::{HandshakeDone, Handshakes};
 use crate::offload::{Completion, Notifier, Offload};
@@ -98,8 +98,7 @@ pub struct Reactor {
     /// Lent to the connection being driven.
     site: Sites,
     date: DateCache,
-    buffers: BufPool,
-    output: BufPool,
+    spares: Spares,
     rx: Receiver<Msg>,
     notifier: Notifier,
     completions: Receiver<Completion>,
@@ -195,8 +194,7 @@ impl Reactor {
                 config,
                 site,
                 date: DateCache::new(),
-                buffers: BufPool::default(),
-                output: BufPool::default(),
+                spares: Spares::default(),
                 rx,
                 notifier,
                 completions,
@@ -446,8 +444,7 @@ impl Reactor {
         let mut cx = Cx {
             date: self.date.get(),
             now,
-            buffers: &mut self.buffers,
-            output: &mut self.output,
+            spares: &mut self.spares,
             draining: self.drain_deadline.is_some(),
             turn_budget: self.config.limits.send_chunk,
             notifier: &self.notifier,

@@ -120,6 +120,11 @@ impl Inbox {
         Ok(got)
     }
 
+    /// Holds no buffer (given back, or never taken).
+    pub fn is_released(&self) -> bool {
+        self.buf.capacity() == 0
+    }
+
     /// Give the buffer back to `pool` once everything in it is consumed.
     pub fn release(&mut self, pool: &mut BufPool) {
         if self.pos == self.end && !self.buf.is_empty() {

@@ -324,6 +324,11 @@ impl Outbox {
         !matches!(self.tail, Tail::None) || self.out.len() - self.opos >= OUT_HIGH_WATER
     }
 
+    /// Nothing queued, no buffer held, no cold read waited for.
+    pub fn is_released(&self) -> bool {
+        self.out.capacity() == 0 && matches!(self.tail, Tail::None) && !self.cold_wait
+    }
+
     /// Give the head buffer back to `pool` once everything is sent.
     pub fn release(&mut self, pool: &mut BufPool) {
         if self.opos >= self.out.len() && matches!(self.tail, Tail::None) {

@@ -7,8 +7,8 @@ mod check;
 pub mod tls;
 
 use crate::config::Config;
+use crate::net::conn::Spares;
 use crate::net::conn::{Conn, Cx, Next, Ready, Transport};
-use crate::net::send::BufPool;
 use crate::net::timer::Class;
 use crate::offload::{Completion, Notifier, Offload};
 use crate::ops::metrics::{ReactorStats, Registry};
@@ -177,8 +177,7 @@ pub struct Transcript {
 pub struct Harness {
     config: Arc<Config>,
     site: Sites,
-    buffers: BufPool,
-    output: BufPool,
+    spares: Spares,
     notifier: Notifier,
     completions: Receiver<Completion>,
     stats: Arc<ReactorStats>,
@@ -195,8 +194,7 @@ impl Harness {
         let config = Arc::new(config);
         Ok(Harness {
             site: Sites::new(config.clone(), offload, Some(registry.clone()))?,
-            buffers: BufPool::default(),
-            output: BufPool::default(),
+            spares: Spares::default(),
             notifier: Notifier { tx, waker },
             completions,
             stats: registry.reactor(0),
@@ -299,8 +297,7 @@ impl Harness {
             let mut cx = Cx {
                 date: DATE,
                 now: Instant::now(),
-                buffers: &mut self.buffers,
-                output: &mut self.output,
+                spares: &mut self.spares,
                 draining,
                 turn_budget: TURN_BUDGET,
                 notifier: &self.notifier,
