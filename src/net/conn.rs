@@ -305,6 +305,11 @@ impl<S: Transport> Conn<S> {
             || self.busy.as_ref().is_some_and(|b| b.tx.cold_waiting())
     }
 
+    /// Holds no input or output state, nor buffers (what an idle connection must be).
+    pub fn is_bare(&self) -> bool {
+        self.busy.is_none()
+    }
+
     /// Still in the TLS handshake.
     pub fn is_handshaking(&self) -> bool {
         matches!(self.phase, Phase::Handshake)
@@ -496,7 +501,13 @@ impl<S: Transport> Conn<S> {
             }
             match self.fill(site, cx) {
                 Ok(true) => {}
-                Ok(false) => return self.wait_input(cx),
+                Ok(false) => {
+                    // Nothing came (the last read filled the buffer exactly): idle again.
+                    if !self.has_pending() {
+                        self.release_buffers(cx);
+                    }
+                    return self.wait_input(cx);
+                }
                 Err(_) => return Next::Close,
             }
         }

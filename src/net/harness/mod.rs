@@ -318,6 +318,9 @@ impl Harness {
             };
             match next {
                 Next::Yield => continue,
+                Next::Wait(Class::KeepAlive, _) if !conn.is_bare() => {
+                    return Err("an idle keep-alive connection kept its buffers".into());
+                }
                 Next::Wait(..) if conn.is_parked() => {
                     let c = self
                         .completions
