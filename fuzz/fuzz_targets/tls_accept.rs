@@ -5,10 +5,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, ServerConfig};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
 use std::sync::{Arc, OnceLock};
-use vireo::net::harness::tls::{plain_400, TlsProbe};
+use vireo::net::harness::tls::{plain_400, self_signed_configs, TlsProbe};
 
 struct World {
     probe: TlsProbe,
@@ -19,21 +19,11 @@ fn world() -> &'static World {
     static W: OnceLock<World> = OnceLock::new();
     W.get_or_init(|| {
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let cert = CertificateDer::from(ck.cert.der().to_vec());
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-        let mut server = ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
-        server.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let mut roots = RootCertStore::empty();
-        roots.add(cert).unwrap();
-        let client = ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let (server, client) =
+            self_signed_configs(ck.cert.der().to_vec(), ck.signing_key.serialize_der()).unwrap();
         World {
-            probe: TlsProbe::new(Arc::new(server)).unwrap(),
-            client: Arc::new(client),
+            probe: TlsProbe::new(server).unwrap(),
+            client,
         }
     })
 }

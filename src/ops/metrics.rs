@@ -13,7 +13,7 @@
 //! (both for the length of the drain), so `/metrics` does not grow by a set of series per
 //! reload and the counters stay monotonic.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -47,23 +47,28 @@ impl Histogram {
         }
     }
 
-    /// One unlabelled histogram series in the text exposition.
+    /// A histogram family with one unlabelled series.
     pub(super) fn render(&self, out: &mut String, name: &str, help: &str) {
+        family(out, name, "histogram", help);
+        self.samples(out, name, "");
+    }
+
+    /// The bucket, sum and count lines of the series labelled `labels` (may be empty).
+    fn samples(&self, out: &mut String, name: &str, labels: &str) {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let bucket = format!("{name}_bucket");
+        let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
-        for (i, b) in BUCKETS_US.iter().enumerate() {
-            cumulative += load(&self.buckets[i]);
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{le=\"{}\"}} {cumulative}",
-                *b as f64 / 1e6
-            );
+        for (b, n) in BUCKETS_US.iter().zip(&self.buckets) {
+            cumulative += load(n);
+            let le = format!("{labels}{sep}le=\"{}\"", *b as f64 / 1e6);
+            sample(out, &bucket, &le, cumulative);
         }
         let count = load(&self.count);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum {}", load(&self.sum_us) as f64 / 1e6);
-        let _ = writeln!(out, "{name}_count {count}");
+        sample(out, &bucket, &format!("{labels}{sep}le=\"+Inf\""), count);
+        let sum = load(&self.sum_us) as f64 / 1e6;
+        sample(out, &format!("{name}_sum"), labels, sum);
+        sample(out, &format!("{name}_count"), labels, count);
     }
 
     pub fn observe(&self, d: Duration) {
@@ -74,6 +79,19 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_us.fetch_add(us, Ordering::Relaxed);
     }
+}
+
+/// The `# HELP` and `# TYPE` lines that open a metric family.
+pub(super) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// One sample line; `labels` is `a="x",b="y"`, or empty for none.
+pub(super) fn sample(out: &mut String, name: &str, labels: &str, value: impl Display) {
+    let _ = match labels {
+        "" => writeln!(out, "{name} {value}"),
+        _ => writeln!(out, "{name}{{{labels}}} {value}"),
+    };
 }
 
 type CounterOf = fn(&ReactorStats) -> &AtomicU64;
@@ -234,8 +252,12 @@ impl Registry {
         let mut out = String::with_capacity(8192);
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
 
-        out.push_str("# HELP vireo_responses_total Responses sent, by site and status class.\n");
-        out.push_str("# TYPE vireo_responses_total counter\n");
+        family(
+            &mut out,
+            "vireo_responses_total",
+            "counter",
+            "Responses sent, by site and status class.",
+        );
         for (id, s) in &reactors {
             for (slot, site) in sites.iter().enumerate() {
                 let counts = &s.responses[slot];
@@ -245,23 +267,20 @@ impl Registry {
                     continue;
                 }
                 for (i, c) in counts.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "vireo_responses_total{{reactor=\"{id}\",site=\"{site}\",class=\"{}xx\"}} {}",
-                        i + 1,
-                        load(c)
-                    );
+                    let labels = format!("reactor=\"{id}\",site=\"{site}\",class=\"{}xx\"", i + 1);
+                    sample(&mut out, "vireo_responses_total", &labels, load(c));
                 }
             }
         }
-        out.push_str("# HELP vireo_reloads_total Configuration reloads (SIGHUP), by result.\n");
-        out.push_str("# TYPE vireo_reloads_total counter\n");
+        family(
+            &mut out,
+            "vireo_reloads_total",
+            "counter",
+            "Configuration reloads (SIGHUP), by result.",
+        );
         for (result, c) in [("ok", &self.reloads), ("failed", &self.reload_failures)] {
-            let _ = writeln!(
-                out,
-                "vireo_reloads_total{{result=\"{result}\"}} {}",
-                load(c)
-            );
+            let labels = format!("result=\"{result}\"");
+            sample(&mut out, "vireo_reloads_total", &labels, load(c));
         }
         let simple: [(&str, &str, &str, CounterOf); 9] = [
             (
@@ -320,21 +339,22 @@ impl Registry {
             ),
         ];
         for (name, kind, help, get) in simple {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            family(&mut out, name, kind, help);
             for (id, s) in &reactors {
-                let _ = writeln!(out, "{name}{{reactor=\"{id}\"}} {}", load(get(s)));
+                sample(&mut out, name, &format!("reactor=\"{id}\""), load(get(s)));
             }
         }
-        out.push_str("# HELP vireo_timeouts_total Connections closed by a timeout, by kind.\n");
-        out.push_str("# TYPE vireo_timeouts_total counter\n");
+        family(
+            &mut out,
+            "vireo_timeouts_total",
+            "counter",
+            "Connections closed by a timeout, by kind.",
+        );
         for (id, s) in &reactors {
             for class in TimeoutClass::ALL {
-                let _ = writeln!(
-                    out,
-                    "vireo_timeouts_total{{reactor=\"{id}\",kind=\"{}\"}} {}",
-                    class.name(),
-                    load(&s.timeouts[class as usize])
-                );
+                let labels = format!("reactor=\"{id}\",kind=\"{}\"", class.name());
+                let v = load(&s.timeouts[class as usize]);
+                sample(&mut out, "vireo_timeouts_total", &labels, v);
             }
         }
         let hists: [(&str, &str, HistogramOf); 3] = [
@@ -355,26 +375,9 @@ impl Registry {
             ),
         ];
         for (name, help, get) in hists {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+            family(&mut out, name, "histogram", help);
             for (id, s) in &reactors {
-                let h = get(s);
-                let mut cumulative = 0;
-                for (i, b) in BUCKETS_US.iter().enumerate() {
-                    cumulative += load(&h.buckets[i]);
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{reactor=\"{id}\",le=\"{}\"}} {cumulative}",
-                        *b as f64 / 1e6
-                    );
-                }
-                let count = load(&h.count);
-                let _ = writeln!(out, "{name}_bucket{{reactor=\"{id}\",le=\"+Inf\"}} {count}");
-                let _ = writeln!(
-                    out,
-                    "{name}_sum{{reactor=\"{id}\"}} {}",
-                    load(&h.sum_us) as f64 / 1e6
-                );
-                let _ = writeln!(out, "{name}_count{{reactor=\"{id}\"}} {count}");
+                get(s).samples(&mut out, name, &format!("reactor=\"{id}\""));
             }
         }
         super::tls_metrics::render(&mut out);
@@ -393,17 +396,19 @@ impl Registry {
             ("auth", "Password check", figures.auth),
         ] {
             let Some(o) = o else { continue };
-            let _ = writeln!(
-                out,
-                "# HELP vireo_{kind}_jobs_total {what} jobs, by outcome.\n\
-                 # TYPE vireo_{kind}_jobs_total counter"
+            let jobs = format!("vireo_{kind}_jobs_total");
+            family(
+                &mut out,
+                &jobs,
+                "counter",
+                &format!("{what} jobs, by outcome."),
             );
             for (state, v) in [
                 ("started", o.started),
                 ("completed", o.completed),
                 ("rejected", o.rejected),
             ] {
-                let _ = writeln!(out, "vireo_{kind}_jobs_total{{state=\"{state}\"}} {v}");
+                sample(&mut out, &jobs, &format!("state=\"{state}\""), v);
             }
             for (name, type_, help, v) in [
                 ("jobs_pending", "gauge", "jobs in flight.", o.pending),
@@ -421,11 +426,9 @@ impl Registry {
                     o.cache_bytes,
                 ),
             ] {
-                let _ = writeln!(
-                    out,
-                    "# HELP vireo_{kind}_{name} {what} {help}\n\
-                     # TYPE vireo_{kind}_{name} {type_}\nvireo_{kind}_{name} {v}"
-                );
+                let name = format!("vireo_{kind}_{name}");
+                family(&mut out, &name, type_, &format!("{what} {help}"));
+                sample(&mut out, &name, "", v);
             }
         }
         out

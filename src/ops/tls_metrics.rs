@@ -2,8 +2,7 @@
 //! handshake steps, handshakes in flight. Process-wide atomics (a handshake is rare next to
 //! a request: one add each), shown once a TLS listener exists.
 
-use super::metrics::Histogram;
-use std::fmt::Write;
+use super::metrics::{family, sample, Histogram};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 pub const FAILURES: usize = 6;
@@ -79,62 +78,40 @@ pub fn render(out: &mut String) {
         return;
     }
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-    out.push_str(
-        "# HELP vireo_tls_handshakes_total TLS handshakes, by result.\n\
-         # TYPE vireo_tls_handshakes_total counter\n",
-    );
-    let _ = writeln!(
-        out,
-        "vireo_tls_handshakes_total{{result=\"full\"}} {}",
-        load(&t.full)
-    );
-    let _ = writeln!(
-        out,
-        "vireo_tls_handshakes_total{{result=\"resumed\"}} {}",
-        load(&t.resumed)
-    );
+    let handshakes = "vireo_tls_handshakes_total";
+    family(out, handshakes, "counter", "TLS handshakes, by result.");
+    sample(out, handshakes, "result=\"full\"", load(&t.full));
+    sample(out, handshakes, "result=\"resumed\"", load(&t.resumed));
     for (name, v) in NAMES.iter().zip(&t.failed) {
-        let _ = writeln!(
-            out,
-            "vireo_tls_handshakes_total{{result=\"failed\",reason=\"{name}\"}} {}",
-            load(v)
-        );
+        let labels = format!("result=\"failed\",reason=\"{name}\"");
+        sample(out, handshakes, &labels, load(v));
     }
-    out.push_str(
-        "# HELP vireo_tls_versions_total Established TLS connections, by version.\n\
-         # TYPE vireo_tls_versions_total counter\n",
-    );
-    let _ = writeln!(
+    let versions = "vireo_tls_versions_total";
+    let help = "Established TLS connections, by version.";
+    family(out, versions, "counter", help);
+    sample(out, versions, "version=\"1.2\"", load(&t.tls12));
+    sample(out, versions, "version=\"1.3\"", load(&t.tls13));
+    let in_flight = "vireo_tls_handshakes_in_flight";
+    let help = "Handshake steps queued or running on the offload pool.";
+    family(out, in_flight, "gauge", help);
+    sample(out, in_flight, "", t.in_flight.load(Ordering::Relaxed));
+    let offloaded = "vireo_tls_handshake_steps_offloaded_total";
+    family(
         out,
-        "vireo_tls_versions_total{{version=\"1.2\"}} {}",
-        load(&t.tls12)
+        offloaded,
+        "counter",
+        "Handshake steps run on the pool.",
     );
-    let _ = writeln!(
+    sample(out, offloaded, "", load(&t.offloaded_steps));
+    let signatures = "vireo_tls_signatures_total";
+    let help = "Handshake signatures by the thread that made them (reactor: always 0).";
+    family(out, signatures, "counter", help);
+    sample(out, signatures, "thread=\"pool\"", load(&t.pool_signatures));
+    sample(
         out,
-        "vireo_tls_versions_total{{version=\"1.3\"}} {}",
-        load(&t.tls13)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP vireo_tls_handshakes_in_flight Handshake steps queued or running on the offload pool.\n\
-         # TYPE vireo_tls_handshakes_in_flight gauge\nvireo_tls_handshakes_in_flight {}",
-        t.in_flight.load(Ordering::Relaxed)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP vireo_tls_handshake_steps_offloaded_total Handshake steps run on the pool.\n\
-         # TYPE vireo_tls_handshake_steps_offloaded_total counter\n\
-         vireo_tls_handshake_steps_offloaded_total {}",
-        load(&t.offloaded_steps)
-    );
-    let _ = writeln!(
-        out,
-        "# HELP vireo_tls_signatures_total Handshake signatures by the thread that made them (reactor: always 0).\n\
-         # TYPE vireo_tls_signatures_total counter\n\
-         vireo_tls_signatures_total{{thread=\"pool\"}} {}\n\
-         vireo_tls_signatures_total{{thread=\"reactor\"}} {}",
-        load(&t.pool_signatures),
-        load(&t.reactor_signatures)
+        signatures,
+        "thread=\"reactor\"",
+        load(&t.reactor_signatures),
     );
     t.step_time.render(
         out,

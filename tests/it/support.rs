@@ -151,11 +151,17 @@ impl TestServer {
     /// `n` (waits, bounded): one per configured address at start, then one per address a
     /// reload opens.
     pub fn listening(&self, n: usize) -> Vec<SocketAddr> {
+        self.wait_listening("listening on ", Some(self.addr), n)
+    }
+
+    /// `first` (if any), then every address printed after `prefix` so far, once there are
+    /// at least `n` (waits, bounded).
+    fn wait_listening(&self, prefix: &str, first: Option<SocketAddr>, n: usize) -> Vec<SocketAddr> {
         let start = Instant::now();
         loop {
-            let mut all = vec![self.addr];
+            let mut all: Vec<SocketAddr> = first.into_iter().collect();
             all.extend(self.output.lock().expect("lock").iter().filter_map(|l| {
-                l.strip_prefix("listening on ")
+                l.strip_prefix(prefix)
                     .map(|a| a.parse::<SocketAddr>().expect("address"))
             }));
             if all.len() >= n {
@@ -163,7 +169,7 @@ impl TestServer {
             }
             assert!(
                 start.elapsed() < TIMEOUT,
-                "only {} listening lines",
+                "only {} `{prefix}` lines",
                 all.len()
             );
             std::thread::sleep(Duration::from_millis(10));
@@ -642,28 +648,7 @@ impl TestServer {
 
     /// Every `listening for TLS on` address printed so far, once there are at least `n`.
     pub fn tls_listening(&self, n: usize) -> Vec<SocketAddr> {
-        let start = Instant::now();
-        loop {
-            let all: Vec<SocketAddr> = self
-                .output
-                .lock()
-                .expect("lock")
-                .iter()
-                .filter_map(|l| {
-                    l.strip_prefix("listening for TLS on ")
-                        .map(|a| a.parse().expect("address"))
-                })
-                .collect();
-            if all.len() >= n {
-                return all;
-            }
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "only {} TLS listeners",
-                all.len()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        self.wait_listening("listening for TLS on ", None, n)
     }
 }
 

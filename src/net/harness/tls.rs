@@ -10,7 +10,8 @@ use crate::net::tls::{HandshakeDone, Handshakes, Shake, Stream};
 use crate::offload::{codec, Offload};
 use crossbeam_channel::Receiver;
 use mio::{Poll, Token, Waker};
-use rustls::ServerConfig;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
@@ -140,6 +141,27 @@ fn stream_sock(s: &mut Stream<MemStream>) -> &mut MemStream {
     }
 }
 
+/// A server config serving the self-signed certificate `cert_der` with its PKCS#8 key
+/// (ALPN `http/1.1`) and a client config trusting that certificate. The fuzz target and the
+/// tests make the certificate with rcgen, which vireo itself does not depend on.
+pub fn self_signed_configs(
+    cert_der: Vec<u8>,
+    pkcs8_key_der: Vec<u8>,
+) -> Result<(Arc<ServerConfig>, Arc<ClientConfig>), rustls::Error> {
+    let cert = CertificateDer::from(cert_der);
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8_key_der));
+    let mut server = ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)?;
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let mut roots = RootCertStore::empty();
+    roots.add(cert)?;
+    let client = ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok((Arc::new(server), Arc::new(client)))
+}
+
 /// Bytes a TLS server may answer with: its records, or the plain 400 for plain HTTP.
 pub fn plain_400(output: &[u8]) -> bool {
     output.starts_with(b"HTTP/1.1 400 Bad Request\r\n")
@@ -148,25 +170,13 @@ pub fn plain_400(output: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
-    use rustls::{ClientConfig, ClientConnection, RootCertStore};
+    use rustls::pki_types::ServerName;
+    use rustls::ClientConnection;
     use std::io::{Read, Write};
 
     fn configs() -> (Arc<ServerConfig>, Arc<ClientConfig>) {
         let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        let cert = CertificateDer::from(ck.cert.der().to_vec());
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
-        let mut server = ServerConfig::builder()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.clone()], key)
-            .unwrap();
-        server.alpn_protocols = vec![b"http/1.1".to_vec()];
-        let mut roots = RootCertStore::empty();
-        roots.add(cert).unwrap();
-        let client = ClientConfig::builder()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        (Arc::new(server), Arc::new(client))
+        self_signed_configs(ck.cert.der().to_vec(), ck.signing_key.serialize_der()).unwrap()
     }
 
     /// The client's first flight (its ClientHello).
