@@ -8,6 +8,7 @@ pub mod conn;
 #[doc(hidden)]
 pub mod harness;
 pub mod listener;
+pub mod pagecache;
 pub mod reactor;
 pub mod recv;
 pub mod send;

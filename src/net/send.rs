@@ -54,6 +54,10 @@ pub trait Transport: Read + Write {
     fn short_write_fills(&self) -> bool {
         true
     }
+    /// Is there room in the socket's send buffer right now (poll, no wait)?
+    fn writable_now(&self) -> bool {
+        true
+    }
     /// A second descriptor of the socket, for an I/O thread to sendfile a cold file window
     /// while the connection is parked (nginx's `aio threads` with sendfile). None when the
     /// bytes must pass through us (TLS, in-memory streams).
@@ -77,6 +81,17 @@ impl Transport for TcpStream {
 
     fn set_cork(&mut self, on: bool) -> io::Result<()> {
         Ok(rustix::net::sockopt::set_tcp_cork(&*self, on)?)
+    }
+
+    fn writable_now(&self) -> bool {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(self, PollFlags::OUT)];
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // An error says nothing: let the next write find out.
+        poll(&mut fds, Some(&zero)).map_or(true, |_| fds[0].revents().contains(PollFlags::OUT))
     }
 
     fn send_handle(&self) -> Option<OwnedFd> {
@@ -170,20 +185,10 @@ pub struct Cold {
     pub sock: Option<OwnedFd>,
 }
 
-/// Bytes of a file brought in (or found resident) per probe: one `preadv2(RWF_NOWAIT)`
-/// per window keeps the probe's cost at one syscall per 2 MiB on hot files.
+/// Bytes of a file probed at once (`pagecache::resident`: one cachestat per window keeps
+/// the probe's cost at one syscall per 2 MiB on hot files) and handed to an I/O thread
+/// when cold.
 pub const COLD_WINDOW: u64 = 2 << 20;
-
-/// Is the byte at `pos` of `file` in the page cache? `preadv2(.., RWF_NOWAIT)` of one byte
-/// says EAGAIN when it is not. A filesystem without RWF_NOWAIT support counts as resident.
-fn resident(file: &File, pos: u64) -> bool {
-    let mut b = [0u8; 1];
-    let mut bufs = [io::IoSliceMut::new(&mut b)];
-    !matches!(
-        rustix::io::preadv2(file, &mut bufs, pos, rustix::io::ReadWriteFlags::NOWAIT),
-        Err(rustix::io::Errno::AGAIN)
-    )
-}
 
 pub fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
@@ -233,9 +238,10 @@ impl Outbox {
         self.warm_until = u64::MAX;
     }
 
-    /// The pool finished reading the window in, having sent `sent` bytes of it from its
-    /// start: send on. False if no read was waited for.
-    pub fn cold_done(&mut self, sent: u64) -> bool {
+    /// The I/O thread is done with the window: `sent` bytes of it went out from its start;
+    /// `probe_again`: the rest was not read in, probe it before sending. False if nothing
+    /// was waited for.
+    pub fn cold_done(&mut self, sent: u64, probe_again: bool) -> bool {
         if !std::mem::take(&mut self.cold_wait) {
             return false;
         }
@@ -249,6 +255,9 @@ impl Outbox {
         };
         if let Some((pos, end)) = at {
             *pos = pos.saturating_add(sent).min(end);
+            if probe_again && self.warm_until != u64::MAX {
+                self.warm_until = *pos;
+            }
         }
         true
     }
@@ -533,7 +542,7 @@ fn send_file(
 }
 
 /// Bytes at `pos` of the file range ending at `end` are about to be sent: Some when they
-/// must be read in by the pool first (probed once per `COLD_WINDOW`).
+/// must go through an I/O thread first (probed once per `COLD_WINDOW`).
 fn check_cold(
     warm_until: &mut u64,
     cold_wait: &mut bool,
@@ -547,7 +556,7 @@ fn check_cold(
     let len = (end - pos).min(COLD_WINDOW);
     // Resident, or about to be made so by the pool.
     *warm_until = pos + len;
-    if resident(file, pos) {
+    if crate::net::pagecache::resident(file, pos, len) {
         return None;
     }
     *cold_wait = true;

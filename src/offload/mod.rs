@@ -147,8 +147,20 @@ pub struct Completion {
     pub result: Result<Arc<[u8]>, JobError>,
     /// When the job was handed to the pool (offload round-trip time).
     pub started: Instant,
-    /// A cold file window: bytes the I/O thread sent to the socket itself.
-    pub sent: u64,
+    /// A cold file window: what the I/O thread sent to the socket itself.
+    pub sent: Sent,
+}
+
+/// What an I/O thread did with a cold window (`send_in`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    pub bytes: u64,
+    /// It stopped because the socket was full.
+    pub socket_full: bool,
+    /// The socket or the file failed (a file that shrank): the connection cannot go on.
+    pub failed: bool,
+    /// The whole window was read into the page cache (no socket to send to).
+    pub read_in: bool,
 }
 
 /// How a job reaches back into one reactor.
@@ -211,29 +223,36 @@ pub struct Offload {
     listing_ttl: Duration,
 }
 
-/// A cold window of `file` (`len` bytes from `pos`) on an I/O thread: sendfile into `sock`
-/// (non-blocking, shared with the parked connection) until the socket is full, then bring
-/// the rest into the page cache so that the reactor's sendfile of it does not wait on the
-/// disk. Returns the bytes sent. Errors are left for the reactor's next send to meet.
-pub fn send_in(sock: Option<&std::os::fd::OwnedFd>, file: &File, pos: u64, len: u64) -> u64 {
+/// A cold window of `file` (`len` bytes from `pos`) on an I/O thread. With `sock` (the
+/// parked connection's socket, non-blocking): sendfile into it until the window is sent or
+/// the socket is full, and no more: the rest is not read in, since a page read now could
+/// be evicted again before the client makes room for it (the reactor probes it afresh).
+/// Without (TLS: the reactor encrypts): bring the whole window into the page cache.
+/// Errors are left for the reactor's next send to meet.
+pub fn send_in(sock: Option<&std::os::fd::OwnedFd>, file: &File, pos: u64, len: u64) -> Sent {
     let end = pos.saturating_add(len);
+    let Some(sock) = sock else {
+        read_in(file, pos, len);
+        return Sent {
+            read_in: true,
+            ..Sent::default()
+        };
+    };
+    let mut sent = Sent::default();
     let mut at = pos;
-    if let Some(sock) = sock {
-        while at < end {
-            let want = ((end - at) as usize).min(1 << 30);
-            match rustix::fs::sendfile(sock, file, Some(&mut at), want) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => {}
-                Err(rustix::io::Errno::AGAIN) => break,
-                Err(_) => return at - pos,
-            }
+    while at < end {
+        let want = ((end - at) as usize).min(1 << 30);
+        match rustix::fs::sendfile(sock, file, Some(&mut at), want) {
+            Ok(0) => sent.failed = true,
+            Ok(_) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::AGAIN) => sent.socket_full = true,
+            Err(_) => sent.failed = true,
         }
+        break;
     }
-    if at < end {
-        read_in(file, at, end - at);
-    }
-    at - pos
+    sent.bytes = at - pos;
+    sent
 }
 
 /// Bring `len` bytes of `file` from `pos` into the page cache (a pool thread blocks on
@@ -542,7 +561,7 @@ impl Offload {
                 generation: w.generation,
                 result: result.clone(),
                 started: w.started,
-                sent: 0,
+                sent: Sent::default(),
             };
             // A reactor that is gone has nobody to deliver to.
             if w.notifier.tx.send(c).is_ok() {

@@ -3,6 +3,7 @@
 //! Over plain TCP the I/O thread also sends what the socket takes of the window itself.
 
 use crate::support::*;
+use std::io::Write;
 use std::path::Path;
 
 const METRICS: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
@@ -128,4 +129,66 @@ fn over_tls_an_evicted_file_is_read_in_and_the_reactor_encrypts_it() {
     assert!(metric(&m, "vireo_cold_reads_total", "") >= 1, "{m}");
     // Records are made on the reactor: no I/O thread may write to a TLS socket.
     assert_eq!(metric(&m, "vireo_cold_sent_bytes_total", ""), 0);
+}
+
+#[test]
+fn a_slow_reader_of_a_file_evicted_all_the_time_gets_every_byte_in_order() {
+    let s = TestServer::start_with(METRICS, |root| write_cold(root, 13));
+    if !evicted(&s) {
+        return;
+    }
+    // A small receive window, so the socket fills again and again.
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    sock.set_recv_buffer_size(16 << 10).expect("rcvbuf");
+    sock.connect(&s.addr.into()).expect("connect");
+    let mut stream: std::net::TcpStream = sock.into();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .expect("timeout");
+    // Pages evicted all the time (as under memory pressure), so windows are cold when the
+    // I/O thread meets the full socket.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let evictor = {
+        let stop = stop.clone();
+        let f = std::fs::File::open(s.dir.path().join("root/cold.bin")).expect("open");
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        })
+    };
+    stream
+        .write_all(b"GET /cold.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    // Read slowly: the socket is full most of the time. A connection handed back from its
+    // I/O thread on a full socket must wait for room, not send the window straight back.
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = std::io::Read::read(&mut stream, &mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    evictor.join().expect("evictor");
+    let m = scrape(&s);
+    let reads = metric(&m, "vireo_cold_reads_total", "");
+    let sent = metric(&m, "vireo_cold_sent_bytes_total", "");
+    let start = find(&got, b"\r\n\r\n").expect("head") + 4;
+    assert!(
+        got[start..] == pattern(SIZE, 13)[..],
+        "the cold file came back different"
+    );
+    // The I/O threads' bytes and the reactor's interleaved in order (above), and the
+    // windows were not handed back and forth without progress.
+    assert!(sent > 0, "no window went out from an I/O thread");
+    assert!(
+        reads < 2000,
+        "{reads} cold windows handed out for {SIZE} bytes"
+    );
 }

@@ -259,18 +259,31 @@ impl<S: Transport> Conn<S> {
         &mut self,
         result: Result<Arc<[u8]>, JobError>,
         started: Instant,
-        sent: u64,
+        sent: crate::offload::Sent,
         site: &mut Sites,
         cx: &mut Cx,
     ) -> Next {
-        if self.busy.as_mut().is_some_and(|b| b.tx.cold_done(sent)) {
-            // A file window is in the page cache now (or already sent): send on.
+        let probe_again = !sent.read_in;
+        if self
+            .busy
+            .as_mut()
+            .is_some_and(|b| b.tx.cold_done(sent.bytes, probe_again))
+        {
+            // The window is in the page cache now, or (some of) it went out: send on.
             cx.stats.cold_read_time.observe(started.elapsed());
-            if sent > 0 {
+            if sent.bytes > 0 {
                 self.progress_since = Stamp::of(cx.now);
                 cx.stats
                     .cold_sent
-                    .fetch_add(sent, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_add(sent.bytes, std::sync::atomic::Ordering::Relaxed);
+            }
+            if sent.failed {
+                return Next::Close;
+            }
+            if sent.socket_full && !self.stream.writable_now() {
+                // The I/O thread met EAGAIN, so an EPOLLOUT edge is owed; were it already
+                // consumed while parked, the socket would be writable now.
+                self.io.writable = false;
             }
             return self.drive(site, cx);
         }
@@ -292,13 +305,14 @@ impl<S: Transport> Conn<S> {
         self.drive(site, cx)
     }
 
-    /// Have the pool read a cold file window in (`send::Cold`): the reactor must not wait
-    /// on the disk. Returns false when there is no pool (the page cache is then trusted).
+    /// Hand a cold file window (`send::Cold`) to an I/O thread, which sends it (plain TCP)
+    /// or reads it in (TLS): the reactor must not wait on the disk. Returns false when
+    /// there is no pool (the page cache is then trusted).
     fn read_in(&mut self, c: crate::net::send::Cold, site: &Sites, cx: &mut Cx) -> bool {
         let Some(pool) = site.offload() else {
             if let Some(b) = self.busy.as_mut() {
                 b.tx.trust_page_cache();
-                b.tx.cold_done(0);
+                b.tx.cold_done(0, false);
             }
             return false;
         };
