@@ -251,6 +251,16 @@ impl Server {
         let (backlog, workers) = (config.limits.backlog, config.workers);
         let all = config.all_listen();
         let listeners = listener::carry_over(&self.listeners, &all, backlog, workers)?;
+        if config.pin_workers {
+            let cpus = crate::net::affinity::allowed();
+            for (i, s) in listeners.iter().flat_map(|l| l.sockets.iter().enumerate()) {
+                if let Some(cpu) = crate::net::affinity::cpu_for(i, &cpus) {
+                    if let Err(e) = crate::net::affinity::steer(s, cpu) {
+                        log::warn!("SO_INCOMING_CPU {cpu}: {e}");
+                    }
+                }
+            }
+        }
         // Certificates are read and checked here: a reload with a bad one changes nothing.
         let tls = crate::tls::Tls::new(&config)?;
         for w in tls.iter().flat_map(|t| t.warnings()) {
@@ -327,14 +337,25 @@ impl Server {
     /// If a thread cannot be started, the ones that did are stopped and nothing changes.
     fn commit(&mut self, mut plan: Plan) -> Result<(), ServerError> {
         let mut generation = Generation::empty(plan.config.all_listen());
+        let cpus = plan
+            .config
+            .pin_workers
+            .then(crate::net::affinity::allowed)
+            .unwrap_or_default();
         for (reactor, tx, waker) in plan.reactors.drain(..) {
             let id = reactor.id();
+            let pin = crate::net::affinity::cpu_for(id, &cpus);
             let exited = self.exited.clone();
             let running = self.running.clone();
             running.fetch_add(1, Ordering::SeqCst);
             let spawned = std::thread::Builder::new()
                 .name(format!("vireo-reactor-{id}"))
                 .spawn(move || {
+                    if let Some(cpu) = pin {
+                        if let Err(e) = crate::net::affinity::pin_current_thread(cpu) {
+                            log::warn!("reactor {id}: cannot pin to CPU {cpu}: {e}");
+                        }
+                    }
                     let r =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reactor.run()));
                     running.fetch_sub(1, Ordering::SeqCst);

@@ -50,6 +50,7 @@ pub const DEFAULT_PATH: &str = "config/vireo.toml";
 struct RawConfig {
     listen: Spanned<OneOrMany>,
     workers: Count,
+    pin_workers: bool,
     root: Spanned<String>,
     index: Vec<String>,
     limits: limits::RawLimits,
@@ -74,6 +75,7 @@ impl Default for RawConfig {
         RawConfig {
             listen: Spanned::new(0..0, OneOrMany(vec![unspanned("127.0.0.1:8080")])),
             workers: Count::Auto,
+            pin_workers: false,
             root: unspanned("public"),
             index: vec!["index.html".into()],
             limits: Default::default(),
@@ -101,6 +103,8 @@ pub struct Config {
     /// Distinct, in file order; each gets one SO_REUSEPORT socket per reactor.
     pub listen: Vec<SocketAddr>,
     pub workers: usize,
+    /// Reactor `i` on the `i`-th allowed CPU, its listeners steered there (`net::affinity`).
+    pub pin_workers: bool,
     /// Canonical, existing directory.
     pub root: PathBuf,
     pub index: Vec<String>,
@@ -199,6 +203,7 @@ impl Config {
         Ok(Config {
             listen,
             workers,
+            pin_workers: raw.pin_workers,
             root,
             index: raw.index,
             limits,
@@ -226,6 +231,7 @@ impl Config {
         Config {
             listen: self.listen.clone(),
             workers: self.workers,
+            pin_workers: self.pin_workers,
             root: s.root.clone(),
             index: s.index.clone(),
             limits: self.limits.clone(),

@@ -4,6 +4,7 @@
 //! SO_REUSEPORT sockets; `harness` plays a reactor for one connection over an in-memory stream (fuzzer, tests).
 
 pub mod account;
+pub mod affinity;
 pub mod conn;
 #[doc(hidden)]
 pub mod harness;

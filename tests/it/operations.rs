@@ -388,3 +388,51 @@ fn metrics_do_not_grow_with_reloads() {
     // Counters carry over: the requests made between reloads are all still counted.
     assert_eq!(metric(&m, "vireo_responses_total", "2xx"), 5, "{m}");
 }
+
+/// The CPUs a thread of `pid` may run on, by thread name (`/proc/PID/task/*/`).
+fn thread_cpus(pid: u32) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let dir = t.expect("task").path();
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+        let cpus = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap_or_default();
+        out.push((name.trim().to_string(), cpus.trim().to_string()));
+    }
+    out
+}
+
+#[test]
+fn pin_workers_puts_each_reactor_on_its_own_cpu_and_still_serves() {
+    let allowed = vireo::net::affinity::allowed();
+    let s = TestServer::start_with("pin_workers = true\n", default_files);
+    for _ in 0..20 {
+        assert_eq!(get(s.addr, "/index.html").status, 200);
+    }
+    let threads = thread_cpus(s.child.id());
+    for i in 0..2 {
+        let want = allowed[i % allowed.len()].to_string();
+        let name = format!("vireo-reactor-{i}");
+        let got = threads.iter().find(|(n, _)| *n == name);
+        assert_eq!(
+            got.map(|(_, c)| c.as_str()),
+            Some(want.as_str()),
+            "{threads:?}"
+        );
+    }
+    // Without it, reactors may run anywhere the process may.
+    let s = TestServer::start_with("", default_files);
+    assert_eq!(get(s.addr, "/index.html").status, 200);
+    let pid = s.child.id();
+    let process = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let process = process
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|c| c.trim().to_string());
+    let threads = thread_cpus(pid);
+    let r0 = threads.iter().find(|(n, _)| n == "vireo-reactor-0");
+    assert_eq!(r0.map(|(_, c)| c.clone()), process, "{threads:?}");
+}
