@@ -23,6 +23,10 @@
 
 pub mod codec;
 
+mod cold;
+use cold::IO_THREADS;
+pub use cold::{read_in, send_in, Sent};
+
 use crate::config::Config;
 use crate::http::negotiate::Coding;
 use crate::site::auth::{AuthJob, CredKey, Verified};
@@ -151,18 +155,6 @@ pub struct Completion {
     pub sent: Sent,
 }
 
-/// What an I/O thread did with a cold window (`send_in`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Sent {
-    pub bytes: u64,
-    /// It stopped because the socket was full.
-    pub socket_full: bool,
-    /// The socket or the file failed (a file that shrank): the connection cannot go on.
-    pub failed: bool,
-    /// The whole window was read into the page cache (no socket to send to).
-    pub read_in: bool,
-}
-
 /// How a job reaches back into one reactor.
 #[derive(Clone)]
 pub struct Notifier {
@@ -198,11 +190,6 @@ pub struct Stats {
 /// A job's output: the body, and whether it may be cached.
 type Output = Result<(Vec<u8>, bool), JobError>;
 
-/// Threads that read cold file windows in: they sleep on the disk, not the CPU, so there
-/// are many (nginx's `aio threads` pool has 32) at normal priority, apart from the CPU
-/// pool, where a read would queue behind compression and handshakes.
-const IO_THREADS: usize = 16;
-
 pub struct Offload {
     pool: rayon::ThreadPool,
     /// Made on the first cold read (`spawn_io`).
@@ -221,60 +208,6 @@ pub struct Offload {
     /// How long a cached listing may be served (file sizes and dates in it can change
     /// without the directory's mtime moving): `open_file_cache.valid`.
     listing_ttl: Duration,
-}
-
-/// A cold window of `file` (`len` bytes from `pos`) on an I/O thread. With `sock` (the
-/// parked connection's socket, non-blocking): sendfile into it until the window is sent or
-/// the socket is full, and no more: the rest is not read in, since a page read now could
-/// be evicted again before the client makes room for it (the reactor probes it afresh).
-/// Without (TLS: the reactor encrypts): bring the whole window into the page cache.
-/// Errors are left for the reactor's next send to meet.
-pub fn send_in(sock: Option<&std::os::fd::OwnedFd>, file: &File, pos: u64, len: u64) -> Sent {
-    let end = pos.saturating_add(len);
-    let Some(sock) = sock else {
-        read_in(file, pos, len);
-        return Sent {
-            read_in: true,
-            ..Sent::default()
-        };
-    };
-    let mut sent = Sent::default();
-    let mut at = pos;
-    while at < end {
-        let want = ((end - at) as usize).min(1 << 30);
-        match rustix::fs::sendfile(sock, file, Some(&mut at), want) {
-            Ok(0) => sent.failed = true,
-            Ok(_) => continue,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(rustix::io::Errno::AGAIN) => sent.socket_full = true,
-            Err(_) => sent.failed = true,
-        }
-        break;
-    }
-    sent.bytes = at - pos;
-    sent
-}
-
-/// Bring `len` bytes of `file` from `pos` into the page cache (a pool thread blocks on
-/// the disk so that the reactor's sendfile or pread afterwards does not). Errors are left
-/// for the send itself to meet.
-pub fn read_in(file: &File, pos: u64, len: u64) {
-    thread_local! {
-        static SINK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    SINK.with(|b| {
-        let mut b = b.borrow_mut();
-        b.resize(256 << 10, 0);
-        let mut at = pos;
-        let end = pos.saturating_add(len);
-        while at < end {
-            let want = ((end - at) as usize).min(b.len());
-            match rustix::io::pread(file, &mut b[..want], at) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => at += n as u64,
-            }
-        }
-    });
 }
 
 /// Runs on a pool thread.
