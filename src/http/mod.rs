@@ -10,6 +10,7 @@ pub mod negotiate;
 pub mod path;
 pub mod request;
 pub mod response;
+mod target;
 pub mod token;
 
 /// A byte range `start..end` into the connection's read buffer. Stored instead of a
