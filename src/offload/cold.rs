@@ -2,6 +2,39 @@
 //! in a reactor.
 
 use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Most socket duplicates that cold-window jobs hold at once, queued or running, in the
+/// whole process: each is a descriptor beyond the configured connections (counted in
+/// `server::descriptors_needed`). A window past it is read in instead of sent.
+pub const MAX_COLD_SOCKETS: usize = 64;
+
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// A socket duplicate counted against `MAX_COLD_SOCKETS` until dropped.
+pub struct SockSlot(OwnedFd);
+
+impl SockSlot {
+    /// `fd` if a slot is free; else None, and `fd` is closed.
+    pub fn take(fd: OwnedFd) -> Option<SockSlot> {
+        if HELD.fetch_add(1, Ordering::AcqRel) >= MAX_COLD_SOCKETS {
+            HELD.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(SockSlot(fd))
+    }
+
+    pub fn fd(&self) -> &OwnedFd {
+        &self.0
+    }
+}
+
+impl Drop for SockSlot {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Threads that read cold file windows in: they sleep on the disk, not the CPU, so there
 /// are many (nginx's `aio threads` pool has 32) at normal priority, apart from the CPU
@@ -72,4 +105,21 @@ pub fn read_in(file: &File, pos: u64, len: u64) {
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_slots_are_capped_and_given_back() {
+        let held: Vec<SockSlot> = (0..MAX_COLD_SOCKETS + 5)
+            .filter_map(|_| SockSlot::take(rustix::io::dup(std::io::stdin()).expect("dup")))
+            .collect();
+        // Other tests in this process may hold a few at the same moment.
+        assert!(held.len() <= MAX_COLD_SOCKETS);
+        assert!(SockSlot::take(rustix::io::dup(std::io::stdin()).expect("dup")).is_none());
+        drop(held);
+        assert!(SockSlot::take(rustix::io::dup(std::io::stdin()).expect("dup")).is_some());
+    }
 }

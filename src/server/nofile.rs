@@ -18,11 +18,12 @@ pub(super) fn raise_nofile_limit() {
 /// Descriptors a configuration may hold open: per reactor its connections, one open-file
 /// cache per site (the default one and each `[[site]]`, redirect sites included: each
 /// `Site` has its own) and its listening sockets (the reactor's and the server's
-/// descriptor of each), plus some slack for epoll, eventfds, the log and the pool.
+/// descriptor of each), plus the socket duplicates of cold-window jobs and some slack for
+/// epoll, eventfds, the log and the pool.
 pub fn descriptors_needed(config: &Config) -> u64 {
     let caches = config.open_file_cache.entries * (1 + config.sites.len());
     let per_reactor = config.limits.max_connections + caches + 2 * config.listen.len();
-    (per_reactor * config.workers) as u64 + 64
+    (per_reactor * config.workers + crate::offload::MAX_COLD_SOCKETS) as u64 + 64
 }
 
 pub(super) fn check_nofile_limit(config: &Config) {
@@ -50,13 +51,13 @@ mod tests {
         let base = "workers = 3\nlisten = \"127.0.0.1:0\"\n\
                     [limits]\nmax_connections = 100\n[open_file_cache]\nentries = 10\n";
         let one = Config::from_toml(base, dir.path(), "t.toml").expect("valid");
-        // 3 x (100 + 10 + 2) + 64
-        assert_eq!(descriptors_needed(&one), 3 * 112 + 64);
+        // 3 x (100 + 10 + 2) + 64 cold-window sockets + 64
+        assert_eq!(descriptors_needed(&one), 3 * 112 + 64 + 64);
         let sites = format!(
             "{base}[[site]]\nhosts = [\"a.org\"]\nroot = \"public\"\n\
              [[site]]\nhosts = [\"w.a.org\"]\nredirect = \"https://a.org\"\n"
         );
         let three = Config::from_toml(&sites, dir.path(), "t.toml").expect("valid");
-        assert_eq!(descriptors_needed(&three), 3 * (100 + 3 * 10 + 2) + 64);
+        assert_eq!(descriptors_needed(&three), 3 * (100 + 3 * 10 + 2) + 64 + 64);
     }
 }

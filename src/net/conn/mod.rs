@@ -322,8 +322,12 @@ impl<S: Transport> Conn<S> {
         let notifier = cx.notifier.clone();
         let (slot, generation) = (cx.slot, cx.generation);
         let started = Instant::now();
+        let mut c = c;
+        let sock = c.sock.take().and_then(crate::offload::SockSlot::take);
         pool.spawn_io(move || {
-            let sent = crate::offload::send_in(c.sock.as_ref(), &c.file, c.pos, c.len);
+            let sent =
+                crate::offload::send_in(sock.as_ref().map(|s| s.fd()), &c.file, c.pos, c.len);
+            drop(sock);
             let done = crate::offload::Completion {
                 slot,
                 generation,
