@@ -451,6 +451,17 @@ pub type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 /// The raw HTTP client over TLS.
 pub type TlsClient = Client<TlsStream>;
 
+/// A leaf's names (SANs, the first also the CN), pointing at its issuer's key.
+fn leaf_params(names: &[&str]) -> rcgen::CertificateParams {
+    let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(sans).expect("leaf params");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, names[0]);
+    params.use_authority_key_identifier_extension = true;
+    params
+}
+
 /// A certificate authority made at test time (ECDSA P-256). RSA keys are not offered:
 /// rcgen generates them only with its `aws_lc_rs` feature, which is not enabled.
 pub struct TestCa {
@@ -483,12 +494,7 @@ impl TestCa {
     /// A server certificate for `names` (DNS names or IP addresses, the first also the CN):
     /// (chain PEM leaf first then the CA, private key PEM).
     pub fn leaf(&self, names: &[&str]) -> (String, String) {
-        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = rcgen::CertificateParams::new(sans).expect("leaf params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, names[0]);
-        params.use_authority_key_identifier_extension = true;
+        let mut params = leaf_params(names);
         params
             .key_usages
             .push(rcgen::KeyUsagePurpose::DigitalSignature);
@@ -509,13 +515,9 @@ impl TestCa {
         let der = rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_ref().to_vec());
         let key = rcgen::KeyPair::from_pkcs8_der_and_sign_algo(&der, &rcgen::PKCS_RSA_SHA256)
             .expect("rcgen key");
-        let sans: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-        let mut params = rcgen::CertificateParams::new(sans).expect("leaf params");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, names[0]);
-        params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
+        let cert = leaf_params(names)
+            .signed_by(&key, &self.issuer)
+            .expect("leaf cert");
         (cert.pem() + &self.cert_pem, key.serialize_pem())
     }
 
