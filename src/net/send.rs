@@ -175,14 +175,13 @@ pub enum Flush {
     Cold,
 }
 
-/// A file range to bring into the page cache before it is sent; with `sock`, the I/O
-/// thread sends what the socket takes of it itself (the bytes it read from the disk are
-/// then already out, and cannot be evicted again before the reactor's sendfile).
+/// A file range not in the page cache: an I/O thread sends what the socket takes of it
+/// (the bytes it read from the disk are then already out, and cannot be evicted again
+/// before the reactor's sendfile), or reads it in (`Transport::send_handle` is None).
 pub struct Cold {
     pub file: Arc<File>,
     pub pos: u64,
     pub len: u64,
-    pub sock: Option<OwnedFd>,
 }
 
 /// Bytes of a file probed at once (`pagecache::resident`: one cachestat per window keeps
@@ -425,8 +424,7 @@ impl Outbox {
                     if *pos >= self.warm_until && *pos < *end {
                         let c =
                             check_cold(&mut self.warm_until, &mut self.cold_wait, file, *pos, *end);
-                        if let Some(mut c) = c {
-                            c.sock = stream.send_handle();
+                        if let Some(c) = c {
                             *cold = Some(c);
                             return Ok(Flush::Cold);
                         }
@@ -474,8 +472,7 @@ impl Outbox {
                                         *pos,
                                         *end,
                                     );
-                                    if let Some(mut c) = c {
-                                        c.sock = stream.send_handle();
+                                    if let Some(c) = c {
                                         *cold = Some(c);
                                         return Ok(Flush::Cold);
                                     }
@@ -564,6 +561,5 @@ fn check_cold(
         file: Arc::clone(file),
         pos,
         len,
-        sock: None,
     })
 }

@@ -16,13 +16,18 @@ static HELD: AtomicUsize = AtomicUsize::new(0);
 pub struct SockSlot(OwnedFd);
 
 impl SockSlot {
-    /// `fd` if a slot is free; else None, and `fd` is closed.
-    pub fn take(fd: OwnedFd) -> Option<SockSlot> {
+    /// A descriptor made by `dup` if a slot is free (`dup` is not called otherwise).
+    pub fn take(dup: impl FnOnce() -> Option<OwnedFd>) -> Option<SockSlot> {
         if HELD.fetch_add(1, Ordering::AcqRel) >= MAX_COLD_SOCKETS {
             HELD.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
-        Some(SockSlot(fd))
+        // Built before `dup` runs, so a failed dup gives the slot back through Drop.
+        let slot = SockSlotGuard;
+        dup().map(|fd| {
+            std::mem::forget(slot);
+            SockSlot(fd)
+        })
     }
 
     pub fn fd(&self) -> &OwnedFd {
@@ -31,6 +36,15 @@ impl SockSlot {
 }
 
 impl Drop for SockSlot {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A slot counted but not yet holding a descriptor.
+struct SockSlotGuard;
+
+impl Drop for SockSlotGuard {
     fn drop(&mut self) {
         HELD.fetch_sub(1, Ordering::AcqRel);
     }
@@ -88,7 +102,7 @@ pub fn send_in(sock: Option<&std::os::fd::OwnedFd>, file: &File, pos: u64, len: 
 /// Bring `len` bytes of `file` from `pos` into the page cache (a pool thread blocks on
 /// the disk so that the reactor's sendfile or pread afterwards does not). Errors are left
 /// for the send itself to meet.
-pub fn read_in(file: &File, pos: u64, len: u64) {
+fn read_in(file: &File, pos: u64, len: u64) {
     thread_local! {
         static SINK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -114,12 +128,16 @@ mod tests {
     #[test]
     fn socket_slots_are_capped_and_given_back() {
         let held: Vec<SockSlot> = (0..MAX_COLD_SOCKETS + 5)
-            .filter_map(|_| SockSlot::take(rustix::io::dup(std::io::stdin()).expect("dup")))
+            .filter_map(|_| SockSlot::take(|| rustix::io::dup(std::io::stdin()).ok()))
             .collect();
         // Other tests in this process may hold a few at the same moment.
         assert!(held.len() <= MAX_COLD_SOCKETS);
-        assert!(SockSlot::take(rustix::io::dup(std::io::stdin()).expect("dup")).is_none());
+        assert!(SockSlot::take(|| panic!("no slot: dup must not run")).is_none());
         drop(held);
-        assert!(SockSlot::take(rustix::io::dup(std::io::stdin()).expect("dup")).is_some());
+        // A failed dup gives its slot back.
+        for _ in 0..MAX_COLD_SOCKETS + 1 {
+            assert!(SockSlot::take(|| None).is_none());
+        }
+        assert!(SockSlot::take(|| rustix::io::dup(std::io::stdin()).ok()).is_some());
     }
 }

@@ -25,7 +25,7 @@ pub mod codec;
 
 mod cold;
 use cold::IO_THREADS;
-pub use cold::{read_in, send_in, Sent, SockSlot, MAX_COLD_SOCKETS};
+pub use cold::{send_in, Sent, SockSlot, MAX_COLD_SOCKETS};
 
 use crate::config::Config;
 use crate::http::negotiate::Coding;

@@ -308,7 +308,7 @@ impl<S: Transport> Conn<S> {
     /// Hand a cold file window (`send::Cold`) to an I/O thread, which sends it (plain TCP)
     /// or reads it in (TLS): the reactor must not wait on the disk. Returns false when
     /// there is no pool (the page cache is then trusted).
-    fn read_in(&mut self, c: crate::net::send::Cold, site: &Sites, cx: &mut Cx) -> bool {
+    fn hand_to_io_thread(&mut self, c: crate::net::send::Cold, site: &Sites, cx: &mut Cx) -> bool {
         let Some(pool) = site.offload() else {
             if let Some(b) = self.busy.as_mut() {
                 b.tx.trust_page_cache();
@@ -322,8 +322,7 @@ impl<S: Transport> Conn<S> {
         let notifier = cx.notifier.clone();
         let (slot, generation) = (cx.slot, cx.generation);
         let started = Instant::now();
-        let mut c = c;
-        let sock = c.sock.take().and_then(crate::offload::SockSlot::take);
+        let sock = crate::offload::SockSlot::take(|| self.stream.send_handle());
         pool.spawn_io(move || {
             let sent =
                 crate::offload::send_in(sock.as_ref().map(|s| s.fd()), &c.file, c.pos, c.len);
@@ -421,7 +420,7 @@ impl<S: Transport> Conn<S> {
                 Ok(Flush::Cold) => {
                     // A new read for the pool (none: still waiting for the last one).
                     if let Some(c) = cold {
-                        if !self.read_in(c, site, cx) {
+                        if !self.hand_to_io_thread(c, site, cx) {
                             continue;
                         }
                     }
