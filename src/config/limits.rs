@@ -1,4 +1,5 @@
-//! `[limits]`: the listen backlog, the connection cap and the request size limits.
+//! `[limits]`: the listen backlog, the connection cap, the request size limits, the send
+//! budget per turn and the password-check budget.
 
 use serde::Deserialize;
 
@@ -14,6 +15,7 @@ pub(super) struct RawLimits {
     max_header_bytes: usize,
     max_body_bytes: u64,
     send_chunk: u64,
+    max_password_checks: usize,
 }
 
 impl Default for RawLimits {
@@ -27,6 +29,9 @@ impl Default for RawLimits {
             max_header_bytes: 16384,
             max_body_bytes: 1 << 20,
             send_chunk: 2 << 20,
+            // Each check holds a CPU thread for tens of ms (bcrypt): a few dozen queued
+            // already mean a second of waiting.
+            max_password_checks: 16,
         }
     }
 }
@@ -42,6 +47,10 @@ pub struct Limits {
     /// (nginx's sendfile_max_chunk): a fast client pulling a 10 GB file cannot starve
     /// the loop.
     pub send_chunk: u64,
+    /// bcrypt checks in flight in the process; a request past it gets 503 (a flood of
+    /// bogus credentials can only delay other password checks, never handshakes or
+    /// compression).
+    pub max_password_checks: usize,
 }
 
 impl RawLimits {
@@ -73,6 +82,7 @@ impl RawLimits {
             max_header_bytes: self.max_header_bytes,
             max_body_bytes: self.max_body_bytes,
             send_chunk: self.send_chunk,
+            max_password_checks: self.max_password_checks,
         })
     }
 }

@@ -9,7 +9,6 @@ pub mod conn;
 #[doc(hidden)]
 pub mod harness;
 pub mod listener;
-pub mod pagecache;
 pub mod reactor;
 pub mod recv;
 pub mod send;

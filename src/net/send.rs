@@ -553,7 +553,7 @@ fn check_cold(
     let len = (end - pos).min(COLD_WINDOW);
     // Resident, or about to be made so by the pool.
     *warm_until = pos + len;
-    if crate::net::pagecache::resident(file, pos, len) {
+    if crate::offload::pagecache::resident(file, pos, len) {
         return None;
     }
     *cold_wait = true;

@@ -297,7 +297,7 @@ impl<T: Transport> TlsStream<T> {
         // Counted until the step is done: TLS accepts pause while the pool holds
         // `max_pending_handshakes` of them (a client idling mid-handshake holds no slot).
         TLS.in_flight.fetch_add(1, Ordering::Relaxed);
-        back.offload.spawn(move || {
+        back.offload.spawn_handshake(move || {
             let start = Instant::now();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 tls.process_new_packets().map(|_| ())

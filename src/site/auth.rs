@@ -1,9 +1,9 @@
 //! Basic authentication (RFC 7617) for `[[auth]]` paths, with the bcrypt work off the loop.
 //!
 //! A bcrypt check costs tens of milliseconds of CPU, so a reactor never runs one: the
-//! router either answers from the cache of successful checks (`Verified`, shared by all
-//! reactors through the offload pool), or hands an `AuthJob` to the pool and parks the
-//! connection. The request's head stays in the connection's inbox; when the job's
+//! router either answers from the cache of successful checks (`Verified`, one per process,
+//! shared by all reactors), or hands an `AuthJob` to the pool (a `Kind::Auth` job, within
+//! its own budget, `limits.max_password_checks`) and parks the connection. The request's head stays in the connection's inbox; when the job's
 //! `Verdict` arrives the same request is routed again with it, so a successful check
 //! continues to the normal reply (with its own compression or listing job if it needs
 //! one) and a failed one gets the 401.
@@ -13,7 +13,7 @@
 //! htpasswd line (new hash) misses; entries expire after `VERIFIED_TTL`.
 
 use crate::config::AuthRule;
-use crate::offload::Offload;
+use crate::offload::{Job, Kind, Notifier, Offload, Output};
 use crate::site::route::Target;
 use hashlink::LruCache;
 use std::collections::hash_map::RandomState;
@@ -43,6 +43,12 @@ impl CredKey {
 
 /// Successful checks, least recently used evicted first.
 pub struct Verified(Mutex<LruCache<CredKey, Instant>>);
+
+/// The process's successful checks: kept across reloads (a changed hash is another key).
+fn verified() -> &'static Verified {
+    static VERIFIED: OnceLock<Verified> = OnceLock::new();
+    VERIFIED.get_or_init(Verified::default)
+}
 
 impl Default for Verified {
     fn default() -> Self {
@@ -96,9 +102,16 @@ pub struct AuthJob {
     pub decoy: bool,
 }
 
+impl Job for AuthJob {
+    /// The body is `[1]` for a match (then cached), `[0]` otherwise; never cached itself.
+    fn run(self) -> Output {
+        Ok((vec![u8::from(self.check(verified()))], false))
+    }
+}
+
 impl AuthJob {
-    /// Runs on a pool thread: true when the password matches (then cached).
-    pub fn run(&self, verified: &Verified) -> bool {
+    /// True when the password matches (then cached in `verified`).
+    fn check(&self, verified: &Verified) -> bool {
         let ok = bcrypt::verify(&self.password, &self.hash).unwrap_or_else(|e| {
             // `--check` validated every hash; keep serving (as a refusal) if one is odd.
             log::error!("bcrypt: {e}");
@@ -109,6 +122,26 @@ impl AuthJob {
         }
         ok
     }
+}
+
+/// Run `job` on the pool for the connection (slot, generation), joining a check in
+/// flight for the same credentials. False when over budget (nothing was started).
+pub fn submit(
+    offload: &Arc<Offload>,
+    job: AuthJob,
+    notifier: &Notifier,
+    slot: usize,
+    generation: u32,
+) -> bool {
+    let id = [job.key.0.to_le_bytes(), job.key.1.to_le_bytes()].concat();
+    offload.submit_job(Kind::Auth, id.into(), job, notifier, slot, generation)
+}
+
+/// Is this password check cached (counted as a hit or a miss)?
+fn cached(offload: &Offload, key: &CredKey, now: Instant) -> bool {
+    let hit = verified().hit(key, now);
+    offload.count_lookup(Kind::Auth, hit);
+    hit
 }
 
 /// A finished check, handed back to the router for the request that waited for it.
@@ -169,7 +202,7 @@ pub fn gate<'a>(
         return if v.ok { Gate::Open } else { Gate::Denied(rule) };
     }
     match offload {
-        Some(o) if o.auth_cached(&key, now) => Gate::Open,
+        Some(o) if cached(o, &key, now) => Gate::Open,
         _ => Gate::Verify(AuthJob {
             key,
             password: password.into(),

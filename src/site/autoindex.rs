@@ -9,15 +9,130 @@
 //! up), and dotfiles are hidden.
 
 use crate::http::response::{self, Body, ContentType, Headers, Reply, HTML};
+use crate::offload::{Job, JobError, Kind, Notifier, Offload, Output};
 use crate::site::files::{Resolved, Resolver};
 use rustix::fs::{AtFlags, Dir, FileType};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// Most entries read from one directory, dotfiles included (each costs a `getdents` slot
 /// even when hidden); the rest are left out and the page says so.
 pub const MAX_ENTRIES: usize = 10_000;
+
+/// A directory modified this recently is not cached: its mtime may not have ticked yet for
+/// a change made just before or during the read (coarse timestamps: a jiffy on ext4, 2 s on
+/// FAT), so the next change could keep the same key (git's "racy clean" problem).
+const RACY: Duration = Duration::from_secs(2);
+
+/// Identity of one rendered listing: the directory as it is now (adding, removing or
+/// renaming an entry moves its mtime) and everything else the page depends on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ListingKey {
+    /// The root the listing was resolved under (`Resolver::root_id`): a directory shared
+    /// by two sites' roots may list differently in each (symlinks leaving one of them).
+    pub root: (u64, u64),
+    pub dev: u64,
+    pub ino: u64,
+    pub mtime: i64,
+    pub mtime_nanos: u32,
+    pub show_hidden: bool,
+    /// The directory's normalised path, shown in the page (one directory can be reached
+    /// under several paths through symlinks).
+    pub rel: Box<[u8]>,
+}
+
+impl ListingKey {
+    /// Key the directory `dir`, whose normalised path below `resolver`'s root is `rel`.
+    pub fn of(
+        resolver: &Resolver,
+        dir: &File,
+        rel: &[u8],
+        show_hidden: bool,
+    ) -> io::Result<ListingKey> {
+        use std::os::unix::fs::MetadataExt;
+        let md = dir.metadata()?;
+        Ok(ListingKey {
+            root: resolver.root_id(),
+            dev: md.dev(),
+            ino: md.ino(),
+            mtime: md.mtime(),
+            mtime_nanos: u32::try_from(md.mtime_nsec()).unwrap_or(0),
+            show_hidden,
+            rel: rel.into(),
+        })
+    }
+
+    /// Changed too recently for its mtime to be trusted as a cache key (`RACY`).
+    fn racy(&self, now: SystemTime) -> bool {
+        let Ok(secs) = u64::try_from(self.mtime) else {
+            return false; // before 1970: long settled
+        };
+        let mtime = SystemTime::UNIX_EPOCH + Duration::new(secs, self.mtime_nanos.min(999_999_999));
+        now.duration_since(mtime).map_or(true, |age| age < RACY)
+    }
+
+    /// The pool's cache and single-flight key for this listing: every field, exactly.
+    fn id(&self) -> Box<[u8]> {
+        let mut id = Vec::with_capacity(45 + self.rel.len());
+        for n in [self.root.0, self.root.1, self.dev, self.ino] {
+            id.extend_from_slice(&n.to_le_bytes());
+        }
+        id.extend_from_slice(&self.mtime.to_le_bytes());
+        id.extend_from_slice(&self.mtime_nanos.to_le_bytes());
+        id.push(u8::from(self.show_hidden));
+        id.extend_from_slice(&self.rel);
+        id.into()
+    }
+}
+
+/// A cached page for `key`, if one is younger than `ttl` (file sizes and dates in it can
+/// change without the directory's mtime moving: `open_file_cache.valid`).
+pub fn lookup(offload: &Offload, key: &ListingKey, ttl: Duration) -> Option<Arc<[u8]>> {
+    offload.lookup_keyed(Kind::Listing, &key.id(), ttl)
+}
+
+/// Render the listing of `dir` on the pool for the connection (slot, generation), joining
+/// a job already running for the same key. Entries are followed only through `resolver`,
+/// the one of the site's root (so a symlink leaving it is not listed). False when over
+/// budget (nothing was started).
+pub fn submit(
+    offload: &Arc<Offload>,
+    key: ListingKey,
+    dir: File,
+    resolver: &Arc<Resolver>,
+    notifier: &Notifier,
+    slot: usize,
+    generation: u32,
+) -> bool {
+    let id = key.id();
+    let job = ListingJob {
+        key,
+        dir,
+        resolver: Arc::clone(resolver),
+    };
+    offload.submit_job(Kind::Listing, id, job, notifier, slot, generation)
+}
+
+struct ListingJob {
+    key: ListingKey,
+    dir: File,
+    resolver: Arc<Resolver>,
+}
+
+impl Job for ListingJob {
+    fn run(self) -> Output {
+        let key = &self.key;
+        let page =
+            render(&self.resolver, self.dir, &key.rel, key.show_hidden).map_err(|e| JobError {
+                status: error_status(&e),
+                message: format!("autoindex {:?}: {e}", String::from_utf8_lossy(&key.rel)),
+            })?;
+        Ok((page, !key.racy(SystemTime::now())))
+    }
+}
 
 /// The reply carrying a listing page. Listings change whenever the directory does, so
 /// they carry no validators (as before they were built off the loop).
@@ -228,6 +343,141 @@ fn push_href(out: &mut Vec<u8>, s: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    /// A listing pool over a fresh root holding directory `d`, and a notifier to it.
+    fn listing_pool(
+        extra: &str,
+    ) -> (
+        tempfile::TempDir,
+        Arc<Offload>,
+        Notifier,
+        crossbeam_channel::Receiver<crate::offload::Completion>,
+        mio::Poll,
+    ) {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("root");
+        std::fs::create_dir_all(root.join("d")).unwrap();
+        std::fs::write(root.join("d/f.txt"), b"x").unwrap();
+        let toml = format!(
+            "root = {:?}\nautoindex = true\n{extra}",
+            root.display().to_string()
+        );
+        let config = Config::from_toml(&toml, t.path(), "t.toml").unwrap();
+        let offload = Offload::for_config(&config, 1).unwrap().unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let waker = Arc::new(mio::Waker::new(poll.registry(), mio::Token(0)).unwrap());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        (t, offload, Notifier { tx, waker }, rx, poll)
+    }
+
+    fn resolver(t: &tempfile::TempDir) -> Arc<Resolver> {
+        Arc::new(Resolver::new(&t.path().join("root"), &[]).unwrap())
+    }
+
+    fn dir_key(t: &tempfile::TempDir) -> (File, ListingKey) {
+        let dir = File::open(t.path().join("root/d")).unwrap();
+        let key = ListingKey::of(&resolver(t), &dir, b"d", false).unwrap();
+        (dir, key)
+    }
+
+    fn age(t: &tempfile::TempDir) {
+        let old = SystemTime::now() - Duration::from_secs(3600);
+        File::open(t.path().join("root/d"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_listing_over_budget_is_refused_not_built() {
+        let (t, o, n, rx, _poll) = listing_pool("[compression]\nmax_pending = 0\n");
+        let (dir, key) = dir_key(&t);
+        assert!(!submit(&o, key, dir, &resolver(&t), &n, 1, 1));
+        let f = o.figures().listing.unwrap();
+        assert_eq!((f.started, f.rejected), (0, 1));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn listings_are_cached_by_directory_state_for_a_while() {
+        let (t, o, n, rx, _poll) = listing_pool("[open_file_cache]\nvalid = \"1h\"\n");
+        age(&t);
+        let (dir, key) = dir_key(&t);
+        assert!(lookup(&o, &key, HOUR).is_none());
+        assert!(submit(&o, key.clone(), dir, &resolver(&t), &n, 7, 3));
+        let c = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert_eq!((c.slot, c.generation), (7, 3));
+        let page = c.result.unwrap();
+        assert!(find(&page, b"f.txt"));
+        assert_eq!(lookup(&o, &key, HOUR).as_deref(), Some(&page[..]));
+        // Another path to the same directory is another page.
+        let mut other = key.clone();
+        other.rel = b"e".as_slice().into();
+        assert!(lookup(&o, &other, HOUR).is_none());
+        // A new entry moves the directory's mtime: a miss, and the new page shows it.
+        std::fs::write(t.path().join("root/d/g.txt"), b"y").unwrap();
+        let (dir, key2) = dir_key(&t);
+        assert_ne!(key, key2);
+        assert!(lookup(&o, &key2, HOUR).is_none());
+        assert!(submit(&o, key2.clone(), dir, &resolver(&t), &n, 7, 3));
+        let page = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .result
+            .unwrap();
+        assert!(find(&page, b"g.txt"));
+        // Changed just now: its mtime may not tick for the next change, so not cached.
+        assert!(lookup(&o, &key2, HOUR).is_none());
+        let f = o.figures().listing.unwrap();
+        assert_eq!((f.started, f.completed, f.cache_hits), (2, 2, 1));
+        assert!(f.cache_bytes > 0);
+        assert!(
+            o.figures().compression.is_some(),
+            "compression is on by default"
+        );
+    }
+
+    #[test]
+    fn cached_listings_expire() {
+        let (t, o, n, rx, _poll) = listing_pool("[open_file_cache]\nvalid = \"0s\"\n");
+        age(&t);
+        let (dir, key) = dir_key(&t);
+        assert!(submit(&o, key.clone(), dir, &resolver(&t), &n, 0, 0));
+        rx.recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .result
+            .unwrap();
+        assert!(lookup(&o, &key, Duration::ZERO).is_none());
+    }
+
+    #[test]
+    fn an_unreadable_directory_answers_its_status() {
+        let (t, o, n, rx, _poll) = listing_pool("[compression]\nenabled = false\n");
+        assert!(o.figures().compression.is_none());
+        // An O_PATH fd cannot be read: EBADF, an internal error.
+        let dir = File::from(
+            rustix::fs::open(
+                t.path().join("root/d"),
+                rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+                rustix::fs::Mode::empty(),
+            )
+            .unwrap(),
+        );
+        let key = ListingKey::of(&resolver(&t), &dir, b"d", false).unwrap();
+        assert!(submit(&o, key, dir, &resolver(&t), &n, 0, 0));
+        let e = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .result
+            .unwrap_err();
+        assert_eq!(e.status, 500, "{}", e.message);
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
 
     #[test]
     fn escaping() {

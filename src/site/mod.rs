@@ -166,7 +166,7 @@ impl Site {
             }
             Job::Listing { key, dir } => {
                 let parked = self.offload.as_ref().is_some_and(|o| {
-                    o.submit_listing(key, dir, &self.resolver, notifier, slot, generation)
+                    autoindex::submit(o, key, dir, &self.resolver, notifier, slot, generation)
                 });
                 if parked {
                     Started::Parked(Waiting {
@@ -185,7 +185,7 @@ impl Site {
                 let parked = self
                     .offload
                     .as_ref()
-                    .is_some_and(|o| o.submit_auth(job, notifier, slot, generation));
+                    .is_some_and(|o| auth::submit(o, job, notifier, slot, generation));
                 if parked {
                     Started::Parked(Waiting {
                         reply,

@@ -241,7 +241,8 @@ fn reload_rereads_the_htpasswd_file() {
 
 #[test]
 fn over_the_budget_a_check_is_refused_with_503() {
-    let s = server("[compression]\nmax_pending = 0\n");
+    // Password checks have their own budget: a full compression budget is not theirs.
+    let s = server("[limits]\nmax_password_checks = 0\n");
     let mut c = s.connect();
     let r = get_as(
         &mut c,
@@ -369,4 +370,52 @@ fn check_refuses_htpasswd_files_vireo_cannot_verify() {
     let (code, err) = check(|_| {});
     assert_eq!(code, Some(1));
     assert!(err.contains("cannot open"), "{err}");
+}
+
+/// Issue 21: password checks and TLS handshakes never share a queue. Eight cost-12 checks
+/// with distinct bogus credentials (unknown users check against the decoy) fill the one CPU
+/// thread for seconds; a new HTTPS connection is still answered while most of them are
+/// pending. Before, its ClientHello queued behind all eight.
+#[test]
+fn a_flood_of_password_checks_does_not_stall_tls_handshakes() {
+    let s = TestServer::start_tls(
+        &format!(
+            "workers = 1\n[compression]\nthreads = 1\n[limits]\nmax_password_checks = 64\n{RULES}{METRICS}"
+        ),
+        "",
+        |root| {
+            files(root);
+            let dir = root.parent().expect("parent");
+            htpasswd(dir, "staging.htpasswd", &[("alice", "wonder land")], 12);
+            htpasswd(dir, "inner.htpasswd", &[("bob", "b0b")], 4);
+        },
+    );
+    const FLOOD: usize = 8;
+    let mut checks: Vec<Client> = (0..FLOOD).map(|_| s.connect()).collect();
+    for (i, c) in checks.iter_mut().enumerate() {
+        let a = basic(&format!("nobody{i}"), "guess");
+        c.send(
+            format!("GET /staging/a.txt HTTP/1.1\r\nHost: t\r\nAuthorization: {a}\r\n\r\n")
+                .as_bytes(),
+        );
+    }
+    let start = std::time::Instant::now();
+    while jobs(&s, "started") < FLOOD as u64 {
+        assert!(
+            start.elapsed() < crate::support::TIMEOUT,
+            "checks never started"
+        );
+        std::thread::yield_now();
+    }
+    let mut tls = s.connect_tls();
+    let r = tls.get("/small.txt");
+    assert_eq!((r.status, &r.body[..]), (200, &b"hello, vireo\n"[..]));
+    let done = jobs(&s, "completed");
+    assert!(
+        done < FLOOD as u64 / 2,
+        "{done} of {FLOOD} cost-12 checks finished before one TLS handshake"
+    );
+    for c in &mut checks {
+        assert_eq!(c.read_response().status, 401);
+    }
 }

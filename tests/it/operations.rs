@@ -436,3 +436,41 @@ fn pin_workers_puts_each_reactor_on_its_own_cpu_and_still_serves() {
     let r0 = threads.iter().find(|(n, _)| n == "vireo-reactor-0");
     assert_eq!(r0.map(|(_, c)| c.clone()), process, "{threads:?}");
 }
+
+/// Issue 21: pool threads made by a pinned reactor (the I/O threads start on the first
+/// compression job) run wherever the process may, not on that reactor's CPU.
+#[test]
+fn pool_threads_are_not_pinned_with_the_reactor_that_made_them() {
+    let s = TestServer::start_with("pin_workers = true\n", |root| {
+        let text = "vireo compresses text like this line. ".repeat(2000);
+        std::fs::write(root.join("big.txt"), text).expect("write");
+    });
+    let mut c = s.connect();
+    c.send(b"GET /big.txt HTTP/1.1\r\nHost: t\r\nAccept-Encoding: gzip\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), Some("gzip"), "{}", r.head);
+    let pid = s.child.id();
+    let process = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let process = process
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        .map(|c| c.trim().to_string())
+        .expect("Cpus_allowed_list");
+    let threads = thread_cpus(pid);
+    let pool: Vec<_> = threads
+        .iter()
+        .filter(|(n, _)| {
+            ["vireo-io-", "vireo-offload", "vireo-handshak"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
+        .collect();
+    assert!(
+        pool.iter().any(|(n, _)| n.starts_with("vireo-io-")),
+        "the I/O threads were started: {threads:?}"
+    );
+    for (name, cpus) in pool {
+        assert_eq!(cpus, &process, "{name}: {threads:?}");
+    }
+}

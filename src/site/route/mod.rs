@@ -13,8 +13,9 @@ use crate::http::negotiate::{self, Coding, Conditionals, Precondition, RangeResu
 use crate::http::request::RequestHead;
 use crate::http::response::{self, Body, ContentRange, ContentType, Headers, Reply};
 use crate::http::{Method, Version};
-use crate::offload::{self, Key, ListingKey, Offload};
+use crate::offload::{self, Key, Offload};
 use crate::site::auth::{self, Gate};
+use crate::site::autoindex::ListingKey;
 use crate::site::files::{self, EtagBuf, FileError, FileMeta, OpenCache, Resolved, Resolver};
 use crate::site::rules::{self, push_path_encoded, HeaderRules};
 use crate::site::{autoindex, Site};
@@ -464,7 +465,7 @@ impl Router<'_> {
                 return self.error(autoindex::error_status(&e));
             }
         };
-        let Some(page) = offload.lookup_listing(&key) else {
+        let Some(page) = autoindex::lookup(offload, &key, self.config.open_file_cache.valid) else {
             self.job = Some(Job::Listing { key, dir });
             return autoindex::page_reply(Body::Pending);
         };

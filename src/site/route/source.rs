@@ -92,7 +92,7 @@ impl Router<'_> {
         }
         if job_ok
             && meta.len <= offload::MAX_INPUT
-            && offload.pending() < self.config.compression.max_pending
+            && offload.pending(offload::Kind::Compress) < offload.budget(offload::Kind::Compress)
         {
             return found(From::Job);
         }
