@@ -3,6 +3,8 @@
 //! handling (the reactor must contain it); `X-Vireo-Fault: reactor` makes the reactor panic
 //! outside that containment (the process must exit 1). `VIREO_FAULT_BUILD_FAIL=N` fails the
 //! N-th reactor built in the process (counting from 0), to break a reload halfway.
+//! `VIREO_FAULT_COLD_DELAY_MS=N` makes every cold-window job wait N ms before it starts, as
+//! behind a hung disk.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,4 +37,12 @@ pub fn fail_build() -> bool {
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
         == Some(n)
+}
+
+/// How long a cold-window job waits before it starts (`VIREO_FAULT_COLD_DELAY_MS`).
+pub fn cold_delay() -> Option<std::time::Duration> {
+    std::env::var("VIREO_FAULT_COLD_DELAY_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(std::time::Duration::from_millis)
 }

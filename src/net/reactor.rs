@@ -10,7 +10,7 @@
 use crate::config::{Config, MAX_LISTEN};
 use crate::http::h1::DateCache;
 use crate::net::conn::Spares;
-use crate::net::conn::{Conn, Cx, Next, Ready, Transport};
+use crate::net::conn::{ColdJobs, Conn, Cx, Next, Ready, Transport};
 use crate::net::timer::{Class, Expired, Timers, CLASSES};
 use crate::net::tls::{HandshakeDone, Handshakes};
 use crate::offload::{Completion, Notifier, Offload};
@@ -103,6 +103,8 @@ pub struct Reactor {
     notifier: Notifier,
     completions: Receiver<Completion>,
     next_tick: Vec<Token>,
+    /// Cold-window jobs on the I/O threads, and connections waiting for a place.
+    cold: ColdJobs,
     drain_deadline: Option<Instant>,
     /// Taking what is queued on the listener before closing it: ignore max_connections.
     sweeping: bool,
@@ -199,6 +201,7 @@ impl Reactor {
                 notifier,
                 completions,
                 next_tick: Vec::new(),
+                cold: ColdJobs::default(),
                 drain_deadline: None,
                 sweeping: false,
                 tls,
@@ -267,7 +270,14 @@ impl Reactor {
                         if s.generation != generation {
                             continue; // stale event for a reused slot
                         }
-                        // Errors and hang-ups surface through the next read or write.
+                        if event.is_error() {
+                            // Reset or failed: nothing can reach the peer any more. Closing
+                            // now also cancels a job the connection waits on (a client that
+                            // asks for a cold file and resets costs no disk read).
+                            self.close(slot);
+                            continue;
+                        }
+                        // Hang-ups surface through the next read or write.
                         s.conn.ready(Ready {
                             readable: event.is_readable(),
                             writable: event.is_writable()
@@ -390,6 +400,21 @@ impl Reactor {
             }
         }
         while let Ok(c) = self.completions.try_recv() {
+            if c.sent.cold {
+                // A place is free (whether or not its connection is still here): the
+                // oldest waiting connection still open probes its window again.
+                self.cold.inflight = self.cold.inflight.saturating_sub(1);
+                while let Some((slot, generation)) = self.cold.waiting.pop_front() {
+                    if self
+                        .conns
+                        .get(slot)
+                        .is_some_and(|s| s.generation == generation)
+                    {
+                        self.next_tick.push(token(slot, generation));
+                        break;
+                    }
+                }
+            }
             let live = self
                 .conns
                 .get(c.slot)
@@ -454,6 +479,7 @@ impl Reactor {
             stats: &self.stats,
             handshakes: self.handshakes.as_ref(),
             tls: s.conn.stream().tls_info(),
+            cold: &mut self.cold,
         };
         let site = &mut self.site;
         let conn = &mut s.conn;
@@ -534,16 +560,25 @@ impl Reactor {
     }
 
     fn close(&mut self, slot: usize) {
+        let mut shared = false;
         if self.conns.get(slot).is_some_and(|s| s.conn.is_parked()) {
-            // Its request is still being compressed: log it (499) before it goes.
+            // Its request is still being compressed: log it (499) before it goes; a cold
+            // window's job is cancelled.
             self.with_cx(slot, Instant::now(), |conn, _, cx| {
-                conn.on_close(cx);
+                shared = conn.on_close(cx);
                 Next::Close
             });
         }
-        // No epoll_ctl(DEL): the socket was never duplicated, so closing it (dropping the
-        // Conn) removes it from the epoll set. One syscall less per connection.
+        // Closing the descriptor (dropping the Conn) removes the socket from the epoll set,
+        // one syscall less per connection, unless an I/O thread still holds a duplicate
+        // of it: then it is deregistered, so no event of it reaches a reused slot's token.
         if let Some(mut s) = self.conns.try_remove(slot) {
+            if shared {
+                let _ = self.poll.registry().deregister(s.conn.stream());
+                self.stats
+                    .cold_shared_closes
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             s.conn.stream().close_notify();
             self.timers.cancel(slot);
             if !s.conn.is_metrics() {

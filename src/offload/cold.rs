@@ -3,7 +3,8 @@
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Most socket duplicates that cold-window jobs hold at once, queued or running, in the
 /// whole process: each is a descriptor beyond the configured connections (counted in
@@ -13,40 +14,101 @@ pub const MAX_COLD_SOCKETS: usize = 64;
 static HELD: AtomicUsize = AtomicUsize::new(0);
 
 /// A socket duplicate counted against `MAX_COLD_SOCKETS` until dropped.
-pub struct SockSlot(OwnedFd);
+pub struct SockSlot {
+    fd: OwnedFd,
+    held: &'static AtomicUsize,
+}
 
 impl SockSlot {
     /// A descriptor made by `dup` if a slot is free (`dup` is not called otherwise).
     pub fn take(dup: impl FnOnce() -> Option<OwnedFd>) -> Option<SockSlot> {
-        if HELD.fetch_add(1, Ordering::AcqRel) >= MAX_COLD_SOCKETS {
-            HELD.fetch_sub(1, Ordering::AcqRel);
+        Self::take_in(&HELD, MAX_COLD_SOCKETS, dup)
+    }
+
+    /// `take` against the counter `held` and its cap (tests use their own).
+    fn take_in(
+        held: &'static AtomicUsize,
+        cap: usize,
+        dup: impl FnOnce() -> Option<OwnedFd>,
+    ) -> Option<SockSlot> {
+        if held.fetch_add(1, Ordering::AcqRel) >= cap {
+            held.fetch_sub(1, Ordering::AcqRel);
             return None;
         }
         // Built before `dup` runs, so a failed dup gives the slot back through Drop.
-        let slot = SockSlotGuard;
+        let slot = SockSlotGuard(held);
         dup().map(|fd| {
             std::mem::forget(slot);
-            SockSlot(fd)
+            SockSlot { fd, held }
         })
     }
 
     pub fn fd(&self) -> &OwnedFd {
-        &self.0
+        &self.fd
     }
 }
 
 impl Drop for SockSlot {
     fn drop(&mut self) {
-        HELD.fetch_sub(1, Ordering::AcqRel);
+        self.held.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// A slot counted but not yet holding a descriptor.
-struct SockSlotGuard;
+struct SockSlotGuard(&'static AtomicUsize);
 
 impl Drop for SockSlotGuard {
     fn drop(&mut self) {
-        HELD.fetch_sub(1, Ordering::AcqRel);
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One cold-window job, shared by its connection and the I/O thread. A connection that
+/// closes cancels it: a job still queued then does nothing, a running one stops reading at
+/// its next chunk, and a socket duplicate not yet taken by the thread is closed at once
+/// (so a closed connection is not kept open by a job waiting behind a slow disk).
+pub struct ColdTicket {
+    cancelled: AtomicBool,
+    had_sock: bool,
+    sock: Mutex<Option<SockSlot>>,
+}
+
+impl ColdTicket {
+    pub fn new(sock: Option<SockSlot>) -> Arc<ColdTicket> {
+        Arc::new(ColdTicket {
+            cancelled: AtomicBool::new(false),
+            had_sock: sock.is_some(),
+            sock: Mutex::new(sock),
+        })
+    }
+
+    /// The connection is closing. True when the I/O thread holds the socket duplicate
+    /// (it is sending now): the socket outlives the connection's own descriptor until the
+    /// thread is done.
+    pub fn cancel(&self) -> bool {
+        self.cancelled.store(true, Ordering::Release);
+        let taken = self.sock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.had_sock && taken.is_none()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Run the job on an I/O thread (`send_in`); a cancelled one does nothing.
+    pub fn run(&self, file: &File, pos: u64, len: u64) -> Sent {
+        #[cfg(feature = "fault-injection")]
+        if let Some(d) = crate::fault::cold_delay() {
+            std::thread::sleep(d);
+        }
+        if self.cancelled() {
+            return Sent {
+                failed: true,
+                ..Sent::default()
+            };
+        }
+        let sock = self.sock.lock().unwrap_or_else(|e| e.into_inner()).take();
+        send_in(sock.as_ref().map(SockSlot::fd), file, pos, len, Some(self))
     }
 }
 
@@ -54,6 +116,10 @@ impl Drop for SockSlotGuard {
 /// are many (nginx's `aio threads` pool has 32) at normal priority, apart from the CPU
 /// pool, where a read would queue behind compression and handshakes.
 pub(super) const IO_THREADS: usize = 16;
+
+/// Most cold-window jobs one reactor has queued or running; a connection past it waits
+/// its turn (a hung disk piles up no more than this per reactor, whatever clients ask).
+pub const MAX_COLD_JOBS: usize = 32;
 
 /// What an I/O thread did with a cold window (`send_in`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -65,6 +131,8 @@ pub struct Sent {
     pub failed: bool,
     /// The whole window was read into the page cache (no socket to send to).
     pub read_in: bool,
+    /// This was a cold-window job (counted against its reactor's `MAX_COLD_JOBS`).
+    pub cold: bool,
 }
 
 /// A cold window of `file` (`len` bytes from `pos`) on an I/O thread. With `sock` (the
@@ -73,10 +141,16 @@ pub struct Sent {
 /// be evicted again before the client makes room for it (the reactor probes it afresh).
 /// Without (TLS: the reactor encrypts): bring the whole window into the page cache.
 /// Errors are left for the reactor's next send to meet.
-pub fn send_in(sock: Option<&std::os::fd::OwnedFd>, file: &File, pos: u64, len: u64) -> Sent {
+pub fn send_in(
+    sock: Option<&std::os::fd::OwnedFd>,
+    file: &File,
+    pos: u64,
+    len: u64,
+    ticket: Option<&ColdTicket>,
+) -> Sent {
     let end = pos.saturating_add(len);
     let Some(sock) = sock else {
-        read_in(file, pos, len);
+        read_in(file, pos, len, ticket);
         return Sent {
             read_in: true,
             ..Sent::default()
@@ -102,7 +176,7 @@ pub fn send_in(sock: Option<&std::os::fd::OwnedFd>, file: &File, pos: u64, len: 
 /// Bring `len` bytes of `file` from `pos` into the page cache (a pool thread blocks on
 /// the disk so that the reactor's sendfile or pread afterwards does not). Errors are left
 /// for the send itself to meet.
-fn read_in(file: &File, pos: u64, len: u64) {
+fn read_in(file: &File, pos: u64, len: u64, ticket: Option<&ColdTicket>) {
     thread_local! {
         static SINK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -111,7 +185,7 @@ fn read_in(file: &File, pos: u64, len: u64) {
         b.resize(256 << 10, 0);
         let mut at = pos;
         let end = pos.saturating_add(len);
-        while at < end {
+        while at < end && !ticket.is_some_and(ColdTicket::cancelled) {
             let want = ((end - at) as usize).min(b.len());
             match rustix::io::pread(file, &mut b[..want], at) {
                 Ok(0) | Err(_) => return,
@@ -127,17 +201,20 @@ mod tests {
 
     #[test]
     fn socket_slots_are_capped_and_given_back() {
-        let held: Vec<SockSlot> = (0..MAX_COLD_SOCKETS + 5)
-            .filter_map(|_| SockSlot::take(|| rustix::io::dup(std::io::stdin()).ok()))
-            .collect();
-        // Other tests in this process may hold a few at the same moment.
-        assert!(held.len() <= MAX_COLD_SOCKETS);
-        assert!(SockSlot::take(|| panic!("no slot: dup must not run")).is_none());
+        // A counter of its own: parallel tests take process slots meanwhile.
+        static MINE: AtomicUsize = AtomicUsize::new(0);
+        let take = |dup: &dyn Fn() -> Option<OwnedFd>| SockSlot::take_in(&MINE, 4, dup);
+        let dup = || rustix::io::dup(std::io::stdin()).ok();
+        let held: Vec<SockSlot> = (0..9).filter_map(|_| take(&dup)).collect();
+        assert_eq!(held.len(), 4);
+        assert!(take(&|| panic!("no slot: dup must not run")).is_none());
         drop(held);
+        assert_eq!(MINE.load(Ordering::Relaxed), 0);
         // A failed dup gives its slot back.
-        for _ in 0..MAX_COLD_SOCKETS + 1 {
-            assert!(SockSlot::take(|| None).is_none());
+        for _ in 0..5 {
+            assert!(take(&|| None).is_none());
         }
-        assert!(SockSlot::take(|| rustix::io::dup(std::io::stdin()).ok()).is_some());
+        assert_eq!(MINE.load(Ordering::Relaxed), 0);
+        assert!(take(&dup).is_some());
     }
 }

@@ -36,7 +36,7 @@ pub mod codec;
 mod cold;
 pub mod pagecache;
 use cold::IO_THREADS;
-pub use cold::{send_in, Sent, SockSlot, MAX_COLD_SOCKETS};
+pub use cold::{send_in, ColdTicket, Sent, SockSlot, MAX_COLD_JOBS, MAX_COLD_SOCKETS};
 
 use crate::config::Config;
 use crate::http::negotiate::Coding;

@@ -121,6 +121,9 @@ pub struct ReactorStats {
     pub cold_read_time: Histogram,
     /// Bytes of those windows the I/O threads sent themselves.
     pub cold_sent: AtomicU64,
+    /// Connections closed while an I/O thread was sending their cold window (deregistered
+    /// from epoll and shut down at once, since the thread's duplicate keeps the socket).
+    pub cold_shared_closes: AtomicU64,
 }
 
 impl Default for ReactorStats {
@@ -140,6 +143,7 @@ impl Default for ReactorStats {
             cold_reads: Default::default(),
             cold_read_time: Default::default(),
             cold_sent: Default::default(),
+            cold_shared_closes: Default::default(),
         }
     }
 }
@@ -282,7 +286,7 @@ impl Registry {
             let labels = format!("result=\"{result}\"");
             sample(&mut out, "vireo_reloads_total", &labels, load(c));
         }
-        let simple: [(&str, &str, &str, CounterOf); 9] = [
+        let simple: [(&str, &str, &str, CounterOf); 10] = [
             (
                 "vireo_response_body_bytes_total",
                 "counter",
@@ -312,6 +316,12 @@ impl Registry {
                 "counter",
                 "Bytes of cold file windows sent by the I/O threads themselves (aio threads).",
                 |s| &s.cold_sent,
+            ),
+            (
+                "vireo_cold_shared_closes_total",
+                "counter",
+                "Connections closed while an I/O thread was sending their cold window.",
+                |s| &s.cold_shared_closes,
             ),
             (
                 "vireo_connections_active",

@@ -149,13 +149,21 @@ impl OpenCache {
             } else {
                 None
             };
+        } else if m.content.is_none() && m.len <= self.inline_bytes {
+            // It was cold when opened (sent from the file since); resident now, maybe.
+            m.content = read_all(&m.file, m.len);
         }
         Some(Some(m.clone()))
     }
 }
 
-/// The whole file with pread, or None if it changed size under us.
+/// The whole file with pread, or None if it changed size under us or is not all in the
+/// page cache: a reactor must not wait on the disk, so a cold small file is sent from the
+/// file instead, whose cold windows go to the I/O threads (`net::send::Cold`).
 fn read_all(file: &File, len: u64) -> Option<Arc<[u8]>> {
+    if len > 0 && !crate::offload::pagecache::resident(file, 0, len) {
+        return None;
+    }
     let mut buf = vec![0u8; len as usize];
     file.read_exact_at(&mut buf, 0).ok()?;
     Some(Arc::from(buf))

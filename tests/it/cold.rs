@@ -38,8 +38,12 @@ fn write_cold(root: &Path, seed: u64) {
 /// Evict the server's `cold.bin`; false, with a note, where the filesystem keeps pages.
 fn evicted(s: &TestServer) -> bool {
     let ok = evict(&s.dir.path().join("root/cold.bin"));
+    // CI runs where eviction works (ext4) and says so: there a skip is a failure.
+    if !ok && std::env::var_os("VIREO_REQUIRE_EVICTION").is_some() {
+        panic!("VIREO_REQUIRE_EVICTION is set but this filesystem keeps evicted pages");
+    }
     if !ok {
-        eprintln!("note: this filesystem keeps evicted pages; cold-read test skipped");
+        eprintln!("SKIPPED: this filesystem keeps evicted pages; cold-read test not run");
     }
     ok
 }
@@ -190,5 +194,112 @@ fn a_slow_reader_of_a_file_evicted_all_the_time_gets_every_byte_in_order() {
     assert!(
         reads < 2000,
         "{reads} cold windows handed out for {SIZE} bytes"
+    );
+}
+
+/// Socket descriptors the process holds now.
+fn sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fds")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|l| l.to_string_lossy().starts_with("socket:"))
+        .count()
+}
+
+/// Issue 21: cold-window jobs are bounded per reactor and cancelled with their connection.
+/// Behind a hung disk (every job waits 3 s), 48 clients ask for an evicted file and
+/// reset at once: at most `MAX_COLD_JOBS` (32) jobs are ever handed over, and once the
+/// connections are closed no socket duplicate is left with a job (the kernel would keep
+/// those sockets open, without a FIN, until each job ran).
+#[test]
+fn cold_jobs_are_bounded_and_cancelled_with_their_connection() {
+    let s = TestServer::start_logged(
+        "warn",
+        &[("VIREO_FAULT_COLD_DELAY_MS", "3000")],
+        &format!("workers = 1\n{METRICS}"),
+        |root| write_cold(root, 9),
+    );
+    if !evicted(&s) {
+        return;
+    }
+    let pid = s.child.id();
+    let idle = sockets(pid);
+    let active = || metric(&scrape(&s), "vireo_connections_active", "");
+    let mut clients = Vec::new();
+    for _ in 0..48 {
+        let mut c = std::net::TcpStream::connect(s.addr).expect("connect");
+        c.write_all(b"GET /cold.bin HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("send");
+        clients.push(c);
+    }
+    // Every request is in: its connection waits on a job or for a place.
+    let start = std::time::Instant::now();
+    while metric(&scrape(&s), "vireo_connections_accepted_total", "") < 48 {
+        assert!(start.elapsed() < TIMEOUT, "requests never arrived");
+        std::thread::yield_now();
+    }
+    let handed = metric(&scrape(&s), "vireo_cold_reads_total", "");
+    assert!(
+        (1..=32).contains(&handed),
+        "{handed} cold jobs handed over at once"
+    );
+    for c in clients.drain(..) {
+        socket2::SockRef::from(&c)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .expect("linger");
+        drop(c); // RST
+    }
+    let start = std::time::Instant::now();
+    while active() > 0 {
+        assert!(start.elapsed() < TIMEOUT, "connections never closed");
+        std::thread::yield_now();
+    }
+    // Closed, and no duplicate left: the jobs still queued hold no socket.
+    let left = sockets(pid);
+    assert!(
+        left <= idle + 1,
+        "{left} sockets open after close, {idle} before"
+    );
+    // The waiting connections never got a job.
+    assert_eq!(metric(&scrape(&s), "vireo_cold_reads_total", ""), handed);
+    assert_eq!(get(s.addr, "/").status, 403, "still serving");
+}
+
+/// Issue 21: a small file (held in memory once read) that is not in the page cache is not
+/// read on the reactor: it is sent from the file, its window read in on an I/O thread.
+#[test]
+fn a_cold_small_file_is_not_read_on_the_reactor() {
+    const SMALL: usize = 8 << 10;
+    let s = TestServer::start_with(METRICS, |root| {
+        std::fs::write(root.join("thumb.bin"), pattern(SMALL, 3)).expect("write");
+        write_cold(root, 1);
+    });
+    // Evict the small file, checked with the server's own probe (cachestat starts no
+    // readahead, unlike a RWF_NOWAIT read, which could bring the file back meanwhile).
+    let path = s.dir.path().join("root/thumb.bin");
+    let f = std::fs::File::open(&path).expect("open");
+    f.sync_all().expect("fsync");
+    let mut cold = false;
+    for _ in 0..50 {
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+        if !vireo::offload::pagecache::resident(&f, 0, SMALL as u64) {
+            cold = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    if !cold && !evicted(&s) {
+        return; // the filesystem keeps pages (said by `evicted`)
+    }
+    let r = get(s.addr, "/thumb.bin");
+    assert_eq!(r.status, 200);
+    assert!(
+        r.body == pattern(SMALL, 3),
+        "the cold small file came back different"
+    );
+    let m = scrape(&s);
+    assert!(
+        metric(&m, "vireo_cold_reads_total", "") >= 1,
+        "the cold small file was read on the reactor: {m}"
     );
 }

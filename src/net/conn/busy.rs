@@ -50,6 +50,8 @@ impl Peer {
 pub struct Busy {
     pub(super) rx: Inbox,
     pub(super) tx: Outbox,
+    /// The cold-window job on an I/O thread, cancelled if the connection closes first.
+    pub(super) cold: Option<std::sync::Arc<crate::offload::ColdTicket>>,
 }
 
 /// A reactor's recycled buffers and `Busy` boxes, so idle connections hold none.

@@ -101,6 +101,27 @@ pub struct Cx<'a> {
     pub handshakes: Option<&'a Handshakes>,
     /// This connection's TLS version and cipher suite, for the access log.
     pub tls: Option<(&'static str, &'static str)>,
+    /// The reactor's cold-window jobs (`MAX_COLD_JOBS`).
+    pub cold: &'a mut ColdJobs,
+}
+
+/// One reactor's cold-window jobs on the I/O threads: at most `MAX_COLD_JOBS` queued or
+/// running; connections past it wait here, and each finished job lets the next one go.
+#[derive(Default)]
+pub struct ColdJobs {
+    pub inflight: usize,
+    /// (slot, generation) of connections waiting for a place, oldest first.
+    pub waiting: std::collections::VecDeque<(usize, u32)>,
+}
+
+/// What became of a cold window (`hand_to_io_thread`).
+enum Handed {
+    /// On an I/O thread: wait for its completion.
+    Started,
+    /// The reactor's jobs are at their cap: wait for a place (`ColdJobs::waiting`).
+    Queued,
+    /// No pool: the page cache is trusted, send on.
+    NoPool,
 }
 
 /// One readiness event, as the poller reported it.
@@ -264,6 +285,9 @@ impl<S: Transport> Conn<S> {
         cx: &mut Cx,
     ) -> Next {
         let probe_again = !sent.read_in;
+        if let Some(b) = self.busy.as_mut().filter(|_| sent.cold) {
+            b.cold = None;
+        }
         if self
             .busy
             .as_mut()
@@ -308,14 +332,28 @@ impl<S: Transport> Conn<S> {
     /// Hand a cold file window (`send::Cold`) to an I/O thread, which sends it (plain TCP)
     /// or reads it in (TLS): the reactor must not wait on the disk. Returns false when
     /// there is no pool (the page cache is then trusted).
-    fn hand_to_io_thread(&mut self, c: crate::net::send::Cold, site: &Sites, cx: &mut Cx) -> bool {
+    fn hand_to_io_thread(
+        &mut self,
+        c: crate::net::send::Cold,
+        site: &Sites,
+        cx: &mut Cx,
+    ) -> Handed {
         let Some(pool) = site.offload() else {
             if let Some(b) = self.busy.as_mut() {
                 b.tx.trust_page_cache();
                 b.tx.cold_done(0, false);
             }
-            return false;
+            return Handed::NoPool;
         };
+        if cx.cold.inflight >= crate::offload::MAX_COLD_JOBS {
+            // Probed again when a place frees up (the window may be resident by then).
+            if let Some(b) = self.busy.as_mut() {
+                b.tx.cold_done(0, true);
+            }
+            cx.cold.waiting.push_back((cx.slot, cx.generation));
+            return Handed::Queued;
+        }
+        cx.cold.inflight += 1;
         cx.stats
             .cold_reads
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -323,10 +361,16 @@ impl<S: Transport> Conn<S> {
         let (slot, generation) = (cx.slot, cx.generation);
         let started = Instant::now();
         let sock = crate::offload::SockSlot::take(|| self.stream.send_handle());
+        let ticket = crate::offload::ColdTicket::new(sock);
+        if let Some(b) = self.busy.as_mut() {
+            b.cold = Some(Arc::clone(&ticket));
+        }
         pool.spawn_io(move || {
-            let sent =
-                crate::offload::send_in(sock.as_ref().map(|s| s.fd()), &c.file, c.pos, c.len);
-            drop(sock);
+            let sent = crate::offload::Sent {
+                cold: true,
+                ..ticket.run(&c.file, c.pos, c.len)
+            };
+            drop(ticket);
             let done = crate::offload::Completion {
                 slot,
                 generation,
@@ -338,13 +382,20 @@ impl<S: Transport> Conn<S> {
                 let _ = notifier.waker.wake();
             }
         });
-        true
+        Handed::Started
     }
 
     /// The reactor is closing the connection (peer gone, timeout, shutdown). A request
     /// still waiting for its offload job is counted and logged as 499 with no bytes,
     /// like nginx's "client closed request", so it does not vanish from the log.
-    pub fn on_close(&mut self, cx: &mut Cx) {
+    /// Returns true when an I/O thread still holds a duplicate of the socket: then it
+    /// outlives this descriptor (and stays in the epoll set) until the thread is done.
+    pub fn on_close(&mut self, cx: &mut Cx) -> bool {
+        let shared = self
+            .busy
+            .as_mut()
+            .and_then(|b| b.cold.take())
+            .is_some_and(|t| t.cancel());
         if let Phase::Parked(p) =
             std::mem::replace(&mut self.phase, Phase::Closing { linger: false })
         {
@@ -357,6 +408,11 @@ impl<S: Transport> Conn<S> {
                 0,
             );
         }
+        if shared {
+            // The peer sees the end now, not when the I/O thread lets go of its duplicate.
+            let _ = self.stream.shutdown_write();
+        }
+        shared
     }
 
     /// Advance as far as the socket allows.
@@ -420,7 +476,7 @@ impl<S: Transport> Conn<S> {
                 Ok(Flush::Cold) => {
                     // A new read for the pool (none: still waiting for the last one).
                     if let Some(c) = cold {
-                        if !self.hand_to_io_thread(c, site, cx) {
+                        if let Handed::NoPool = self.hand_to_io_thread(c, site, cx) {
                             continue;
                         }
                     }

@@ -178,6 +178,7 @@ pub struct Harness {
     config: Arc<Config>,
     site: Sites,
     spares: Spares,
+    cold: crate::net::conn::ColdJobs,
     notifier: Notifier,
     completions: Receiver<Completion>,
     stats: Arc<ReactorStats>,
@@ -195,6 +196,7 @@ impl Harness {
         Ok(Harness {
             site: Sites::new(config.clone(), offload, Some(registry.clone()))?,
             spares: Spares::default(),
+            cold: Default::default(),
             notifier: Notifier { tx, waker },
             completions,
             stats: registry.reactor(0),
@@ -307,9 +309,13 @@ impl Harness {
                 stats: &self.stats,
                 handshakes: None,
                 tls: None,
+                cold: &mut self.cold,
             };
             let site = &mut self.site;
             let next = if let Some(c) = completion.take() {
+                if c.sent.cold {
+                    cx.cold.inflight = cx.cold.inflight.saturating_sub(1);
+                }
                 conn.resume(c.result, c.started, c.sent, site, &mut cx)
             } else if let Some(class) = timer.take() {
                 conn.timeout(class, site, &mut cx)
