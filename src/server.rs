@@ -134,7 +134,10 @@ impl Drop for Generation {
 #[derive(PartialEq)]
 struct PoolKey {
     threads: usize,
+    /// Every coding's level: the pool's encoders are built with them.
     level: u32,
+    zstd_level: i32,
+    brotli_level: u32,
     max_pending: usize,
     cache_bytes: u64,
     compression: bool,
@@ -152,6 +155,8 @@ impl PoolKey {
         PoolKey {
             threads: c.threads,
             level: c.level,
+            zstd_level: c.zstd_level,
+            brotli_level: c.brotli_level,
             max_pending: c.max_pending,
             cache_bytes: c.cache_bytes,
             compression: c.enabled,
