@@ -255,17 +255,9 @@ impl Server {
     fn prepare(&self, config: Arc<Config>) -> Result<Plan, ServerError> {
         let (backlog, workers) = (config.limits.backlog, config.workers);
         let all = config.all_listen();
+        // Carried-over sockets are the running generation's too: they are steered to
+        // their CPUs (`pin_workers`) only in `commit`, once nothing can fail.
         let listeners = listener::carry_over(&self.listeners, &all, backlog, workers)?;
-        if config.pin_workers {
-            let cpus = crate::net::affinity::allowed();
-            for (i, s) in listeners.iter().flat_map(|l| l.sockets.iter().enumerate()) {
-                if let Some(cpu) = crate::net::affinity::cpu_for(i, &cpus) {
-                    if let Err(e) = crate::net::affinity::steer(s, cpu) {
-                        log::warn!("SO_INCOMING_CPU {cpu}: {e}");
-                    }
-                }
-            }
-        }
         // Certificates are read and checked here: a reload with a bad one changes nothing.
         let tls = crate::tls::Tls::new(&config)?;
         for w in tls.iter().flat_map(|t| t.warnings()) {
@@ -381,6 +373,19 @@ impl Server {
                     generation.stop(false);
                     self.draining.push(generation);
                     return Err(e.into());
+                }
+            }
+        }
+        // Every thread runs: from here on nothing fails, so the sockets shared with the
+        // running generation may change.
+        for (i, s) in plan
+            .listeners
+            .iter()
+            .flat_map(|l| l.sockets.iter().enumerate())
+        {
+            if let Some(cpu) = crate::net::affinity::cpu_for(i, &cpus) {
+                if let Err(e) = crate::net::affinity::steer(s, cpu) {
+                    log::warn!("SO_INCOMING_CPU {cpu}: {e}");
                 }
             }
         }
