@@ -594,6 +594,19 @@ impl Server {
                 reap(&mut g.threads, &mut failure, false);
             }
             self.draining.retain(|g| !g.threads.is_empty());
+            // A replaced log writer ends once the last reactor holding its sender has;
+            // join it then (its stack stays mapped until joined). One that ends after this
+            // wake is joined at the next one, or at exit.
+            let mut i = 0;
+            while i < self.log_writers.len() {
+                if self.log_writers[i].is_finished() {
+                    if self.log_writers.swap_remove(i).join().is_err() {
+                        log::error!("an access log writer panicked");
+                    }
+                } else {
+                    i += 1;
+                }
+            }
             let before = self.current.threads.len();
             reap(&mut self.current.threads, &mut failure, false);
             if self.current.threads.len() != before && stopped_at.is_none() {
