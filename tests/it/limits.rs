@@ -1,5 +1,6 @@
 use crate::support::*;
 use std::io::Read;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// User + system CPU time of a process, in clock ticks.
@@ -110,8 +111,14 @@ fn max_connections_stops_accepting_until_one_closes() {
 /// Start vireo on `config` under `prlimit --nofile=N`, stop it, and return its stderr
 /// (RUST_LOG=warn).
 fn startup_warnings(config: &str, nofile: u32) -> String {
+    startup_warnings_with(config, nofile, |_| {})
+}
+
+/// `startup_warnings`, with `setup` run on the config's directory first.
+fn startup_warnings_with(config: &str, nofile: u32, setup: impl FnOnce(&Path)) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("root")).expect("mkdir");
+    setup(dir.path());
     let cfg = dir.path().join("vireo.toml");
     std::fs::write(&cfg, config).expect("write");
     let mut child = std::process::Command::new("prlimit")
@@ -169,4 +176,24 @@ fn the_descriptor_check_counts_the_open_file_cache() {
         stderr.contains("RLIMIT_NOFILE is 1000, below the 2332"),
         "{stderr}"
     );
+}
+
+#[test]
+fn the_descriptor_check_counts_tls_and_metrics_listeners() {
+    // 2 x (100 + 100 + 2 x 2 addresses) + 2 for the metrics listener + 128 = 538; with
+    // the plain address alone it would be 532.
+    let config = "listen = \"127.0.0.1:0\"\nroot = \"root\"\nworkers = 2\n\
+                  [limits]\nmax_connections = 100\n[open_file_cache]\nentries = 100\n\
+                  [metrics]\nlisten = \"127.0.0.1:0\"\n\
+                  [tls]\nlisten = \"127.0.0.2:0\"\ncert = \"tls.crt\"\nkey = \"tls.key\"\n";
+    let ca = TestCa::new("vireo test CA");
+    let stderr = startup_warnings_with(config, 535, |dir| {
+        ca.write_leaf(dir, "tls", &["localhost"]);
+    });
+    assert!(
+        stderr.contains("RLIMIT_NOFILE is 535, below the 538 "),
+        "{stderr}"
+    );
+    // The warning says a reload holds two generations for a while.
+    assert!(stderr.contains("a reload"), "{stderr}");
 }
