@@ -3,13 +3,22 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// User + system CPU time of a process, in clock ticks.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    // Fields after the command name (which is in parentheses): utime is 14th, stime 15th.
-    let after = &stat[stat.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime")
+/// Per thread of `pid`: nanoseconds it has been runnable, on a CPU or waiting in a run
+/// queue for one (`/proc/PID/task/TID/schedstat`: run time, run-queue wait, timeslices).
+fn runnable_ns(pid: u32) -> Vec<(String, u64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(|t| {
+            let path = t.ok()?.path();
+            let stat = std::fs::read_to_string(path.join("schedstat")).ok()?;
+            let mut f = stat.split_whitespace().map(|v| v.parse::<u64>().ok());
+            let ns = f.next()?? + f.next()??;
+            let name = std::fs::read_to_string(path.join("comm")).ok()?;
+            Some((format!("{} {}", path.display(), name.trim_end()), ns))
+        })
+        .collect()
 }
 
 #[test]
@@ -31,11 +40,26 @@ fn emfile_pauses_accepting_without_spinning_and_recovers() {
         );
         std::thread::sleep(Duration::from_millis(10));
     }
-    let t0 = cpu_ticks(pid);
-    std::thread::sleep(Duration::from_millis(1500));
-    let used = cpu_ticks(pid) - t0;
-    // A spinning accept loop burns ~150 ticks in 1.5 s; pausing on a 100 ms timer, ~0.
-    assert!(used < 20, "{used} ticks of CPU while out of descriptors");
+    // Over a window, how much of it each thread spent runnable. A thread spinning on
+    // accept is runnable all the time, on a CPU or queued for one, whatever else the
+    // machine runs: a fraction near 1. A reactor paused on its 100 ms timer sleeps in
+    // epoll_wait but for ten short turns a second: near 0, and far below 1/2 even if
+    // each turn waited tens of milliseconds for a CPU.
+    let (t0, before) = (Instant::now(), runnable_ns(pid));
+    assert!(!before.is_empty(), "no schedstat for {pid}");
+    std::thread::sleep(Duration::from_secs(1)); // the measurement window, not a wait
+    let (after, wall) = (runnable_ns(pid), t0.elapsed().as_nanos() as f64);
+    for (task, ns) in &after {
+        let Some((_, was)) = before.iter().find(|(t, _)| t == task) else {
+            continue;
+        };
+        let share = ns.saturating_sub(*was) as f64 / wall;
+        assert!(
+            share < 0.5,
+            "{task} runnable {:.0}% of {wall:.0} ns while out of descriptors",
+            share * 100.0
+        );
+    }
     // The clients leave; the server recovers and serves a new one.
     clients.clear();
     let start = Instant::now();
