@@ -134,7 +134,10 @@ impl Drop for Generation {
 #[derive(PartialEq)]
 struct PoolKey {
     threads: usize,
+    /// Every coding's level: the pool's encoders are built with them.
     level: u32,
+    zstd_level: i32,
+    brotli_level: u32,
     max_pending: usize,
     cache_bytes: u64,
     compression: bool,
@@ -152,6 +155,8 @@ impl PoolKey {
         PoolKey {
             threads: c.threads,
             level: c.level,
+            zstd_level: c.zstd_level,
+            brotli_level: c.brotli_level,
             max_pending: c.max_pending,
             cache_bytes: c.cache_bytes,
             compression: c.enabled,
@@ -250,17 +255,9 @@ impl Server {
     fn prepare(&self, config: Arc<Config>) -> Result<Plan, ServerError> {
         let (backlog, workers) = (config.limits.backlog, config.workers);
         let all = config.all_listen();
+        // Carried-over sockets are the running generation's too: they are steered to
+        // their CPUs (`pin_workers`) only in `commit`, once nothing can fail.
         let listeners = listener::carry_over(&self.listeners, &all, backlog, workers)?;
-        if config.pin_workers {
-            let cpus = crate::net::affinity::allowed();
-            for (i, s) in listeners.iter().flat_map(|l| l.sockets.iter().enumerate()) {
-                if let Some(cpu) = crate::net::affinity::cpu_for(i, &cpus) {
-                    if let Err(e) = crate::net::affinity::steer(s, cpu) {
-                        log::warn!("SO_INCOMING_CPU {cpu}: {e}");
-                    }
-                }
-            }
-        }
         // Certificates are read and checked here: a reload with a bad one changes nothing.
         let tls = crate::tls::Tls::new(&config)?;
         for w in tls.iter().flat_map(|t| t.warnings()) {
@@ -376,6 +373,19 @@ impl Server {
                     generation.stop(false);
                     self.draining.push(generation);
                     return Err(e.into());
+                }
+            }
+        }
+        // Every thread runs: from here on nothing fails, so the sockets shared with the
+        // running generation may change.
+        for (i, s) in plan
+            .listeners
+            .iter()
+            .flat_map(|l| l.sockets.iter().enumerate())
+        {
+            if let Some(cpu) = crate::net::affinity::cpu_for(i, &cpus) {
+                if let Err(e) = crate::net::affinity::steer(s, cpu) {
+                    log::warn!("SO_INCOMING_CPU {cpu}: {e}");
                 }
             }
         }
@@ -584,6 +594,19 @@ impl Server {
                 reap(&mut g.threads, &mut failure, false);
             }
             self.draining.retain(|g| !g.threads.is_empty());
+            // A replaced log writer ends once the last reactor holding its sender has;
+            // join it then (its stack stays mapped until joined). One that ends after this
+            // wake is joined at the next one, or at exit.
+            let mut i = 0;
+            while i < self.log_writers.len() {
+                if self.log_writers[i].is_finished() {
+                    if self.log_writers.swap_remove(i).join().is_err() {
+                        log::error!("an access log writer panicked");
+                    }
+                } else {
+                    i += 1;
+                }
+            }
             let before = self.current.threads.len();
             reap(&mut self.current.threads, &mut failure, false);
             if self.current.threads.len() != before && stopped_at.is_none() {

@@ -437,3 +437,40 @@ fn check_refuses_an_unknown_coding_naming_line_and_column() {
     let (code, err) = run("codings = [\"br\", \"gzip\"]\nzstd_level = 19\nbrotli_level = 11");
     assert_eq!(code, Some(0), "{err}");
 }
+
+#[test]
+fn a_reload_changing_only_the_zstd_or_brotli_level_takes_effect() {
+    let data = text(200_000, 61);
+    let s = server_with(
+        "[compression]\nzstd_level = 1\nbrotli_level = 0\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        vec![("l.txt", data.clone())],
+    );
+    let cfg = s.dir.path().join("vireo.toml");
+    // One level at a time: each alone must reach the encoder (and not a cached entry
+    // made at the old level).
+    for (n, (coding, from, to)) in [
+        ("zstd", "zstd_level = 1", "zstd_level = 19"),
+        ("br", "brotli_level = 0", "brotli_level = 11"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut c = s.connect();
+        let before = get_encoded(&mut c, "/l.txt", coding, &data).body;
+        // Cached at this level: the same bytes again.
+        assert!(get_encoded(&mut c, "/l.txt", coding, &data).body == before);
+        let text = std::fs::read_to_string(&cfg).expect("read cfg");
+        assert!(text.contains(from), "{text}");
+        std::fs::write(&cfg, text.replace(from, to)).expect("write cfg");
+        s.signal(1);
+        s.wait_reloads("ok", n as u64 + 1);
+        let mut c = s.connect();
+        let after = get_encoded(&mut c, "/l.txt", coding, &data).body;
+        assert!(
+            after.len() < before.len(),
+            "{coding}: {to} made {} bytes, as many as {from} ({})",
+            after.len(),
+            before.len()
+        );
+    }
+}

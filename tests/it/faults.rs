@@ -97,3 +97,79 @@ fn a_reload_failing_halfway_keeps_the_old_set_and_sigterm_still_exits() {
     let status = s.wait_exit(Duration::from_secs(5)).expect("SIGTERM hung");
     assert!(status.success(), "{status:?}");
 }
+
+/// SO_INCOMING_CPU of every listening socket the server holds on `port`, one per socket
+/// (a socket's descriptors share it), read through duplicates taken with pidfd_getfd(2):
+/// the option is not visible from outside the process any other way.
+fn incoming_cpus(pid: u32, port: u16) -> Vec<(String, usize)> {
+    use rustix::process::{pidfd_getfd, pidfd_open, Pid, PidfdFlags, PidfdGetfdFlags};
+    let raw = Pid::from_raw(pid as i32).expect("pid");
+    let pidfd = pidfd_open(raw, PidfdFlags::empty()).expect("pidfd_open");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("fd dir") {
+        let Ok(e) = e else { continue };
+        // A descriptor closed since the listing is simply gone.
+        let Ok(link) = std::fs::read_link(e.path()) else {
+            continue;
+        };
+        let link = link.to_string_lossy().into_owned();
+        let Some(n) = e.file_name().to_str().and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if !link.starts_with("socket:") {
+            continue;
+        }
+        let Ok(fd) = pidfd_getfd(&pidfd, n, PidfdGetfdFlags::empty()) else {
+            continue;
+        };
+        let s = socket2::Socket::from(fd);
+        let local = s.local_addr().ok().and_then(|a| a.as_socket());
+        if local.map(|a| a.port()) != Some(port) || !s.is_listener().unwrap_or(false) {
+            continue;
+        }
+        out.push((link, s.cpu_affinity().expect("SO_INCOMING_CPU")));
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+#[test]
+#[cfg_attr(not(feature = "fault-injection"), ignore)]
+fn a_failed_reload_turning_pin_workers_on_leaves_the_sockets_unsteered() {
+    // Reactors 0 and 1 start; the first reload fails building 2, its first.
+    let s = TestServer::start_logged(
+        "error",
+        &[("VIREO_FAULT_BUILD_FAIL", "2")],
+        &format!("pin_workers = false\n{METRICS}"),
+        default_files,
+    );
+    let pid = s.child.id();
+    let before = incoming_cpus(pid, s.addr.port());
+    assert_eq!(before.len(), 2, "one socket per reactor: {before:?}");
+    let cfg = s.dir.path().join("vireo.toml");
+    let text = std::fs::read_to_string(&cfg).expect("read cfg");
+    let on = text.replace("pin_workers = false", "pin_workers = true");
+    assert_ne!(on, text);
+    std::fs::write(&cfg, on).expect("write cfg");
+    s.signal(SIGHUP);
+    s.wait_reloads("failed", 1);
+    assert_eq!(
+        incoming_cpus(pid, s.addr.port()),
+        before,
+        "a failed reload steered the running sockets"
+    );
+    // The same file again: this reload succeeds and steers them to CPUs this process may use.
+    s.signal(SIGHUP);
+    s.wait_reloads("ok", 1);
+    let allowed = rustix::thread::sched_getaffinity(None).expect("affinity");
+    let after = incoming_cpus(pid, s.addr.port());
+    assert_eq!(after.len(), 2, "{after:?}");
+    for (sock, cpu) in &after {
+        assert!(
+            *cpu < rustix::thread::CpuSet::MAX_CPU && allowed.is_set(*cpu),
+            "{sock}: SO_INCOMING_CPU {cpu}"
+        );
+    }
+    assert_eq!(get(s.addr, "/small.txt").status, 200);
+}

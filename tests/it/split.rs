@@ -1,10 +1,11 @@
 //! Segmentation independence: every request is sent split in two at every byte position
-//! (TCP_NODELAY, two write calls) and must get the same responses as when sent whole.
+//! (TCP_NODELAY, two write calls, the second only once the server has read the first) and
+//! must get the same responses as when sent whole.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, SocketAddrV4, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -74,8 +75,8 @@ fn exchange(addr: SocketAddr, a: &[u8], b: &[u8]) -> Vec<u8> {
     s.set_write_timeout(Some(TIMEOUT)).expect("timeout");
     s.write_all(a).expect("first half");
     if !b.is_empty() {
-        // Not needed for correctness; makes it likely the server reads the halves apart.
-        std::thread::sleep(Duration::from_micros(300));
+        // So the server reads the halves apart, whatever the machine's load.
+        wait_read(&s);
         // The server may already have answered and closed (an early 400); the write
         // then fails or is drained by the lingering close. Either way read on.
         let _ = s.write_all(b);
@@ -83,6 +84,112 @@ fn exchange(addr: SocketAddr, a: &[u8], b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     s.read_to_end(&mut out).expect("read until close");
     out
+}
+
+fn v4(a: SocketAddr) -> SocketAddrV4 {
+    match a {
+        SocketAddr::V4(a) => a,
+        SocketAddr::V6(a) => panic!("not IPv4: {a}"),
+    }
+}
+
+/// Wait (bounded) until everything written on `s` has reached the server's socket and the
+/// server has read it: the client's send queue is acknowledged, and the server's end of the
+/// connection has no unread bytes (or is gone: it answered and closed).
+fn wait_read(s: &TcpStream) {
+    let client = v4(s.local_addr().expect("local addr"));
+    let server = v4(s.peer_addr().expect("peer addr"));
+    let diag = Diag::new();
+    let start = Instant::now();
+    loop {
+        let acked = diag.lookup(client, server).is_none_or(|q| q.wqueue == 0);
+        // Before the data comes, TCP_DEFER_ACCEPT leaves only a request socket.
+        let read = diag
+            .lookup(server, client)
+            .is_none_or(|q| q.state != TCP_SYN_RECV && q.rqueue == 0);
+        if acked && read {
+            return;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "the server never read the first part"
+        );
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
+const TCP_SYN_RECV: u8 = 3;
+
+struct Queues {
+    state: u8,
+    /// Received, not yet read by the application.
+    rqueue: u32,
+    /// Sent, not yet acknowledged.
+    wqueue: u32,
+}
+
+/// A NETLINK_SOCK_DIAG socket: looks up one TCP socket by its four-tuple, as `ss` does,
+/// without listing the whole table.
+struct Diag(socket2::Socket);
+
+impl Diag {
+    fn new() -> Diag {
+        const NETLINK_SOCK_DIAG: i32 = 4;
+        let s = socket2::Socket::new(
+            socket2::Domain::from(libc::AF_NETLINK),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::from(NETLINK_SOCK_DIAG)),
+        )
+        .expect("netlink socket");
+        Diag(s)
+    }
+
+    /// The socket whose local address is `local` and peer `remote`, if there is one.
+    fn lookup(&self, local: SocketAddrV4, remote: SocketAddrV4) -> Option<Queues> {
+        const SOCK_DIAG_BY_FAMILY: u16 = 20;
+        const NLMSG_ERROR: u16 = 2;
+        const NLM_F_REQUEST: u16 = 1;
+        // struct nlmsghdr, then struct inet_diag_req_v2 with its inet_diag_sockid.
+        let mut req = Vec::with_capacity(72);
+        req.extend_from_slice(&72u32.to_ne_bytes());
+        req.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+        req.extend_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+        req.extend_from_slice(&[0; 8]); // sequence, port id
+        req.extend_from_slice(&[libc::AF_INET as u8, libc::IPPROTO_TCP as u8, 0, 0]);
+        req.extend_from_slice(&u32::MAX.to_ne_bytes()); // every state
+        req.extend_from_slice(&local.port().to_be_bytes());
+        req.extend_from_slice(&remote.port().to_be_bytes());
+        for ip in [local.ip(), remote.ip()] {
+            req.extend_from_slice(&ip.octets());
+            req.extend_from_slice(&[0; 12]);
+        }
+        req.extend_from_slice(&[0; 4]); // any interface
+        req.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
+        assert_eq!(req.len(), 72);
+        // Unconnected netlink sockets send to the kernel.
+        (&self.0).write_all(&req).expect("netlink send");
+        let mut buf = [0u8; 8192];
+        let n = (&self.0).read(&mut buf).expect("netlink recv");
+        let u16_at = |i: usize| u16::from_ne_bytes([buf[i], buf[i + 1]]);
+        let u32_at = |i: usize| u32::from_ne_bytes([buf[i], buf[i + 1], buf[i + 2], buf[i + 3]]);
+        assert!(n >= 16, "short netlink answer");
+        match u16_at(4) {
+            // struct inet_diag_msg: family, state, timer, retrans, the 48-byte id,
+            // expires, rqueue, wqueue.
+            SOCK_DIAG_BY_FAMILY if n >= 16 + 64 => Some(Queues {
+                state: buf[17],
+                rqueue: u32_at(16 + 56),
+                wqueue: u32_at(16 + 60),
+            }),
+            // ENOENT: no such socket (any other error is a broken lookup).
+            NLMSG_ERROR if n >= 20 => {
+                let errno = -(u32_at(16) as i32);
+                assert_eq!(errno, libc::ENOENT, "sock_diag lookup failed");
+                None
+            }
+            t => panic!("unexpected netlink message type {t}"),
+        }
+    }
 }
 
 /// Responses without their Date header (the only part that may differ between runs).
