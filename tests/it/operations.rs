@@ -473,6 +473,7 @@ fn pool_threads_are_not_pinned_with_the_reactor_that_made_them() {
     for (name, cpus) in pool {
         assert_eq!(cpus, &process, "{name}: {threads:?}");
     }
+}
 
 /// Names of the process's threads (`/proc/PID/task/*/comm`).
 fn thread_names(pid: u32) -> Vec<String> {
