@@ -95,11 +95,9 @@ pub fn encode(reply: Reply, f: Framing, date: &[u8], out: &mut Vec<u8>) -> Encod
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    let body = if f.head_only && !close {
-        Body::Empty
-    } else {
-        body
-    };
+    // A HEAD reply never has content (RFC 9110 9.3.2), closing or not: bytes after its
+    // head would be read as the next response by a client that keeps reading.
+    let body = if f.head_only { Body::Empty } else { body };
     let bytes = body.len();
     let body = match body {
         Body::Static(b) => {
@@ -211,12 +209,23 @@ mod tests {
     }
 
     #[test]
-    fn a_closing_error_is_sent_whole_even_to_head() {
+    fn a_closing_error_to_head_has_no_body() {
         let mut out = Vec::new();
         let mut r = Reply::error(500);
         r.close = true;
         let e = encode(r, framing(true, true), b"d", &mut out);
         assert!(!e.keep_alive);
+        assert_eq!(e.bytes, 0);
+        assert!(matches!(e.body, Body::Empty));
+        let s = String::from_utf8(out).expect("ascii");
+        let cl = format!("Content-Length: {}\r\n", error_body(500).len());
+        assert!(s.contains(&cl), "the head is as for GET: {s}");
+        assert!(s.ends_with("Connection: close\r\n\r\n"), "{s}");
+        // The same reply to a GET keeps its body.
+        let mut out = Vec::new();
+        let mut r = Reply::error(500);
+        r.close = true;
+        encode(r, framing(true, false), b"d", &mut out);
         assert!(out.ends_with(error_body(500)));
     }
 

@@ -299,3 +299,33 @@ fn a_client_gone_while_its_gzip_is_made_is_logged_as_499() {
     });
     assert_eq!(read().matches("/big.txt").count(), 1, "{}", read());
 }
+
+/// A compression job that fails (the file shrank after the open-file cache trusted its
+/// size: the job's read ends early) answers 500 with a close; to a HEAD that is the head
+/// only, never the error page after it.
+#[test]
+fn a_failed_job_answers_head_with_a_head_only() {
+    let body = text(100_000, 12);
+    let s = server_with(
+        "workers = 1\n[open_file_cache]\nvalid = \"60s\"\ncheck = \"60s\"\n",
+        vec![("shrinks.txt", body.clone())],
+    );
+    let mut c = s.connect();
+    // Identity first: the one reactor's cache now trusts the 100,000 bytes for a minute.
+    let r = c.get("/shrinks.txt");
+    assert_eq!((r.status, r.body.len()), (200, body.len()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(s.root().join("shrinks.txt"))
+        .and_then(|f| f.set_len(10))
+        .expect("truncate in place");
+    let r = request(&mut c, "HEAD", "/shrinks.txt", "Accept-Encoding: gzip\r\n");
+    assert_eq!(r.status, 500, "{}", r.head);
+    assert_eq!(r.header("connection"), Some("close"), "{}", r.head);
+    let rest = c.read_to_close();
+    assert!(
+        rest.is_empty(),
+        "a HEAD got a body: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+}
