@@ -15,7 +15,8 @@ pub fn set_https_port(port: u16) {
     HTTPS_PORT.store(port, Ordering::Relaxed);
 }
 
-const ACME: &[u8] = b"/.well-known/acme-challenge/";
+/// The challenge directory, as a normalised path relative to the root.
+const ACME: &[u8] = b".well-known/acme-challenge";
 
 /// The 308 a request on a plain listener gets, if `redirect_http` is on.
 pub fn redirect(config: &Config, head: &RequestHead, buf: &[u8]) -> Option<Reply> {
@@ -23,7 +24,7 @@ pub fn redirect(config: &Config, head: &RequestHead, buf: &[u8]) -> Option<Reply
         return None;
     }
     let path = head.path.get(buf);
-    if path.starts_with(ACME) {
+    if is_acme(path) {
         return None;
     }
     // Without a Host (HTTP/1.0) there is no name to send the client to: serve it.
@@ -47,6 +48,25 @@ pub fn redirect(config: &Config, head: &RequestHead, buf: &[u8]) -> Option<Reply
     Some(reply)
 }
 
+/// Does the request path name the challenge directory or something in it, once decoded and
+/// without dot segments (as the router will resolve it)? The raw prefix is not enough:
+/// `/.well-known/acme-challenge/../../private/x` is `/private/x`, which must be redirected.
+fn is_acme(path: &[u8]) -> bool {
+    // Without '%' or a segment starting with '.', no segment can be `.well-known`: the
+    // common case costs one scan and no allocation.
+    if memchr::memchr(b'%', path).is_none() && memchr::memmem::find(path, b"/.").is_none() {
+        return false;
+    }
+    let mut rel = Vec::with_capacity(path.len());
+    match crate::http::path::normalize(path, &mut rel) {
+        Ok(trailing) => rel
+            .strip_prefix(ACME)
+            .is_some_and(|rest| rest.starts_with(b"/") || (rest.is_empty() && trailing)),
+        // A path the router refuses (400, 403) is redirected: the TLS side answers it.
+        Err(_) => false,
+    }
+}
+
 /// `host[:port]` -> `host`; an IPv6 literal keeps its brackets.
 fn strip_port(host: &[u8]) -> &[u8] {
     if host.first() == Some(&b'[') {
@@ -58,5 +78,37 @@ fn strip_port(host: &[u8]) -> &[u8] {
     match memchr::memchr(b':', host) {
         Some(colon) => &host[..colon],
         None => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_acme;
+
+    #[test]
+    fn the_acme_exemption_matches_the_normalised_path() {
+        for p in [
+            "/.well-known/acme-challenge/tok",
+            "/.well-known/acme-challenge/",
+            "/.well-known/acme-challenge/a/../tok",
+            "/%2ewell-known/acme%2Dchallenge/tok",
+            "//.well-known/./acme-challenge/tok",
+        ] {
+            assert!(is_acme(p.as_bytes()), "{p}");
+        }
+        for p in [
+            "/.well-known/acme-challenge/../../private/x",
+            "/.well-known/acme-challenge/%2e%2e/%2E%2E/private/x",
+            "/.well-known/acme-challenge/..",
+            "/.well-known/acme-challenge",
+            "/.well-known/acme-challengex/tok",
+            "/.well-known/acme-challenge%2ftok",
+            "/.well-known/acme-challenge/../../../etc/passwd",
+            "/private/x",
+            "/",
+            "",
+        ] {
+            assert!(!is_acme(p.as_bytes()), "{p}");
+        }
     }
 }

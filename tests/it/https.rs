@@ -79,6 +79,45 @@ fn redirect_http_sends_plain_requests_to_https_but_serves_acme_challenges() {
     assert_eq!((r.status, &r.body[..]), (200, &b"page\n"[..]));
 }
 
+/// The ACME exemption is decided on the normalised path: a path that only starts like the
+/// challenge directory but resolves outside it is redirected, an encoded spelling of a
+/// challenge is still served.
+#[test]
+fn redirect_http_exempts_only_paths_that_resolve_into_the_challenge_directory() {
+    let s = TestServer::start_tls("", "redirect_http = true", |root| {
+        files(root);
+        std::fs::create_dir(root.join("private")).expect("mkdir");
+        std::fs::write(root.join("private/x"), b"private\n").expect("write");
+    });
+    let mut c = s.connect();
+    for p in [
+        "/.well-known/acme-challenge/../../private/x",
+        "/.well-known/acme-challenge/%2e%2e/%2E%2E/private/x",
+        "/.well-known/acme-challenge/./../../private/x",
+    ] {
+        let r = ask(
+            &mut c,
+            &format!("GET {p} HTTP/1.1\r\nHost: example.org\r\n\r\n"),
+        );
+        assert_eq!(r.status, 308, "{p}: {}", r.head);
+        assert_ne!(r.body, b"private\n", "{p}");
+    }
+    for p in [
+        "/%2ewell-known/acme%2Dchallenge/tok123",
+        "/.well-known/acme-challenge/x/../tok123",
+    ] {
+        let r = ask(
+            &mut c,
+            &format!("GET {p} HTTP/1.1\r\nHost: example.org\r\n\r\n"),
+        );
+        assert_eq!(
+            (r.status, &r.body[..]),
+            (200, &b"tok123.key-authz\n"[..]),
+            "{p}"
+        );
+    }
+}
+
 #[test]
 fn without_redirect_http_plain_listeners_serve() {
     let s = TestServer::start_tls("", "", files);
