@@ -202,9 +202,12 @@ pub struct Outbox {
     out: Vec<u8>,
     opos: usize,
     tail: Tail,
-    /// File bytes before this offset were found (or made) resident; 0 = probe first.
-    /// `u64::MAX`: do not probe (no pool to read on).
+    /// File bytes before this offset were found (or made) resident in this turn; 0 = probe
+    /// first. `u64::MAX`: do not probe (no pool to read on).
     warm_until: u64,
+    /// The pool has just read the window before `warm_until` in (TLS): trust it for the
+    /// next turn without a probe, so a window evicted again at once still makes progress.
+    fresh: bool,
     /// The pool is reading the window before `warm_until` in: nothing is sent until it
     /// is done.
     cold_wait: bool,
@@ -223,6 +226,7 @@ impl Outbox {
             opos: 0,
             tail: Tail::None,
             warm_until: 0,
+            fresh: false,
             cold_wait: false,
         }
     }
@@ -257,6 +261,7 @@ impl Outbox {
             if probe_again && self.warm_until != u64::MAX {
                 self.warm_until = *pos;
             }
+            self.fresh = !probe_again;
         }
         true
     }
@@ -358,6 +363,12 @@ impl Outbox {
     ) -> io::Result<Flush> {
         if self.cold_wait {
             return Ok(Flush::Cold);
+        }
+        // A probe holds for one turn only: between two turns (the socket was full, the
+        // budget spent) the kernel may have evicted the pages, and a sendfile on them would
+        // wait for the disk on this reactor.
+        if self.warm_until != u64::MAX && !std::mem::take(&mut self.fresh) {
+            self.warm_until = 0;
         }
         loop {
             let pending = self.out.len() - self.opos;
@@ -562,4 +573,95 @@ fn check_cold(
         pos,
         len,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that takes `room` more bytes, then says WouldBlock.
+    struct Sink {
+        room: usize,
+        got: usize,
+    }
+
+    impl Read for Sink {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::ErrorKind::WouldBlock.into())
+        }
+    }
+
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let n = b.len().min(self.room);
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.room -= n;
+            self.got += n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Transport for Sink {
+        fn send_file(&mut self, _: &File, pos: &mut u64, len: usize) -> io::Result<usize> {
+            let n = self.write(&vec![0; len.min(self.room)])?;
+            *pos += n as u64;
+            Ok(n)
+        }
+        fn shutdown_write(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn set_nodelay(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn evict(f: &File) -> bool {
+        f.sync_all().expect("fsync");
+        rustix::fs::fadvise(f, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+        !crate::offload::pagecache::resident(f, 0, 4 << 20)
+    }
+
+    #[test]
+    fn a_resident_verdict_holds_for_one_turn_only() {
+        // On the disk (not tmpfs), so that its pages can be evicted.
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![1u8; 4 << 20]).expect("write");
+        let file = Arc::new(File::open(&path).expect("open"));
+        let mut out = Outbox::new();
+        out.queue(Body::File {
+            file: Arc::clone(&file),
+            start: 0,
+            end: 4 << 20,
+        });
+        let mut sink = Sink {
+            room: 64 << 10,
+            got: 0,
+        };
+        let (mut writable, mut cold, mut budget) = (true, None, u64::MAX);
+        let r = out.flush(&mut sink, &mut writable, &mut budget, &mut cold);
+        assert!(matches!(r, Ok(Flush::Blocked)) && cold.is_none());
+        assert_eq!(sink.got, 64 << 10);
+        // The kernel drops the pages while the socket is full.
+        if !evict(&file) {
+            if std::env::var_os("VIREO_REQUIRE_EVICTION").is_some() {
+                panic!("VIREO_REQUIRE_EVICTION is set but this filesystem keeps evicted pages");
+            }
+            eprintln!("SKIPPED: this filesystem keeps evicted pages");
+            return;
+        }
+        sink.room = usize::MAX;
+        writable = true;
+        let r = out.flush(&mut sink, &mut writable, &mut budget, &mut cold);
+        // Probed afresh: the rest of the window goes to an I/O thread, not to a sendfile
+        // that would wait for the disk on the reactor.
+        assert!(matches!(r, Ok(Flush::Cold)), "sent from the reactor");
+        let c = cold.expect("a cold window");
+        assert_eq!((c.pos, sink.got), (64 << 10, 64 << 10));
+    }
 }

@@ -5,8 +5,9 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Are all pages of `file` in `pos..pos + len` in the page cache? `cachestat(2)` (Linux
-/// 6.5) counts them. Without it, `preadv2(.., RWF_NOWAIT)` of the first byte says EAGAIN
+/// Are all pages of `file` in `pos..pos + len` in the page cache, and readable now?
+/// `cachestat(2)` (Linux 6.5) counts them, and `preadv2(.., RWF_NOWAIT)` of its first and
+/// last bytes checks that their pages are not still being read in. Without it, `preadv2(.., RWF_NOWAIT)` of the first byte says EAGAIN
 /// when its page is not, and the rest of the range is taken on trust. A filesystem that
 /// supports neither counts as resident (nginx's default: sendfile may wait).
 pub fn resident(file: &File, pos: u64, len: u64) -> bool {
@@ -16,7 +17,12 @@ pub fn resident(file: &File, pos: u64, len: u64) -> bool {
             Ok(cached) => {
                 let page = rustix::param::page_size() as u64;
                 let pages = pos.saturating_add(len).div_ceil(page) - pos / page;
-                return cached >= pages;
+                // cachestat counts a page that readahead has added but not yet filled
+                // (its read is in flight), and sendfile would wait on it: ask the ends of
+                // the range too, whose pages a read in flight leaves locked.
+                return cached >= pages
+                    && first_byte_resident(file, pos)
+                    && first_byte_resident(file, pos.saturating_add(len - 1));
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS | libc::EPERM)) => {
                 // An older kernel, or a seccomp filter: never ask again.
