@@ -92,17 +92,32 @@ impl Inbox {
         }
         let mut got = false;
         let trust_short = stream.short_read_drains();
+        // Once the peer's FIN is seen, read on to the EOF it brings.
+        stream.read_pass(!io.read_closed);
+        let r = self.fill_pass(stream, io, trust_short, &mut got);
+        stream.read_pass(false);
+        r.map(|()| got)
+    }
+
+    fn fill_pass(
+        &mut self,
+        stream: &mut impl Transport,
+        io: &mut Readiness,
+        trust_short: bool,
+        got: &mut bool,
+    ) -> io::Result<()> {
         while self.end < self.buf.len() {
             let want = self.buf.len() - self.end;
             match stream.read(&mut self.buf[self.end..]) {
                 Ok(0) => {
                     io.eof = true;
                     io.readable = false;
-                    return Ok(true);
+                    *got = true;
+                    return Ok(());
                 }
                 Ok(n) => {
                     self.end += n;
-                    got = true;
+                    *got = true;
                     if n < want && trust_short && !io.read_closed {
                         // Edge triggered: a short read means the socket is drained.
                         io.readable = false;
@@ -117,7 +132,7 @@ impl Inbox {
                 Err(e) => return Err(e),
             }
         }
-        Ok(got)
+        Ok(())
     }
 
     /// Holds no buffer (given back, or never taken).

@@ -33,6 +33,10 @@ pub trait Transport: Read + Write {
     fn short_read_drains(&self) -> bool {
         true
     }
+    /// A pass of reads until WouldBlock begins (`on`) or ends: a transport may skip a
+    /// socket read it knows would block, within one pass only (an event that arrives
+    /// during the pass starts another).
+    fn read_pass(&mut self, _on: bool) {}
     /// Work before the first HTTP byte (the TLS handshake): `Ready` when there is none.
     fn handshake(
         &mut self,

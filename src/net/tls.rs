@@ -80,6 +80,12 @@ pub struct TlsStream<T = TcpStream> {
     first: bool,
     /// close_notify is queued (sent once).
     notified: bool,
+    /// Inside one `recv::Buffer::fill` pass (`Transport::read_pass`).
+    in_pass: bool,
+    /// In this pass, a socket read returned less than rustls asked for: the socket was
+    /// drained then, so once rustls has no plaintext left the next recv would only say
+    /// EAGAIN (edge triggering brings a new event for bytes that arrive later).
+    drained: bool,
 }
 
 impl<T: Transport> Stream<T> {
@@ -93,6 +99,8 @@ impl<T: Transport> Stream<T> {
             eof: false,
             first: true,
             notified: false,
+            in_pass: false,
+            drained: false,
         })))
     }
 
@@ -196,9 +204,11 @@ impl<T: Transport> TlsStream<T> {
             let mut tap = Tap {
                 sock: &mut self.sock,
                 first: if self.first { Some(0) } else { None },
+                short: false,
             };
             let r = tls.read_tls(&mut tap);
             let first_byte = tap.first;
+            self.drained = self.in_pass && tap.short;
             match r {
                 Ok(0) => {
                     self.eof = true;
@@ -341,10 +351,12 @@ fn not_tls(sock: &mut impl Transport, first: Option<u8>) -> io::Error {
     }
 }
 
-/// The socket as rustls reads it, noting the first byte of the first read.
+/// The socket as rustls reads it, noting the first byte of the first read and whether a
+/// read came back short.
 struct Tap<'a, T> {
     sock: &'a mut T,
     first: Option<u8>,
+    short: bool,
 }
 
 impl<T: Read> Read for Tap<'_, T> {
@@ -353,6 +365,7 @@ impl<T: Read> Read for Tap<'_, T> {
         if let (Some(f), true) = (self.first.as_mut(), n > 0) {
             *f = buf[0];
         }
+        self.short = n > 0 && n < buf.len();
         Ok(n)
     }
 }
@@ -378,6 +391,9 @@ impl<T: Transport> Read for Stream<T> {
             }
             if t.eof {
                 return Ok(0);
+            }
+            if std::mem::take(&mut t.drained) {
+                return Err(io::ErrorKind::WouldBlock.into());
             }
             t.read_records()?;
             let state = t.conn()?.process_new_packets();
@@ -487,6 +503,16 @@ impl<T: Transport> Transport for Stream<T> {
             Stream::Plain(s) => s.set_cork(on),
             // rustls' records already leave in large writes.
             Stream::Tls(_) => Ok(()),
+        }
+    }
+
+    fn read_pass(&mut self, on: bool) {
+        match self {
+            Stream::Plain(s) => s.read_pass(on),
+            Stream::Tls(t) => {
+                t.in_pass = on;
+                t.drained = false;
+            }
         }
     }
 

@@ -506,7 +506,14 @@ fn vm_size_kib(pid: u32) -> u64 {
 
 #[test]
 fn reloads_changing_the_access_log_leave_no_writer_thread_behind() {
-    let s = TestServer::start("[log]\naccess = \"a.log\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    // One malloc arena: a thread that happens to get a new one maps 64 MiB more, which
+    // would hide (or fake) the 2 MiB stacks this test looks for.
+    let s = TestServer::start_logged(
+        "error",
+        &[("MALLOC_ARENA_MAX", "1")],
+        "[log]\naccess = \"a.log\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        default_files,
+    );
     let pid = s.child.id();
     let cfg = s.dir.path().join("vireo.toml");
     let mut reloads = 0;
