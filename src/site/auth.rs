@@ -15,6 +15,7 @@
 use crate::config::AuthRule;
 use crate::offload::{Job, Kind, Notifier, Offload, Output};
 use crate::site::route::Target;
+use crate::site::rules::{sidecar_stems, CODINGS};
 use hashlink::LruCache;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
@@ -183,8 +184,21 @@ pub fn gate<'a>(
     if target.trailing && !target.rel.is_empty() {
         scratch.push(b'/');
     }
-    // Longest path first: the first match is the most specific rule.
-    let Some(rule) = rules.iter().find(|r| r.pattern.matches(scratch)) else {
+    // Most specific rule first: the first match wins. A sidecar asked for by name
+    // (`/data.json.gz`) is judged as the file it stands for (`/data.json`) first: its
+    // bytes are that file's, so whatever protects the file protects them; only when no
+    // rule covers the file do the sidecar's own rules (`/**/*.gz`) apply.
+    let mut stems = [0; CODINGS.len() + 1];
+    let mut n = 0;
+    for len in sidecar_stems(scratch) {
+        stems[n] = len;
+        n += 1;
+    }
+    let Some(rule) = stems[..n]
+        .iter()
+        .rev()
+        .find_map(|&len| rules.iter().find(|r| r.pattern.matches(&scratch[..len])))
+    else {
         return Gate::Open;
     };
     let Some((user, password)) = authorization.and_then(basic_credentials) else {

@@ -419,3 +419,69 @@ fn a_flood_of_password_checks_does_not_stall_tls_handshakes() {
         assert_eq!(c.read_response().status, 401);
     }
 }
+
+/// Issue 21: a precompressed sidecar asked for by its own name (`data.json.gz`) is judged
+/// by the rules of the file it stands for (`data.json`) too: `[[auth]]`, `[[redirects]]`,
+/// `[[headers]]` and hidden files. Before, `/**/*.json` protected `data.json` but served
+/// `data.json.gz` (its content, compressed) to anyone.
+#[test]
+fn sidecars_asked_for_directly_are_judged_as_the_file_they_stand_for() {
+    let s = TestServer::start_with(
+        &format!(
+            "[[auth]]\npath = \"/**/*.json\"\nrealm = \"staging\"\nhtpasswd = \"staging.htpasswd\"\n\
+             [[redirects]]\nfrom = \"/old.css\"\nto = \"/new.css\"\n\
+             [[redirects]]\nfrom = \"/moved/**/*.txt\"\nto = \"/gone.txt\"\n\
+             [[headers]]\npath = \"/**/*.txt\"\nset = {{ \"X-Txt\" = \"1\" }}\n{METRICS}"
+        ),
+        |root| {
+            for (name, body) in [
+                ("data.json", &b"{\"secret\": 1}\n"[..]),
+                ("data.json.gz", b"gz of the secret"),
+                ("data.json.br", b"br of the secret"),
+                ("data.json.zst", b"zst of the secret"),
+                ("data.json.gz.br", b"br of the gz"),
+                ("old.css.gz", b"old gz"),
+                ("moved/a/b.txt.br", b"moved br"),
+                ("notes.txt.gz", b"notes gz"),
+                (".env.gz", b"hidden gz"),
+            ] {
+                let p = root.join(name);
+                std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                std::fs::write(p, body).expect("write");
+            }
+            let dir = root.parent().expect("parent");
+            htpasswd(dir, "staging.htpasswd", &[("alice", "wonder land")], 4);
+        },
+    );
+    let mut c = s.connect();
+    for p in [
+        "/data.json",
+        "/data.json.gz",
+        "/data.json.br",
+        "/data.json.zst",
+        "/data.json.gz.br",
+        "/x/../data.json.gz",
+    ] {
+        let r = get_as(&mut c, p, None);
+        assert_eq!(r.status, 401, "{p}: {}", r.head);
+        assert_eq!(r.header("www-authenticate"), Some(CHALLENGE), "{p}");
+    }
+    let r = get_as(
+        &mut c,
+        "/data.json.gz",
+        Some(&basic("alice", "wonder land")),
+    );
+    assert_eq!((r.status, &r.body[..]), (200, &b"gz of the secret"[..]));
+    for (p, to) in [
+        ("/old.css.gz", "/new.css"),
+        ("/moved/a/b.txt.br", "/gone.txt"),
+    ] {
+        let r = get_as(&mut c, p, None);
+        assert_eq!(r.status, 301, "{p}: {}", r.head);
+        assert_eq!(r.header("location"), Some(to), "{p}");
+    }
+    let r = get_as(&mut c, "/notes.txt.gz", None);
+    assert_eq!((r.status, &r.body[..]), (200, &b"notes gz"[..]));
+    assert_eq!(r.header("x-txt"), Some("1"), "{}", r.head);
+    assert_eq!(get_as(&mut c, "/.env.gz", None).status, 404);
+}
