@@ -37,7 +37,7 @@ const COSTS: std::ops::RangeInclusive<u32> = 4..=17;
 #[derive(Debug, Clone)]
 pub struct AuthRule {
     pub pattern: PathPattern,
-    /// The configured path (the longest matching one wins).
+    /// The configured path (the most specific matching one wins, see `build_auth`).
     pub path: Box<str>,
     pub realm: Box<str>,
     pub htpasswd: PathBuf,
@@ -69,7 +69,11 @@ impl fmt::Debug for Users {
 }
 
 /// Validate the rules, read their htpasswd files (relative to `base`, the config file's
-/// directory) and order them longest path first.
+/// directory) and order them most specific first: the longest literal prefix (what comes
+/// before the first `*`; a pattern without `*` is all prefix) first, of equal prefixes
+/// the longer pattern, of equal patterns the first in the file. So `/admin/` (prefix 7)
+/// wins over `/**/*.pdf` (prefix 1) for `/admin/x.pdf`: a glob that names a file type
+/// never widens a directory's rule. Rules match ASCII case-insensitively (see `gate`).
 pub(super) fn build_auth(
     raw: Vec<RawAuth>,
     base: &Path,
@@ -109,9 +113,14 @@ pub(super) fn build_auth(
             challenge: Arc::from(vec![line.into_bytes().into_boxed_slice()]),
         });
     }
-    // Stable: of two rules with equally long paths, the first in the file wins.
-    rules.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+    // Stable: of two equally specific rules, the first in the file wins.
+    rules.sort_by_key(|r| std::cmp::Reverse((literal_prefix(&r.path).len(), r.path.len())));
     Ok(rules.into())
+}
+
+/// The part of a rule's path before its first glob metacharacter (`*`).
+fn literal_prefix(path: &str) -> &str {
+    path.find('*').map_or(path, |i| &path[..i])
 }
 
 /// A realm goes inside a quoted-string: printable ASCII without `"` or `\`.
@@ -237,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn rules_are_ordered_longest_first_and_checked_in_place() {
+    fn rules_are_ordered_most_specific_first_and_checked_in_place() {
         let d = tempfile::tempdir().unwrap();
         let h = d.path().join("h");
         std::fs::write(&h, format!("a:{H}\n")).unwrap();
@@ -249,6 +258,17 @@ mod tests {
         let c = crate::config::tests::load(&text).unwrap();
         let realms: Vec<&str> = c.auth.iter().map(|r| &*r.realm).collect();
         assert_eq!(realms, ["y", "x", "z"]);
+        // Issue 21: ranked by literal prefix, then pattern length, not by length alone.
+        let text = rule("/**/*.pdf", "staff")
+            + &rule("/admin/", "admins")
+            + &rule("/admin/**/*.pdf", "pdfs")
+            + &rule("/admin/*", "any")
+            + &rule("/ad", "short");
+        let c = crate::config::tests::load(&text).unwrap();
+        let realms: Vec<&str> = c.auth.iter().map(|r| &*r.realm).collect();
+        assert_eq!(realms, ["pdfs", "any", "admins", "short", "staff"]);
+        assert_eq!(literal_prefix("/admin/**/*.pdf"), "/admin/");
+        assert_eq!(literal_prefix("/a/b"), "/a/b");
         assert_eq!(c.auth[0].users.hash_of("a"), Some(H));
         assert!(format!("{:?}", c.auth[0].users).contains("\"a\""));
         assert!(

@@ -129,7 +129,7 @@ pub struct Config {
     pub redirects: Arc<[Redirect]>,
     /// `fallback`: request path of the file that answers a GET/HEAD naming nothing.
     pub fallback: Option<Box<[u8]>>,
-    /// `[[auth]]`, longest path first (at most `MAX_AUTH_RULES`).
+    /// `[[auth]]`, most specific first (longest literal prefix; at most `MAX_AUTH_RULES`).
     pub auth: Arc<[AuthRule]>,
     /// `[[site]]`, in file order (at most `MAX_SITES`); the fields above are the default
     /// site's.

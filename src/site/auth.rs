@@ -184,7 +184,9 @@ pub fn gate<'a>(
     if target.trailing && !target.rel.is_empty() {
         scratch.push(b'/');
     }
-    // Most specific rule first: the first match wins. A sidecar asked for by name
+    // Most specific rule first (`config::auth::build_auth`): the first match wins,
+    // ASCII case-insensitively, since a case-folding filesystem serves `/ADMIN/` from
+    // `/admin/` (on one that does not, the stricter match costs nothing). A sidecar asked for by name
     // (`/data.json.gz`) is judged as the file it stands for (`/data.json`) first: its
     // bytes are that file's, so whatever protects the file protects them; only when no
     // rule covers the file do the sidecar's own rules (`/**/*.gz`) apply.
@@ -194,11 +196,10 @@ pub fn gate<'a>(
         stems[n] = len;
         n += 1;
     }
-    let Some(rule) = stems[..n]
-        .iter()
-        .rev()
-        .find_map(|&len| rules.iter().find(|r| r.pattern.matches(&scratch[..len])))
-    else {
+    let Some(rule) = stems[..n].iter().rev().find_map(|&len| {
+        let path = &scratch[..len];
+        rules.iter().find(|r| r.pattern.matches_ignore_case(path))
+    }) else {
         return Gate::Open;
     };
     let Some((user, password)) = authorization.and_then(basic_credentials) else {

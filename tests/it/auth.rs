@@ -485,3 +485,47 @@ fn sidecars_asked_for_directly_are_judged_as_the_file_they_stand_for() {
     assert_eq!(r.header("x-txt"), Some("1"), "{}", r.head);
     assert_eq!(get_as(&mut c, "/.env.gz", None).status, 404);
 }
+
+/// Issue 21: the most specific rule is the one with the longest literal prefix (the part
+/// before the first `*`), not the longest pattern: `/admin/` beats `/**/*.pdf` for
+/// `/admin/x.pdf`, where the longer glob used to let staff in. And a rule covers its path
+/// ASCII case-insensitively, as a case-folding docroot would serve it.
+#[test]
+fn the_rule_with_the_longest_literal_prefix_wins_whatever_the_case() {
+    let s = TestServer::start_with(
+        &format!(
+            "[[auth]]\npath = \"/**/*.pdf\"\nrealm = \"staff\"\nhtpasswd = \"staff.htpasswd\"\n\
+             [[auth]]\npath = \"/admin/\"\nrealm = \"admins\"\nhtpasswd = \"admins.htpasswd\"\n{METRICS}"
+        ),
+        |root| {
+            for d in ["admin", "docs"] {
+                std::fs::create_dir_all(root.join(d)).expect("mkdir");
+            }
+            std::fs::write(root.join("admin/x.pdf"), b"admin pdf").expect("write");
+            std::fs::write(root.join("admin/a.txt"), b"admin txt").expect("write");
+            std::fs::write(root.join("docs/y.pdf"), b"docs pdf").expect("write");
+            let dir = root.parent().expect("parent");
+            htpasswd(dir, "staff.htpasswd", &[("sam", "s4m")], 4);
+            htpasswd(dir, "admins.htpasswd", &[("ada", "4da")], 4);
+        },
+    );
+    let realm = |r: &str| format!("Basic realm=\"{r}\", charset=\"UTF-8\"");
+    let mut c = s.connect();
+    let r = get_as(&mut c, "/admin/x.pdf", Some(&basic("sam", "s4m")));
+    assert_eq!(r.status, 401, "staff let into /admin/: {}", r.head);
+    assert_eq!(r.header("www-authenticate"), Some(&*realm("admins")));
+    let r = get_as(&mut c, "/admin/x.pdf", Some(&basic("ada", "4da")));
+    assert_eq!((r.status, &r.body[..]), (200, &b"admin pdf"[..]));
+    let r = get_as(&mut c, "/docs/y.pdf", Some(&basic("sam", "s4m")));
+    assert_eq!((r.status, &r.body[..]), (200, &b"docs pdf"[..]));
+    for (p, want) in [
+        ("/docs/y.pdf", "staff"),
+        ("/ADMIN/a.txt", "admins"),
+        ("/Admin/x.pdf", "admins"),
+        ("/docs/Y.PDF", "staff"),
+    ] {
+        let r = get_as(&mut c, p, None);
+        assert_eq!(r.status, 401, "{p}: {}", r.head);
+        assert_eq!(r.header("www-authenticate"), Some(&*realm(want)), "{p}");
+    }
+}
