@@ -273,6 +273,17 @@ impl Config {
     pub fn any_auth(&self) -> bool {
         !self.auth.is_empty() || self.sites.iter().any(|s| !s.auth.is_empty())
     }
+
+    /// What is valid but worth a warning (logged at start and reload, printed by
+    /// `--check`): today, htpasswd files that mix bcrypt costs.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        auth::warnings(&self.auth, &mut out);
+        for s in &self.sites {
+            auth::warnings(&s.auth, &mut out);
+        }
+        out
+    }
 }
 
 #[cfg(test)]

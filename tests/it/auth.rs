@@ -372,6 +372,29 @@ fn check_refuses_htpasswd_files_vireo_cannot_verify() {
     assert!(err.contains("cannot open"), "{err}");
 }
 
+/// Issue 21: an unknown user is checked against the file's costliest hash, so with mixed
+/// bcrypt costs a known user's cheaper hash would answer faster than the decoy: `--check`
+/// (and start, and reload) warns about such a file, and still accepts it.
+#[test]
+fn check_warns_about_mixed_bcrypt_costs() {
+    let (code, err) = check(|d| {
+        let text = format!(
+            "a:{}\nb:{}\n",
+            bcrypt::hash("pw", 4).expect("hash"),
+            bcrypt::hash("pw", 5).expect("hash")
+        );
+        std::fs::write(d.join("s.htpasswd"), text).expect("write")
+    });
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("s.htpasswd") && err.contains("costs 4 to 5"),
+        "no mixed-cost warning: {err:?}"
+    );
+    let (code, err) = check(|d| htpasswd(d, "s.htpasswd", &[("a", "x"), ("b", "y")], 4));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("warning"), "one cost, no warning: {err}");
+}
+
 /// Issue 21: password checks and TLS handshakes never share a queue. Eight cost-12 checks
 /// with distinct bogus credentials (unknown users check against the decoy) fill the one CPU
 /// thread for seconds; a new HTTPS connection is still answered while most of them are
