@@ -57,12 +57,26 @@ struct Table {
     decoy: Option<Box<str>>,
     /// The lowest and highest bcrypt cost in the file.
     costs: Option<(u32, u32)>,
+    /// A hash of the file's bytes (see `Users::fingerprint`).
+    fingerprint: u64,
 }
 
 impl Users {
     /// Parse an htpasswd file's bytes.
     pub fn parse(bytes: &[u8]) -> Result<Users, String> {
-        parse_htpasswd(bytes).map(|t| Users(Arc::new(t)))
+        use std::hash::{Hash, Hasher};
+        let mut table = parse_htpasswd(bytes)?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        table.fingerprint = h.finish();
+        Ok(Users(Arc::new(table)))
+    }
+
+    /// Names the file's content (a fixed-key hash of its bytes): cached successful checks
+    /// are keyed with it, so a reload that changes the file (a user removed, a password
+    /// changed) drops them all, and one that keeps it keeps them.
+    pub fn fingerprint(&self) -> u64 {
+        self.0.fingerprint
     }
 
     pub fn hash_of(&self, user: &str) -> Option<&str> {
@@ -347,6 +361,10 @@ mod tests {
         assert_eq!(users.mixed_costs(), Some((4, 5)));
         let users = Users::parse(format!("a:{H}\nb:{H}\n").as_bytes()).unwrap();
         assert_eq!((users.decoy(), users.mixed_costs()), (Some(H), None));
+        let again = Users::parse(format!("a:{H}\nb:{H}\n").as_bytes()).unwrap();
+        let other = Users::parse(format!("a:{H}\n").as_bytes()).unwrap();
+        assert_eq!(users.fingerprint(), again.fingerprint());
+        assert_ne!(users.fingerprint(), other.fingerprint());
         assert_eq!(Users::parse(b"# none\n").unwrap().decoy(), None);
     }
 

@@ -239,6 +239,57 @@ fn reload_rereads_the_htpasswd_file() {
     assert_eq!(r.status, 200);
 }
 
+/// Issue 21: a user removed from the file is logged out by the reload, even when its line
+/// was a copy of another user's (same hash string, so the decoy an unknown user is checked
+/// against is the very hash its cached success was for); and a reload that changes the file
+/// drops every cached success of it, while one that keeps the file keeps them.
+#[test]
+fn a_removed_user_is_logged_out_by_the_reload() {
+    let h = bcrypt::hash("pw", 4).expect("hash");
+    let s = TestServer::start_with(
+        &format!(
+            "[[auth]]\npath = \"/staging/\"\nrealm = \"staging\"\nhtpasswd = \"staging.htpasswd\"\n{METRICS}"
+        ),
+        |root| {
+            files(root);
+            let dir = root.parent().expect("parent");
+            std::fs::write(dir.join("staging.htpasswd"), format!("alice:{h}\nbob:{h}\n"))
+                .expect("write");
+        },
+    );
+    let dir = s.dir.path().to_path_buf();
+    let (alice, bob) = (basic("alice", "pw"), basic("bob", "pw"));
+    let mut c = s.connect();
+    for a in [&alice, &bob] {
+        assert_eq!(get_as(&mut c, "/staging/a.txt", Some(a)).status, 200);
+    }
+    std::fs::write(dir.join("staging.htpasswd"), format!("alice:{h}\n")).expect("write");
+    s.signal(1);
+    s.wait_reloads("ok", 1);
+    let mut c = s.connect();
+    let r = get_as(&mut c, "/staging/a.txt", Some(&bob));
+    assert_eq!(r.status, 401, "bob was removed: {}", r.head);
+    let before = jobs(&s, "started");
+    assert_eq!(get_as(&mut c, "/staging/a.txt", Some(&alice)).status, 200);
+    assert_eq!(
+        jobs(&s, "started"),
+        before + 1,
+        "a cached success of the old file is checked again after it changed"
+    );
+    // The same file again: its cached successes stay.
+    s.signal(1);
+    s.wait_reloads("ok", 2);
+    let mut c = s.connect();
+    let before = jobs(&s, "started");
+    assert_eq!(get_as(&mut c, "/staging/a.txt", Some(&alice)).status, 200);
+    assert_eq!(get_as(&mut c, "/staging/a.txt", Some(&bob)).status, 401);
+    assert_eq!(
+        jobs(&s, "started"),
+        before + 1,
+        "alice from the cache, bob's decoy check on the pool"
+    );
+}
+
 #[test]
 fn over_the_budget_a_check_is_refused_with_503() {
     // Password checks have their own budget: a full compression budget is not theirs.
