@@ -57,6 +57,9 @@ fn main() -> ExitCode {
         .parse_env("RUST_LOG")
         .init();
     if check {
+        for w in config.warnings() {
+            eprintln!("vireo: warning: {w}");
+        }
         // Certificates and keys: read and checked as start and reload would.
         match vireo::tls::Tls::new(&config) {
             Ok(tls) => {

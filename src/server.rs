@@ -263,6 +263,9 @@ impl Server {
         for w in tls.iter().flat_map(|t| t.warnings()) {
             log::warn!("{w}");
         }
+        for w in config.warnings() {
+            log::warn!("{w}");
+        }
         let metrics_socket = match (config.metrics, &self.metrics_socket) {
             (None, _) => None,
             (Some(a), Some(m)) if Some(a) == self.config.metrics => Some(m.try_clone()?),

@@ -37,7 +37,7 @@ const COSTS: std::ops::RangeInclusive<u32> = 4..=17;
 #[derive(Debug, Clone)]
 pub struct AuthRule {
     pub pattern: PathPattern,
-    /// The configured path (the longest matching one wins).
+    /// The configured path (the most specific matching one wins, see `build_auth`).
     pub path: Box<str>,
     pub realm: Box<str>,
     pub htpasswd: PathBuf,
@@ -46,30 +46,70 @@ pub struct AuthRule {
     pub challenge: Arc<[Box<[u8]>]>,
 }
 
-/// User name -> bcrypt hash. Debug prints the names only.
+/// User name -> bcrypt hash, as read from one htpasswd file. Debug prints the names only.
 #[derive(Clone, Default)]
-pub struct Users(Arc<HashMap<Box<str>, Box<str>>>);
+pub struct Users(Arc<Table>);
+
+#[derive(Default)]
+struct Table {
+    hashes: HashMap<Box<str>, Box<str>>,
+    /// The costliest hash (the first in the file of that cost).
+    decoy: Option<Box<str>>,
+    /// The lowest and highest bcrypt cost in the file.
+    costs: Option<(u32, u32)>,
+    /// A hash of the file's bytes (see `Users::fingerprint`).
+    fingerprint: u64,
+}
 
 impl Users {
-    pub fn hash_of(&self, user: &str) -> Option<&str> {
-        self.0.get(user).map(|h| &**h)
+    /// Parse an htpasswd file's bytes.
+    pub fn parse(bytes: &[u8]) -> Result<Users, String> {
+        use std::hash::{Hash, Hasher};
+        let mut table = parse_htpasswd(bytes)?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        table.fingerprint = h.finish();
+        Ok(Users(Arc::new(table)))
     }
 
-    /// A hash of this file (the same cost as its users'), for checking an unknown user's
-    /// password as slowly as a known one's.
+    /// Names the file's content (a fixed-key hash of its bytes): cached successful checks
+    /// are keyed with it, so a reload that changes the file (a user removed, a password
+    /// changed) drops them all, and one that keeps it keeps them.
+    pub fn fingerprint(&self) -> u64 {
+        self.0.fingerprint
+    }
+
+    pub fn hash_of(&self, user: &str) -> Option<&str> {
+        self.0.hashes.get(user).map(|h| &**h)
+    }
+
+    /// The hash an unknown user's password is checked against, so that the refusal takes
+    /// as long as a known user's: the file's costliest, so that no known user's check
+    /// takes longer (with mixed costs a cheaper user still answers faster; see
+    /// `mixed_costs`).
     pub fn decoy(&self) -> Option<&str> {
-        self.0.values().next().map(|h| &**h)
+        self.0.decoy.as_deref()
+    }
+
+    /// `(lowest, highest)` bcrypt cost when the file mixes costs: then a known user with
+    /// a cheaper hash is answered faster than an unknown one, and timing tells names.
+    pub fn mixed_costs(&self) -> Option<(u32, u32)> {
+        self.0.costs.filter(|(lo, hi)| lo != hi)
     }
 }
 
 impl fmt::Debug for Users {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.debug_set().entries(self.0.keys()).finish()
+        f.debug_set().entries(self.0.hashes.keys()).finish()
     }
 }
 
 /// Validate the rules, read their htpasswd files (relative to `base`, the config file's
-/// directory) and order them longest path first.
+/// directory) and order them most specific first: the longest literal prefix (what comes
+/// before the first `*`; a pattern without `*` is all prefix) first, of equal prefixes
+/// the longer pattern, of equal patterns the first in the file. So `/admin/` (prefix 7)
+/// wins over `/**/*.pdf` (prefix 1) for `/admin/x.pdf`: a glob that names a file type
+/// never widens a directory's rule. Rules match ASCII case-insensitively (see `gate`).
 pub(super) fn build_auth(
     raw: Vec<RawAuth>,
     base: &Path,
@@ -109,9 +149,35 @@ pub(super) fn build_auth(
             challenge: Arc::from(vec![line.into_bytes().into_boxed_slice()]),
         });
     }
-    // Stable: of two rules with equally long paths, the first in the file wins.
-    rules.sort_by_key(|r| std::cmp::Reverse(r.path.len()));
+    // Stable: of two equally specific rules, the first in the file wins.
+    rules.sort_by_key(|r| std::cmp::Reverse((literal_prefix(&r.path).len(), r.path.len())));
     Ok(rules.into())
+}
+
+/// The part of a rule's path before its first glob metacharacter (`*`).
+fn literal_prefix(path: &str) -> &str {
+    path.find('*').map_or(path, |i| &path[..i])
+}
+
+/// What is worth a warning in valid rules (at start, reload and `--check`): an htpasswd
+/// file that mixes bcrypt costs (once per file).
+pub(super) fn warnings(rules: &[AuthRule], out: &mut Vec<String>) {
+    for (i, r) in rules.iter().enumerate() {
+        let Some((lo, hi)) = r.users.mixed_costs() else {
+            continue;
+        };
+        if rules[..i].iter().any(|o| o.htpasswd == r.htpasswd) {
+            continue;
+        }
+        out.push(format!(
+            "[[auth]] {:?}: {}: bcrypt costs {lo} to {hi} in one file; an unknown user is \
+             checked against a cost-{hi} hash, so a user with a cheaper hash is answered \
+             faster and timing tells which names exist (re-create the hashes with one cost, \
+             `htpasswd -B -C {hi}`)",
+            r.path,
+            r.htpasswd.display()
+        ));
+    }
 }
 
 /// A realm goes inside a quoted-string: printable ASCII without `"` or `\`.
@@ -140,11 +206,11 @@ fn read_htpasswd(file: &Path) -> Result<Users, String> {
     if bytes.len() as u64 > MAX_HTPASSWD_BYTES {
         return Err(format!("larger than {MAX_HTPASSWD_BYTES} bytes"));
     }
-    parse_htpasswd(&bytes).map(|m| Users(Arc::new(m)))
+    Users::parse(&bytes)
 }
 
-fn parse_htpasswd(bytes: &[u8]) -> Result<HashMap<Box<str>, Box<str>>, String> {
-    let mut users = HashMap::new();
+fn parse_htpasswd(bytes: &[u8]) -> Result<Table, String> {
+    let mut users = Table::default();
     let mut lines_of: HashMap<Box<str>, usize> = HashMap::new();
     for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
         let n = i + 1;
@@ -159,19 +225,25 @@ fn parse_htpasswd(bytes: &[u8]) -> Result<HashMap<Box<str>, Box<str>>, String> {
         if user.is_empty() {
             return Err(format!("line {n}: empty user name"));
         }
-        check_hash(hash).map_err(|why| format!("line {n}: user {user:?}: {why}"))?;
+        let cost = check_hash(hash).map_err(|why| format!("line {n}: user {user:?}: {why}"))?;
         if let Some(first) = lines_of.insert(user.into(), n) {
             return Err(format!(
                 "line {n}: user {user:?} is already defined on line {first}"
             ));
         }
-        users.insert(user.into(), hash.into());
+        let (lo, hi) = users.costs.unwrap_or((cost, 0));
+        if cost > hi {
+            users.decoy = Some(hash.into());
+        }
+        users.costs = Some((lo.min(cost), hi.max(cost)));
+        users.hashes.insert(user.into(), hash.into());
     }
     Ok(users)
 }
 
 /// Only bcrypt (`htpasswd -B`): the other schemes htpasswd writes are weak or unsalted.
-fn check_hash(hash: &str) -> Result<(), String> {
+/// The hash's cost when it is good.
+fn check_hash(hash: &str) -> Result<u32, String> {
     const REDO: &str = "only bcrypt hashes are supported (re-create with `htpasswd -B`)";
     let scheme = if hash.starts_with("$apr1$") {
         "MD5 ($apr1$)"
@@ -196,7 +268,7 @@ fn check_hash(hash: &str) -> Result<(), String> {
                 COSTS.end()
             ));
         }
-        return Ok(());
+        return Ok(cost);
     };
     Err(format!("{scheme} is not supported; {REDO}"))
 }
@@ -210,7 +282,7 @@ mod tests {
     #[test]
     fn htpasswd_lines_are_checked_with_their_number() {
         let ok = parse_htpasswd(format!("# c\n\nalice:{H}\r\nbob:{H}\n").as_bytes()).unwrap();
-        assert_eq!(ok.len(), 2);
+        assert_eq!(ok.hashes.len(), 2);
         for (text, needle) in [
             (
                 format!("a:{H}\nb:$apr1$xyz$abc\n"),
@@ -231,13 +303,13 @@ mod tests {
             ("a:$2y$04$short\n".into(), "line 1: user \"a\": malformed"),
             (format!("a:{}\n", H.replacen("$04$", "$31$", 1)), "cost 31"),
         ] {
-            let e = parse_htpasswd(text.as_bytes()).unwrap_err();
+            let e = parse_htpasswd(text.as_bytes()).map(|_| ()).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");
         }
     }
 
     #[test]
-    fn rules_are_ordered_longest_first_and_checked_in_place() {
+    fn rules_are_ordered_most_specific_first_and_checked_in_place() {
         let d = tempfile::tempdir().unwrap();
         let h = d.path().join("h");
         std::fs::write(&h, format!("a:{H}\n")).unwrap();
@@ -249,6 +321,17 @@ mod tests {
         let c = crate::config::tests::load(&text).unwrap();
         let realms: Vec<&str> = c.auth.iter().map(|r| &*r.realm).collect();
         assert_eq!(realms, ["y", "x", "z"]);
+        // Issue 21: ranked by literal prefix, then pattern length, not by length alone.
+        let text = rule("/**/*.pdf", "staff")
+            + &rule("/admin/", "admins")
+            + &rule("/admin/**/*.pdf", "pdfs")
+            + &rule("/admin/*", "any")
+            + &rule("/ad", "short");
+        let c = crate::config::tests::load(&text).unwrap();
+        let realms: Vec<&str> = c.auth.iter().map(|r| &*r.realm).collect();
+        assert_eq!(realms, ["pdfs", "any", "admins", "short", "staff"]);
+        assert_eq!(literal_prefix("/admin/**/*.pdf"), "/admin/");
+        assert_eq!(literal_prefix("/a/b"), "/a/b");
         assert_eq!(c.auth[0].users.hash_of("a"), Some(H));
         assert!(format!("{:?}", c.auth[0].users).contains("\"a\""));
         assert!(
@@ -264,6 +347,25 @@ mod tests {
             let e = crate::config::tests::load(&text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");
         }
+    }
+
+    /// Issue 21: the decoy an unknown user is checked against is the costliest hash, so
+    /// no known user's check takes longer than an unknown one's.
+    #[test]
+    fn the_decoy_is_the_costliest_hash_and_mixed_costs_are_told() {
+        let slow = bcrypt::hash("pw", 5).unwrap();
+        let mut text: String = (0..20).map(|i| format!("u{i}:{H}\n")).collect();
+        text += &format!("slow:{slow}\n");
+        let users = Users::parse(text.as_bytes()).unwrap();
+        assert_eq!(users.decoy(), Some(&*slow));
+        assert_eq!(users.mixed_costs(), Some((4, 5)));
+        let users = Users::parse(format!("a:{H}\nb:{H}\n").as_bytes()).unwrap();
+        assert_eq!((users.decoy(), users.mixed_costs()), (Some(H), None));
+        let again = Users::parse(format!("a:{H}\nb:{H}\n").as_bytes()).unwrap();
+        let other = Users::parse(format!("a:{H}\n").as_bytes()).unwrap();
+        assert_eq!(users.fingerprint(), again.fingerprint());
+        assert_ne!(users.fingerprint(), other.fingerprint());
+        assert_eq!(Users::parse(b"# none\n").unwrap().decoy(), None);
     }
 
     #[test]

@@ -160,17 +160,37 @@ impl PathPattern {
 
     /// Does the raw request path match? No allocation; O(pattern * path) at worst.
     pub fn matches(&self, path: &[u8]) -> bool {
+        self.matches_as(path, false)
+    }
+
+    /// Like `matches`, comparing ASCII letters case-insensitively (`[[auth]]`: a rule
+    /// for `/admin/` covers `/ADMIN/`, which a case-folding filesystem serves as well).
+    pub fn matches_ignore_case(&self, path: &[u8]) -> bool {
+        self.matches_as(path, true)
+    }
+
+    fn matches_as(&self, path: &[u8], fold: bool) -> bool {
         match self {
-            PathPattern::Prefix(p) => path.starts_with(p),
-            PathPattern::Glob(segs) => glob_path(segs, path),
+            PathPattern::Prefix(p) => path
+                .get(..p.len())
+                .is_some_and(|head| eq_bytes(head, p, fold)),
+            PathPattern::Glob(segs) => glob_path(segs, path, fold),
         }
+    }
+}
+
+fn eq_bytes(a: &[u8], b: &[u8], fold: bool) -> bool {
+    if fold {
+        a.eq_ignore_ascii_case(b)
+    } else {
+        a == b
     }
 }
 
 /// Segment-level wildcard match: `GlobSeg::One` consumes exactly one path segment, `Any`
 /// zero or more. Greedy with a single backtrack point, like the classic `*` algorithm
 /// (correct because every other token matches exactly one symbol).
-fn glob_path(pat: &[GlobSeg], path: &[u8]) -> bool {
+fn glob_path(pat: &[GlobSeg], path: &[u8], fold: bool) -> bool {
     let n = path.len();
     // The segment starting at `pos` and the start of the next one (`n + 1` = none left).
     let seg_at = |pos: usize| -> (&[u8], usize) {
@@ -194,7 +214,7 @@ fn glob_path(pat: &[GlobSeg], path: &[u8]) -> bool {
             }
             Some(GlobSeg::One(g)) => {
                 let (seg, next) = seg_at(s);
-                if glob_segment(g, seg) {
+                if glob_segment(g, seg, fold) {
                     p += 1;
                     s = next;
                     continue;
@@ -215,14 +235,14 @@ fn glob_path(pat: &[GlobSeg], path: &[u8]) -> bool {
 }
 
 /// `*` wildcard match of one segment (no '/' on either side).
-fn glob_segment(pat: &[u8], s: &[u8]) -> bool {
+fn glob_segment(pat: &[u8], s: &[u8], fold: bool) -> bool {
     let (mut p, mut i) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
     while i < s.len() {
         if p < pat.len() && pat[p] == b'*' {
             star = Some((p + 1, i));
             p += 1;
-        } else if p < pat.len() && pat[p] == s[i] {
+        } else if p < pat.len() && eq_bytes(&pat[p..=p], &s[i..=i], fold) {
             p += 1;
             i += 1;
         } else if let Some((sp, si)) = star {
@@ -302,5 +322,15 @@ mod tests {
         assert!(!m("/**/a/**/a/**/b", &long));
         let long = format!("/{}", "a".repeat(8000));
         assert!(!m("/*a*a*a*a*a*b", &long));
+        // Case-sensitive unless asked (`[[auth]]` is not).
+        let i = |p: &str, s: &str| {
+            PathPattern::parse(p)
+                .expect(p)
+                .matches_ignore_case(s.as_bytes())
+        };
+        assert!(!m("/admin/", "/ADMIN/x") && i("/admin/", "/ADMIN/x"));
+        assert!(!m("/**/*.pdf", "/a/X.PDF") && i("/**/*.pdf", "/a/X.PDF"));
+        assert!(i("/Adm*/*.Pdf", "/aDMIN/x.pdF"));
+        assert!(!i("/admin/", "/admi") && !i("/**/*.pdf", "/a/x.pdfx"));
     }
 }

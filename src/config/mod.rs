@@ -129,7 +129,7 @@ pub struct Config {
     pub redirects: Arc<[Redirect]>,
     /// `fallback`: request path of the file that answers a GET/HEAD naming nothing.
     pub fallback: Option<Box<[u8]>>,
-    /// `[[auth]]`, longest path first (at most `MAX_AUTH_RULES`).
+    /// `[[auth]]`, most specific first (longest literal prefix; at most `MAX_AUTH_RULES`).
     pub auth: Arc<[AuthRule]>,
     /// `[[site]]`, in file order (at most `MAX_SITES`); the fields above are the default
     /// site's.
@@ -272,6 +272,17 @@ impl Config {
 
     pub fn any_auth(&self) -> bool {
         !self.auth.is_empty() || self.sites.iter().any(|s| !s.auth.is_empty())
+    }
+
+    /// What is valid but worth a warning (logged at start and reload, printed by
+    /// `--check`): today, htpasswd files that mix bcrypt costs.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        auth::warnings(&self.auth, &mut out);
+        for s in &self.sites {
+            auth::warnings(&s.auth, &mut out);
+        }
+        out
     }
 }
 

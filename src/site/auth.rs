@@ -9,12 +9,15 @@
 //! one) and a failed one gets the 401.
 //!
 //! The cache never holds a password: entries are keyed by a keyed hash (SipHash with
-//! random per-process keys) of the user, the password and the stored hash, so an edited
-//! htpasswd line (new hash) misses; entries expire after `VERIFIED_TTL`.
+//! random per-process keys) of the htpasswd file's fingerprint, the user, the password and
+//! the stored hash, so a reload that changes the file (a user removed, a line edited)
+//! misses every entry of the old one; entries expire after `VERIFIED_TTL`. A check of an
+//! unknown user (against the decoy hash) never consults or fills the cache.
 
 use crate::config::AuthRule;
 use crate::offload::{Job, Kind, Notifier, Offload, Output};
 use crate::site::route::Target;
+use crate::site::rules::{sidecar_stems, CODINGS};
 use hashlink::LruCache;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hash};
@@ -27,16 +30,18 @@ pub const VERIFIED_TTL: Duration = Duration::from_secs(300);
 /// Most cached successful checks (a few dozen bytes each).
 const VERIFIED_CAP: usize = 4096;
 
-/// A keyed hash of (user, password, stored hash): 128 bits from two independently keyed
-/// SipHash instances, so a guessed password cannot collide its way into a cached entry.
+/// A keyed hash of (users file, user, password, stored hash, decoy or not): 128 bits from
+/// two independently keyed SipHash instances, so a guessed password cannot collide its way
+/// into a cached entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct CredKey(u64, u64);
 
 impl CredKey {
-    fn of(user: &[u8], password: &[u8], hash: &str) -> CredKey {
+    /// `users`: the file's `Users::fingerprint`; `decoy`: `hash` is not `user`'s own.
+    fn of(users: u64, user: &[u8], password: &[u8], hash: &str, decoy: bool) -> CredKey {
         static KEYS: OnceLock<(RandomState, RandomState)> = OnceLock::new();
         let (a, b) = KEYS.get_or_init(|| (RandomState::new(), RandomState::new()));
-        let parts = (user, password, hash);
+        let parts = (users, user, password, hash, decoy);
         CredKey(a.hash_one(parts), b.hash_one(parts))
     }
 }
@@ -112,11 +117,16 @@ impl Job for AuthJob {
 impl AuthJob {
     /// True when the password matches (then cached in `verified`).
     fn check(&self, verified: &Verified) -> bool {
+        if self.decoy {
+            // Run only for its time: never a success, never cached.
+            let _ = bcrypt::verify(&self.password, &self.hash);
+            return false;
+        }
         let ok = bcrypt::verify(&self.password, &self.hash).unwrap_or_else(|e| {
             // `--check` validated every hash; keep serving (as a refusal) if one is odd.
             log::error!("bcrypt: {e}");
             false
-        }) && !self.decoy;
+        });
         if ok {
             verified.insert(self.key);
         }
@@ -183,8 +193,22 @@ pub fn gate<'a>(
     if target.trailing && !target.rel.is_empty() {
         scratch.push(b'/');
     }
-    // Longest path first: the first match is the most specific rule.
-    let Some(rule) = rules.iter().find(|r| r.pattern.matches(scratch)) else {
+    // Most specific rule first (`config::auth::build_auth`): the first match wins,
+    // ASCII case-insensitively, since a case-folding filesystem serves `/ADMIN/` from
+    // `/admin/` (on one that does not, the stricter match costs nothing). A sidecar asked for by name
+    // (`/data.json.gz`) is judged as the file it stands for (`/data.json`) first: its
+    // bytes are that file's, so whatever protects the file protects them; only when no
+    // rule covers the file do the sidecar's own rules (`/**/*.gz`) apply.
+    let mut stems = [0; CODINGS.len() + 1];
+    let mut n = 0;
+    for len in sidecar_stems(scratch) {
+        stems[n] = len;
+        n += 1;
+    }
+    let Some(rule) = stems[..n].iter().rev().find_map(|&len| {
+        let path = &scratch[..len];
+        rules.iter().find(|r| r.pattern.matches_ignore_case(path))
+    }) else {
         return Gate::Open;
     };
     let Some((user, password)) = authorization.and_then(basic_credentials) else {
@@ -197,12 +221,18 @@ pub fn gate<'a>(
     let Some(hash) = known.or_else(|| rule.users.decoy()) else {
         return Gate::Denied(rule);
     };
-    let key = CredKey::of(&user, &password, hash);
+    let key = CredKey::of(rule.users.fingerprint(), &user, &password, hash, decoy);
     if let Some(v) = verdict.filter(|v| v.key == key) {
-        return if v.ok { Gate::Open } else { Gate::Denied(rule) };
+        return if v.ok && !decoy {
+            Gate::Open
+        } else {
+            Gate::Denied(rule)
+        };
     }
     match offload {
-        Some(o) if cached(o, &key, now) => Gate::Open,
+        // An unknown user is never let in from the cache, whatever it holds (a removed
+        // user's copied line has the decoy's very hash).
+        Some(o) if !decoy && cached(o, &key, now) => Gate::Open,
         _ => Gate::Verify(AuthJob {
             key,
             password: password.into(),
@@ -284,11 +314,17 @@ mod tests {
 
     #[test]
     fn cred_keys_depend_on_every_part_and_verified_expire() {
-        let k = CredKey::of(b"u", b"p", "h");
-        assert_eq!(k, CredKey::of(b"u", b"p", "h"));
-        assert_ne!(k, CredKey::of(b"u", b"q", "h"));
-        assert_ne!(k, CredKey::of(b"u", b"p", "g"));
-        assert_ne!(k, CredKey::of(b"up", b"", "h"));
+        let k = CredKey::of(1, b"u", b"p", "h", false);
+        assert_eq!(k, CredKey::of(1, b"u", b"p", "h", false));
+        assert_ne!(k, CredKey::of(1, b"u", b"q", "h", false));
+        assert_ne!(k, CredKey::of(1, b"u", b"p", "g", false));
+        assert_ne!(k, CredKey::of(1, b"up", b"", "h", false));
+        assert_ne!(
+            k,
+            CredKey::of(2, b"u", b"p", "h", false),
+            "another users file"
+        );
+        assert_ne!(k, CredKey::of(1, b"u", b"p", "h", true), "a decoy check");
         let v = Verified::default();
         let now = Instant::now();
         assert!(!v.hit(&k, now));
@@ -296,5 +332,24 @@ mod tests {
         assert!(v.hit(&k, now));
         assert!(!v.hit(&k, now + VERIFIED_TTL + Duration::from_secs(1)));
         assert!(!v.hit(&k, now), "an expired entry is dropped");
+    }
+
+    /// Issue 21: a decoy check (an unknown user, checked against another user's hash) is
+    /// never a success and never cached, even with that user's right password.
+    #[test]
+    fn a_decoy_check_is_never_a_success_nor_cached() {
+        let hash: Box<str> = bcrypt::hash("pw", 4).unwrap().into();
+        let v = Verified::default();
+        let job = |decoy| AuthJob {
+            key: CredKey::of(1, b"gone", b"pw", &hash, decoy),
+            password: (*b"pw").into(),
+            hash: hash.clone(),
+            decoy,
+        };
+        let (j, now) = (job(true), Instant::now());
+        assert!(!j.check(&v));
+        assert!(!v.hit(&j.key, now));
+        let j = job(false);
+        assert!(j.check(&v) && v.hit(&j.key, now));
     }
 }

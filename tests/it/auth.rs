@@ -239,6 +239,57 @@ fn reload_rereads_the_htpasswd_file() {
     assert_eq!(r.status, 200);
 }
 
+/// Issue 21: a user removed from the file is logged out by the reload, even when its line
+/// was a copy of another user's (same hash string, so the decoy an unknown user is checked
+/// against is the very hash its cached success was for); and a reload that changes the file
+/// drops every cached success of it, while one that keeps the file keeps them.
+#[test]
+fn a_removed_user_is_logged_out_by_the_reload() {
+    let h = bcrypt::hash("pw", 4).expect("hash");
+    let s = TestServer::start_with(
+        &format!(
+            "[[auth]]\npath = \"/staging/\"\nrealm = \"staging\"\nhtpasswd = \"staging.htpasswd\"\n{METRICS}"
+        ),
+        |root| {
+            files(root);
+            let dir = root.parent().expect("parent");
+            std::fs::write(dir.join("staging.htpasswd"), format!("alice:{h}\nbob:{h}\n"))
+                .expect("write");
+        },
+    );
+    let dir = s.dir.path().to_path_buf();
+    let (alice, bob) = (basic("alice", "pw"), basic("bob", "pw"));
+    let mut c = s.connect();
+    for a in [&alice, &bob] {
+        assert_eq!(get_as(&mut c, "/staging/a.txt", Some(a)).status, 200);
+    }
+    std::fs::write(dir.join("staging.htpasswd"), format!("alice:{h}\n")).expect("write");
+    s.signal(1);
+    s.wait_reloads("ok", 1);
+    let mut c = s.connect();
+    let r = get_as(&mut c, "/staging/a.txt", Some(&bob));
+    assert_eq!(r.status, 401, "bob was removed: {}", r.head);
+    let before = jobs(&s, "started");
+    assert_eq!(get_as(&mut c, "/staging/a.txt", Some(&alice)).status, 200);
+    assert_eq!(
+        jobs(&s, "started"),
+        before + 1,
+        "a cached success of the old file is checked again after it changed"
+    );
+    // The same file again: its cached successes stay.
+    s.signal(1);
+    s.wait_reloads("ok", 2);
+    let mut c = s.connect();
+    let before = jobs(&s, "started");
+    assert_eq!(get_as(&mut c, "/staging/a.txt", Some(&alice)).status, 200);
+    assert_eq!(get_as(&mut c, "/staging/a.txt", Some(&bob)).status, 401);
+    assert_eq!(
+        jobs(&s, "started"),
+        before + 1,
+        "alice from the cache, bob's decoy check on the pool"
+    );
+}
+
 #[test]
 fn over_the_budget_a_check_is_refused_with_503() {
     // Password checks have their own budget: a full compression budget is not theirs.
@@ -372,6 +423,29 @@ fn check_refuses_htpasswd_files_vireo_cannot_verify() {
     assert!(err.contains("cannot open"), "{err}");
 }
 
+/// Issue 21: an unknown user is checked against the file's costliest hash, so with mixed
+/// bcrypt costs a known user's cheaper hash would answer faster than the decoy: `--check`
+/// (and start, and reload) warns about such a file, and still accepts it.
+#[test]
+fn check_warns_about_mixed_bcrypt_costs() {
+    let (code, err) = check(|d| {
+        let text = format!(
+            "a:{}\nb:{}\n",
+            bcrypt::hash("pw", 4).expect("hash"),
+            bcrypt::hash("pw", 5).expect("hash")
+        );
+        std::fs::write(d.join("s.htpasswd"), text).expect("write")
+    });
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("s.htpasswd") && err.contains("costs 4 to 5"),
+        "no mixed-cost warning: {err:?}"
+    );
+    let (code, err) = check(|d| htpasswd(d, "s.htpasswd", &[("a", "x"), ("b", "y")], 4));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("warning"), "one cost, no warning: {err}");
+}
+
 /// Issue 21: password checks and TLS handshakes never share a queue. Eight cost-12 checks
 /// with distinct bogus credentials (unknown users check against the decoy) fill the one CPU
 /// thread for seconds; a new HTTPS connection is still answered while most of them are
@@ -417,5 +491,115 @@ fn a_flood_of_password_checks_does_not_stall_tls_handshakes() {
     );
     for c in &mut checks {
         assert_eq!(c.read_response().status, 401);
+    }
+}
+
+/// Issue 21: a precompressed sidecar asked for by its own name (`data.json.gz`) is judged
+/// by the rules of the file it stands for (`data.json`) too: `[[auth]]`, `[[redirects]]`,
+/// `[[headers]]` and hidden files. Before, `/**/*.json` protected `data.json` but served
+/// `data.json.gz` (its content, compressed) to anyone.
+#[test]
+fn sidecars_asked_for_directly_are_judged_as_the_file_they_stand_for() {
+    let s = TestServer::start_with(
+        &format!(
+            "[[auth]]\npath = \"/**/*.json\"\nrealm = \"staging\"\nhtpasswd = \"staging.htpasswd\"\n\
+             [[redirects]]\nfrom = \"/old.css\"\nto = \"/new.css\"\n\
+             [[redirects]]\nfrom = \"/moved/**/*.txt\"\nto = \"/gone.txt\"\n\
+             [[headers]]\npath = \"/**/*.txt\"\nset = {{ \"X-Txt\" = \"1\" }}\n{METRICS}"
+        ),
+        |root| {
+            for (name, body) in [
+                ("data.json", &b"{\"secret\": 1}\n"[..]),
+                ("data.json.gz", b"gz of the secret"),
+                ("data.json.br", b"br of the secret"),
+                ("data.json.zst", b"zst of the secret"),
+                ("data.json.gz.br", b"br of the gz"),
+                ("old.css.gz", b"old gz"),
+                ("moved/a/b.txt.br", b"moved br"),
+                ("notes.txt.gz", b"notes gz"),
+                (".env.gz", b"hidden gz"),
+            ] {
+                let p = root.join(name);
+                std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                std::fs::write(p, body).expect("write");
+            }
+            let dir = root.parent().expect("parent");
+            htpasswd(dir, "staging.htpasswd", &[("alice", "wonder land")], 4);
+        },
+    );
+    let mut c = s.connect();
+    for p in [
+        "/data.json",
+        "/data.json.gz",
+        "/data.json.br",
+        "/data.json.zst",
+        "/data.json.gz.br",
+        "/x/../data.json.gz",
+    ] {
+        let r = get_as(&mut c, p, None);
+        assert_eq!(r.status, 401, "{p}: {}", r.head);
+        assert_eq!(r.header("www-authenticate"), Some(CHALLENGE), "{p}");
+    }
+    let r = get_as(
+        &mut c,
+        "/data.json.gz",
+        Some(&basic("alice", "wonder land")),
+    );
+    assert_eq!((r.status, &r.body[..]), (200, &b"gz of the secret"[..]));
+    for (p, to) in [
+        ("/old.css.gz", "/new.css"),
+        ("/moved/a/b.txt.br", "/gone.txt"),
+    ] {
+        let r = get_as(&mut c, p, None);
+        assert_eq!(r.status, 301, "{p}: {}", r.head);
+        assert_eq!(r.header("location"), Some(to), "{p}");
+    }
+    let r = get_as(&mut c, "/notes.txt.gz", None);
+    assert_eq!((r.status, &r.body[..]), (200, &b"notes gz"[..]));
+    assert_eq!(r.header("x-txt"), Some("1"), "{}", r.head);
+    assert_eq!(get_as(&mut c, "/.env.gz", None).status, 404);
+}
+
+/// Issue 21: the most specific rule is the one with the longest literal prefix (the part
+/// before the first `*`), not the longest pattern: `/admin/` beats `/**/*.pdf` for
+/// `/admin/x.pdf`, where the longer glob used to let staff in. And a rule covers its path
+/// ASCII case-insensitively, as a case-folding docroot would serve it.
+#[test]
+fn the_rule_with_the_longest_literal_prefix_wins_whatever_the_case() {
+    let s = TestServer::start_with(
+        &format!(
+            "[[auth]]\npath = \"/**/*.pdf\"\nrealm = \"staff\"\nhtpasswd = \"staff.htpasswd\"\n\
+             [[auth]]\npath = \"/admin/\"\nrealm = \"admins\"\nhtpasswd = \"admins.htpasswd\"\n{METRICS}"
+        ),
+        |root| {
+            for d in ["admin", "docs"] {
+                std::fs::create_dir_all(root.join(d)).expect("mkdir");
+            }
+            std::fs::write(root.join("admin/x.pdf"), b"admin pdf").expect("write");
+            std::fs::write(root.join("admin/a.txt"), b"admin txt").expect("write");
+            std::fs::write(root.join("docs/y.pdf"), b"docs pdf").expect("write");
+            let dir = root.parent().expect("parent");
+            htpasswd(dir, "staff.htpasswd", &[("sam", "s4m")], 4);
+            htpasswd(dir, "admins.htpasswd", &[("ada", "4da")], 4);
+        },
+    );
+    let realm = |r: &str| format!("Basic realm=\"{r}\", charset=\"UTF-8\"");
+    let mut c = s.connect();
+    let r = get_as(&mut c, "/admin/x.pdf", Some(&basic("sam", "s4m")));
+    assert_eq!(r.status, 401, "staff let into /admin/: {}", r.head);
+    assert_eq!(r.header("www-authenticate"), Some(&*realm("admins")));
+    let r = get_as(&mut c, "/admin/x.pdf", Some(&basic("ada", "4da")));
+    assert_eq!((r.status, &r.body[..]), (200, &b"admin pdf"[..]));
+    let r = get_as(&mut c, "/docs/y.pdf", Some(&basic("sam", "s4m")));
+    assert_eq!((r.status, &r.body[..]), (200, &b"docs pdf"[..]));
+    for (p, want) in [
+        ("/docs/y.pdf", "staff"),
+        ("/ADMIN/a.txt", "admins"),
+        ("/Admin/x.pdf", "admins"),
+        ("/docs/Y.PDF", "staff"),
+    ] {
+        let r = get_as(&mut c, p, None);
+        assert_eq!(r.status, 401, "{p}: {}", r.head);
+        assert_eq!(r.header("www-authenticate"), Some(&*realm(want)), "{p}");
     }
 }

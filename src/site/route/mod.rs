@@ -166,7 +166,10 @@ impl Router<'_> {
                 if let Some(r) = self.guard(head, buf, target) {
                     return r;
                 }
-                hidden = !self.config.serve_hidden && files::is_hidden(&target.rel);
+                // A sidecar asked for by name is as hidden as the file it stands for.
+                hidden = !self.config.serve_hidden
+                    && rules::sidecar_stems(&target.rel)
+                        .any(|n| files::is_hidden(&target.rel[..n]));
                 if hidden {
                     Err(FileError::NotFound)
                 } else {

@@ -168,7 +168,7 @@ impl Router<'_> {
 }
 
 /// Every coding vireo knows (the sidecar-only fallbacks come in this order).
-const ALL_CODINGS: [Coding; 3] = [Coding::Zstd, Coding::Br, Coding::Gzip];
+const ALL_CODINGS: [Coding; 3] = rules::CODINGS;
 
 /// An encoded representation the router found for a request.
 pub(super) struct Source {
