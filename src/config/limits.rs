@@ -28,7 +28,7 @@ impl Default for RawLimits {
             max_request_line: 8192,
             max_header_bytes: 16384,
             max_body_bytes: 1 << 20,
-            send_chunk: 2 << 20,
+            send_chunk: 512 << 10,
             // Each check holds a CPU thread for tens of ms (bcrypt): a few dozen queued
             // already mean a second of waiting.
             max_password_checks: 16,

@@ -108,7 +108,7 @@ impl Transport for TcpStream {
 /// Bytes a connection may send in one turn before yielding to its neighbours (nginx's
 /// sendfile_max_chunk idea): a fast client pulling a 10 GB file cannot starve the loop.
 /// The default of `limits.send_chunk`.
-pub const TURN_BUDGET: u64 = 2 << 20;
+pub const TURN_BUDGET: u64 = 512 << 10;
 /// Stop batching pipelined responses once this much is queued in `out`.
 const OUT_HIGH_WATER: usize = 64 << 10;
 
