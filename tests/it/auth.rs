@@ -603,3 +603,37 @@ fn the_rule_with_the_longest_literal_prefix_wins_whatever_the_case() {
         assert_eq!(r.header("www-authenticate"), Some(&*realm(want)), "{p}");
     }
 }
+
+#[test]
+fn a_rule_for_index_files_protects_the_directory_that_serves_one() {
+    // nginx's index is an internal redirect, judged again by `location ~ \.html$`.
+    let s = TestServer::start_with(
+        &format!(
+            "[[auth]]\npath = \"/**/*.html\"\nrealm = \"staging\"\nhtpasswd = \"staging.htpasswd\"\n{METRICS}"
+        ),
+        |root| {
+            std::fs::create_dir_all(root.join("dir")).expect("mkdir");
+            std::fs::write(root.join("dir/index.html"), b"secret index\n").expect("write");
+            std::fs::write(root.join("index.html"), b"secret home\n").expect("write");
+            std::fs::write(root.join("open.txt"), b"public\n").expect("write");
+            let dir = root.parent().expect("parent");
+            htpasswd(dir, "staging.htpasswd", &[("alice", "wonder land")], 4);
+        },
+    );
+    let mut c = s.connect();
+    for p in ["/dir/", "/", "/dir/index.html", "/dir/./"] {
+        let r = get_as(&mut c, p, None);
+        assert_eq!(r.status, 401, "{p}: {}", r.head);
+        assert!(!r.body.windows(6).any(|w| w == b"secret"), "{p} leaked");
+    }
+    let ok = basic("alice", "wonder land");
+    let r = get_as(&mut c, "/dir/", Some(&ok));
+    assert_eq!((r.status, &r.body[..]), (200, &b"secret index\n"[..]));
+    let r = get_as(&mut c, "/", Some(&ok));
+    assert_eq!((r.status, &r.body[..]), (200, &b"secret home\n"[..]));
+    assert_eq!(get_as(&mut c, "/open.txt", None).status, 200);
+    assert_eq!(
+        get_as(&mut c, "/dir/", Some(&basic("alice", "no"))).status,
+        401
+    );
+}

@@ -185,7 +185,28 @@ impl Router<'_> {
         };
         let target = &*target;
         match resolved {
-            Ok(Resolved::File(meta)) => self.file(head, buf, meta, target),
+            Ok(Resolved::File(meta)) => {
+                // nginx's `index` is an internal redirect that its locations judge again:
+                // an `[[auth]]` rule for the index file (`/**/*.html`) protects `/dir/` too.
+                if let Some(name) = meta.index.and_then(|i| self.resolver.index_name(i)) {
+                    if !self.config.auth.is_empty() {
+                        let mut rel = Vec::with_capacity(target.rel.len() + 1 + name.len());
+                        rel.extend_from_slice(&target.rel);
+                        if !rel.is_empty() {
+                            rel.push(b'/');
+                        }
+                        rel.extend_from_slice(name);
+                        let index = Target {
+                            rel,
+                            trailing: false,
+                        };
+                        if let Some(r) = self.guard(head, buf, &index) {
+                            return r;
+                        }
+                    }
+                }
+                self.file(head, buf, meta, target)
+            }
             Ok(Resolved::AddSlash) => {
                 // Built from the normalised path, so it never starts with `//` (which a
                 // browser would take for another host).
@@ -340,7 +361,9 @@ impl Router<'_> {
     fn guard(&mut self, head: &RequestHead, buf: &[u8], target: &Target) -> Option<Reply> {
         let config = self.config;
         let creds = head.authorization.map(|s| s.get(buf));
-        let (v, now) = (self.verdict.take(), self.now);
+        // Not taken: a directory's index is judged after the directory (`respond`), and
+        // the verdict is matched to its check by key.
+        let (v, now) = (self.verdict, self.now);
         match auth::gate(
             &config.auth,
             target,
