@@ -1,4 +1,5 @@
-//! HTTP/1.1 vocabulary shared by the parser, the response writer and negotiation.
+//! HTTP vocabulary shared by the parser, the response writers and negotiation: HTTP/1.1
+//! here, HTTP/2's frames, HPACK and request mapping in `h2`.
 //!
 //! This room depends only on httparse, httpdate, memchr and itoa: no sockets, no files,
 //! no other vireo module. Everything here works on byte slices and offsets so the
@@ -6,6 +7,7 @@
 
 pub mod chunked;
 pub mod h1;
+pub mod h2;
 pub mod negotiate;
 pub mod path;
 pub mod request;

@@ -478,7 +478,7 @@ fn version_error(bytes: &[u8]) -> Option<HttpError> {
 }
 
 /// `1*DIGIT`, or a list of identical such values ("5, 5", RFC 9110 8.6). None = invalid.
-fn parse_content_length(v: &[u8]) -> Option<u64> {
+pub(super) fn parse_content_length(v: &[u8]) -> Option<u64> {
     let mut result = None;
     for part in v.split(|&b| b == b',').map(trim) {
         if part.is_empty() {
