@@ -458,6 +458,15 @@ impl Reactor {
         for slot in idle {
             self.apply(slot, Next::Wait(Class::KeepAlive, now), now);
         }
+        // HTTP/2 connections with open streams send their GOAWAY now, not at their next
+        // event (a stream waiting for window may not have one before the deadline).
+        let h2: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| matches!(s.conn, Link::H2(_)))
+            .map(|(k, s)| token(k, s.generation))
+            .collect();
+        self.next_tick.extend(h2);
     }
 
     /// Run `f` on a connection with the reactor's context lent to it.

@@ -266,7 +266,7 @@ fn conditionals_errors_ranges_and_head_over_h2() {
         req("/small.txt", "https", &[("if-none-match", &etag)]),
         req("/nope.txt", "https", &[]),
         req("/mid.bin", "https", &[("range", "bytes=10-19")]),
-        format!("{{\"path\": \"/small.txt\", \"method\": \"HEAD\"}}"),
+        "{\"path\": \"/small.txt\", \"method\": \"HEAD\"}".to_string(),
     ];
     let (rs, _) = get_all(&s, true, None, &reqs);
     assert_eq!((rs[0].status, rs[0].len), (304, 0));
@@ -486,4 +486,90 @@ fn a_frame_over_the_size_is_a_frame_size_error() {
     r.send(&h);
     r.send(&frame::data_header(1, 20_000, true));
     assert_eq!(r.goaway(), Some(ErrorCode::FrameSizeError));
+}
+
+#[test]
+fn control_frame_floods_are_cut_with_enhance_your_calm() {
+    let s = start("", "");
+    let floods: [(&str, fn(&mut Vec<u8>)); 3] = [
+        ("SETTINGS", |b| {
+            for _ in 0..60 {
+                frame::write_settings(b, &[]);
+            }
+        }),
+        ("empty DATA", |b| {
+            for _ in 0..150 {
+                frame::write_data(b, 1, b"", false);
+            }
+        }),
+        ("WINDOW_UPDATE", |b| {
+            for _ in 0..1100 {
+                frame::write_window_update(b, 0, 1);
+            }
+        }),
+    ];
+    for (what, flood) in floods {
+        let mut r = Raw::connect(s.server.addr);
+        // A request whose body never ends, for the DATA frames to go to.
+        let mut b = r.headers(1, false);
+        flood(&mut b);
+        r.send(&b);
+        assert_eq!(r.goaway(), Some(ErrorCode::EnhanceYourCalm), "{what}");
+    }
+}
+
+#[test]
+fn shutdown_sends_goaway_and_an_open_stream_still_completes() {
+    let mut s = start("[timeouts]\nshutdown = \"20s\"\n", "");
+    let mut r = Raw::connect(s.server.addr);
+    // Window 0: the response's HEADERS come, its DATA waits.
+    let mut b = Vec::new();
+    frame::write_settings(
+        &mut b,
+        &[(vireo::http::h2::setting::INITIAL_WINDOW_SIZE, 0)],
+    );
+    b.extend(r.headers(1, true));
+    r.send(&b);
+    let mut b = Vec::new();
+    loop {
+        match r.frame() {
+            Some((k, _, 1, _)) if k == kind::HEADERS => break,
+            Some(_) => {}
+            None => panic!("closed before the response's HEADERS"),
+        }
+    }
+    s.server.signal(15);
+    let last = loop {
+        match r.frame() {
+            Some((k, _, _, p)) if k == kind::GOAWAY => {
+                break (
+                    u32::from_be_bytes([p[0], p[1], p[2], p[3]]),
+                    u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
+                )
+            }
+            Some(_) => {}
+            None => panic!("closed without GOAWAY"),
+        }
+    };
+    assert_eq!(last, (1, 0), "GOAWAY(last stream 1, NO_ERROR)");
+    frame::write_window_update(&mut b, 1, 1 << 30);
+    frame::write_window_update(&mut b, 0, 1 << 30);
+    r.send(&b);
+    let mut got = 0;
+    loop {
+        match r.frame() {
+            Some((k, f, 1, p)) if k == kind::DATA => {
+                got += p.len();
+                if f & frame::flag::END_STREAM != 0 {
+                    break;
+                }
+            }
+            Some(_) => {}
+            None => panic!("closed after {got} bytes"),
+        }
+    }
+    assert_eq!(got, SMALL.len());
+    // Then the connection closes and the server exits.
+    while r.frame().is_some() {}
+    assert!(s.server.wait_exit(Duration::from_secs(20)).is_some());
 }
