@@ -290,6 +290,12 @@ fn alpn_offers_h2_and_falls_back_to_http11() {
     });
     let stream = tls_handshake(s.tls_addr, &h2, "localhost").expect("handshake");
     assert_eq!(stream.conn.alpn_protocol(), Some(&b"h2"[..]));
+    let only_h2 = s.ca.client_config(&TlsOpts {
+        alpn: vec![b"h2".to_vec()],
+        ..TlsOpts::default()
+    });
+    let stream = tls_handshake(s.tls_addr, &only_h2, "localhost").expect("handshake");
+    assert_eq!(stream.conn.alpn_protocol(), Some(&b"h2"[..]));
     let only_h1 = s.ca.client_config(&TlsOpts {
         alpn: vec![b"http/1.1".to_vec()],
         ..TlsOpts::default()
@@ -572,4 +578,27 @@ fn shutdown_sends_goaway_and_an_open_stream_still_completes() {
     // Then the connection closes and the server exits.
     while r.frame().is_some() {}
     assert!(s.server.wait_exit(Duration::from_secs(20)).is_some());
+}
+
+#[test]
+fn each_stream_gets_an_access_log_line_and_the_metrics_count_h2() {
+    let mut s = start(
+        "[log]\naccess = \"access.log\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        "",
+    );
+    let (rs, _) = get_all(
+        &s,
+        true,
+        None,
+        &[req("/small.txt", "https", &[]), req("/nope", "https", &[])],
+    );
+    assert_eq!((rs[0].status, rs[1].status), (200, 404));
+    let m = scrape(&s.server);
+    assert!(metric(&m, "vireo_h2_connections_total", "") >= 1, "{m}");
+    assert!(metric(&m, "vireo_h2_streams_total", "") >= 2, "{m}");
+    s.server.signal(15);
+    assert!(s.server.wait_exit(Duration::from_secs(20)).is_some());
+    let log = std::fs::read_to_string(s.server.dir.path().join("access.log")).expect("log");
+    assert!(log.contains("\"GET /small.txt HTTP/2.0\" 200 14"), "{log}");
+    assert!(log.contains("\"GET /nope HTTP/2.0\" 404"), "{log}");
 }

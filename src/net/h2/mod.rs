@@ -59,6 +59,8 @@ const FILL_TARGET: usize = 64 << 10;
 /// Our connection receive window (raised from 65,535 by a WINDOW_UPDATE right after our
 /// SETTINGS, as nginx does): uploads are not throttled by the connection level.
 pub const CONN_WINDOW: u32 = 16 << 20;
+/// Largest DATA payload we send.
+const DATA_FRAME: usize = 16_384;
 /// Our SETTINGS must be acknowledged within this (RFC 9113 6.5.3).
 const SETTINGS_ACK: Duration = Duration::from_secs(5);
 
@@ -1104,7 +1106,9 @@ impl State {
 
     /// Frames DATA from the streams that have window, round robin, into `out`.
     fn produce(&mut self, cx: &mut Cx) {
-        let max_frame = self.theirs.max_frame_size as usize;
+        // DATA frames of at most 16 KiB whatever the peer allows: the output buffer stays
+        // near FILL_TARGET, and streams interleave finely.
+        let max_frame = (self.theirs.max_frame_size as usize).min(DATA_FRAME);
         while self.queued() < FILL_TARGET && self.send_window > 0 {
             self.ids.clear();
             let rr = self.rr;
