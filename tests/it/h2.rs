@@ -349,14 +349,25 @@ impl Raw {
     }
 
     fn headers(&mut self, stream: u32, end_stream: bool) -> Vec<u8> {
+        self.request(stream, end_stream, "/small.txt", &[])
+    }
+
+    fn request(
+        &mut self,
+        stream: u32,
+        end_stream: bool,
+        path: &str,
+        extra: &[(&str, &str)],
+    ) -> Vec<u8> {
         let mut block = Vec::new();
         self.hpack.begin(&mut block);
-        for (k, v) in [
+        let fields = [
             (":method", "GET"),
             (":scheme", "http"),
             (":authority", "t"),
-            (":path", "/small.txt"),
-        ] {
+            (":path", path),
+        ];
+        for &(k, v) in fields.iter().chain(extra) {
             self.hpack
                 .field(k.as_bytes(), v.as_bytes(), Indexing::Without, &mut block);
         }
@@ -601,4 +612,34 @@ fn each_stream_gets_an_access_log_line_and_the_metrics_count_h2() {
     let log = std::fs::read_to_string(s.server.dir.path().join("access.log")).expect("log");
     assert!(log.contains("\"GET /small.txt HTTP/2.0\" 200 14"), "{log}");
     assert!(log.contains("\"GET /nope HTTP/2.0\" 404"), "{log}");
+}
+
+#[test]
+fn a_reset_stream_is_not_waited_for_and_its_siblings_go_on() {
+    let mut s = start(
+        "workers = 1\n[log]\naccess = \"access.log\"\n\
+         [compression]\ncache_bytes = 0\nlevel = 9\n",
+        "",
+    );
+    std::fs::write(s.server.root().join("huge.txt"), text(8 << 20, 25)).expect("write");
+    let mut r = Raw::connect(s.server.addr);
+    let mut b = r.request(1, true, "/huge.txt", &[("accept-encoding", "gzip")]);
+    frame::write_rst_stream(&mut b, 1, ErrorCode::Cancel);
+    b.extend(r.headers(3, true));
+    r.send(&b);
+    // Stream 3 is answered while stream 1's gzip may still run; stream 1 never is.
+    loop {
+        match r.frame() {
+            Some((k, f, 3, _)) if k == kind::DATA && f & frame::flag::END_STREAM != 0 => break,
+            Some((k, _, 1, _)) => panic!("frame {k} on the reset stream"),
+            Some(_) => {}
+            None => panic!("closed before stream 3 was answered"),
+        }
+    }
+    drop(r);
+    s.server.signal(15);
+    assert!(s.server.wait_exit(Duration::from_secs(60)).is_some());
+    let log = std::fs::read_to_string(s.server.dir.path().join("access.log")).expect("log");
+    assert!(log.contains("\"GET /huge.txt HTTP/2.0\" 499 0"), "{log}");
+    assert!(log.contains("\"GET /small.txt HTTP/2.0\" 200 14"), "{log}");
 }
