@@ -505,10 +505,13 @@ fn a_frame_over_the_size_is_a_frame_size_error() {
     assert_eq!(r.goaway(), Some(ErrorCode::FrameSizeError));
 }
 
+/// Appends a flood of frames.
+type Flood = fn(&mut Vec<u8>);
+
 #[test]
 fn control_frame_floods_are_cut_with_enhance_your_calm() {
     let s = start("", "");
-    let floods: [(&str, fn(&mut Vec<u8>)); 3] = [
+    let floods: [(&str, Flood); 3] = [
         ("SETTINGS", |b| {
             for _ in 0..60 {
                 frame::write_settings(b, &[]);
@@ -642,4 +645,45 @@ fn a_reset_stream_is_not_waited_for_and_its_siblings_go_on() {
     let log = std::fs::read_to_string(s.server.dir.path().join("access.log")).expect("log");
     assert!(log.contains("\"GET /huge.txt HTTP/2.0\" 499 0"), "{log}");
     assert!(log.contains("\"GET /small.txt HTTP/2.0\" 200 14"), "{log}");
+}
+
+#[test]
+fn random_frames_never_panic_the_server() {
+    let s = start("[metrics]\nlisten = \"127.0.0.1:0\"\n", "");
+    // A small deterministic generator (xorshift): frames of every type with random
+    // flags, stream ids and payloads, after a valid preface and a valid request.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..60 {
+        let mut r = Raw::connect(s.server.addr);
+        let mut b = r.headers(1, next() % 2 == 0);
+        for _ in 0..40 {
+            let kind = (next() % 12) as u8;
+            let flags = (next() % 256) as u8;
+            let stream = match next() % 4 {
+                0 => 0,
+                1 => 1,
+                2 => (next() % 16) as u32,
+                _ => (next() % 0x7fff_ffff) as u32,
+            };
+            let len = match next() % 4 {
+                0 => 0,
+                1 => 4,
+                2 => 8,
+                _ => (next() % 64) as usize,
+            };
+            b.extend_from_slice(&frame::header(len as u32, kind, flags, stream));
+            b.extend((0..len).map(|_| next() as u8));
+        }
+        r.send(&b);
+        while r.frame().is_some() {}
+    }
+    let m = scrape(&s.server);
+    assert_eq!(metric(&m, "vireo_panics_total", ""), 0, "{m}");
+    assert_eq!(get(s.server.addr, "/small.txt").body, SMALL);
 }

@@ -552,12 +552,9 @@ impl<S: Transport> H2Conn<S> {
 
     /// The reactor's timer for `class` fired: say goodbye and close.
     pub fn timeout(&mut self, class: Class, cx: &mut Cx) -> Next {
-        let code = match class {
-            Class::KeepAlive | Class::Drain => ErrorCode::NoError,
-            _ => ErrorCode::NoError,
-        };
         if !self.st.goaway_sent {
-            self.st.goaway(code, b"timeout", cx);
+            log::debug!("{}: h2 {class:?} timeout", self.st.peer);
+            self.st.goaway(ErrorCode::NoError, b"timeout", cx);
         }
         let mut budget = 64 << 10;
         let _ = self.st.flush(&mut self.stream, &mut budget, cx);
