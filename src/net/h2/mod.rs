@@ -467,6 +467,8 @@ impl<S: Transport> H2Conn<S> {
             }
             if self.st.io.readable {
                 let cap = (self.st.dec.max_frame_size() as usize + frame::HEADER_LEN).max(64 << 10);
+                // The buffer may be the HTTP/1.1 one that read the preface (a head's size).
+                self.rx.grow_to(cap);
                 match self.rx.fill(
                     &mut self.stream,
                     &mut self.st.io,
