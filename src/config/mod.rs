@@ -14,6 +14,7 @@ mod auth;
 mod compression;
 mod files;
 mod headers;
+mod http2;
 mod limits;
 mod log_metrics;
 mod parse;
@@ -26,6 +27,7 @@ pub use auth::{AuthRule, Users, MAX_AUTH_RULES, MAX_HTPASSWD_BYTES};
 pub use compression::Compression;
 pub use files::OpenFileCache;
 pub use headers::{GlobSeg, HeaderRule, PathPattern, MAX_HEADER_RULES};
+pub use http2::Http2;
 pub use limits::Limits;
 pub use log_metrics::{AccessFormat, AccessTarget, Log};
 pub use parse::{parse_duration, ConfigError, Count, MAX_DURATION, MAX_LISTEN};
@@ -68,6 +70,7 @@ struct RawConfig {
     auth: Vec<auth::RawAuth>,
     site: Vec<site::RawSite>,
     tls: Option<tls::RawTls>,
+    http2: http2::RawHttp2,
 }
 
 impl Default for RawConfig {
@@ -93,6 +96,7 @@ impl Default for RawConfig {
             auth: Vec::new(),
             site: Vec::new(),
             tls: None,
+            http2: Default::default(),
         }
     }
 }
@@ -136,6 +140,8 @@ pub struct Config {
     pub sites: Vec<SiteConfig>,
     /// `[tls]`: HTTPS listeners and certificates; None = no HTTPS.
     pub tls: Option<TlsConfig>,
+    /// `[http2]`.
+    pub http2: Http2,
     /// The file this came from, if any (for reload and messages).
     pub source: Option<PathBuf>,
 }
@@ -196,6 +202,7 @@ impl Config {
             serve_hidden,
         };
         let sites = site::build_sites(raw.site, &top, base, raw.tls.is_some(), &src)?;
+        let http2 = raw.http2.build(&src)?;
         let tls = match raw.tls {
             Some(t) => Some(t.build(&listen, base, &src)?),
             None => None,
@@ -221,6 +228,7 @@ impl Config {
             auth,
             sites,
             tls,
+            http2,
             source: None,
         })
     }
@@ -249,6 +257,7 @@ impl Config {
             auth: Arc::clone(&s.auth),
             sites: Vec::new(),
             tls: self.tls.clone(),
+            http2: self.http2.clone(),
             source: self.source.clone(),
         }
     }

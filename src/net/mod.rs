@@ -6,8 +6,10 @@
 pub mod account;
 pub mod affinity;
 pub mod conn;
+pub mod h2;
 #[doc(hidden)]
 pub mod harness;
+pub mod link;
 pub mod listener;
 pub mod reactor;
 pub mod recv;

@@ -10,7 +10,8 @@
 use crate::config::{Config, MAX_LISTEN};
 use crate::http::h1::DateCache;
 use crate::net::conn::Spares;
-use crate::net::conn::{ColdJobs, Conn, Cx, Next, Ready, Transport};
+use crate::net::conn::{ColdJobs, Cx, Next, Ready, Transport};
+use crate::net::link::Link;
 use crate::net::timer::{Class, Expired, Timers, CLASSES};
 use crate::net::tls::{HandshakeDone, Handshakes};
 use crate::offload::{Completion, Notifier, Offload};
@@ -77,7 +78,7 @@ pub struct Ack {
 
 struct Slot {
     generation: u32,
-    conn: Conn,
+    conn: Link,
 }
 
 pub struct Reactor {
@@ -394,12 +395,15 @@ impl Reactor {
             if s.generation != done.generation {
                 continue;
             }
-            match s.conn.stream().resume_handshake(done) {
-                Ok(()) => self.drive(slot, now),
-                Err(_) => self.close(slot),
+            match s.conn.stream().map(|st| st.resume_handshake(done)) {
+                Some(Ok(())) => self.drive(slot, now),
+                _ => self.close(slot),
             }
         }
-        while let Ok(c) = self.completions.try_recv() {
+        while let Ok(mut c) = self.completions.try_recv() {
+            // An HTTP/2 stream's job names its stream in the slot's upper half.
+            let stream = (c.slot >> 32) as u32;
+            c.slot &= 0xffff_ffff;
             if c.sent.cold {
                 // A place is free (whether or not its connection is still here): the
                 // oldest waiting connection still open probes its window again.
@@ -424,7 +428,7 @@ impl Reactor {
             }
             self.stats.offload_rtt.observe(c.started.elapsed());
             let next = self.with_cx(c.slot, now, |conn, site, cx| {
-                conn.resume(c.result, c.started, c.sent, site, cx)
+                conn.resume(stream, c.result, c.started, c.sent, site, cx)
             });
             self.apply(c.slot, next, now);
         }
@@ -454,6 +458,15 @@ impl Reactor {
         for slot in idle {
             self.apply(slot, Next::Wait(Class::KeepAlive, now), now);
         }
+        // HTTP/2 connections with open streams send their GOAWAY now, not at their next
+        // event (a stream waiting for window may not have one before the deadline).
+        let h2: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, s)| matches!(s.conn, Link::H2(_)))
+            .map(|(k, s)| token(k, s.generation))
+            .collect();
+        self.next_tick.extend(h2);
     }
 
     /// Run `f` on a connection with the reactor's context lent to it.
@@ -461,7 +474,7 @@ impl Reactor {
         &mut self,
         slot: usize,
         now: Instant,
-        f: impl FnOnce(&mut Conn, &mut Sites, &mut Cx) -> Next,
+        f: impl FnOnce(&mut Link, &mut Sites, &mut Cx) -> Next,
     ) -> Next {
         let Some(s) = self.conns.get_mut(slot) else {
             return Next::Close;
@@ -478,7 +491,7 @@ impl Reactor {
             log: self.log.as_mut(),
             stats: &self.stats,
             handshakes: self.handshakes.as_ref(),
-            tls: s.conn.stream().tls_info(),
+            tls: s.conn.stream().and_then(|st| st.tls_info()),
             cold: &mut self.cold,
         };
         let site = &mut self.site;
@@ -550,7 +563,9 @@ impl Reactor {
         }
         log::debug!("reactor {}: {:?} timeout", self.id, e.class);
         if let Some(s) = self.conns.get_mut(e.slot) {
-            s.conn.stream().on_timeout();
+            if let Some(st) = s.conn.stream() {
+                st.on_timeout();
+            }
         }
         self.stats.timeouts[e.class as usize].fetch_add(1, Ordering::Relaxed);
         let next = self.with_cx(e.slot, now, |conn, site, cx| {
@@ -574,12 +589,16 @@ impl Reactor {
         // of it: then it is deregistered, so no event of it reaches a reused slot's token.
         if let Some(mut s) = self.conns.try_remove(slot) {
             if shared {
-                let _ = self.poll.registry().deregister(s.conn.stream());
+                if let Some(st) = s.conn.stream() {
+                    let _ = self.poll.registry().deregister(st);
+                }
                 self.stats
                     .cold_shared_closes
                     .fetch_add(1, Ordering::Relaxed);
             }
-            s.conn.stream().close_notify();
+            if let Some(st) = s.conn.stream() {
+                st.close_notify();
+            }
             self.timers.cancel(slot);
             if !s.conn.is_metrics() {
                 self.stats.active.fetch_sub(1, Ordering::Relaxed);

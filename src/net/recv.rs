@@ -135,6 +135,14 @@ impl Inbox {
         Ok(())
     }
 
+    /// Grow a buffer taken for a smaller cap (an HTTP/1.1 head's) to `cap` bytes, so a
+    /// whole HTTP/2 frame fits.
+    pub fn grow_to(&mut self, cap: usize) {
+        if !self.buf.is_empty() && self.buf.len() < cap {
+            self.buf.resize(cap, 0);
+        }
+    }
+
     /// Holds no buffer (given back, or never taken).
     pub fn is_released(&self) -> bool {
         self.buf.capacity() == 0

@@ -52,6 +52,10 @@ pub trait Transport: Read + Write {
     fn is_tls(&self) -> bool {
         false
     }
+    /// ALPN chose `h2` (TLS only): the connection speaks HTTP/2 from its first byte.
+    fn alpn_h2(&self) -> bool {
+        false
+    }
     /// A write that took less than offered means the socket buffer is full (a plain TCP
     /// socket: the kernel then owes us an EPOLLOUT edge, so the next write, which would
     /// say EAGAIN, is saved, as nginx does). TLS counts plaintext taken, not bytes sent.

@@ -542,6 +542,16 @@ impl<T: Transport> Transport for Stream<T> {
         matches!(self, Stream::Tls(_))
     }
 
+    fn alpn_h2(&self) -> bool {
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(t) => t
+                .tls
+                .as_ref()
+                .is_some_and(|c| c.alpn_protocol() == Some(&b"h2"[..])),
+        }
+    }
+
     fn send_handle(&self) -> Option<std::os::fd::OwnedFd> {
         // TLS records are made here: no other thread may write to the socket.
         match self {

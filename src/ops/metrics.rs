@@ -124,6 +124,50 @@ pub struct ReactorStats {
     /// Connections closed while an I/O thread was sending their cold window (deregistered
     /// from epoll and shut down at once, since the thread's duplicate keeps the socket).
     pub cold_shared_closes: AtomicU64,
+    /// HTTP/2 connections and streams (`net::h2`).
+    pub h2: H2Stats,
+}
+
+/// GOAWAY error codes counted one by one (RFC 9113 7: 0x0..=0xd); others share the last.
+pub const GOAWAY_CODES: usize = 15;
+const GOAWAY_NAMES: [&str; GOAWAY_CODES] = [
+    "NO_ERROR",
+    "PROTOCOL_ERROR",
+    "INTERNAL_ERROR",
+    "FLOW_CONTROL_ERROR",
+    "SETTINGS_TIMEOUT",
+    "STREAM_CLOSED",
+    "FRAME_SIZE_ERROR",
+    "REFUSED_STREAM",
+    "CANCEL",
+    "COMPRESSION_ERROR",
+    "CONNECT_ERROR",
+    "ENHANCE_YOUR_CALM",
+    "INADEQUATE_SECURITY",
+    "HTTP_1_1_REQUIRED",
+    "UNKNOWN",
+];
+
+/// One reactor's HTTP/2 counters.
+#[derive(Default)]
+pub struct H2Stats {
+    pub connections: AtomicU64,
+    pub streams: AtomicU64,
+    pub resets_sent: AtomicU64,
+    pub resets_received: AtomicU64,
+    /// Connections cut for Rapid Reset (CVE-2023-44487).
+    pub rapid_resets: AtomicU64,
+    /// Streams refused past max_concurrent_streams.
+    pub refused: AtomicU64,
+    /// GOAWAY frames sent, by error code.
+    pub goaways: [AtomicU64; GOAWAY_CODES],
+}
+
+impl H2Stats {
+    pub fn goaway(&self, code: u32) {
+        let i = (code as usize).min(GOAWAY_CODES - 1);
+        self.goaways[i].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Default for ReactorStats {
@@ -144,6 +188,7 @@ impl Default for ReactorStats {
             cold_read_time: Default::default(),
             cold_sent: Default::default(),
             cold_shared_closes: Default::default(),
+            h2: Default::default(),
         }
     }
 }
@@ -286,7 +331,43 @@ impl Registry {
             let labels = format!("result=\"{result}\"");
             sample(&mut out, "vireo_reloads_total", &labels, load(c));
         }
-        let simple: [(&str, &str, &str, CounterOf); 10] = [
+        let simple: [(&str, &str, &str, CounterOf); 16] = [
+            (
+                "vireo_h2_connections_total",
+                "counter",
+                "HTTP/2 connections (ALPN h2 or cleartext prior knowledge).",
+                |s| &s.h2.connections,
+            ),
+            (
+                "vireo_h2_streams_total",
+                "counter",
+                "HTTP/2 streams opened by clients.",
+                |s| &s.h2.streams,
+            ),
+            (
+                "vireo_h2_resets_sent_total",
+                "counter",
+                "HTTP/2 RST_STREAM frames sent.",
+                |s| &s.h2.resets_sent,
+            ),
+            (
+                "vireo_h2_resets_received_total",
+                "counter",
+                "HTTP/2 RST_STREAM frames received.",
+                |s| &s.h2.resets_received,
+            ),
+            (
+                "vireo_h2_rapid_reset_total",
+                "counter",
+                "HTTP/2 connections closed for resetting streams too fast (CVE-2023-44487).",
+                |s| &s.h2.rapid_resets,
+            ),
+            (
+                "vireo_h2_refused_streams_total",
+                "counter",
+                "HTTP/2 streams refused past max_concurrent_streams.",
+                |s| &s.h2.refused,
+            ),
             (
                 "vireo_response_body_bytes_total",
                 "counter",
@@ -365,6 +446,19 @@ impl Registry {
                 let labels = format!("reactor=\"{id}\",kind=\"{}\"", class.name());
                 let v = load(&s.timeouts[class as usize]);
                 sample(&mut out, "vireo_timeouts_total", &labels, v);
+            }
+        }
+        family(
+            &mut out,
+            "vireo_h2_goaway_total",
+            "counter",
+            "HTTP/2 GOAWAY frames sent, by error code.",
+        );
+        for (id, s) in &reactors {
+            for (i, name) in GOAWAY_NAMES.iter().enumerate() {
+                let labels = format!("reactor=\"{id}\",code=\"{name}\"");
+                let v = load(&s.h2.goaways[i]);
+                sample(&mut out, "vireo_h2_goaway_total", &labels, v);
             }
         }
         let hists: [(&str, &str, HistogramOf); 3] = [

@@ -78,7 +78,13 @@ impl Tls {
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(resolver));
-        server.alpn_protocols = vec![b"http/1.1".to_vec()];
+        // `h2` first when HTTP/2 is on (a client offering both gets it); a client that
+        // offers neither gets no_application_protocol.
+        server.alpn_protocols = if config.http2.enabled {
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        } else {
+            vec![b"http/1.1".to_vec()]
+        };
         server.max_early_data_size = 0;
         let shared = resumption()?;
         server.ticketer = Arc::clone(&shared.ticketer);

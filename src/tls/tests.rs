@@ -291,7 +291,13 @@ fn the_resolver_ignores_case_and_a_trailing_dot_and_shares_loaded_pairs() {
 #[test]
 fn a_client_offering_other_protocols_only_gets_no_application_protocol() {
     let (dir, _ca) = setup();
-    let tls = build(dir.path(), "").expect("tls");
+    let on = build(dir.path(), "").expect("tls");
+    let (res, _) = handshake(&on, "default.test", &[b"h2", b"http/1.1"]);
+    assert_eq!(res.expect("ok"), b"h2");
+    let (res, _) = handshake(&on, "default.test", &[b"http/1.1"]);
+    assert_eq!(res.expect("ok"), b"http/1.1");
+    // With HTTP/2 off, h2 is not offered.
+    let tls = build(dir.path(), "[http2]\nenabled = false\n").expect("tls");
     let (res, _) = handshake(&tls, "default.test", &[b"h2", b"spdy/3"]);
     assert_eq!(
         res.expect_err("refused"),
@@ -397,7 +403,7 @@ fn resumption_state_is_one_per_process() {
     assert!(Arc::ptr_eq(&a.session_storage, &b.session_storage));
     assert!(a.ticketer.enabled());
     assert_eq!(a.max_early_data_size, 0);
-    assert_eq!(a.alpn_protocols, [b"http/1.1".to_vec()]);
+    assert_eq!(a.alpn_protocols, [b"h2".to_vec(), b"http/1.1".to_vec()]);
 }
 
 #[test]

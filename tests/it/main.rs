@@ -12,6 +12,7 @@ mod dates;
 mod errors;
 mod faults;
 mod files;
+mod h2;
 mod https;
 mod keepalive;
 mod lifecycle;

@@ -157,7 +157,8 @@ fn pipelined_requests_answered_in_order() {
 
 #[test]
 fn alpn_picks_http11() {
-    let s = start("");
+    // HTTP/2 off: h2 is not offered (with it on, tests/it/h2.rs).
+    let s = start("[http2]\nenabled = false\n");
     let cfg = s.ca.client_config(&TlsOpts {
         alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
         ..TlsOpts::default()
@@ -170,7 +171,7 @@ fn alpn_picks_http11() {
 
 #[test]
 fn alpn_without_http11_gets_no_application_protocol() {
-    let s = start("");
+    let s = start("[http2]\nenabled = false\n");
     let cfg = s.ca.client_config(&TlsOpts {
         alpn: vec![b"h2".to_vec()],
         ..TlsOpts::default()

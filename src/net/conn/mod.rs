@@ -151,6 +151,9 @@ enum Phase {
     Closing { linger: bool },
     /// Half-closed: reading and dropping until the client's FIN.
     Lingering { dropped: usize },
+    /// The connection speaks HTTP/2 (ALPN `h2`, or the client preface on a cleartext
+    /// listener): the reactor hands it to `net::h2` (`into_h2`).
+    H2,
 }
 
 enum RequestBody {
@@ -272,6 +275,27 @@ impl<S: Transport> Conn<S> {
 
     pub fn stream(&mut self) -> &mut S {
         &mut self.stream
+    }
+
+    /// The connection turned out to speak HTTP/2 (`into_h2` next).
+    pub fn wants_h2(&self) -> bool {
+        matches!(self.phase, Phase::H2)
+    }
+
+    /// What an HTTP/2 connection takes over: the stream, the peer, the cached readiness
+    /// and the bytes read so far (the client preface, on a cleartext listener).
+    pub fn into_h2(self) -> (S, std::net::SocketAddr, Readiness, crate::net::recv::Inbox) {
+        let Conn {
+            stream,
+            peer,
+            io,
+            busy,
+            ..
+        } = self;
+        let rx = busy
+            .map(|mut b| std::mem::take(&mut b.rx))
+            .unwrap_or_default();
+        (stream, peer.addr(), io, rx)
     }
 
     /// An offload job (compression or listing) finished for this connection: encode the
@@ -420,6 +444,10 @@ impl<S: Transport> Conn<S> {
         if let Phase::Handshake = self.phase {
             let who = (cx.slot, cx.generation);
             match self.stream.handshake(&mut self.io, cx.handshakes, who) {
+                Ok(Shake::Ready) if self.stream.alpn_h2() && !self.metrics => {
+                    self.phase = Phase::H2;
+                    return Next::Yield;
+                }
                 Ok(Shake::Ready) => self.phase = Phase::Requests,
                 // The header countdown started at accept covers the handshake.
                 Ok(Shake::Wait) => return Next::Wait(Class::Header, self.accepted.instant()),
@@ -430,6 +458,7 @@ impl<S: Transport> Conn<S> {
             }
         }
         match &self.phase {
+            Phase::H2 => return Next::Yield,
             Phase::Lingering { .. } => return self.linger(),
             Phase::Parked(p) => {
                 // The job always completes; the send timeout bounds a stuck one. Meanwhile
@@ -449,6 +478,9 @@ impl<S: Transport> Conn<S> {
             // it is flushed they must be answered even if no new byte arrives.
             let backlogged = self.backlogged();
             let answered = self.process(site, cx);
+            if let Phase::H2 = self.phase {
+                return Next::Yield;
+            }
             let before = budget;
             let mut cold = None;
             let flushed = busy(&mut self.busy, cx.spares).tx.flush(

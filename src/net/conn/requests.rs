@@ -10,6 +10,7 @@ impl<S: Transport> Conn<S> {
     /// input is needed. Returns whether anything was answered.
     pub(super) fn process(&mut self, sites: &mut Sites, cx: &mut Cx) -> bool {
         let c = sites.config();
+        let cleartext = c.http2.cleartext;
         if !c.open_file_cache.cold_reads || sites.offload().is_none() {
             // Off, or no pool to read on: sendfile may wait on the disk (nginx's default).
             busy(&mut self.busy, cx.spares).tx.trust_page_cache();
@@ -29,6 +30,21 @@ impl<S: Transport> Conn<S> {
                 return answered;
             }
             let buf = pending(&self.busy);
+            if self.requests == 0
+                && matches!(self.phase, Phase::Requests)
+                && cleartext
+                && !self.metrics
+                && !self.stream.is_tls()
+            {
+                // HTTP/2 with prior knowledge: the client preface instead of a request.
+                let n = buf.len().min(crate::http::h2::PREFACE.len());
+                if buf[..n] == crate::http::h2::PREFACE[..n] {
+                    if n == crate::http::h2::PREFACE.len() {
+                        self.phase = Phase::H2;
+                    }
+                    return answered;
+                }
+            }
             let head = match request::parse(buf, &limits) {
                 Ok(Some(h)) => h,
                 Ok(None) => {

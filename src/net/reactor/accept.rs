@@ -2,8 +2,10 @@
 //! connection limit or when out of descriptors, and the sweep of a socket's queue before
 //! its last descriptor closes.
 
-use super::{token, Conn, Next, Reactor, Ready, Slot, METRICS};
+use super::{token, Next, Reactor, Ready, Slot, METRICS};
 use crate::config::MAX_LISTEN;
+use crate::net::conn::Conn;
+use crate::net::link::Link;
 use crate::net::tls::Stream;
 use crate::ops::tls_metrics::TLS;
 use mio::{Interest, Token};
@@ -115,6 +117,7 @@ impl Reactor {
                         writable: true,
                         hup: false,
                     });
+                    let conn = Link::H1(conn);
                     let slot = self.conns.insert(Slot { generation, conn });
                     let next = self.with_cx(slot, now, |c, site, cx| c.drive(site, cx));
                     if next == Next::Close {
@@ -124,8 +127,12 @@ impl Reactor {
                     let Some(s) = self.conns.get_mut(slot) else {
                         continue;
                     };
+                    let Some(st) = s.conn.stream() else {
+                        self.close(slot);
+                        continue;
+                    };
                     if let Err(e) = self.poll.registry().register(
-                        s.conn.stream(),
+                        st,
                         token(slot, generation),
                         Interest::READABLE | Interest::WRITABLE,
                     ) {

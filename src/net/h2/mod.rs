@@ -1,0 +1,1254 @@
+//! One HTTP/2 connection (RFC 9113) over the same `Transport` as HTTP/1.1: frames in,
+//! the stream table, both levels of flow control, and each stream answered by the very
+//! `Site::respond` an HTTP/1.1 request gets (its HEADERS become an HTTP/1.1 head through
+//! `http::h2::request::Request::to_h1_head`, parsed by `http::request::parse`).
+//!
+//! ```text
+//!  preface + SETTINGS (ours first, a large connection window for uploads)
+//!    -> frames decoded from the read buffer (`http::h2::frame::Decoder`)
+//!    -> HEADERS(+CONTINUATION) -> HPACK -> validate -> stream (Body: request DATA
+//!       dropped, credited back) -> END_STREAM -> Site::respond
+//!          -> reply now: HEADERS queued, DATA framed later within the windows
+//!          -> a pool job: only this stream parks (Parked); the completion comes back
+//!             under (slot | stream id << 32, generation) and finds it by its id
+//!    -> output: control frames and HEADERS in `out`; DATA from the streams that have
+//!       window, round robin, a frame each per round, into `out` while it is below
+//!       `FILL_TARGET`; everything written within the reactor's per-turn budget
+//! ```
+//!
+//! Memory is bounded whatever the peer sends: the read buffer is one frame plus 64 KiB,
+//! a header block at most 64 KiB (the assembler), at most `max_concurrent_streams`
+//! streams each holding its HTTP/1.1 head (at most `limits.max_header_bytes`), and the
+//! output buffer stops taking input past `OUT_CAP` (a peer that does not read what it
+//! asks for, PING or SETTINGS floods included, is stopped reading and then cut by the
+//! send timeout). Request bodies are dropped as they arrive (no route takes one).
+//!
+//! File bodies are `pread` into the output buffer (also over cleartext: no
+//! writev + sendfile yet); the page cache is trusted (no cold-window offload for h2).
+
+use crate::http::h2::encode::ReplyEncoder;
+use crate::http::h2::frame::{self, BlockAssembler, BlockLimits, Frame, Step};
+use crate::http::h2::hpack::{self, DecoderLimits, FieldList};
+use crate::http::h2::{self, ErrorCode, H2Error, Settings, DEFAULT_WINDOW, MAX_WINDOW};
+use crate::http::request::{self, Limits};
+use crate::http::response::{Body, Reply};
+use crate::net::account;
+use crate::net::conn::{Cx, Next, Ready};
+use crate::net::recv::{Inbox, Readiness};
+use crate::net::send::{interrupted, would_block, Transport};
+use crate::net::timer::{Class, Stamp};
+use crate::offload::JobError;
+use crate::site::auth::Verdict;
+use crate::site::hosts::Sites;
+use crate::site::route::Answer;
+use crate::site::{Started, Waiting};
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Past this many queued output bytes no more input is read (backpressure on a peer
+/// that sends requests or control frames faster than it reads the answers).
+const OUT_CAP: usize = 256 << 10;
+/// DATA is framed into the output buffer until it holds this much.
+const FILL_TARGET: usize = 64 << 10;
+/// Our connection receive window (raised from 65,535 by a WINDOW_UPDATE right after our
+/// SETTINGS, as nginx does): uploads are not throttled by the connection level.
+pub const CONN_WINDOW: u32 = 16 << 20;
+/// Largest DATA payload we send.
+const DATA_FRAME: usize = 16_384;
+/// Our SETTINGS must be acknowledged within this (RFC 9113 6.5.3).
+const SETTINGS_ACK: Duration = Duration::from_secs(5);
+
+/// Per-second budgets of what a peer may make us do (sozu's and nginx's defaults, the
+/// WINDOW_UPDATE one raised: a client reading a large body sends many legitimately).
+const MAX_RESETS: u32 = 100;
+const MAX_PINGS: u32 = 100;
+const MAX_SETTINGS: u32 = 50;
+const MAX_EMPTY_DATA: u32 = 100;
+const MAX_CONN_WINDOW_UPDATES: u32 = 1000;
+
+/// Where a stream's response is.
+enum Phase {
+    /// Request headers in; its DATA (if any) is being received and dropped.
+    Body,
+    /// Waiting for a pool job (compression, listing, password check).
+    Parked(Box<Waiting>),
+    /// HEADERS queued; DATA still to go.
+    Sending(Out),
+}
+
+/// A response body being framed as DATA.
+enum Out {
+    Static(&'static [u8], usize),
+    Shared(Arc<[u8]>, usize),
+    File { file: Arc<File>, pos: u64, end: u64 },
+    Parts(Box<Parts>),
+}
+
+struct Parts {
+    file: Arc<File>,
+    mem: Vec<u8>,
+    segs: Vec<Seg>,
+    idx: usize,
+}
+
+enum Seg {
+    Mem(usize, usize),
+    File(u64, u64),
+}
+
+impl Out {
+    fn of(body: Body) -> Out {
+        match body {
+            Body::Empty | Body::Pending => Out::Static(b"", 0),
+            Body::Static(b) => Out::Static(b, 0),
+            Body::Shared(d) => Out::Shared(d, 0),
+            Body::File { file, start, end } => Out::File {
+                file,
+                pos: start,
+                end,
+            },
+            Body::Multipart {
+                file,
+                heads,
+                parts,
+                trailer,
+            } => {
+                let mut segs = Vec::with_capacity(parts.len() * 2 + 1);
+                for (h, r) in parts {
+                    segs.push(Seg::Mem(h.start, h.end));
+                    segs.push(Seg::File(r.start, r.end + 1));
+                }
+                segs.push(Seg::Mem(trailer.start, trailer.end));
+                Out::Parts(Box::new(Parts {
+                    file,
+                    mem: heads,
+                    segs,
+                    idx: 0,
+                }))
+            }
+        }
+    }
+
+    /// Bytes still to send.
+    fn left(&self) -> u64 {
+        match self {
+            Out::Static(b, p) => (b.len() - p) as u64,
+            Out::Shared(b, p) => (b.len() - p) as u64,
+            Out::File { pos, end, .. } => end - pos,
+            Out::Parts(p) => p.segs[p.idx.min(p.segs.len())..]
+                .iter()
+                .map(|s| match s {
+                    Seg::Mem(a, b) => (b - a) as u64,
+                    Seg::File(a, b) => b - a,
+                })
+                .sum(),
+        }
+    }
+
+    /// Appends up to `max` body bytes to `out`; returns how many (0 only at the end).
+    fn take(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        fn pread(
+            out: &mut Vec<u8>,
+            file: &File,
+            pos: &mut u64,
+            end: u64,
+            max: usize,
+        ) -> io::Result<usize> {
+            let want = ((end - *pos) as usize).min(max);
+            if want == 0 {
+                return Ok(0);
+            }
+            let at = out.len();
+            out.resize(at + want, 0);
+            let r = loop {
+                match file.read_at(&mut out[at..], *pos) {
+                    Err(e) if interrupted(&e) => continue,
+                    r => break r,
+                }
+            };
+            let n = match r {
+                Ok(n) => n,
+                Err(e) => {
+                    out.truncate(at);
+                    return Err(e);
+                }
+            };
+            out.truncate(at + n);
+            if n == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "file shrank while being sent",
+                ));
+            }
+            *pos += n as u64;
+            Ok(n)
+        }
+        match self {
+            Out::Static(b, p) => {
+                let n = (b.len() - *p).min(max);
+                out.extend_from_slice(&b[*p..*p + n]);
+                *p += n;
+                Ok(n)
+            }
+            Out::Shared(b, p) => {
+                let n = (b.len() - *p).min(max);
+                out.extend_from_slice(&b[*p..*p + n]);
+                *p += n;
+                Ok(n)
+            }
+            Out::File { file, pos, end } => pread(out, file, pos, *end, max),
+            Out::Parts(p) => {
+                let mut total = 0;
+                while total < max && p.idx < p.segs.len() {
+                    let room = max - total;
+                    match &mut p.segs[p.idx] {
+                        Seg::Mem(a, b) => {
+                            let n = (*b - *a).min(room);
+                            out.extend_from_slice(&p.mem[*a..*a + n]);
+                            *a += n;
+                            total += n;
+                            if a == b {
+                                p.idx += 1;
+                            }
+                        }
+                        Seg::File(a, b) => {
+                            let end = *b;
+                            let n = pread(out, &p.file, a, end, room)?;
+                            total += n;
+                            if *a >= end {
+                                p.idx += 1;
+                            }
+                        }
+                    }
+                }
+                Ok(total)
+            }
+        }
+    }
+}
+
+struct H2Stream {
+    phase: Phase,
+    /// The request as an HTTP/1.1 head (kept for routing, again after a password check).
+    head: Vec<u8>,
+    head_only: bool,
+    /// END_STREAM received: half-closed (remote).
+    remote_closed: bool,
+    /// What we may still send (may go negative after a SETTINGS change, 6.9.2).
+    send_window: i64,
+    /// What the peer may still send before our next WINDOW_UPDATE.
+    recv_window: i64,
+    content_length: Option<u64>,
+    received: u64,
+    /// The body is over `limits.max_body_bytes`: answered 413.
+    too_large: bool,
+    started: Instant,
+    verdict: Option<Verdict>,
+    log: Option<Box<account::Owned>>,
+}
+
+/// Per-second counters of what the peer made us do.
+#[derive(Default)]
+struct Rates {
+    since: Option<Instant>,
+    resets: u32,
+    pings: u32,
+    settings: u32,
+    empty_data: u32,
+    window_updates: u32,
+}
+
+impl Rates {
+    fn tick(&mut self, now: Instant) {
+        if self
+            .since
+            .is_none_or(|s| now.saturating_duration_since(s) >= Duration::from_secs(1))
+        {
+            *self = Rates {
+                since: Some(now),
+                ..Rates::default()
+            };
+        }
+    }
+}
+
+fn calm(why: &'static str) -> H2Error {
+    H2Error::connection(ErrorCode::EnhanceYourCalm, why)
+}
+
+/// Everything but the socket and the read buffer (so frames can borrow the buffer while
+/// the state changes).
+struct State {
+    peer: SocketAddr,
+    tls: bool,
+    io: Readiness,
+    out: Vec<u8>,
+    opos: usize,
+    dec: frame::Decoder,
+    asm: BlockAssembler,
+    hpack: hpack::Decoder,
+    fields: FieldList,
+    enc: ReplyEncoder,
+    block: Vec<u8>,
+    ours: Settings,
+    theirs: Settings,
+    preface: bool,
+    acked: bool,
+    streams: BTreeMap<u32, H2Stream>,
+    /// Highest client stream id seen (GOAWAY's last-stream-id).
+    last_stream: u32,
+    /// Streams ever opened (0: still within the header timeout).
+    opened: u64,
+    send_window: i64,
+    recv_window: i64,
+    goaway_sent: bool,
+    peer_goaway: bool,
+    /// A connection error was answered with GOAWAY: flush it, then close.
+    closing: bool,
+    rr: u32,
+    ids: Vec<u32>,
+    rates: Rates,
+    accepted: Stamp,
+    idle_since: Stamp,
+    progress_since: Stamp,
+    limits: Limits,
+}
+
+pub struct H2Conn<S> {
+    stream: S,
+    rx: Inbox,
+    st: State,
+}
+
+/// The reactor's metrics for HTTP/2 (`ops::metrics`).
+fn count<T>(cx: &Cx, f: impl FnOnce(&crate::ops::metrics::H2Stats) -> T) {
+    f(&cx.stats.h2);
+}
+
+impl<S: Transport> H2Conn<S> {
+    /// Takes over a connection whose first bytes (already in `rx`, if any) are HTTP/2.
+    pub fn new(
+        stream: S,
+        peer: SocketAddr,
+        io: Readiness,
+        rx: Inbox,
+        config: &crate::config::Config,
+        now: Instant,
+    ) -> H2Conn<S> {
+        let h = &config.http2;
+        let l = &config.limits;
+        let ours = Settings {
+            max_concurrent_streams: Some(h.max_concurrent_streams),
+            initial_window_size: h.initial_window,
+            max_frame_size: h.max_frame_size,
+            max_header_list_size: Some(l.max_header_bytes as u32),
+            ..Settings::default()
+        };
+        let tls = stream.is_tls();
+        let mut out = Vec::with_capacity(4096);
+        ours.write(&mut out);
+        frame::write_window_update(&mut out, 0, CONN_WINDOW - DEFAULT_WINDOW);
+        let stamp = Stamp::of(now);
+        H2Conn {
+            stream,
+            rx,
+            st: State {
+                peer,
+                tls,
+                io,
+                out,
+                opos: 0,
+                dec: frame::Decoder::new(h.max_frame_size),
+                asm: BlockAssembler::new(BlockLimits::default()),
+                hpack: hpack::Decoder::new(DecoderLimits {
+                    max_table_size: 4096,
+                    max_list_size: l.max_header_bytes,
+                    max_fields: 128,
+                }),
+                fields: FieldList::new(),
+                enc: ReplyEncoder::new(),
+                block: Vec::new(),
+                ours,
+                theirs: Settings::PEER_DEFAULT,
+                preface: false,
+                acked: false,
+                streams: BTreeMap::new(),
+                last_stream: 0,
+                opened: 0,
+                send_window: i64::from(DEFAULT_WINDOW),
+                recv_window: i64::from(CONN_WINDOW),
+                goaway_sent: false,
+                peer_goaway: false,
+                closing: false,
+                rr: 0,
+                ids: Vec::new(),
+                rates: Rates::default(),
+                accepted: stamp,
+                idle_since: stamp,
+                progress_since: stamp,
+                limits: Limits {
+                    max_request_line: l.max_request_line,
+                    max_header_bytes: l.max_header_bytes,
+                    max_body_bytes: l.max_body_bytes,
+                },
+            },
+        }
+    }
+
+    pub fn ready(&mut self, r: Ready) {
+        let io = &mut self.st.io;
+        io.readable |= r.readable || r.hup;
+        io.read_closed |= r.hup;
+        io.writable |= r.writable;
+    }
+
+    pub fn stream(&mut self) -> &mut S {
+        &mut self.stream
+    }
+
+    pub fn peer(&self) -> SocketAddr {
+        self.st.peer
+    }
+
+    /// A stream waits for a pool job.
+    pub fn is_parked(&self) -> bool {
+        self.st
+            .streams
+            .values()
+            .any(|s| matches!(s.phase, Phase::Parked(_)))
+    }
+
+    /// Advance as far as the socket allows.
+    pub fn drive(&mut self, sites: &mut Sites, cx: &mut Cx) -> Next {
+        if cx.draining && !self.st.goaway_sent && !self.st.closing {
+            // Graceful shutdown: no new streams; the open ones finish.
+            self.st.goaway(ErrorCode::NoError, b"shutdown", cx);
+        }
+        if !self.st.acked
+            && !self.st.closing
+            && cx.now.saturating_duration_since(self.st.accepted.instant()) > SETTINGS_ACK
+        {
+            self.st.fail(
+                H2Error::connection(ErrorCode::SettingsTimeout, "no SETTINGS ACK"),
+                cx,
+            );
+        }
+        let mut budget = cx.turn_budget;
+        loop {
+            let consumed = self.process(sites, cx);
+            match self.st.flush(&mut self.stream, &mut budget, cx) {
+                Err(e) => {
+                    log::debug!("{}: h2 send: {e}", self.st.peer);
+                    return Next::Close;
+                }
+                Ok(Flushed::Blocked) => {
+                    return Next::Wait(Class::Send, self.st.progress_since.instant())
+                }
+                Ok(Flushed::Budget) => return Next::Yield,
+                Ok(Flushed::Done) => {}
+            }
+            if self.st.closing || (self.st.goaway_sent && self.st.streams.is_empty()) {
+                return Next::Close;
+            }
+            if self.st.peer_goaway && self.st.streams.is_empty() {
+                return Next::Close;
+            }
+            if consumed {
+                continue;
+            }
+            if self.st.io.eof {
+                return Next::Close;
+            }
+            if self.st.io.readable {
+                let cap = (self.st.dec.max_frame_size() as usize + frame::HEADER_LEN).max(64 << 10);
+                // The buffer may be the HTTP/1.1 one that read the preface (a head's size).
+                self.rx.grow_to(cap);
+                match self.rx.fill(
+                    &mut self.stream,
+                    &mut self.st.io,
+                    cap,
+                    false,
+                    &mut cx.spares.rx,
+                ) {
+                    Ok(true) => continue,
+                    Ok(false) => {}
+                    Err(e) => {
+                        log::debug!("{}: h2 read: {e}", self.st.peer);
+                        return Next::Close;
+                    }
+                }
+            }
+            if !self.rx.has_pending() {
+                self.rx.release(&mut cx.spares.rx);
+            }
+            return self.st.wait();
+        }
+    }
+
+    /// Decode and handle every complete frame buffered. Returns whether any was.
+    fn process(&mut self, sites: &mut Sites, cx: &mut Cx) -> bool {
+        let mut consumed = false;
+        loop {
+            if self.st.closing || self.st.out.len() - self.st.opos > OUT_CAP {
+                return consumed;
+            }
+            let buf = self.rx.pending();
+            if buf.is_empty() {
+                return consumed;
+            }
+            if !self.st.preface {
+                match h2::check_preface(buf) {
+                    Ok(None) => return consumed,
+                    Ok(Some(n)) => {
+                        self.st.preface = true;
+                        self.rx.consume(n);
+                        consumed = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        self.st.fail(e, cx);
+                        return true;
+                    }
+                }
+            }
+            match self.st.dec.decode(buf) {
+                Ok(None) => return consumed,
+                Ok(Some((f, n))) => {
+                    let r = self.st.on_frame(f, sites, cx);
+                    self.rx.consume(n);
+                    consumed = true;
+                    if let Err(e) = r {
+                        self.st.fail(e, cx);
+                    }
+                }
+                Err(fe) => {
+                    consumed = true;
+                    self.st.fail(fe.error, cx);
+                    if fe.error.is_connection() || fe.consumed == 0 {
+                        return true;
+                    }
+                    self.rx.consume(fe.consumed);
+                }
+            }
+        }
+    }
+
+    /// A pool job finished for stream `id`; a stream reset meanwhile is gone and the
+    /// result is dropped.
+    pub fn resume(
+        &mut self,
+        id: u32,
+        result: Result<Arc<[u8]>, JobError>,
+        sites: &mut Sites,
+        cx: &mut Cx,
+    ) -> Next {
+        self.st.resume(id, result, sites, cx);
+        self.drive(sites, cx)
+    }
+
+    /// The reactor's timer for `class` fired: say goodbye and close.
+    pub fn timeout(&mut self, class: Class, cx: &mut Cx) -> Next {
+        if !self.st.goaway_sent {
+            log::debug!("{}: h2 {class:?} timeout", self.st.peer);
+            self.st.goaway(ErrorCode::NoError, b"timeout", cx);
+        }
+        let mut budget = 64 << 10;
+        let _ = self.st.flush(&mut self.stream, &mut budget, cx);
+        Next::Close
+    }
+
+    /// The reactor closes the connection: streams still waiting for a job are logged 499.
+    pub fn on_close(&mut self, cx: &mut Cx) {
+        let peer = self.st.peer;
+        for (_, s) in std::mem::take(&mut self.st.streams) {
+            if let Phase::Parked(w) = s.phase {
+                account::deferred(cx, peer, w.site(), s.log.as_deref(), 499, 0);
+            }
+        }
+    }
+}
+
+enum Flushed {
+    Done,
+    Blocked,
+    Budget,
+}
+
+impl State {
+    fn queued(&self) -> usize {
+        self.out.len() - self.opos
+    }
+
+    fn wait(&self) -> Next {
+        let sending = self
+            .streams
+            .values()
+            .any(|s| !matches!(s.phase, Phase::Body));
+        if sending {
+            // Waiting for window or for a job: no progress for `timeouts.send` ends it.
+            return Next::Wait(Class::Send, self.progress_since.instant());
+        }
+        if !self.streams.is_empty() {
+            return Next::Wait(Class::Body, self.progress_since.instant());
+        }
+        if self.opened == 0 {
+            return Next::Wait(Class::Header, self.accepted.instant());
+        }
+        Next::Wait(Class::KeepAlive, self.idle_since.instant())
+    }
+
+    fn goaway(&mut self, code: ErrorCode, debug: &[u8], cx: &Cx) {
+        frame::write_goaway(&mut self.out, self.last_stream, code, debug);
+        self.goaway_sent = true;
+        count(cx, |h| h.goaway(code.to_u32()));
+    }
+
+    /// Answer an error: RST_STREAM for a stream error, GOAWAY and close for the rest.
+    fn fail(&mut self, e: H2Error, cx: &mut Cx) {
+        match e {
+            H2Error::Stream { stream, code, why } => {
+                log::debug!("{}: h2 stream {stream}: {why}", self.peer);
+                self.reset(stream, code, cx);
+            }
+            H2Error::Connection { code, why } => {
+                log::debug!("{}: h2: {why} ({})", self.peer, code.as_str());
+                if !self.closing {
+                    self.goaway(code, why.as_bytes(), cx);
+                    self.closing = true;
+                }
+            }
+        }
+    }
+
+    /// RST_STREAM from us.
+    fn reset(&mut self, id: u32, code: ErrorCode, cx: &mut Cx) {
+        frame::write_rst_stream(&mut self.out, id, code);
+        count(cx, |h| h.resets_sent.fetch_add(1, Ordering::Relaxed));
+        self.remove(id, cx);
+    }
+
+    fn remove(&mut self, id: u32, cx: &mut Cx) {
+        if let Some(s) = self.streams.remove(&id) {
+            if let Phase::Parked(w) = s.phase {
+                // Its job is not waited for: the completion finds no stream.
+                account::deferred(cx, self.peer, w.site(), s.log.as_deref(), 499, 0);
+            }
+            if self.streams.is_empty() {
+                self.idle_since = Stamp::of(cx.now);
+            }
+        }
+    }
+
+    fn on_frame(&mut self, f: Frame, sites: &mut Sites, cx: &mut Cx) -> Result<(), H2Error> {
+        self.rates.tick(cx.now);
+        let step = self.asm.push(&f)?;
+        match step {
+            Step::Pending => return Ok(()),
+            Step::Block(b) => {
+                let (id, end_stream, err) = (b.stream, b.end_stream, b.error);
+                let r = self.hpack.decode(b.block, &mut self.fields);
+                let bad = match r {
+                    Ok(()) => None,
+                    Err(e) => {
+                        let e = e.to_h2(id);
+                        if e.is_connection() {
+                            return Err(e);
+                        }
+                        Some(e)
+                    }
+                };
+                return self.on_headers(id, end_stream, bad.or(err), sites, cx);
+            }
+            Step::Other => {}
+        }
+        match f {
+            Frame::Data {
+                stream: id,
+                data,
+                end_stream,
+                flow_len,
+            } => self.on_data(id, data.len() as u64, end_stream, flow_len, sites, cx),
+            Frame::RstStream { stream: id, .. } => {
+                if id > self.last_stream {
+                    return Err(H2Error::connection(
+                        ErrorCode::ProtocolError,
+                        "RST_STREAM on an idle stream",
+                    ));
+                }
+                count(cx, |h| h.resets_received.fetch_add(1, Ordering::Relaxed));
+                self.rates.resets += 1;
+                if self.rates.resets > MAX_RESETS {
+                    count(cx, |h| h.rapid_resets.fetch_add(1, Ordering::Relaxed));
+                    return Err(calm("rapid reset"));
+                }
+                self.remove(id, cx);
+                Ok(())
+            }
+            Frame::Settings { ack: true, .. } => {
+                self.acked = true;
+                Ok(())
+            }
+            Frame::Settings {
+                ack: false,
+                payload,
+            } => {
+                self.rates.settings += 1;
+                if self.rates.settings > MAX_SETTINGS {
+                    return Err(calm("SETTINGS flood"));
+                }
+                let old = self.theirs;
+                self.theirs.apply(payload)?;
+                let delta =
+                    i64::from(self.theirs.initial_window_size) - i64::from(old.initial_window_size);
+                if delta != 0 {
+                    for s in self.streams.values_mut() {
+                        s.send_window += delta;
+                        if s.send_window > i64::from(MAX_WINDOW) {
+                            return Err(H2Error::connection(
+                                ErrorCode::FlowControlError,
+                                "INITIAL_WINDOW_SIZE change overflows a window",
+                            ));
+                        }
+                    }
+                }
+                if self.theirs.header_table_size != old.header_table_size {
+                    self.enc.hpack.set_peer_max(self.theirs.header_table_size);
+                }
+                frame::write_settings_ack(&mut self.out);
+                Ok(())
+            }
+            Frame::Ping { ack: false, data } => {
+                self.rates.pings += 1;
+                if self.rates.pings > MAX_PINGS {
+                    return Err(calm("PING flood"));
+                }
+                frame::write_ping(&mut self.out, true, data);
+                Ok(())
+            }
+            Frame::Ping { ack: true, .. } => Ok(()),
+            Frame::GoAway { .. } => {
+                self.peer_goaway = true;
+                Ok(())
+            }
+            Frame::WindowUpdate {
+                stream: 0,
+                increment,
+            } => {
+                self.rates.window_updates += 1;
+                if self.rates.window_updates > MAX_CONN_WINDOW_UPDATES {
+                    return Err(calm("WINDOW_UPDATE flood"));
+                }
+                self.send_window += i64::from(increment);
+                if self.send_window > i64::from(MAX_WINDOW) {
+                    return Err(H2Error::connection(
+                        ErrorCode::FlowControlError,
+                        "connection window over 2^31-1",
+                    ));
+                }
+                Ok(())
+            }
+            Frame::WindowUpdate {
+                stream: id,
+                increment,
+            } => {
+                if id > self.last_stream {
+                    return Err(H2Error::connection(
+                        ErrorCode::ProtocolError,
+                        "WINDOW_UPDATE on an idle stream",
+                    ));
+                }
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.send_window += i64::from(increment);
+                    if s.send_window > i64::from(MAX_WINDOW) {
+                        return Err(H2Error::stream(
+                            id,
+                            ErrorCode::FlowControlError,
+                            "stream window over 2^31-1",
+                        ));
+                    }
+                }
+                Ok(())
+            }
+            Frame::Priority { stream: id } => {
+                // Parsed and ignored (RFC 9113 5.3.2); it may name an idle stream.
+                let _ = id;
+                Ok(())
+            }
+            Frame::PriorityUpdate { .. } | Frame::Unknown { .. } => Ok(()),
+            Frame::Headers { .. } | Frame::Continuation { .. } => Ok(()),
+        }
+    }
+
+    fn on_data(
+        &mut self,
+        id: u32,
+        len: u64,
+        end_stream: bool,
+        flow_len: u32,
+        sites: &mut Sites,
+        cx: &mut Cx,
+    ) -> Result<(), H2Error> {
+        let flow = i64::from(flow_len);
+        if flow > self.recv_window {
+            return Err(H2Error::connection(
+                ErrorCode::FlowControlError,
+                "DATA beyond the connection window",
+            ));
+        }
+        self.recv_window -= flow;
+        if self.recv_window < i64::from(CONN_WINDOW / 2) {
+            let inc = i64::from(CONN_WINDOW) - self.recv_window;
+            frame::write_window_update(&mut self.out, 0, inc as u32);
+            self.recv_window = i64::from(CONN_WINDOW);
+        }
+        if len == 0 && !end_stream {
+            self.rates.empty_data += 1;
+            if self.rates.empty_data > MAX_EMPTY_DATA {
+                return Err(calm("empty DATA flood"));
+            }
+        }
+        let max_body = self.limits.max_body_bytes;
+        let initial = i64::from(self.ours.initial_window_size);
+        let Some(s) = self.streams.get_mut(&id) else {
+            if id > self.last_stream {
+                return Err(H2Error::connection(
+                    ErrorCode::ProtocolError,
+                    "DATA on an idle stream",
+                ));
+            }
+            // Closed (we reset or finished it): ignore (5.1).
+            return Ok(());
+        };
+        if s.remote_closed {
+            return Err(H2Error::stream(
+                id,
+                ErrorCode::StreamClosed,
+                "DATA after END_STREAM",
+            ));
+        }
+        if flow > s.recv_window {
+            return Err(H2Error::stream(
+                id,
+                ErrorCode::FlowControlError,
+                "DATA beyond the stream window",
+            ));
+        }
+        s.recv_window -= flow;
+        s.received += len;
+        if s.content_length.is_some_and(|n| s.received > n)
+            || (end_stream && s.content_length.is_some_and(|n| s.received != n))
+        {
+            return Err(H2Error::stream(
+                id,
+                ErrorCode::ProtocolError,
+                "content-length disagrees with DATA",
+            ));
+        }
+        if s.received > max_body {
+            s.too_large = true;
+        }
+        if end_stream {
+            s.remote_closed = true;
+            if matches!(s.phase, Phase::Body) {
+                self.dispatch(id, sites, cx);
+            }
+        } else if s.recv_window < initial / 2 {
+            frame::write_window_update(&mut self.out, id, (initial - s.recv_window) as u32);
+            s.recv_window = initial;
+        }
+        self.progress_since = Stamp::of(cx.now);
+        Ok(())
+    }
+
+    fn on_headers(
+        &mut self,
+        id: u32,
+        end_stream: bool,
+        bad: Option<H2Error>,
+        sites: &mut Sites,
+        cx: &mut Cx,
+    ) -> Result<(), H2Error> {
+        if let Some(s) = self.streams.get_mut(&id) {
+            // Trailers.
+            if s.remote_closed {
+                return Err(H2Error::stream(
+                    id,
+                    ErrorCode::StreamClosed,
+                    "HEADERS after END_STREAM",
+                ));
+            }
+            if !end_stream {
+                return Err(H2Error::stream(
+                    id,
+                    ErrorCode::ProtocolError,
+                    "trailers without END_STREAM",
+                ));
+            }
+            if let Some(e) = bad {
+                return Err(e);
+            }
+            h2::request::validate_trailers(&self.fields, id)?;
+            if s.content_length.is_some_and(|n| n != s.received) {
+                return Err(H2Error::stream(
+                    id,
+                    ErrorCode::ProtocolError,
+                    "content-length disagrees with DATA",
+                ));
+            }
+            s.remote_closed = true;
+            if matches!(s.phase, Phase::Body) {
+                self.dispatch(id, sites, cx);
+            }
+            return Ok(());
+        }
+        if id <= self.last_stream {
+            return Err(H2Error::connection(
+                ErrorCode::ProtocolError,
+                "HEADERS stream id not above the last one",
+            ));
+        }
+        self.last_stream = id;
+        if self.goaway_sent {
+            // After our GOAWAY new streams are not served (the client retries them).
+            return Ok(());
+        }
+        let max = self.ours.max_concurrent_streams.unwrap_or(128) as usize;
+        if self.streams.len() >= max {
+            count(cx, |h| h.refused.fetch_add(1, Ordering::Relaxed));
+            return Err(H2Error::stream(
+                id,
+                ErrorCode::RefusedStream,
+                "over max_concurrent_streams",
+            ));
+        }
+        if let Some(e) = bad {
+            return Err(e);
+        }
+        let req = h2::request::validate(&self.fields, id)?;
+        if end_stream && req.content_length.is_some_and(|n| n > 0) {
+            return Err(H2Error::stream(
+                id,
+                ErrorCode::ProtocolError,
+                "content-length without DATA",
+            ));
+        }
+        let mut head = Vec::with_capacity(256);
+        req.to_h1_head(&self.fields, &mut head);
+        self.opened += 1;
+        count(cx, |h| h.streams.fetch_add(1, Ordering::Relaxed));
+        self.progress_since = Stamp::of(cx.now);
+        self.streams.insert(
+            id,
+            H2Stream {
+                phase: Phase::Body,
+                head,
+                head_only: false,
+                remote_closed: end_stream,
+                send_window: i64::from(self.theirs.initial_window_size),
+                recv_window: i64::from(self.ours.initial_window_size),
+                content_length: req.content_length,
+                received: 0,
+                too_large: false,
+                started: cx.now,
+                verdict: None,
+                log: None,
+            },
+        );
+        if end_stream {
+            self.dispatch(id, sites, cx);
+        }
+        Ok(())
+    }
+
+    /// The request of stream `id` is complete: answer it as HTTP/1.1 would be answered.
+    fn dispatch(&mut self, id: u32, sites: &mut Sites, cx: &mut Cx) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let buf = std::mem::take(&mut s.head);
+        let started = s.started;
+        let verdict = s.verdict.take();
+        let too_large = s.too_large;
+        let head = match request::parse(&buf, &self.limits) {
+            Ok(Some(h)) => h,
+            Ok(None) | Err(_) => {
+                let status = match request::parse(&buf, &self.limits) {
+                    Err(e) => e.status,
+                    _ => 400,
+                };
+                let (status, bytes) = self.encode(id, Reply::error(status), false, cx);
+                account::response(cx, self.peer, None, started, status, bytes, cx.now);
+                return;
+            }
+        };
+        #[cfg(feature = "fault-injection")]
+        crate::fault::on_request(&buf[..head.head_len]);
+        let site = sites.pick(&head, &buf, false);
+        let slot = site.metrics_slot();
+        if let Some(v) = verdict {
+            site.set_verdict(v);
+        }
+        let Answer { reply, job } = if too_large {
+            Answer {
+                reply: Reply::error(413),
+                job: None,
+            }
+        } else {
+            let https = match self.tls {
+                true => None,
+                false => crate::site::https::redirect(site.config(), &head, &buf),
+            };
+            match https {
+                Some(reply) => Answer { reply, job: None },
+                None => site.respond(&head, &buf, cx.now, cx.date, false),
+            }
+        };
+        let head_only = head.method == crate::http::Method::Head;
+        // The completion names the stream in the slot's upper half (`net::link`).
+        let tag = cx.slot | ((id as usize) << 32);
+        let parked = match job {
+            None => Err(reply),
+            Some(job) => match site.start(job, reply, cx.notifier, tag, cx.generation) {
+                Started::Parked(w) => Ok(w),
+                Started::Now(r) => Err(r),
+            },
+        };
+        let req = account::Request {
+            protocol: b"HTTP/2.0",
+            ..account::Request::of(&head, &buf, started, slot)
+        };
+        match parked {
+            Err(reply) => {
+                let (status, bytes) = self.encode(id, reply, head_only, cx);
+                account::response(cx, self.peer, Some(req), started, status, bytes, cx.now);
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.head = buf;
+                }
+            }
+            Ok(w) => {
+                let log = match (w.is_auth(), cx.log.is_some()) {
+                    (false, true) => Some(req.to_owned()),
+                    _ => None,
+                };
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.head = buf;
+                    s.head_only = head_only;
+                    s.log = log;
+                    s.phase = Phase::Parked(Box::new(w));
+                }
+            }
+        }
+    }
+
+    fn resume(
+        &mut self,
+        id: u32,
+        result: Result<Arc<[u8]>, JobError>,
+        sites: &mut Sites,
+        cx: &mut Cx,
+    ) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return; // reset meanwhile: the result is dropped (the cache keeps it)
+        };
+        let w = match std::mem::replace(&mut s.phase, Phase::Body) {
+            Phase::Parked(w) => w,
+            other => {
+                s.phase = other;
+                return;
+            }
+        };
+        if let Some(v) = w.verdict(&result) {
+            s.verdict = Some(v);
+            self.dispatch(id, sites, cx);
+            return;
+        }
+        let site = w.site();
+        let head_only = s.head_only;
+        let log = s.log.take();
+        let reply = w.finish(result);
+        let (status, bytes) = self.encode(id, reply, head_only, cx);
+        account::deferred(cx, self.peer, site, log.as_deref(), status, bytes);
+    }
+
+    /// HEADERS for `reply` into `out`; its body is framed later. Returns status and bytes.
+    fn encode(&mut self, id: u32, reply: Reply, head_only: bool, cx: &mut Cx) -> (u16, u64) {
+        self.block.clear();
+        let h = self.enc.encode(reply, head_only, cx.date, &mut self.block);
+        frame::write_headers(
+            &mut self.out,
+            id,
+            &self.block,
+            h.end_stream,
+            self.theirs.max_frame_size,
+        );
+        if h.end_stream {
+            self.finish(id, cx);
+        } else if let Some(s) = self.streams.get_mut(&id) {
+            s.phase = Phase::Sending(Out::of(h.body));
+        }
+        (h.status, h.bytes)
+    }
+
+    /// Our side of stream `id` ended; a client still sending is told to stop (8.1).
+    fn finish(&mut self, id: u32, cx: &mut Cx) {
+        if self.streams.get(&id).is_some_and(|s| !s.remote_closed) {
+            frame::write_rst_stream(&mut self.out, id, ErrorCode::NoError);
+        }
+        self.remove(id, cx);
+    }
+
+    /// Frames DATA from the streams that have window, round robin, into `out`.
+    fn produce(&mut self, cx: &mut Cx) {
+        // DATA frames of at most 16 KiB whatever the peer allows: the output buffer stays
+        // near FILL_TARGET, and streams interleave finely.
+        let max_frame = (self.theirs.max_frame_size as usize).min(DATA_FRAME);
+        while self.queued() < FILL_TARGET && self.send_window > 0 {
+            self.ids.clear();
+            let rr = self.rr;
+            let ids = &mut self.ids;
+            ids.extend(
+                self.streams
+                    .iter()
+                    .filter(|(_, s)| matches!(s.phase, Phase::Sending(_)) && s.send_window > 0)
+                    .map(|(&id, _)| id),
+            );
+            if ids.is_empty() {
+                return;
+            }
+            // Start after the stream served last.
+            let start = ids.iter().position(|&id| id > rr).unwrap_or(0);
+            ids.rotate_left(start);
+            let ids = std::mem::take(&mut self.ids);
+            for &id in &ids {
+                if self.queued() >= FILL_TARGET || self.send_window <= 0 {
+                    break;
+                }
+                let Some(s) = self.streams.get_mut(&id) else {
+                    continue;
+                };
+                let Phase::Sending(body) = &mut s.phase else {
+                    continue;
+                };
+                let room = (s.send_window.min(self.send_window) as usize).min(max_frame);
+                let left = body.left();
+                let want = (left.min(room as u64)) as usize;
+                let at = self.out.len();
+                self.out.extend_from_slice(&[0; frame::HEADER_LEN]);
+                let n = match body.take(&mut self.out, want) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        log::error!("{}: h2 stream {id}: reading the body: {e}", self.peer);
+                        self.out.truncate(at);
+                        self.rr = id;
+                        self.reset(id, ErrorCode::InternalError, cx);
+                        continue;
+                    }
+                };
+                let end = n as u64 == left;
+                let hdr = frame::data_header(id, n as u32, end);
+                self.out[at..at + frame::HEADER_LEN].copy_from_slice(&hdr);
+                s.send_window -= n as i64;
+                self.send_window -= n as i64;
+                self.rr = id;
+                if end {
+                    self.finish(id, cx);
+                }
+            }
+            self.ids = ids;
+        }
+    }
+
+    /// Write `out` and what the streams can send, within `budget`.
+    fn flush<S: Transport>(
+        &mut self,
+        stream: &mut S,
+        budget: &mut u64,
+        cx: &mut Cx,
+    ) -> io::Result<Flushed> {
+        loop {
+            if self.opos < self.out.len() {
+                if !self.io.writable {
+                    return Ok(Flushed::Blocked);
+                }
+                let pending = self.out.len() - self.opos;
+                match stream.write(&self.out[self.opos..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        self.opos += n;
+                        *budget = budget.saturating_sub(n as u64);
+                        self.progress_since = Stamp::of(cx.now);
+                        if n < pending && stream.short_write_fills() {
+                            self.io.writable = false;
+                        }
+                    }
+                    Err(e) if would_block(&e) => {
+                        self.io.writable = false;
+                        return Ok(Flushed::Blocked);
+                    }
+                    Err(e) if interrupted(&e) => {}
+                    Err(e) => return Err(e),
+                }
+                if *budget == 0 {
+                    return Ok(Flushed::Budget);
+                }
+                continue;
+            }
+            self.out.clear();
+            self.opos = 0;
+            if self.closing {
+                // After our GOAWAY for an error nothing more is framed.
+            } else {
+                self.produce(cx);
+            }
+            if self.out.is_empty() {
+                if self.out.capacity() > 256 << 10 {
+                    self.out = Vec::with_capacity(4096);
+                }
+                return match stream.flush() {
+                    Ok(()) => Ok(Flushed::Done),
+                    Err(e) if would_block(&e) => {
+                        self.io.writable = false;
+                        Ok(Flushed::Blocked)
+                    }
+                    Err(e) => Err(e),
+                };
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multipart_bodies_are_framed_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").expect("write");
+        let file = Arc::new(File::open(&path).expect("open"));
+        let mut o = Out::Parts(Box::new(Parts {
+            file,
+            mem: b"[a][b]".to_vec(),
+            segs: vec![
+                Seg::Mem(0, 3),
+                Seg::File(2, 5),
+                Seg::Mem(3, 6),
+                Seg::File(8, 10),
+            ],
+            idx: 0,
+        }));
+        assert_eq!(o.left(), 11);
+        let mut out = Vec::new();
+        while o.left() > 0 {
+            assert!(o.take(&mut out, 4).expect("take") > 0);
+        }
+        assert_eq!(out, b"[a]234[b]89");
+    }
+}
