@@ -334,7 +334,7 @@ fn count<T>(cx: &Cx, f: impl FnOnce(&crate::ops::metrics::H2Stats) -> T) {
 impl<S: Transport> H2Conn<S> {
     /// Takes over a connection whose first bytes (already in `rx`, if any) are HTTP/2.
     pub fn new(
-        stream: S,
+        mut stream: S,
         peer: SocketAddr,
         io: Readiness,
         rx: Inbox,
@@ -351,6 +351,11 @@ impl<S: Transport> H2Conn<S> {
             ..Settings::default()
         };
         let tls = stream.is_tls();
+        // As nginx does for every HTTP/2 connection: a stream's last DATA frame (or a small
+        // HEADERS-only answer) must not wait for the client's delayed ACK (Nagle).
+        if let Err(e) = stream.set_nodelay() {
+            log::debug!("{peer}: TCP_NODELAY: {e}");
+        }
         let mut out = Vec::with_capacity(4096);
         ours.write(&mut out);
         frame::write_window_update(&mut out, 0, CONN_WINDOW - DEFAULT_WINDOW);
