@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""External conformance checks for vireo: real clients (curl, wget, http.client) and
-httplint over every kind of response vireo produces.
+"""External conformance checks for vireo: real clients (curl, wget, http.client, and for
+HTTP/2 curl, nghttp and h2load from nghttp2) and httplint over every kind of response vireo
+produces.
 
 Usage: python3 tests/external/check.py PATH_TO_VIREO_BINARY
 
@@ -14,6 +15,7 @@ import gzip
 import http.client
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -89,7 +91,7 @@ class Server:
     """vireo on an ephemeral port; with `tls=(cert, key)` also a TLS listener on
     127.0.0.1 (`tls_port`), the plain one then on 127.0.0.2 (one address cannot be both)."""
 
-    def __init__(self, binary, base, name, autoindex, tls=None):
+    def __init__(self, binary, base, name, autoindex, tls=None, h2c=False):
         self.dir = os.path.join(base, name)
         os.makedirs(self.dir)
         os.symlink(os.path.join(base, "root"), os.path.join(self.dir, "root"))
@@ -109,6 +111,8 @@ class Server:
                 "[error_pages]\n"
                 '404 = "/404.html"\n'
             )
+            if h2c:
+                f.write("[http2]\ncleartext = true\n")
             if tls:
                 f.write(f'[tls]\nlisten = "127.0.0.1:0"\ncert = "{tls[0]}"\nkey = "{tls[1]}"\n')
         self.stderr = open(os.path.join(self.dir, "stderr.log"), "wb")
@@ -599,11 +603,227 @@ def run_tls(binary, base, servers):
         ok(f"start vireo with TLS ({kind})")
         if kind == "ecdsa":
             run_curl_tls(base, srv.tls_port, ca)
+            run_h2_tls(base, srv.tls_port, ca)
         run_openssl_tls(srv.tls_port, ca, kind)
         raw = raw_exchange(srv.tls_port, b"GET /small.txt HTTP/1.1\r\nHost: x\r\n\r\n")
         check(f"plain HTTP to the TLS port ({kind})",
               raw.startswith(b"HTTP/1.1 400") and b"plain HTTP sent to an HTTPS port" in raw,
               f"got {raw[:120]!r}")
+
+
+# --------------------------------------------------------------------------- HTTP/2
+
+
+def run_curl_h2(base, url, common, mode, label):
+    """curl over HTTP/2 (`mode`: --http2 over TLS, --http2-prior-knowledge over h2c): exact
+    bytes of a small and a multi-MiB file, and that HTTP/2 is what was spoken."""
+    out = os.path.join(base, f"curl-{label}.out")
+
+    def get(path, *extra):
+        if os.path.exists(out):
+            os.remove(out)
+        r = subprocess.run(common + [mode, *extra, "-o", out, "-D", out + ".hdr",
+                                     "-w", "%{http_code} %{http_version}", url + path],
+                           capture_output=True, timeout=60)
+        data = open(out, "rb").read() if os.path.exists(out) else b""
+        head = open(out + ".hdr", "rb").read().decode("latin-1").lower() if os.path.exists(out + ".hdr") else ""
+        return r.returncode, r.stdout.decode(errors="replace"), data, head, r.stderr.decode(errors="replace").strip()
+
+    for path, want in (("/small.txt", SMALL), ("/blob.bin", BIN)):
+        rc, got, data, _, err = get(path)
+        check(f"curl {label} {mode} GET {path} ({len(want)} bytes)",
+              rc == 0 and got == "200 2" and data == want,
+              f"rc={rc} code/version={got!r} len={len(data)} equal={data == want} {err}")
+    rc, got, data, _, err = get("/blob.bin", "-r", "1000-1999")
+    check(f"curl {label} {mode} range", rc == 0 and got == "206 2" and data == BIN[1000:2000],
+          f"rc={rc} code/version={got!r} len={len(data)} {err}")
+    rc, got, data, head, err = get("/big.txt", "--compressed")
+    coded = any(f"content-encoding: {c}" in head for c in ("gzip", "br", "zstd"))
+    check(f"curl {label} {mode} --compressed", rc == 0 and got == "200 2" and data == BIG and coded,
+          f"rc={rc} code/version={got!r} len={len(data)} encoded={coded} {err}")
+    rc, got, data, _, err = get("/nope.txt")
+    check(f"curl {label} {mode} 404 error page", rc == 0 and got == "404 2" and data == NOT_FOUND,
+          f"rc={rc} code/version={got!r} body={data[:60]!r} {err}")
+
+
+NGHTTP_DATA = re.compile(r"recv DATA frame <length=(\d+), flags=0x([0-9a-f]{2}), stream_id=(\d+)>")
+
+
+def run_nghttp(url, label, tls):
+    """`nghttp -nv` (frames printed, bodies discarded) for a small and a multi-MiB file on one
+    connection: exit 0, both 200, SETTINGS exchanged both ways, every DATA byte of each
+    stream (the big one needs WINDOW_UPDATEs from nghttp's 64 KiB windows), END_STREAM on
+    both, no RST_STREAM and no GOAWAY from the server."""
+    name = f"nghttp -nv {label}"
+    if not shutil.which("nghttp"):
+        fail(name, "nghttp binary not found (.ci/run installs nghttp2-client)")
+        return
+    try:
+        # nghttp asks for gzip unless told otherwise: identity, so DATA is the file's length.
+        r = subprocess.run(["nghttp", "-nv", "-H", "accept-encoding: identity", url + "/small.txt",
+                            url + "/blob.bin"],
+                           capture_output=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        fail(name, "nghttp did not finish within 60 s")
+        return
+    out = r.stdout.decode(errors="replace")
+    problems = []
+    if r.returncode != 0:
+        problems.append(f"rc={r.returncode} {r.stderr.decode(errors='replace').strip()[-300:]}")
+    if tls and "The negotiated protocol: h2" not in out:
+        problems.append("h2 not negotiated in ALPN")
+    if not re.search(r"recv SETTINGS frame <length=\d+, flags=0x00, stream_id=0>", out):
+        problems.append("no SETTINGS from the server")
+    if not re.search(r"recv SETTINGS frame <length=0, flags=0x01, stream_id=0>", out):
+        problems.append("the server did not ACK our SETTINGS")
+    if not re.search(r"send SETTINGS frame <length=0, flags=0x01, stream_id=0>", out):
+        problems.append("nghttp did not ACK the server's SETTINGS")
+    statuses = dict(re.findall(r"recv \(stream_id=(\d+)\) :status: (\d+)", out))
+    if sorted(statuses.values()) != ["200", "200"]:
+        problems.append(f"statuses {statuses}")
+    data, ended = {}, set()
+    for length, flags, sid in NGHTTP_DATA.findall(out):
+        data[sid] = data.get(sid, 0) + int(length)
+        if int(flags, 16) & 0x1:
+            ended.add(sid)
+    sizes = sorted(data.values())
+    if sizes != sorted([len(SMALL), len(BIN)]):
+        problems.append(f"DATA bytes per stream {data} (want {len(SMALL)} and {len(BIN)})")
+    if ended != set(statuses):
+        problems.append(f"END_STREAM on streams {sorted(ended)}, responses on {sorted(statuses)}")
+    if "recv RST_STREAM" in out:
+        problems.append("the server reset a stream")
+    if "recv GOAWAY" in out:
+        problems.append("the server sent GOAWAY: " + out[out.index("recv GOAWAY"):][:160])
+    check(name, not problems, "; ".join(problems) + f"\n  last output: {out[-400:]!r}")
+
+
+H2LOAD_REQUESTS = re.compile(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                             r"(\d+) failed, (\d+) errored, (\d+) timeout", re.M)
+H2LOAD_STATUS = re.compile(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", re.M)
+H2LOAD_DATA = re.compile(r"^traffic: .* \((\d+)\) data$", re.M)
+H2LOAD_TIME = re.compile(r"^time for request:\s+(\S+)\s+(\S+)\s+(\S+)", re.M)
+
+
+def h2load_ms(t):
+    """h2load's '922us' / '42.38ms' / '1.02s' in milliseconds."""
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s)", t)
+    if not m:
+        raise ValueError(f"unknown time {t!r}")
+    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
+
+
+def h2load(args, timeout=120):
+    """Run h2load; (rc, output, problems) with its summary lines checked."""
+    try:
+        r = subprocess.run(["h2load", *args], capture_output=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, "", [f"h2load did not finish within {timeout} s"]
+    return r.returncode, (r.stdout + r.stderr).decode(errors="replace"), []
+
+
+def run_h2load(url, label, proto):
+    """A short h2load run (2,000 requests over 8 connections, 10 streams each): every request
+    succeeded with a 2xx, none failed/errored/timed out, the exact body bytes, `proto` (h2 or
+    h2c) spoken."""
+    name = f"h2load {label} -n 2000 -c 8 -m 10"
+    if not shutil.which("h2load"):
+        fail(name, "h2load binary not found (.ci/run installs nghttp2-client)")
+        return
+    rc, out, problems = h2load(["-n", "2000", "-c", "8", "-m", "10", url + "/small.txt", url + "/index.html"])
+    m, st, dm = H2LOAD_REQUESTS.search(out), H2LOAD_STATUS.search(out), H2LOAD_DATA.search(out)
+    if not problems:
+        if rc != 0:
+            problems.append(f"rc={rc}")
+        if f"Application protocol: {proto}\n" not in out:
+            problems.append(f"{proto} not spoken")
+        if not m or not st or not dm:
+            problems.append("no requests / status codes / traffic line")
+        else:
+            total, started, done, succeeded, failed, errored, timeout = map(int, m.groups())
+            if not (total == done == succeeded == 2000 and failed == errored == timeout == 0):
+                problems.append(m.group(0))
+            if int(st.group(1)) != 2000:
+                problems.append(st.group(0))
+            want = 1000 * (len(SMALL) + len(INDEX))
+            if int(dm.group(1)) != want:
+                problems.append(f"{dm.group(1)} body bytes, want {want}")
+    check(name, not problems, "; ".join(problems) + f"\n  output: {out[-600:]!r}")
+
+
+def run_h2_sequential(url, label):
+    """Requests one after another on one HTTP/2 connection (h2load -c1 -m1): each must take
+    far less than a delayed ACK (40 ms on Linux). A server that writes HEADERS and DATA in
+    two sends without TCP_NODELAY makes every response wait for the client's delayed ACK
+    (Nagle holds the DATA segment), ~40 ms a request where HTTP/1.1 takes < 1 ms."""
+    name = f"h2load {label} -c 1 -m 1: sequential requests not held by Nagle"
+    if not shutil.which("h2load"):
+        fail(name, "h2load binary not found (.ci/run installs nghttp2-client)")
+        return
+    rc, out, problems = h2load(["-n", "50", "-c", "1", "-m", "1", url + "/small.txt"])
+    m, t = H2LOAD_REQUESTS.search(out), H2LOAD_TIME.search(out)
+    if not problems:
+        if rc != 0 or not m or not t:
+            problems.append(f"rc={rc}, no requests / time for request line")
+        elif int(m.group(4)) != 50:
+            problems.append(m.group(0))
+        else:
+            mean = h2load_ms(t.group(3))
+            # 20 ms: half a delayed ACK; the debug binary answers in about 1 ms here.
+            if mean >= 20.0:
+                problems.append(f"mean {mean:.1f} ms per request (min {t.group(1)}, max {t.group(2)}): "
+                                "SERVER BUG, responses wait for the client's delayed ACK (HEADERS and DATA "
+                                "are separate writes and the HTTP/2 socket has no TCP_NODELAY)")
+    check(name, not problems, "; ".join(problems))
+
+
+def run_h2_tls(base, port, ca):
+    """HTTP/2 over TLS (ALPN h2): curl --http2, nghttp, h2load."""
+    url = f"https://localhost:{port}"
+    if shutil.which("curl"):
+        common = ["curl", "-sS", "--cacert", ca, "--resolve", f"localhost:{port}:127.0.0.1"]
+        run_curl_h2(base, url, common, "--http2", "https")
+    else:
+        fail("curl --http2", "curl binary not found (.ci/run installs it)")
+    # nghttp and h2load do not verify the certificate (nghttp warns); the name is for SNI.
+    run_nghttp(url, "https", tls=True)
+    run_h2load(url, "https", "h2")
+    run_h2_sequential(url, "https")
+
+
+def run_h2c(binary, base, servers):
+    """HTTP/2 with prior knowledge on a plain listener with `[http2] cleartext = true`."""
+    try:
+        srv = Server(binary, base, "h2c", autoindex=False, h2c=True)
+    except Exception as e:  # noqa: BLE001
+        fail("start vireo with [http2] cleartext = true", str(e))
+        return
+    servers.append(srv)
+    ok("start vireo with [http2] cleartext = true")
+    url = f"http://127.0.0.1:{srv.port}"
+    if shutil.which("curl"):
+        run_curl_h2(base, url, ["curl", "-sS"], "--http2-prior-knowledge", "h2c")
+        out = os.path.join(base, "curl-h2c-h1.out")
+        r = subprocess.run(["curl", "-sS", "--http1.1", "-o", out, "-w", "%{http_code} %{http_version}",
+                            url + "/small.txt"], capture_output=True, timeout=30)
+        data = open(out, "rb").read() if os.path.exists(out) else b""
+        check("h2c listener still serves HTTP/1.1", r.returncode == 0 and r.stdout == b"200 1.1" and data == SMALL,
+              f"rc={r.returncode} out={r.stdout!r} len={len(data)}")
+    else:
+        fail("curl --http2-prior-knowledge", "curl binary not found (.ci/run installs it)")
+    run_nghttp(url, "h2c", tls=False)
+    run_h2load(url, "h2c", "h2c")
+    run_h2_sequential(url, "h2c")
+
+
+def run_h2c_off(base, port):
+    """Without `[http2] cleartext`, a plain listener must not speak HTTP/2."""
+    if not shutil.which("curl"):
+        return
+    r = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-o", os.devnull, "-w", "%{http_version}",
+                        f"http://127.0.0.1:{port}/small.txt"], capture_output=True, timeout=30)
+    check("prior knowledge refused when cleartext is off", r.returncode != 0 and r.stdout != b"2",
+          f"rc={r.returncode} version={r.stdout!r}")
 
 
 def main():
@@ -629,6 +849,8 @@ def main():
             run_http_client(main_srv.port)
             run_lints(main_srv.port, ai_srv.port)
             run_tls(binary, base, servers)
+            run_h2c(binary, base, servers)
+            run_h2c_off(base, main_srv.port)
             for srv in servers:
                 alive = srv.proc.poll() is None
                 check(f"vireo still running ({os.path.basename(srv.dir)})", alive,
