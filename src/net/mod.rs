@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod affinity;
+pub mod body;
 pub mod conn;
 pub mod h2;
 #[doc(hidden)]
