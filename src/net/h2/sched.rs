@@ -48,6 +48,7 @@ mod tests {
     /// The order in which streams of `sizes` frames each finish their frames.
     fn run(streams: &[(u32, Priority, usize)]) -> Vec<u32> {
         let mut left: Vec<(u32, Priority, usize)> = streams.to_vec();
+        left.sort_by_key(|s| s.0); // as a BTreeMap yields them
         let (mut last, mut order) = (0, Vec::new());
         while let Some(id) = pick(left.iter().filter(|s| s.2 > 0).map(|s| (s.0, s.1)), last) {
             let s = left
