@@ -4,8 +4,10 @@ sees it.
 
 usage: h2send_client.py HOST PORT [--tls CA_PEM] [--out DIR] JSON
 
-JSON = [{"path": "/x", "headers": [[k, v], ...]}, ...]: every request on one connection
-at once (client windows wide open); bodies go to DIR/<i>. Prints
+JSON = {"reqs": [{"path": "/x", "headers": [[k, v], ...]}, ...], "updates": [[i, "u=0"]]}:
+every request on one connection at once (client windows wide open), after a raw
+PRIORITY_UPDATE frame (RFC 9218 7.1) per `updates` entry for request i's stream, which is
+not open yet; bodies go to DIR/<i>. Prints
   resp I status=S len=N        per request
   order I ...                  the order the streams ended in
   runs I:FRAMES ...            the DATA frames received, as runs of one stream's frames
@@ -14,6 +16,7 @@ import json
 import os
 import socket
 import ssl
+import struct
 import sys
 
 import h2.config
@@ -33,7 +36,8 @@ def main():
         i = args.index("--out")
         out_dir = args[i + 1]
         del args[i : i + 2]
-    host, port, reqs = args[0], int(args[1]), json.loads(args[2])
+    host, port, spec = args[0], int(args[1]), json.loads(args[2])
+    reqs = spec["reqs"]
     sock = socket.create_connection((host, port), timeout=60)
     if ca:
         ctx = ssl.create_default_context(cafile=ca)
@@ -43,6 +47,11 @@ def main():
     c.initiate_connection()
     c.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 2**31 - 1})
     c.increment_flow_control_window(2**31 - 1 - 65535)
+    sock.sendall(c.data_to_send())
+    for i, field in spec.get("updates", []):
+        payload = struct.pack(">I", 2 * i + 1) + field.encode()
+        head = struct.pack(">I", len(payload))[1:] + bytes([0x10, 0]) + struct.pack(">I", 0)
+        sock.sendall(head + payload)
     ids = []
     for r in reqs:
         sid = c.get_next_available_stream_id()

@@ -4,7 +4,6 @@
 //! DATA frames it received.
 
 use crate::support::*;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 
@@ -22,8 +21,24 @@ struct Run {
     runs: Vec<(usize, usize)>,
 }
 
-/// Every request of `reqs` (path, `priority` header) at once on one connection.
-fn fetch(addr: SocketAddr, ca: Option<&TestCa>, out: Option<&Path>, reqs: &[(&str, &str)]) -> Run {
+/// Every request of `reqs` (path, `priority` header) at once on one connection, over TLS
+/// or h2c.
+fn fetch(s: &TlsServer, tls: bool, out: Option<&Path>, reqs: &[(&str, &str)]) -> Run {
+    fetch_updated(s, tls, out, reqs, &[])
+}
+
+/// `fetch`, after a PRIORITY_UPDATE (request index, field value) per `updates`.
+fn fetch_updated(
+    s: &TlsServer,
+    tls: bool,
+    out: Option<&Path>,
+    reqs: &[(&str, &str)],
+    updates: &[(usize, &str)],
+) -> Run {
+    let (addr, ca) = match tls {
+        true => (s.tls_addr, Some(&s.ca)),
+        false => (s.server.addr, None),
+    };
     let spec: Vec<String> = reqs
         .iter()
         .map(|(path, prio)| match *prio {
@@ -48,7 +63,15 @@ fn fetch(addr: SocketAddr, ca: Option<&TestCa>, out: Option<&Path>, reqs: &[(&st
     let o = cmd
         .arg(addr.ip().to_string())
         .arg(addr.port().to_string())
-        .arg(format!("[{}]", spec.join(", ")))
+        .arg(format!(
+            "{{\"reqs\": [{}], \"updates\": [{}]}}",
+            spec.join(", "),
+            updates
+                .iter()
+                .map(|(i, f)| format!("[{i}, \"{f}\"]"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
         .output()
         .expect("run python3 tests/h2send_client.py (pip install h2)");
     let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -153,13 +176,9 @@ fn a_cold_file_over_h2_parks_only_its_stream_and_is_read_in_off_the_reactor() {
             return;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let (addr, ca) = match tls {
-            true => (s.tls_addr, Some(&s.ca)),
-            false => (s.server.addr, None),
-        };
         let r = fetch(
-            addr,
-            ca,
+            &s,
+            tls,
             Some(dir.path()),
             &[("/cold.bin", ""), ("/small.txt", "")],
         );
@@ -190,13 +209,9 @@ fn h2c_file_data_goes_out_with_sendfile_and_tls_with_pread() {
     for tls in [false, true] {
         let before = sent();
         let dir = tempfile::tempdir().expect("tempdir");
-        let (addr, ca) = match tls {
-            true => (s.tls_addr, Some(&s.ca)),
-            false => (s.server.addr, None),
-        };
         let r = fetch(
-            addr,
-            ca,
+            &s,
+            tls,
             Some(dir.path()),
             &[("/big.bin", ""), ("/small.txt", "")],
         );
@@ -218,8 +233,7 @@ fn h2c_file_data_goes_out_with_sendfile_and_tls_with_pread() {
 #[test]
 fn urgency_orders_streams_and_incremental_ones_interleave() {
     let s = start(&[], "");
-    let addr = s.server.addr;
-    let r = fetch(addr, None, None, &[("/a.bin", "u=5"), ("/b.bin", "u=1")]);
+    let r = fetch(&s, false, None, &[("/a.bin", "u=5"), ("/b.bin", "u=1")]);
     assert_eq!(r.resps, [(200, 4 << 20), (200, 4 << 20)]);
     assert_eq!(r.order, [1, 0], "urgency 1 ends first");
     // All of b (256 frames of 16 KiB) came before the last of a's frames.
@@ -240,17 +254,33 @@ fn urgency_orders_streams_and_incremental_ones_interleave() {
     );
 
     // Default priority (u=3, not incremental): a whole, then b.
-    let r = fetch(addr, None, None, &[("/a.bin", ""), ("/b.bin", "")]);
+    let r = fetch(&s, false, None, &[("/a.bin", ""), ("/b.bin", "")]);
     assert_eq!(r.order, [0, 1]);
     let starts_of_b = r.runs.iter().filter(|r| r.0 == 1).count();
     assert_eq!(starts_of_b, 1, "b interleaved with a: {:?}", r.runs);
 
     // Incremental: round robin, a frame each.
-    let r = fetch(addr, None, None, &[("/a.bin", "u=3, i"), ("/b.bin", "i")]);
+    let r = fetch(&s, false, None, &[("/a.bin", "u=3, i"), ("/b.bin", "i")]);
     assert_eq!(r.resps, [(200, 4 << 20), (200, 4 << 20)]);
     assert!(
         r.runs.len() > 100,
         "incremental streams did not interleave: {:?}",
         &r.runs[..r.runs.len().min(20)]
     );
+}
+
+/// A PRIORITY_UPDATE that arrives before its stream's HEADERS is kept and applied (RFC
+/// 9218 7.1), over the `priority` header: b, asked for second with u=7, is moved to u=0.
+#[test]
+fn a_priority_update_before_the_stream_reprioritises_it() {
+    let s = start(&[], "");
+    let r = fetch_updated(
+        &s,
+        true,
+        None,
+        &[("/a.bin", "u=1"), ("/b.bin", "u=7")],
+        &[(1, "u=0")],
+    );
+    assert_eq!(r.resps, [(200, 4 << 20), (200, 4 << 20)]);
+    assert_eq!(r.order, [1, 0], "the update was not applied");
 }

@@ -1226,59 +1226,43 @@ impl State {
         loop {
             // Bytes framed after a sendfile payload wait for it.
             let upto = self.file_frame.as_ref().map_or(self.out.len(), |f| f.at);
-            if self.opos < upto {
+            let from_file = self.opos >= upto;
+            if !from_file || self.file_frame.is_some() {
                 if !self.io.writable {
                     return Ok(Flushed::Blocked);
                 }
-                let pending = upto - self.opos;
-                match stream.write(&self.out[self.opos..upto]) {
-                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                    Ok(n) => {
-                        self.opos += n;
-                        *budget = budget.saturating_sub(n as u64);
-                        self.progress_since = Stamp::of(cx.now);
-                        if n < pending && stream.short_write_fills() {
-                            self.io.writable = false;
-                        }
+                let (r, want) = match self.file_frame.as_mut() {
+                    Some(f) if from_file => {
+                        let want = (f.left as u64).min((*budget).max(1)) as usize;
+                        (stream.send_file(&f.file, &mut f.pos, want), want)
                     }
-                    Err(e) if would_block(&e) => {
-                        self.io.writable = false;
-                        return Ok(Flushed::Blocked);
-                    }
-                    Err(e) if interrupted(&e) => {}
-                    Err(e) => return Err(e),
-                }
-                if *budget == 0 {
-                    return Ok(Flushed::Budget);
-                }
-                continue;
-            }
-            if let Some(f) = self.file_frame.as_mut() {
-                if !self.io.writable {
-                    return Ok(Flushed::Blocked);
-                }
-                let want = (f.left as u64).min((*budget).max(1)) as usize;
-                match stream.send_file(&f.file, &mut f.pos, want) {
-                    // The frame's length is on the wire already: the connection is lost.
-                    Ok(0) => {
+                    _ => (stream.write(&self.out[self.opos..upto]), upto - self.opos),
+                };
+                match r {
+                    // A file frame's length is on the wire already: the connection is lost.
+                    Ok(0) if from_file => {
                         return Err(io::Error::new(
                             io::ErrorKind::UnexpectedEof,
                             "file shrank while being sent",
                         ))
                     }
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => {
-                        f.left -= n;
                         *budget = budget.saturating_sub(n as u64);
                         self.progress_since = Stamp::of(cx.now);
-                        cx.stats
-                            .h2
-                            .sendfile_bytes
-                            .fetch_add(n as u64, Ordering::Relaxed);
                         if n < want && stream.short_write_fills() {
                             self.io.writable = false;
                         }
-                        if f.left == 0 {
-                            self.file_frame = None;
+                        match self.file_frame.as_mut() {
+                            Some(f) if from_file => {
+                                f.left -= n;
+                                let h2 = &cx.stats.h2;
+                                h2.sendfile_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                                if f.left == 0 {
+                                    self.file_frame = None;
+                                }
+                            }
+                            _ => self.opos += n,
                         }
                     }
                     Err(e) if would_block(&e) => {
@@ -1292,9 +1276,6 @@ impl State {
                     return Ok(Flushed::Budget);
                 }
                 continue;
-            }
-            if self.opos < self.out.len() {
-                continue; // what was framed after the payload
             }
             self.out.clear();
             self.opos = 0;
