@@ -284,3 +284,85 @@ fn a_priority_update_before_the_stream_reprioritises_it() {
     assert_eq!(r.resps, [(200, 4 << 20), (200, 4 << 20)]);
     assert_eq!(r.order, [1, 0], "the update was not applied");
 }
+
+/// Cold windows of HTTP/2 streams count against the reactor's cap of cold jobs like any
+/// connection's (issue 21's `MAX_COLD_JOBS`, 32): behind a slow disk, 40 streams asking
+/// for one evicted file hand over at most 32 read-ins, the rest wait their turn. Then
+/// all 40 are reset: their jobs are cancelled or ignored, and a new stream on the same
+/// connection is answered.
+#[test]
+fn cold_streams_share_the_reactors_cap_and_reset_ones_are_not_waited_for() {
+    use std::io::{Read, Write};
+    use vireo::http::h2::frame::{self, kind, peek_header};
+    use vireo::http::h2::hpack::{Encoder, Indexing};
+    use vireo::http::h2::{ErrorCode, PREFACE};
+    let s = start(&[("VIREO_FAULT_COLD_DELAY_MS", "1500")], "workers = 1");
+    if !evicted(&s.dir.path().join("root/cold.bin")) {
+        return;
+    }
+    let mut sock = std::net::TcpStream::connect(s.server.addr).expect("connect");
+    sock.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    let mut hpack = Encoder::new();
+    let mut headers = |out: &mut Vec<u8>, id: u32, path: &str| {
+        let mut block = Vec::new();
+        hpack.begin(&mut block);
+        for (k, v) in [
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":authority", "t"),
+            (":path", path),
+        ] {
+            hpack.field(k.as_bytes(), v.as_bytes(), Indexing::Without, &mut block);
+        }
+        frame::write_headers(out, id, &block, true, 16_384);
+    };
+    let mut out = PREFACE.to_vec();
+    frame::write_settings(&mut out, &[]);
+    frame::write_settings_ack(&mut out);
+    let ids: Vec<u32> = (0..40).map(|i| 2 * i + 1).collect();
+    for &id in &ids {
+        headers(&mut out, id, "/cold.bin");
+    }
+    sock.write_all(&out).expect("send");
+    let start = std::time::Instant::now();
+    let handed = loop {
+        let n = metric(&scrape(&s), "vireo_cold_reads_total", "");
+        if n > 0 {
+            break n;
+        }
+        assert!(start.elapsed() < TIMEOUT, "no cold window was handed over");
+        std::thread::yield_now();
+    };
+    assert!(handed <= 32, "{handed} cold jobs handed over at once");
+    let mut out = Vec::new();
+    for &id in &ids {
+        frame::write_rst_stream(&mut out, id, ErrorCode::Cancel);
+    }
+    headers(&mut out, 81, "/small.txt");
+    sock.write_all(&out).expect("send");
+    // Frames until stream 81 ends: its body is the small file.
+    let (mut buf, mut body) = (Vec::new(), Vec::new());
+    loop {
+        if let Some(h) = peek_header(&buf).filter(|h| buf.len() >= h.frame_len()) {
+            let payload = buf[frame::HEADER_LEN..h.frame_len()].to_vec();
+            buf.drain(..h.frame_len());
+            if h.stream == 81 && h.kind == kind::DATA {
+                body.extend_from_slice(&payload);
+                if h.flags & 0x1 != 0 {
+                    break;
+                }
+            }
+            assert!(
+                !(h.kind == kind::DATA && h.stream < 81 && !payload.is_empty()),
+                "DATA for reset stream {}",
+                h.stream
+            );
+            continue;
+        }
+        let mut b = [0u8; 65536];
+        let n = sock.read(&mut b).expect("read");
+        assert!(n > 0, "closed before stream 81 ended");
+        buf.extend_from_slice(&b[..n]);
+    }
+    assert_eq!(body, SMALL);
+}
