@@ -37,16 +37,7 @@ pub struct Encoded {
 
 /// Append `reply`'s head to `out` and return the body left to send.
 pub fn encode(reply: Reply, f: Framing, date: &[u8], out: &mut Vec<u8>) -> Encoded {
-    let Reply {
-        status,
-        headers: h,
-        body,
-        close,
-    } = reply;
-    debug_assert!(
-        !matches!(body, Body::Pending),
-        "a pending reply is encoded once its job completes"
-    );
+    let (status, h, body, close) = reply.into_parts();
     let keep_alive = f.keep_alive && !close;
     start(out, status, date);
     fields(status, &h, body.len(), |f| {

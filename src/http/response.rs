@@ -154,6 +154,16 @@ impl Body {
 }
 
 impl Reply {
+    /// Taken apart by an encoder (status, headers, body, close); a pending body is
+    /// encoded only once its job has completed.
+    pub fn into_parts(self) -> (u16, Headers, Body, bool) {
+        debug_assert!(
+            !matches!(self.body, Body::Pending),
+            "a pending reply is encoded once its job completes"
+        );
+        (self.status, self.headers, self.body, self.close)
+    }
+
     /// The built-in HTML page for an error status.
     pub fn error(status: u16) -> Reply {
         Reply {

@@ -66,7 +66,7 @@ impl Link {
     ) -> Next {
         match self {
             Link::H1(c) => c.resume(result, started, sent, sites, cx),
-            Link::H2(h) => h.resume(stream, result, sites, cx),
+            Link::H2(h) => h.resume(stream, result, started, sent, sites, cx),
             Link::Gone => Next::Close,
         }
     }

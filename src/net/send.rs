@@ -7,12 +7,12 @@
 //! WouldBlock clears the cached `writable` readiness until the next edge.
 
 use crate::http::response::Body;
+use crate::net::body::{Parts, Probe, Seg, Src};
 use mio::net::TcpStream;
 use std::fs::File;
 use std::io::{self, IoSlice, Read, Write};
 use std::net::Shutdown;
 use std::os::fd::OwnedFd;
-use std::sync::Arc;
 
 /// The byte stream under a connection: a TCP socket in the server, an in-memory stream in
 /// the connection fuzzer and its tests (`harness`).
@@ -142,36 +142,7 @@ impl BufPool {
     }
 }
 
-/// A body that follows the bytes in `out`.
-enum Tail {
-    None,
-    File {
-        file: Arc<File>,
-        pos: u64,
-        end: u64,
-    },
-    /// A body in memory shared with the compression cache, written with the head in one
-    /// writev.
-    Shared {
-        data: Arc<[u8]>,
-        pos: usize,
-    },
-    /// multipart/byteranges (boxed: rare, and it would double every connection's size).
-    Parts(Box<Parts>),
-}
-
-/// Segments sent in order; `mem` ranges index `mem`, file ranges are sent with sendfile.
-struct Parts {
-    file: Arc<File>,
-    mem: Vec<u8>,
-    segs: Vec<Seg>,
-    idx: usize,
-}
-
-enum Seg {
-    Mem(usize, usize),
-    File(u64, u64),
-}
+pub use crate::net::body::{Cold, COLD_WINDOW};
 
 #[derive(PartialEq, Eq)]
 pub enum Flush {
@@ -182,20 +153,6 @@ pub enum Flush {
     /// loop on the disk. Have the pool read `Cold` in, then flush again.
     Cold,
 }
-
-/// A file range not in the page cache: an I/O thread sends what the socket takes of it
-/// (the bytes it read from the disk are then already out, and cannot be evicted again
-/// before the reactor's sendfile), or reads it in (`Transport::send_handle` is None).
-pub struct Cold {
-    pub file: Arc<File>,
-    pub pos: u64,
-    pub len: u64,
-}
-
-/// Bytes of a file probed at once (`pagecache::resident`: one cachestat per window keeps
-/// the probe's cost at one syscall per 2 MiB on hot files) and handed to an I/O thread
-/// when cold.
-pub const COLD_WINDOW: u64 = 2 << 20;
 
 pub fn would_block(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::WouldBlock
@@ -209,16 +166,11 @@ pub fn interrupted(e: &io::Error) -> bool {
 pub struct Outbox {
     out: Vec<u8>,
     opos: usize,
-    tail: Tail,
-    /// File bytes before this offset were found (or made) resident in this turn; 0 = probe
-    /// first. `u64::MAX`: do not probe (no pool to read on).
-    warm_until: u64,
-    /// The pool has just read the window before `warm_until` in (TLS): trust it for the
-    /// next turn without a probe, so a window evicted again at once still makes progress.
-    fresh: bool,
-    /// The pool is reading the window before `warm_until` in: nothing is sent until it
-    /// is done.
-    cold_wait: bool,
+    /// Never `Src::Static`: the encoder writes a static body into `out`.
+    tail: Src,
+    /// The page cache as known for the tail's file bytes (kept across bodies: whether to
+    /// probe at all).
+    probe: Probe,
 }
 
 impl Default for Outbox {
@@ -232,46 +184,24 @@ impl Outbox {
         Outbox {
             out: Vec::new(),
             opos: 0,
-            tail: Tail::None,
-            warm_until: 0,
-            fresh: false,
-            cold_wait: false,
+            tail: Src::None,
+            probe: Probe::new(),
         }
     }
 
     /// The pool is reading a cold file window in for this connection.
     pub fn cold_waiting(&self) -> bool {
-        self.cold_wait
+        self.probe.waiting()
     }
 
     /// Never probe the page cache (no pool to read cold files on).
     pub fn trust_page_cache(&mut self) {
-        self.warm_until = u64::MAX;
+        self.probe.trust();
     }
 
-    /// The I/O thread is done with the window: `sent` bytes of it went out from its start;
-    /// `probe_again`: the rest was not read in, probe it before sending. False if nothing
-    /// was waited for.
+    /// See `Probe::done`.
     pub fn cold_done(&mut self, sent: u64, probe_again: bool) -> bool {
-        if !std::mem::take(&mut self.cold_wait) {
-            return false;
-        }
-        let at = match &mut self.tail {
-            Tail::File { pos, end, .. } => Some((pos, *end)),
-            Tail::Parts(p) => match p.segs.get_mut(p.idx) {
-                Some(Seg::File(pos, end)) => Some((pos, *end)),
-                _ => None,
-            },
-            _ => None,
-        };
-        if let Some((pos, end)) = at {
-            *pos = pos.saturating_add(sent).min(end);
-            if probe_again && self.warm_until != u64::MAX {
-                self.warm_until = *pos;
-            }
-            self.fresh = !probe_again;
-        }
-        true
+        self.probe.done(&mut self.tail, sent, probe_again)
     }
 
     /// The buffer heads are encoded into, taken from `pool` if the connection had none.
@@ -284,54 +214,17 @@ impl Outbox {
 
     /// Queue what follows the bytes in `out` (the encoder already appended a static body).
     pub fn queue(&mut self, body: Body) {
-        debug_assert!(matches!(self.tail, Tail::None), "one body at a time");
-        if self.warm_until != u64::MAX {
-            self.warm_until = 0;
-        }
+        debug_assert!(matches!(self.tail, Src::None), "one body at a time");
+        self.probe.restart();
         self.tail = match body {
-            Body::Empty | Body::Static(_) | Body::Pending => Tail::None,
-            Body::Shared(data) => Tail::Shared { data, pos: 0 },
-            Body::File { file, start, end } => Tail::File {
-                file,
-                pos: start,
-                end,
-            },
-            Body::Multipart {
-                file,
-                heads,
-                parts,
-                trailer,
-            } => {
-                let mut segs = Vec::with_capacity(parts.len() * 2 + 1);
-                for (h, r) in parts {
-                    segs.push(Seg::Mem(h.start, h.end));
-                    segs.push(Seg::File(r.start, r.end + 1));
-                }
-                segs.push(Seg::Mem(trailer.start, trailer.end));
-                Tail::Parts(Box::new(Parts {
-                    file,
-                    mem: heads,
-                    segs,
-                    idx: 0,
-                }))
-            }
+            Body::Static(_) => Src::None,
+            body => Src::of(body),
         };
     }
 
     /// Bytes of the queued body to be sent from a file (sendfile); 0 if none.
     pub fn file_bytes(&self) -> u64 {
-        match &self.tail {
-            Tail::File { pos, end, .. } => end - pos,
-            Tail::Parts(p) => p
-                .segs
-                .iter()
-                .map(|s| match s {
-                    Seg::File(a, b) => b - a,
-                    Seg::Mem(..) => 0,
-                })
-                .sum(),
-            _ => 0,
-        }
+        self.tail.file_bytes()
     }
 
     /// No byte of `out` is waiting (a body may still be).
@@ -342,17 +235,17 @@ impl Outbox {
     /// A response still going out holds back the pipelined requests behind it: a body is
     /// streaming, or enough heads are queued for one write.
     pub fn backlogged(&self) -> bool {
-        !matches!(self.tail, Tail::None) || self.out.len() - self.opos >= OUT_HIGH_WATER
+        !matches!(self.tail, Src::None) || self.out.len() - self.opos >= OUT_HIGH_WATER
     }
 
     /// Nothing queued, no buffer held, no cold read waited for.
     pub fn is_released(&self) -> bool {
-        self.out.capacity() == 0 && matches!(self.tail, Tail::None) && !self.cold_wait
+        self.out.capacity() == 0 && matches!(self.tail, Src::None) && !self.probe.waiting()
     }
 
     /// Give the head buffer back to `pool` once everything is sent.
     pub fn release(&mut self, pool: &mut BufPool) {
-        if self.opos >= self.out.len() && matches!(self.tail, Tail::None) {
+        if self.opos >= self.out.len() && matches!(self.tail, Src::None) {
             self.opos = 0;
             self.out.clear();
             if self.out.capacity() > 0 {
@@ -369,20 +262,18 @@ impl Outbox {
         budget: &mut u64,
         cold: &mut Option<Cold>,
     ) -> io::Result<Flush> {
-        if self.cold_wait {
+        if self.probe.waiting() {
             return Ok(Flush::Cold);
         }
         // A probe holds for one turn only: between two turns (the socket was full, the
         // budget spent) the kernel may have evicted the pages, and a sendfile on them would
         // wait for the disk on this reactor.
-        if self.warm_until != u64::MAX && !std::mem::take(&mut self.fresh) {
-            self.warm_until = 0;
-        }
+        self.probe.new_turn();
         loop {
             let pending = self.out.len() - self.opos;
             // Heads and an in-memory body leave together in one writev.
             let shared: &[u8] = match &self.tail {
-                Tail::Shared { data, pos } => &data[*pos..],
+                Src::Shared(data, pos) => &data[*pos..],
                 _ => &[],
             };
             if pending > 0 || !shared.is_empty() {
@@ -405,7 +296,7 @@ impl Outbox {
                 }
                 let from_out = n.min(pending);
                 self.opos += from_out;
-                if let Tail::Shared { pos, .. } = &mut self.tail {
+                if let Src::Shared(_, pos) = &mut self.tail {
                     *pos += n - from_out;
                 }
                 *budget = budget.saturating_sub(n as u64);
@@ -414,8 +305,8 @@ impl Outbox {
                 }
                 continue;
             }
-            if matches!(self.tail, Tail::Shared { .. }) {
-                self.tail = Tail::None;
+            if matches!(self.tail, Src::Shared(..)) {
+                self.tail = Src::None;
             }
             self.out.clear();
             self.opos = 0;
@@ -424,7 +315,7 @@ impl Outbox {
             }
             let done = match &mut self.tail {
                 // Whatever the transport still holds (TLS records) goes out too.
-                Tail::None => {
+                Src::None => {
                     return match stream.flush() {
                         Ok(()) => Ok(Flush::Done),
                         Err(e) if would_block(&e) => {
@@ -434,16 +325,15 @@ impl Outbox {
                         Err(e) => Err(e),
                     }
                 }
-                // Sent with the head above; nothing left of it here.
-                Tail::Shared { .. } => true,
-                Tail::File { file, pos, end } => {
+                // Sent with the head above; nothing left of it here (and a static body
+                // is in `out`).
+                Src::Shared(..) | Src::Static(..) => true,
+                Src::File { file, pos, end } => {
                     if !*writable {
                         return Ok(Flush::Blocked);
                     }
-                    if *pos >= self.warm_until && *pos < *end {
-                        let c =
-                            check_cold(&mut self.warm_until, &mut self.cold_wait, file, *pos, *end);
-                        if let Some(c) = c {
+                    if self.probe.warm_from(*pos) == 0 && *pos < *end {
+                        if let Some(c) = self.probe.check(file, *pos, *end) {
                             *cold = Some(c);
                             return Ok(Flush::Cold);
                         }
@@ -460,7 +350,7 @@ impl Outbox {
                         Err(e) => return Err(e),
                     }
                 }
-                Tail::Parts(p) => {
+                Src::Parts(p) => {
                     let Parts {
                         file,
                         mem,
@@ -483,15 +373,8 @@ impl Outbox {
                                 Err(err) => Err(err),
                             },
                             Seg::File(pos, end) => {
-                                if *pos >= self.warm_until && *pos < *end {
-                                    let c = check_cold(
-                                        &mut self.warm_until,
-                                        &mut self.cold_wait,
-                                        file,
-                                        *pos,
-                                        *end,
-                                    );
-                                    if let Some(c) = c {
+                                if self.probe.warm_from(*pos) == 0 && *pos < *end {
+                                    if let Some(c) = self.probe.check(file, *pos, *end) {
                                         *cold = Some(c);
                                         return Ok(Flush::Cold);
                                     }
@@ -504,9 +387,7 @@ impl Outbox {
                             Ok(true) => {
                                 *idx += 1;
                                 // Ranges may go backwards: probe the next one afresh.
-                                if self.warm_until != u64::MAX {
-                                    self.warm_until = 0;
-                                }
+                                self.probe.restart();
                                 continue;
                             }
                             Ok(false) => continue,
@@ -521,7 +402,7 @@ impl Outbox {
                 }
             };
             if done {
-                self.tail = Tail::None;
+                self.tail = Src::None;
             }
         }
     }
@@ -557,35 +438,10 @@ fn send_file(
     }
 }
 
-/// Bytes at `pos` of the file range ending at `end` are about to be sent: Some when they
-/// must go through an I/O thread first (probed once per `COLD_WINDOW`).
-fn check_cold(
-    warm_until: &mut u64,
-    cold_wait: &mut bool,
-    file: &Arc<File>,
-    pos: u64,
-    end: u64,
-) -> Option<Cold> {
-    if pos < *warm_until || pos >= end {
-        return None;
-    }
-    let len = (end - pos).min(COLD_WINDOW);
-    // Resident, or about to be made so by the pool.
-    *warm_until = pos + len;
-    if crate::offload::pagecache::resident(file, pos, len) {
-        return None;
-    }
-    *cold_wait = true;
-    Some(Cold {
-        file: Arc::clone(file),
-        pos,
-        len,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     /// A socket that takes `room` more bytes, then says WouldBlock.
     struct Sink {

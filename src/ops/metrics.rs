@@ -161,6 +161,8 @@ pub struct H2Stats {
     pub refused: AtomicU64,
     /// GOAWAY frames sent, by error code.
     pub goaways: [AtomicU64; GOAWAY_CODES],
+    /// DATA payload bytes sent with sendfile (cleartext h2c).
+    pub sendfile_bytes: AtomicU64,
 }
 
 impl H2Stats {
@@ -331,7 +333,7 @@ impl Registry {
             let labels = format!("result=\"{result}\"");
             sample(&mut out, "vireo_reloads_total", &labels, load(c));
         }
-        let simple: [(&str, &str, &str, CounterOf); 16] = [
+        let simple: [(&str, &str, &str, CounterOf); 17] = [
             (
                 "vireo_h2_connections_total",
                 "counter",
@@ -367,6 +369,12 @@ impl Registry {
                 "counter",
                 "HTTP/2 streams refused past max_concurrent_streams.",
                 |s| &s.h2.refused,
+            ),
+            (
+                "vireo_h2_sendfile_bytes_total",
+                "counter",
+                "HTTP/2 DATA payload bytes sent with sendfile (cleartext h2c).",
+                |s| &s.h2.sendfile_bytes,
             ),
             (
                 "vireo_response_body_bytes_total",

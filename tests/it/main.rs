@@ -13,6 +13,7 @@ mod errors;
 mod faults;
 mod files;
 mod h2;
+mod h2_send;
 mod https;
 mod keepalive;
 mod lifecycle;

@@ -55,16 +55,7 @@ impl ReplyEncoder {
         date: &[u8],
         block: &mut Vec<u8>,
     ) -> Head {
-        let Reply {
-            status,
-            headers: h,
-            body,
-            close,
-        } = reply;
-        debug_assert!(
-            !matches!(body, Body::Pending),
-            "a pending reply is encoded once its job completes"
-        );
+        let (status, h, body, close) = reply.into_parts();
         let hp = &mut self.hpack;
         hp.begin(block);
         let mut b = itoa::Buffer::new();

@@ -369,44 +369,22 @@ impl<S: Transport> Conn<S> {
             }
             return Handed::NoPool;
         };
-        if cx.cold.inflight >= crate::offload::MAX_COLD_JOBS {
-            // Probed again when a place frees up (the window may be resident by then).
-            if let Some(b) = self.busy.as_mut() {
-                b.tx.cold_done(0, true);
+        let sock = || self.stream.send_handle();
+        match crate::net::body::hand_off(c, pool, sock, cx.slot, cx) {
+            crate::net::body::Handed::Started(ticket) => {
+                if let Some(b) = self.busy.as_mut() {
+                    b.cold = Some(ticket);
+                }
+                Handed::Started
             }
-            cx.cold.waiting.push_back((cx.slot, cx.generation));
-            return Handed::Queued;
-        }
-        cx.cold.inflight += 1;
-        cx.stats
-            .cold_reads
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let notifier = cx.notifier.clone();
-        let (slot, generation) = (cx.slot, cx.generation);
-        let started = Instant::now();
-        let sock = crate::offload::SockSlot::take(|| self.stream.send_handle());
-        let ticket = crate::offload::ColdTicket::new(sock);
-        if let Some(b) = self.busy.as_mut() {
-            b.cold = Some(Arc::clone(&ticket));
-        }
-        pool.spawn_io(move || {
-            let sent = crate::offload::Sent {
-                cold: true,
-                ..ticket.run(&c.file, c.pos, c.len)
-            };
-            drop(ticket);
-            let done = crate::offload::Completion {
-                slot,
-                generation,
-                result: Ok(Arc::from(&[][..])),
-                started,
-                sent,
-            };
-            if notifier.tx.send(done).is_ok() {
-                let _ = notifier.waker.wake();
+            crate::net::body::Handed::Queued => {
+                // Probed again when a place frees up (the window may be resident by then).
+                if let Some(b) = self.busy.as_mut() {
+                    b.tx.cold_done(0, true);
+                }
+                Handed::Queued
             }
-        });
-        Handed::Started
+        }
     }
 
     /// The reactor is closing the connection (peer gone, timeout, shutdown). A request

@@ -12,7 +12,7 @@
 //!          -> a pool job: only this stream parks (Parked); the completion comes back
 //!             under (slot | stream id << 32, generation) and finds it by its id
 //!    -> output: control frames and HEADERS in `out`; DATA from the streams that have
-//!       window, round robin, a frame each per round, into `out` while it is below
+//!       window, in RFC 9218 priority order (`sched`), into `out` while it is below
 //!       `FILL_TARGET`; everything written within the reactor's per-turn budget
 //! ```
 //!
@@ -23,21 +23,27 @@
 //! asks for, PING or SETTINGS floods included, is stopped reading and then cut by the
 //! send timeout). Request bodies are dropped as they arrive (no route takes one).
 //!
-//! File bodies are `pread` into the output buffer (also over cleartext: no
-//! writev + sendfile yet); the page cache is trusted (no cold-window offload for h2).
+//! File bodies: each stream's file window is probed first (`net::body::Probe`, one turn's
+//! validity, as for HTTP/1.1); a cold one parks only that stream (`Phase::Cold`) while an
+//! I/O thread reads it in, under the same per-reactor cap (`MAX_COLD_JOBS`); siblings go
+//! on. Over TLS the bytes are `pread` into the buffer rustls encrypts from; over
+//! cleartext h2c a DATA frame's 9-byte header goes out with the bytes before it in `out`
+//! and its payload with `sendfile` straight from the file (`FileFrame`), as nginx does.
 
 use crate::http::h2::encode::ReplyEncoder;
 use crate::http::h2::frame::{self, BlockAssembler, BlockLimits, Frame, Step};
 use crate::http::h2::hpack::{self, DecoderLimits, FieldList};
+use crate::http::h2::priority::Priority;
 use crate::http::h2::{self, ErrorCode, H2Error, Settings, DEFAULT_WINDOW, MAX_WINDOW};
 use crate::http::request::{self, Limits};
-use crate::http::response::{Body, Reply};
+use crate::http::response::Reply;
 use crate::net::account;
+use crate::net::body::{self as tail, Chunk, Handed, Tail};
 use crate::net::conn::{Cx, Next, Ready};
 use crate::net::recv::{Inbox, Readiness};
 use crate::net::send::{interrupted, would_block, Transport};
 use crate::net::timer::{Class, Stamp};
-use crate::offload::JobError;
+use crate::offload::{ColdTicket, JobError, Offload, Sent};
 use crate::site::auth::Verdict;
 use crate::site::hosts::Sites;
 use crate::site::route::Answer;
@@ -72,6 +78,8 @@ const MAX_SETTINGS: u32 = 50;
 const MAX_EMPTY_DATA: u32 = 100;
 const MAX_CONN_WINDOW_UPDATES: u32 = 1000;
 
+mod sched;
+
 /// Where a stream's response is.
 enum Phase {
     /// Request headers in; its DATA (if any) is being received and dropped.
@@ -79,158 +87,19 @@ enum Phase {
     /// Waiting for a pool job (compression, listing, password check).
     Parked(Box<Waiting>),
     /// HEADERS queued; DATA still to go.
-    Sending(Out),
+    Sending(Tail),
+    /// An I/O thread reads the next window of its file in; nothing of it is framed until
+    /// then (a reset cancels the ticket).
+    Cold(Tail, Arc<ColdTicket>),
 }
 
-/// A response body being framed as DATA.
-enum Out {
-    Static(&'static [u8], usize),
-    Shared(Arc<[u8]>, usize),
-    File { file: Arc<File>, pos: u64, end: u64 },
-    Parts(Box<Parts>),
-}
-
-struct Parts {
+/// A DATA frame whose header is in `out` (ending at `at`) and whose payload follows it
+/// with sendfile (cleartext only): nothing after `at` is written before it.
+struct FileFrame {
+    at: usize,
     file: Arc<File>,
-    mem: Vec<u8>,
-    segs: Vec<Seg>,
-    idx: usize,
-}
-
-enum Seg {
-    Mem(usize, usize),
-    File(u64, u64),
-}
-
-impl Out {
-    fn of(body: Body) -> Out {
-        match body {
-            Body::Empty | Body::Pending => Out::Static(b"", 0),
-            Body::Static(b) => Out::Static(b, 0),
-            Body::Shared(d) => Out::Shared(d, 0),
-            Body::File { file, start, end } => Out::File {
-                file,
-                pos: start,
-                end,
-            },
-            Body::Multipart {
-                file,
-                heads,
-                parts,
-                trailer,
-            } => {
-                let mut segs = Vec::with_capacity(parts.len() * 2 + 1);
-                for (h, r) in parts {
-                    segs.push(Seg::Mem(h.start, h.end));
-                    segs.push(Seg::File(r.start, r.end + 1));
-                }
-                segs.push(Seg::Mem(trailer.start, trailer.end));
-                Out::Parts(Box::new(Parts {
-                    file,
-                    mem: heads,
-                    segs,
-                    idx: 0,
-                }))
-            }
-        }
-    }
-
-    /// Bytes still to send.
-    fn left(&self) -> u64 {
-        match self {
-            Out::Static(b, p) => (b.len() - p) as u64,
-            Out::Shared(b, p) => (b.len() - p) as u64,
-            Out::File { pos, end, .. } => end - pos,
-            Out::Parts(p) => p.segs[p.idx.min(p.segs.len())..]
-                .iter()
-                .map(|s| match s {
-                    Seg::Mem(a, b) => (b - a) as u64,
-                    Seg::File(a, b) => b - a,
-                })
-                .sum(),
-        }
-    }
-
-    /// Appends up to `max` body bytes to `out`; returns how many (0 only at the end).
-    fn take(&mut self, out: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-        fn pread(
-            out: &mut Vec<u8>,
-            file: &File,
-            pos: &mut u64,
-            end: u64,
-            max: usize,
-        ) -> io::Result<usize> {
-            let want = ((end - *pos) as usize).min(max);
-            if want == 0 {
-                return Ok(0);
-            }
-            let at = out.len();
-            out.resize(at + want, 0);
-            let r = loop {
-                match file.read_at(&mut out[at..], *pos) {
-                    Err(e) if interrupted(&e) => continue,
-                    r => break r,
-                }
-            };
-            let n = match r {
-                Ok(n) => n,
-                Err(e) => {
-                    out.truncate(at);
-                    return Err(e);
-                }
-            };
-            out.truncate(at + n);
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "file shrank while being sent",
-                ));
-            }
-            *pos += n as u64;
-            Ok(n)
-        }
-        match self {
-            Out::Static(b, p) => {
-                let n = (b.len() - *p).min(max);
-                out.extend_from_slice(&b[*p..*p + n]);
-                *p += n;
-                Ok(n)
-            }
-            Out::Shared(b, p) => {
-                let n = (b.len() - *p).min(max);
-                out.extend_from_slice(&b[*p..*p + n]);
-                *p += n;
-                Ok(n)
-            }
-            Out::File { file, pos, end } => pread(out, file, pos, *end, max),
-            Out::Parts(p) => {
-                let mut total = 0;
-                while total < max && p.idx < p.segs.len() {
-                    let room = max - total;
-                    match &mut p.segs[p.idx] {
-                        Seg::Mem(a, b) => {
-                            let n = (*b - *a).min(room);
-                            out.extend_from_slice(&p.mem[*a..*a + n]);
-                            *a += n;
-                            total += n;
-                            if a == b {
-                                p.idx += 1;
-                            }
-                        }
-                        Seg::File(a, b) => {
-                            let end = *b;
-                            let n = pread(out, &p.file, a, end, room)?;
-                            total += n;
-                            if *a >= end {
-                                p.idx += 1;
-                            }
-                        }
-                    }
-                }
-                Ok(total)
-            }
-        }
-    }
+    pos: u64,
+    left: usize,
 }
 
 struct H2Stream {
@@ -238,6 +107,8 @@ struct H2Stream {
     /// The request as an HTTP/1.1 head (kept for routing, again after a password check).
     head: Vec<u8>,
     head_only: bool,
+    /// RFC 9218: the `priority` header, then PRIORITY_UPDATE frames.
+    prio: Priority,
     /// END_STREAM received: half-closed (remote).
     remote_closed: bool,
     /// What we may still send (may go negative after a SETTINGS change, 6.9.2).
@@ -303,6 +174,8 @@ struct State {
     streams: BTreeMap<u32, H2Stream>,
     /// Highest client stream id seen (GOAWAY's last-stream-id).
     last_stream: u32,
+    /// PRIORITY_UPDATEs for streams not yet opened (RFC 9218 7.1), a few at most.
+    early_prio: EarlyPrio,
     /// Streams ever opened (0: still within the header timeout).
     opened: u64,
     send_window: i64,
@@ -311,13 +184,60 @@ struct State {
     peer_goaway: bool,
     /// A connection error was answered with GOAWAY: flush it, then close.
     closing: bool,
+    /// The incremental stream served last (round robin, `sched::pick`).
     rr: u32,
+    /// Streams whose cold window found the reactor's cold jobs at their cap, this turn:
+    /// not probed again before the next.
     ids: Vec<u32>,
+    /// The payload of the DATA frame whose header ends `out` (cleartext sendfile).
+    file_frame: Option<FileFrame>,
+    /// The page cache is trusted (`open_file_cache.cold_reads = false`, or no pool).
+    trust_cache: bool,
     rates: Rates,
     accepted: Stamp,
     idle_since: Stamp,
     progress_since: Stamp,
     limits: Limits,
+}
+
+/// The `priority` request header's lines (RFC 9218 5), if any.
+fn priority_of(fields: &FieldList) -> Option<Priority> {
+    let mut lines: [&[u8]; 4] = [b""; 4];
+    let mut n = 0;
+    for (name, value) in fields.iter() {
+        if name == b"priority" {
+            if n == lines.len() {
+                return Some(Priority::default()); // absurdly split: ignored
+            }
+            lines[n] = value;
+            n += 1;
+        }
+    }
+    (n > 0).then(|| Priority::parse_lines(&lines[..n]))
+}
+
+/// PRIORITY_UPDATEs that came before their stream's HEADERS: the newest few are kept
+/// (RFC 9218 7.1 lets a server bound them), older ones are forgotten.
+#[derive(Default)]
+struct EarlyPrio {
+    v: Vec<(u32, Priority)>,
+}
+
+impl EarlyPrio {
+    const MAX: usize = 8;
+
+    fn put(&mut self, id: u32, p: Priority) {
+        self.v.retain(|&(i, _)| i != id);
+        if self.v.len() == Self::MAX {
+            self.v.remove(0);
+        }
+        self.v.push((id, p));
+    }
+
+    fn take_for(&mut self, id: u32) -> Option<Priority> {
+        let i = self.v.iter().position(|&(i, _)| i == id)?;
+        Some(self.v.remove(i).1)
+    }
 }
 
 pub struct H2Conn<S> {
@@ -393,6 +313,9 @@ impl<S: Transport> H2Conn<S> {
                 closing: false,
                 rr: 0,
                 ids: Vec::new(),
+                file_frame: None,
+                early_prio: EarlyPrio::default(),
+                trust_cache: !config.open_file_cache.cold_reads,
                 rates: Rates::default(),
                 accepted: stamp,
                 idle_since: stamp,
@@ -421,12 +344,12 @@ impl<S: Transport> H2Conn<S> {
         self.st.peer
     }
 
-    /// A stream waits for a pool job.
+    /// A stream waits for a pool job (or a cold file window).
     pub fn is_parked(&self) -> bool {
         self.st
             .streams
             .values()
-            .any(|s| matches!(s.phase, Phase::Parked(_)))
+            .any(|s| matches!(s.phase, Phase::Parked(_) | Phase::Cold(..)))
     }
 
     /// Advance as far as the socket allows.
@@ -444,10 +367,19 @@ impl<S: Transport> H2Conn<S> {
                 cx,
             );
         }
+        // A turn begins: last turn's page-cache probes hold no more.
+        self.st.trust_cache |= sites.offload().is_none();
+        self.st.ids.clear();
+        for s in self.st.streams.values_mut() {
+            if let Phase::Sending(t) = &mut s.phase {
+                t.probe.new_turn();
+            }
+        }
         let mut budget = cx.turn_budget;
         loop {
             let consumed = self.process(sites, cx);
-            match self.st.flush(&mut self.stream, &mut budget, cx) {
+            let pool = sites.offload().map(Arc::as_ref);
+            match self.st.flush(&mut self.stream, &mut budget, pool, cx) {
                 Err(e) => {
                     log::debug!("{}: h2 send: {e}", self.st.peer);
                     return Next::Close;
@@ -550,10 +482,16 @@ impl<S: Transport> H2Conn<S> {
         &mut self,
         id: u32,
         result: Result<Arc<[u8]>, JobError>,
+        started: Instant,
+        sent: Sent,
         sites: &mut Sites,
         cx: &mut Cx,
     ) -> Next {
-        self.st.resume(id, result, sites, cx);
+        if sent.cold {
+            self.st.cold_done(id, started, sent, cx);
+        } else {
+            self.st.resume(id, result, sites, cx);
+        }
         self.drive(sites, cx)
     }
 
@@ -564,7 +502,7 @@ impl<S: Transport> H2Conn<S> {
             self.st.goaway(ErrorCode::NoError, b"timeout", cx);
         }
         let mut budget = 64 << 10;
-        let _ = self.st.flush(&mut self.stream, &mut budget, cx);
+        let _ = self.st.flush(&mut self.stream, &mut budget, None, cx);
         Next::Close
     }
 
@@ -572,8 +510,13 @@ impl<S: Transport> H2Conn<S> {
     pub fn on_close(&mut self, cx: &mut Cx) {
         let peer = self.st.peer;
         for (_, s) in std::mem::take(&mut self.st.streams) {
-            if let Phase::Parked(w) = s.phase {
-                account::deferred(cx, peer, w.site(), s.log.as_deref(), 499, 0);
+            match s.phase {
+                Phase::Parked(w) => account::deferred(cx, peer, w.site(), s.log.as_deref(), 499, 0),
+                // No socket was lent to a read-in: nothing outlives the connection.
+                Phase::Cold(_, ticket) => {
+                    ticket.cancel();
+                }
+                _ => {}
             }
         }
     }
@@ -640,13 +583,56 @@ impl State {
 
     fn remove(&mut self, id: u32, cx: &mut Cx) {
         if let Some(s) = self.streams.remove(&id) {
-            if let Phase::Parked(w) = s.phase {
-                // Its job is not waited for: the completion finds no stream.
-                account::deferred(cx, self.peer, w.site(), s.log.as_deref(), 499, 0);
+            match s.phase {
+                Phase::Parked(w) => {
+                    // Its job is not waited for: the completion finds no stream.
+                    account::deferred(cx, self.peer, w.site(), s.log.as_deref(), 499, 0);
+                }
+                Phase::Cold(_, ticket) => {
+                    // A queued read-in does nothing; a running one stops at its next chunk.
+                    ticket.cancel();
+                }
+                _ => {}
             }
             if self.streams.is_empty() {
                 self.idle_since = Stamp::of(cx.now);
             }
+        }
+    }
+
+    /// RFC 9218 7.1: a new priority for an open stream, or one not opened yet.
+    fn on_priority_update(&mut self, id: u32, field: &[u8]) {
+        let p = Priority::parse(field);
+        match self.streams.get_mut(&id) {
+            Some(s) => s.prio = p,
+            None if id > self.last_stream => self.early_prio.put(id, p),
+            None => {} // closed: nothing to send any more
+        }
+    }
+
+    /// The I/O thread is done with stream `id`'s cold window (read in: trusted for one
+    /// turn); a stream reset meanwhile is gone and the completion is dropped.
+    fn cold_done(&mut self, id: u32, started: Instant, sent: Sent, cx: &mut Cx) {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let (mut t, ticket) = match std::mem::replace(&mut s.phase, Phase::Body) {
+            Phase::Cold(t, ticket) => (t, ticket),
+            other => {
+                s.phase = other;
+                return;
+            }
+        };
+        drop(ticket);
+        cx.stats.cold_read_time.observe(started.elapsed());
+        t.cold_done(sent.bytes, !sent.read_in);
+        s.phase = Phase::Sending(t);
+        if sent.failed {
+            log::error!(
+                "{}: h2 stream {id}: reading a cold window failed",
+                self.peer
+            );
+            self.reset(id, ErrorCode::InternalError, cx);
         }
     }
 
@@ -785,7 +771,11 @@ impl State {
                 let _ = id;
                 Ok(())
             }
-            Frame::PriorityUpdate { .. } | Frame::Unknown { .. } => Ok(()),
+            Frame::PriorityUpdate { prioritized, field } => {
+                self.on_priority_update(prioritized, field);
+                Ok(())
+            }
+            Frame::Unknown { .. } => Ok(()),
             Frame::Headers { .. } | Frame::Continuation { .. } => Ok(()),
         }
     }
@@ -948,12 +938,18 @@ impl State {
         self.opened += 1;
         count(cx, |h| h.streams.fetch_add(1, Ordering::Relaxed));
         self.progress_since = Stamp::of(cx.now);
+        // A PRIORITY_UPDATE that came first overrides the header (RFC 9218 7.1).
+        let prio = self
+            .early_prio
+            .take_for(id)
+            .or_else(|| priority_of(&self.fields));
         self.streams.insert(
             id,
             H2Stream {
                 phase: Phase::Body,
                 head,
                 head_only: false,
+                prio: prio.unwrap_or_default(),
                 remote_closed: end_stream,
                 send_window: i64::from(self.theirs.initial_window_size),
                 recv_window: i64::from(self.ours.initial_window_size),
@@ -1095,7 +1091,7 @@ impl State {
         if h.end_stream {
             self.finish(id, cx);
         } else if let Some(s) = self.streams.get_mut(&id) {
-            s.phase = Phase::Sending(Out::of(h.body));
+            s.phase = Phase::Sending(Tail::new(h.body, self.trust_cache));
         }
         (h.status, h.bytes)
     }
@@ -1108,88 +1104,170 @@ impl State {
         self.remove(id, cx);
     }
 
-    /// Frames DATA from the streams that have window, round robin, into `out`.
-    fn produce(&mut self, cx: &mut Cx) {
+    /// Frames DATA from the streams that have window, in priority order (`sched`), into
+    /// `out`. Over cleartext a file frame ends the round: its payload goes with sendfile
+    /// (`file_frame`) before anything framed after it.
+    fn produce(&mut self, pool: Option<&Offload>, cx: &mut Cx) {
         // DATA frames of at most 16 KiB whatever the peer allows: the output buffer stays
         // near FILL_TARGET, and streams interleave finely.
         let max_frame = (self.theirs.max_frame_size as usize).min(DATA_FRAME);
-        while self.queued() < FILL_TARGET && self.send_window > 0 {
-            self.ids.clear();
-            let rr = self.rr;
-            let ids = &mut self.ids;
-            ids.extend(
-                self.streams
-                    .iter()
-                    .filter(|(_, s)| matches!(s.phase, Phase::Sending(_)) && s.send_window > 0)
-                    .map(|(&id, _)| id),
-            );
-            if ids.is_empty() {
+        while self.queued() < FILL_TARGET && self.send_window > 0 && self.file_frame.is_none() {
+            let skip = &self.ids;
+            let ready = self
+                .streams
+                .iter()
+                .filter(|(id, s)| {
+                    matches!(s.phase, Phase::Sending(_)) && s.send_window > 0 && !skip.contains(id)
+                })
+                .map(|(&id, s)| (id, s.prio));
+            let Some(id) = sched::pick(ready, self.rr) else {
                 return;
+            };
+            if let Err(e) = self.frame_one(id, max_frame, pool, cx) {
+                log::error!("{}: h2 stream {id}: reading the body: {e}", self.peer);
+                self.reset(id, ErrorCode::InternalError, cx);
             }
-            // Start after the stream served last.
-            let start = ids.iter().position(|&id| id > rr).unwrap_or(0);
-            ids.rotate_left(start);
-            let ids = std::mem::take(&mut self.ids);
-            for &id in &ids {
-                if self.queued() >= FILL_TARGET || self.send_window <= 0 {
-                    break;
-                }
-                let Some(s) = self.streams.get_mut(&id) else {
-                    continue;
-                };
-                let Phase::Sending(body) = &mut s.phase else {
-                    continue;
-                };
-                let room = (s.send_window.min(self.send_window) as usize).min(max_frame);
-                let left = body.left();
-                let want = (left.min(room as u64)) as usize;
-                let at = self.out.len();
-                self.out.extend_from_slice(&[0; frame::HEADER_LEN]);
-                let n = match body.take(&mut self.out, want) {
-                    Ok(n) => n,
-                    Err(e) => {
-                        log::error!("{}: h2 stream {id}: reading the body: {e}", self.peer);
-                        self.out.truncate(at);
-                        self.rr = id;
-                        self.reset(id, ErrorCode::InternalError, cx);
-                        continue;
-                    }
-                };
-                let end = n as u64 == left;
-                let hdr = frame::data_header(id, n as u32, end);
-                self.out[at..at + frame::HEADER_LEN].copy_from_slice(&hdr);
-                s.send_window -= n as i64;
-                self.send_window -= n as i64;
-                self.rr = id;
-                if end {
-                    self.finish(id, cx);
-                }
-            }
-            self.ids = ids;
         }
     }
 
-    /// Write `out` and what the streams can send, within `budget`.
+    /// One DATA frame of stream `id` (or its hand-off to an I/O thread).
+    fn frame_one(
+        &mut self,
+        id: u32,
+        max_frame: usize,
+        pool: Option<&Offload>,
+        cx: &mut Cx,
+    ) -> io::Result<()> {
+        let Some(s) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        if s.prio.incremental {
+            self.rr = id;
+        }
+        let Phase::Sending(body) = &mut s.phase else {
+            return Ok(());
+        };
+        let room = (s.send_window.min(self.send_window) as usize).min(max_frame);
+        let left = body.left();
+        let at = self.out.len();
+        let n = match body.chunk(room) {
+            Chunk::Done => {
+                self.out.extend_from_slice(&[0; frame::HEADER_LEN]);
+                0
+            }
+            Chunk::Mem(b) => {
+                self.out.extend_from_slice(&[0; frame::HEADER_LEN]);
+                self.out.extend_from_slice(b);
+                b.len()
+            }
+            Chunk::File { file, pos, len } if self.tls => {
+                self.out.extend_from_slice(&[0; frame::HEADER_LEN]);
+                match pread(&mut self.out, file, pos, len) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        self.out.truncate(at);
+                        return Err(e);
+                    }
+                }
+            }
+            Chunk::File { file, pos, len } => {
+                // The header now; the payload from the file once `out` up to here is out.
+                self.file_frame = Some(FileFrame {
+                    at: at + frame::HEADER_LEN,
+                    file: Arc::clone(file),
+                    pos,
+                    left: len,
+                });
+                len
+            }
+            Chunk::Cold(c) => {
+                let Some(pool) = pool else {
+                    // Closing (a timeout): nothing more is read for this stream.
+                    body.cold_done(0, true);
+                    self.ids.push(id);
+                    return Ok(());
+                };
+                let tag = cx.slot | ((id as usize) << 32);
+                // No socket: DATA must be framed here, so the window is only read in.
+                match tail::hand_off(c, pool, || None, tag, cx) {
+                    Handed::Started(ticket) => {
+                        if let Phase::Sending(t) = std::mem::replace(&mut s.phase, Phase::Body) {
+                            s.phase = Phase::Cold(t, ticket);
+                        }
+                    }
+                    Handed::Queued => {
+                        body.cold_done(0, true);
+                        self.ids.push(id);
+                    }
+                }
+                return Ok(());
+            }
+        };
+        body.advance(n);
+        let end = n as u64 == left;
+        let hdr = frame::data_header(id, n as u32, end);
+        if self.file_frame.is_some() {
+            self.out.extend_from_slice(&hdr);
+        } else {
+            self.out[at..at + frame::HEADER_LEN].copy_from_slice(&hdr);
+        }
+        s.send_window -= n as i64;
+        self.send_window -= n as i64;
+        if end {
+            self.finish(id, cx);
+        }
+        Ok(())
+    }
+
+    /// Write `out` and what the streams can send, within `budget` (which the sendfile
+    /// payloads count against too). `pool`: where cold windows are read in (None: none is).
     fn flush<S: Transport>(
         &mut self,
         stream: &mut S,
         budget: &mut u64,
+        pool: Option<&Offload>,
         cx: &mut Cx,
     ) -> io::Result<Flushed> {
         loop {
-            if self.opos < self.out.len() {
+            // Bytes framed after a sendfile payload wait for it.
+            let upto = self.file_frame.as_ref().map_or(self.out.len(), |f| f.at);
+            let from_file = self.opos >= upto;
+            if !from_file || self.file_frame.is_some() {
                 if !self.io.writable {
                     return Ok(Flushed::Blocked);
                 }
-                let pending = self.out.len() - self.opos;
-                match stream.write(&self.out[self.opos..]) {
+                let (r, want) = match self.file_frame.as_mut() {
+                    Some(f) if from_file => {
+                        let want = (f.left as u64).min((*budget).max(1)) as usize;
+                        (stream.send_file(&f.file, &mut f.pos, want), want)
+                    }
+                    _ => (stream.write(&self.out[self.opos..upto]), upto - self.opos),
+                };
+                match r {
+                    // A file frame's length is on the wire already: the connection is lost.
+                    Ok(0) if from_file => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "file shrank while being sent",
+                        ))
+                    }
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => {
-                        self.opos += n;
                         *budget = budget.saturating_sub(n as u64);
                         self.progress_since = Stamp::of(cx.now);
-                        if n < pending && stream.short_write_fills() {
+                        if n < want && stream.short_write_fills() {
                             self.io.writable = false;
+                        }
+                        match self.file_frame.as_mut() {
+                            Some(f) if from_file => {
+                                f.left -= n;
+                                let h2 = &cx.stats.h2;
+                                h2.sendfile_bytes.fetch_add(n as u64, Ordering::Relaxed);
+                                if f.left == 0 {
+                                    self.file_frame = None;
+                                }
+                            }
+                            _ => self.opos += n,
                         }
                     }
                     Err(e) if would_block(&e) => {
@@ -1209,7 +1287,7 @@ impl State {
             if self.closing {
                 // After our GOAWAY for an error nothing more is framed.
             } else {
-                self.produce(cx);
+                self.produce(pool, cx);
             }
             if self.out.is_empty() {
                 if self.out.capacity() > 256 << 10 {
@@ -1228,32 +1306,30 @@ impl State {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multipart_bodies_are_framed_in_order() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("f");
-        std::fs::write(&path, b"0123456789").expect("write");
-        let file = Arc::new(File::open(&path).expect("open"));
-        let mut o = Out::Parts(Box::new(Parts {
-            file,
-            mem: b"[a][b]".to_vec(),
-            segs: vec![
-                Seg::Mem(0, 3),
-                Seg::File(2, 5),
-                Seg::Mem(3, 6),
-                Seg::File(8, 10),
-            ],
-            idx: 0,
-        }));
-        assert_eq!(o.left(), 11);
-        let mut out = Vec::new();
-        while o.left() > 0 {
-            assert!(o.take(&mut out, 4).expect("take") > 0);
+/// Appends `len` bytes of `file` from `pos` to `out` (a short read appends fewer); 0 bytes
+/// is an error: the file shrank under a response whose length is announced.
+fn pread(out: &mut Vec<u8>, file: &File, pos: u64, len: usize) -> io::Result<usize> {
+    let at = out.len();
+    out.resize(at + len, 0);
+    let r = loop {
+        match file.read_at(&mut out[at..], pos) {
+            Err(e) if interrupted(&e) => continue,
+            r => break r,
         }
-        assert_eq!(out, b"[a]234[b]89");
+    };
+    let n = match r {
+        Ok(n) => n,
+        Err(e) => {
+            out.truncate(at);
+            return Err(e);
+        }
+    };
+    out.truncate(at + n);
+    if n == 0 && len > 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "file shrank while being sent",
+        ));
     }
+    Ok(n)
 }
