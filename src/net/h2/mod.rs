@@ -1228,6 +1228,11 @@ impl State {
         pool: Option<&Offload>,
         cx: &mut Cx,
     ) -> io::Result<Flushed> {
+        // DATA framed behind the HEADERS already queued: a small answer leaves in one write
+        // (two writes would also cost a segment each).
+        if !self.closing {
+            self.produce(pool, cx);
+        }
         loop {
             // Bytes framed after a sendfile payload wait for it.
             let upto = self.file_frame.as_ref().map_or(self.out.len(), |f| f.at);
