@@ -43,6 +43,7 @@ pub mod site;
 #[doc(hidden)]
 pub mod testkit;
 pub mod tls;
+pub mod upstream;
 
 pub use config::Config;
 pub use server::Server;
