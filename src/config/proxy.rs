@@ -221,6 +221,11 @@ pub(super) fn build_proxies(
         }
         let max_body_bytes = match &r.max_body_bytes {
             None => default_max_body,
+            Some(n) if *n.get_ref() as u64 > default_max_body && *n.get_ref() >= 0 => {
+                // The head parser refuses larger bodies before any route is chosen.
+                let msg = format!("at most limits.max_body_bytes ({default_max_body})");
+                return Err(src.invalid(n.span(), "proxy.max_body_bytes", msg));
+            }
             Some(n) if *n.get_ref() >= 0 => *n.get_ref() as u64,
             Some(n) => {
                 return Err(src.invalid(

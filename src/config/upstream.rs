@@ -404,3 +404,99 @@ pub(super) fn build_upstreams(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::load;
+    use crate::config::{Balance, UpstreamAddr};
+
+    #[test]
+    fn upstreams_and_proxies_are_read_and_resolved() {
+        let c = load(
+            "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:9000\", \"unix:/run/app.sock\", \
+             { addr = \"127.0.0.1:9001\", weight = 3, backup = true, max_conns = 10 }]\n\
+             balance = \"least_conn\"\nkeepalive = 4\nread_timeout = \"2s\"\n\
+             [[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n\
+             [[proxy]]\npath = \"/api/v2/\"\npass = \"http://127.0.0.1:9100\"\nstrip_prefix = true\n\
+             set_headers = { \"X-Req\" = \"1\" }\n",
+        )
+        .expect("valid");
+        assert_eq!(c.upstreams.len(), 2);
+        let u = &c.upstreams[0];
+        assert_eq!(u.balance, Balance::LeastConn);
+        assert_eq!(
+            u.servers[1].addr,
+            UpstreamAddr::Unix("/run/app.sock".into())
+        );
+        assert_eq!(
+            (
+                u.servers[2].weight,
+                u.servers[2].backup,
+                u.servers[2].max_conns
+            ),
+            (3, true, 10)
+        );
+        assert_eq!(u.read_timeout, std::time::Duration::from_secs(2));
+        // Most specific first: /api/v2/ before /api/.
+        assert_eq!(&*c.proxy[0].path, "/api/v2/");
+        assert_eq!(c.proxy[0].upstream, 1);
+        assert_eq!(&*c.proxy[0].set_headers, b"X-Req: 1\r\n");
+        assert_eq!(c.proxy[0].strip_len(b"/api/v2/x"), 7);
+    }
+
+    #[test]
+    fn check_names_the_line_of_each_mistake() {
+        let cases = [
+            ("[[proxy]]\npath = \"/\"\nupstream = \"nope\"\n", "line 3", "no [[upstream]] has this name"),
+            ("[[upstream]]\nname = \"a\"\nservers = []\n", "line 3", "at least one server"),
+            (
+                "[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\"]\n[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:2\"]\n",
+                "line 5",
+                "already defined on line 2",
+            ),
+            ("[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\", \"nowhere\"]\n", "entry 2", "not HOST:PORT"),
+            ("[[upstream]]\nname = \"a\"\nservers = [\"unix:rel.sock\"]\n", "line 3", "absolute"),
+            ("[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\"]\nbalance = \"random\"\n", "line 4", "round_robin"),
+            ("[[proxy]]\npath = \"/\"\npass = \"https://x:1\"\n", "line 3", "https is not supported"),
+            ("[[proxy]]\npath = \"/\"\n", "line 2", "exactly one of"),
+            (
+                "[[proxy]]\npath = \"/\"\npass = \"http://127.0.0.1:1\"\nset_headers = { Host = \"x\" }\n",
+                "line 4",
+                "set by the proxy",
+            ),
+            ("[[proxy]]\npath = \"/\"\npass = \"http://127.0.0.1:1\"\nmax_body_bytes = 99999999999\n", "line 4", "limits.max_body_bytes"),
+            ("trusted_proxies = [\"10.0.0.0/33\"]\n", "line 1", "prefix length"),
+            ("[[upstream]]\nname = \"a\"\nservers = [\"127.0.0.1:1\"]\nkeepalive_timeout = \"0s\"\n", "line 4", "more than 0"),
+        ];
+        for (text, at, what) in cases {
+            let e = load(text).expect_err(text).to_string();
+            assert!(e.contains(at) && e.contains(what), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn site_proxies_use_the_shared_upstreams() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("public")).expect("mkdir");
+        let text = "[[upstream]]\nname = \"app\"\nservers = [\"127.0.0.1:9000\"]\n\
+                    [[site]]\nhosts = [\"a.test\"]\nroot = \"public\"\n\
+                    [[site.proxy]]\npath = \"/\"\nupstream = \"app\"\n";
+        let c = crate::config::Config::from_toml(text, dir.path(), "t.toml").expect("valid");
+        assert!(c.proxy.is_empty());
+        assert_eq!(c.sites[0].proxy.len(), 1);
+        assert_eq!(c.for_site(&c.sites[0]).upstreams.len(), 1);
+    }
+
+    #[test]
+    fn cidrs_match_their_range() {
+        let c = crate::config::Cidr::parse("10.1.0.0/16").expect("cidr");
+        assert!(c.contains("10.1.200.3".parse().expect("ip")));
+        assert!(!c.contains("10.2.0.1".parse().expect("ip")));
+        assert!(c.contains("::ffff:10.1.0.9".parse().expect("ip")));
+        let all = crate::config::Cidr::parse("::/0").expect("cidr");
+        assert!(all.contains("2001:db8::1".parse().expect("ip")));
+        assert!(crate::config::Cidr::parse("127.0.0.1")
+            .expect("one")
+            .contains("127.0.0.1".parse().expect("ip")));
+    }
+}
