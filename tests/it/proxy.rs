@@ -437,7 +437,9 @@ fn a_pooled_connection_the_upstream_closed_is_not_used() {
             });
         }
     });
-    let s = TestServer::start_with(
+    let s = TestServer::start_logged(
+        "vireo=debug",
+        &[],
         &format!("workers = 1\n[[proxy]]\npath = \"/api/\"\npass = \"http://{addr}\"\n"),
         |_| {},
     );
@@ -448,6 +450,12 @@ fn a_pooled_connection_the_upstream_closed_is_not_used() {
         std::thread::sleep(Duration::from_millis(120));
     }
     assert_eq!(served.load(Ordering::SeqCst), 15);
+    // Not even the retry was needed: the closed connection left the pool when its EOF came.
+    let out = s.output.lock().unwrap().join("\n");
+    assert!(
+        !out.contains("reused connection failed"),
+        "a dead pooled connection was used:\n{out}"
+    );
 }
 
 #[test]
