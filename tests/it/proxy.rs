@@ -934,3 +934,35 @@ fn a_failing_server_is_marked_down_for_every_reactor() {
     // One failure marks it down for both reactors (a per-reactor state would allow two).
     assert_eq!(failed, 1, "{failed} requests went to the down server");
 }
+
+#[test]
+fn a_body_left_unread_by_a_non_proxy_answer_is_never_parsed_as_a_request() {
+    // Auth refuses before the relay starts: the body (a request of its own) was not read,
+    // so the connection closes instead of taking it for the next request.
+    let u = upstream(|_| ok("x"));
+    let s = TestServer::start_with(
+        &format!(
+            "[[auth]]\npath = \"/api/private/\"\nrealm = \"r\"\nhtpasswd = \"p.htpasswd\"\n\
+             [[proxy]]\npath = \"/api/\"\npass = \"http://{}\"\n",
+            u.addr
+        ),
+        |root| {
+            let line = format!("alice:{}\n", bcrypt::hash("pw", 4).unwrap());
+            std::fs::write(root.parent().unwrap().join("p.htpasswd"), line).unwrap();
+        },
+    );
+    let inner = b"GET /api/smuggled HTTP/1.1\r\nHost: h\r\n\r\n";
+    let mut c = Client::connect(s.addr);
+    let mut req = format!(
+        "POST /api/private/x HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+        inner.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(inner);
+    c.send(&req);
+    let r = c.read_response();
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.is_closed());
+    assert!(u.got().is_empty(), "{:?}", u.got());
+}
