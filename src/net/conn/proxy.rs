@@ -452,6 +452,9 @@ impl<S: Transport> Conn<S> {
     /// The reactor closes the client connection mid-exchange: the upstream connection is
     /// closed (never pooled with a response half read), the request logged as 499.
     pub(super) fn proxy_on_close(&mut self, cx: &mut Cx) {
+        if !self.is_proxying() {
+            return; // a parked request is logged by `on_close` itself
+        }
         if let Phase::Proxy(mut p) =
             std::mem::replace(&mut self.phase, Phase::Closing { linger: false })
         {
