@@ -966,3 +966,18 @@ fn a_body_left_unread_by_a_non_proxy_answer_is_never_parsed_as_a_request() {
     assert!(c.is_closed());
     assert!(u.got().is_empty(), "{:?}", u.got());
 }
+
+#[test]
+fn an_upstream_failure_gets_the_sites_error_page() {
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let s = TestServer::start_with(
+        &format!("[error_pages]\n502 = \"/oops.html\"\n[[proxy]]\npath = \"/api/\"\npass = \"http://{dead}\"\n"),
+        |root| std::fs::write(root.join("oops.html"), "upstream down").unwrap(),
+    );
+    let r = get(s.addr, "/api/x");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.body, b"upstream down");
+}

@@ -19,6 +19,8 @@ pub(super) struct Proxying {
     /// The request line and headers for the access log, copied only when logging.
     log: Option<Box<account::Owned>>,
     site: usize,
+    /// Which site answered (`Sites::index_of`): its error pages answer a failure.
+    site_index: usize,
     idempotent: bool,
     retries: u32,
     /// A reused connection that died was retried on a fresh one already.
@@ -97,6 +99,7 @@ impl<S: Transport> Conn<S> {
         framing: Framing,
         log: Option<Box<account::Owned>>,
         site: usize,
+        site_index: usize,
         method: crate::http::Method,
         hash: u64,
         retries: u32,
@@ -108,6 +111,7 @@ impl<S: Transport> Conn<S> {
             framing,
             log,
             site,
+            site_index,
             idempotent,
             retries,
             fresh_retry: false,
@@ -178,7 +182,7 @@ impl<S: Transport> Conn<S> {
                         if let Some(f) = p.last {
                             // Every server was tried: the last failure (already logged
                             // and counted) is the answer.
-                            return self.proxy_answer(f.status(), cx);
+                            return self.proxy_answer(f.status(), sites, cx);
                         }
                         return self.proxy_failed(
                             Failure::NoServer,
@@ -403,11 +407,11 @@ impl<S: Transport> Conn<S> {
             }
             return Next::Close;
         }
-        self.proxy_answer(f.status(), cx)
+        self.proxy_answer(f.status(), sites, cx)
     }
 
     /// Nothing of the response went out: answer `status` (502/504) instead.
-    fn proxy_answer(&mut self, status: u16, cx: &mut Cx) -> Next {
+    fn proxy_answer(&mut self, status: u16, sites: &mut Sites, cx: &mut Cx) -> Next {
         let Phase::Proxy(p) = &self.phase else {
             return Next::Close;
         };
@@ -419,7 +423,8 @@ impl<S: Transport> Conn<S> {
             keep_alive: p.framing.keep_alive && body_done && !cx.draining,
             ..p.framing
         };
-        let (status, bytes) = self.send_reply(Reply::error(status), framing, cx);
+        let reply = sites.get(p.site_index).error_reply(status, cx.now, cx.date);
+        let (status, bytes) = self.send_reply(reply, framing, cx);
         self.log_proxied(&p, status, bytes, cx);
         Next::Yield
     }

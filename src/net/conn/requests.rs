@@ -105,6 +105,7 @@ impl<S: Transport> Conn<S> {
             // The body is gone from the buffer: the next request follows the head.
             let buf = pending(&self.busy);
             // The same head picks the same site again after its password check.
+            let site_index = sites.index_of(&head, buf);
             let site = sites.pick(&head, buf, self.metrics);
             let slot = site.metrics_slot();
             if let Some(v) = self.verdict.take() {
@@ -144,7 +145,16 @@ impl<S: Transport> Conn<S> {
                             self.request_since = None;
                             busy(&mut self.busy, cx.spares).rx.consume(head.head_len);
                             self.set_nodelay(framing.keep_alive);
-                            self.start_proxy(ex, framing, log, slot, head.method, hash, retries);
+                            self.start_proxy(
+                                ex,
+                                framing,
+                                log,
+                                slot,
+                                site_index,
+                                head.method,
+                                hash,
+                                retries,
+                            );
                             return true;
                         }
                         Err(status) => {

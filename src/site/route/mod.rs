@@ -102,6 +102,26 @@ fn proxy_rule(
 }
 
 impl Site {
+    /// The reply for an error status found outside the router (an upstream's 502/504):
+    /// the site's `[error_pages]` file if it has one, else the built-in page.
+    pub fn error_reply(&mut self, status: u16, now: std::time::Instant, date: &[u8]) -> Reply {
+        let mut router = Router {
+            config: &self.config,
+            resolver: &self.resolver,
+            files: &mut self.files,
+            rules: &self.rules,
+            date,
+            now,
+            scratch: &mut self.scratch,
+            http10: false,
+            offload: self.offload.as_ref(),
+            metrics: None,
+            job: None,
+            verdict: None,
+        };
+        router.error(status)
+    }
+
     /// Would this request go to a `[[proxy]]` rule (before redirects and auth judge it)?
     /// Its body is then relayed as it arrives instead of read first.
     pub fn would_proxy(&mut self, head: &RequestHead, buf: &[u8]) -> bool {
