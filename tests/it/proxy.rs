@@ -981,3 +981,67 @@ fn an_upstream_failure_gets_the_sites_error_page() {
     assert_eq!(r.status, 502);
     assert_eq!(r.body, b"upstream down");
 }
+
+#[test]
+fn head_requests_http10_clients_and_bodiless_statuses_are_framed_right() {
+    let u = upstream(|g| {
+        if g.head.starts_with("HEAD") {
+            return (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 12345\r\n\r\n".to_vec(),
+                true,
+            );
+        }
+        if g.head.contains("/api/304") {
+            return (
+                b"HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n".to_vec(),
+                true,
+            );
+        }
+        if g.head.contains(" HTTP/1.0\r\n") {
+            return (
+                b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold".to_vec(),
+                false,
+            );
+        }
+        ok("new")
+    });
+    let s = proxy_to(&u, "");
+    let mut c = Client::connect(s.addr);
+    c.send(b"HEAD /api/h HTTP/1.1\r\nHost: h\r\n\r\n");
+    let r = c.read_response_to(true);
+    assert_eq!(r.header("content-length"), Some("12345"), "{}", r.head);
+    let r = c.get("/api/304");
+    assert_eq!((r.status, r.header("etag")), (304, Some("\"e\"")));
+    assert_eq!(
+        c.get("/api/after").body,
+        b"new",
+        "the connection lost its framing"
+    );
+    // HTTP/1.0 with keep-alive: the upstream is asked in HTTP/1.0, the client keeps its
+    // connection.
+    let mut old = Client::connect(s.addr);
+    old.send(b"GET /api/old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+    let r = old.read_response();
+    assert_eq!(r.body, b"old");
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    let got = u.got();
+    let g = got.iter().find(|g| g.head.contains("/api/old")).unwrap();
+    assert!(
+        g.head.starts_with("GET /api/old HTTP/1.0\r\n"),
+        "{}",
+        g.head
+    );
+}
+
+#[test]
+fn expect_100_continue_is_answered_and_the_body_relayed() {
+    let u = upstream(|g| ok(&String::from_utf8_lossy(&g.body)));
+    let s = proxy_to(&u, "");
+    let mut c = Client::connect(s.addr);
+    c.send(b"PUT /api/up HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    assert_eq!(c.read_response().status, 100);
+    c.send(b"hello");
+    let r = c.read_response();
+    assert_eq!(r.body, b"hello");
+    assert!(u.got()[0].header("expect").is_empty());
+}
