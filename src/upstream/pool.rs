@@ -137,6 +137,9 @@ struct Set {
     /// Connections per server (lent and idle): `max_conns`, least_conn.
     open: Vec<u32>,
     lent: Vec<u32>,
+    /// Each server's hash seed, from its address as written: a server keeps its keys
+    /// whatever else is added or removed (rendezvous hashing).
+    seeds: Vec<u64>,
 }
 
 pub struct Upstreams {
@@ -164,6 +167,15 @@ impl Upstreams {
                     current: vec![0; n],
                     open: vec![0; n],
                     lent: vec![0; n],
+                    seeds: u
+                        .servers
+                        .iter()
+                        .map(|s| {
+                            s.text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+                            })
+                        })
+                        .collect(),
                 }
             })
             .collect();
@@ -242,7 +254,7 @@ impl Upstreams {
                     // Rendezvous hashing: adding a server moves ~1/N of the keys.
                     *cands
                         .iter()
-                        .max_by_key(|&&i| mix(hash ^ mix(i as u64 + 1)))
+                        .max_by_key(|&&i| mix(hash ^ mix(set.seeds[i])))
                         .unwrap_or(&cands[0])
                 }
             };

@@ -1045,3 +1045,48 @@ fn expect_100_continue_is_answered_and_the_body_relayed() {
     assert_eq!(r.body, b"hello");
     assert!(u.got()[0].header("expect").is_empty());
 }
+
+#[test]
+fn hash_balance_is_sticky_and_adding_a_server_moves_about_a_quarter_of_the_keys() {
+    let ups: Vec<Upstream> = (0..4)
+        .map(|i| upstream(move |_| ok(&i.to_string())))
+        .collect();
+    let picks = |n: usize| -> Vec<Vec<u8>> {
+        let list: Vec<String> = ups[..n].iter().map(|u| format!("\"{}\"", u.addr)).collect();
+        let s = TestServer::start_with(
+            &format!(
+                "[[upstream]]\nname = \"h\"\nservers = [{}]\nbalance = \"hash\"\nhash = \"uri\"\n\
+                 [[proxy]]\npath = \"/\"\nupstream = \"h\"\n",
+                list.join(", ")
+            ),
+            |_| {},
+        );
+        let mut c = Client::connect(s.addr);
+        let first: Vec<Vec<u8>> = (0..200).map(|k| c.get(&format!("/k{k}")).body).collect();
+        // The same key goes to the same server, from any connection (any reactor).
+        let mut d = Client::connect(s.addr);
+        for k in (0..200).step_by(7) {
+            assert_eq!(d.get(&format!("/k{k}")).body, first[k], "key {k} moved");
+        }
+        first
+    };
+    let three = picks(3);
+    let four = picks(4);
+    let moved: Vec<usize> = (0..200).filter(|&k| three[k] != four[k]).collect();
+    assert!(
+        moved.iter().all(|&k| four[k] == b"3"),
+        "a key moved between old servers"
+    );
+    assert!(
+        (25..=80).contains(&moved.len()),
+        "{} of 200 keys moved",
+        moved.len()
+    );
+    for i in 0..3 {
+        let n = three
+            .iter()
+            .filter(|b| **b == i.to_string().as_bytes())
+            .count();
+        assert!(n > 30, "server {i} got {n} of 200 keys");
+    }
+}
