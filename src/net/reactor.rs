@@ -5,7 +5,9 @@
 //! Each iteration: `poll(timeout = nearest deadline)` -> accept until WouldBlock -> drive
 //! the connections that had events -> drain the channel -> drive the next-tick list ->
 //! expire timers. Tokens are `generation << 32 | slot`, so an event or a timer for a closed
-//! connection can never reach the connection that reused its slot.
+//! connection can never reach the connection that reused its slot. Upstream connections
+//! (`upstream::pool`) share the Poll with tokens of their own (bit 31 of the low half set,
+//! 31-bit generations), and their events drive the client connection they serve.
 
 use crate::config::{Config, MAX_LISTEN};
 use crate::http::h1::DateCache;
