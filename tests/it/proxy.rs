@@ -1165,3 +1165,33 @@ fn request_bodies_over_the_route_limit_are_413() {
     c.send(b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n1234567890");
     assert_eq!(c.read_response().status, 200);
 }
+
+#[test]
+fn least_conn_avoids_the_busy_server() {
+    let a = upstream(|_| {
+        std::thread::sleep(Duration::from_millis(1000));
+        ok("a")
+    });
+    let b = upstream(|_| ok("b"));
+    let s = TestServer::start_with(
+        &format!(
+            "workers = 1\n[[upstream]]\nname = \"l\"\nservers = [\"{}\", \"{}\"]\nbalance = \"least_conn\"\n\
+             [[proxy]]\npath = \"/\"\nupstream = \"l\"\n",
+            a.addr, b.addr
+        ),
+        |_| {},
+    );
+    let mut slow = Client::connect(s.addr);
+    slow.send(b"GET /first HTTP/1.1\r\nHost: h\r\n\r\n");
+    let t = Instant::now();
+    while a.got().is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut c = Client::connect(s.addr);
+    for _ in 0..10 {
+        assert_eq!(c.get("/x").body, b"b");
+    }
+    assert_eq!(slow.read_response().body, b"a");
+    assert_eq!((a.got().len(), b.got().len()), (1, 10));
+}
