@@ -26,10 +26,11 @@
 //! | `server`, `main` | threads, listening sockets, signals, reload |
 //! | `net/` | `reactor` (a Poll, its slab of connections, `timer`s), `conn` (one connection's phases: requests, body, parked, closing, lingering), `recv` (read buffer, readiness), `send` (writev + sendfile tail, budgets, `Transport`), `account` (counters, access-log lines), `listener`, `harness` (a reactor for one `conn` over an in-memory stream) |
 //! | `site/` | `Site` (per reactor and site: config, resolver, caches, rules, offload handle), `hosts` (`Sites`: the site a request's Host picks), `route` (request -> `Reply`), `files` (paths -> open files under the root), `cache` (the per-reactor open-file cache), `rules` (`[[headers]]`, `[[redirects]]`), `auth` (Basic auth; bcrypt on the pool), `autoindex` (listings) |
+//! | `upstream/` | the reverse proxy's other side: `Health` (passive health and per-server counters, atomics shared by a generation's reactors), `pool` (a reactor's upstream sockets in its own Poll, keep-alive pools, balancing), `request` (the upstream request re-serialised from the parsed head), `exchange` (one exchange's state machine, bounded buffers both ways); `net/conn/proxy` moves the client's bytes |
 //! | `offload/` | the rayon pool, its jobs (compression, listings, password checks), their shared cache; `codec` (gzip, zstd, br) |
 //! | `ops/` | `accesslog` (writer thread, per-reactor buffers), `metrics` (Prometheus) |
 //! | `config/` | the validated configuration, one file per section; the table of timeout classes |
-//! | `http/` | pure bytes: request parsing, path normalisation, tokens, negotiation (Accept-Encoding, Range, conditionals), `response` (`Reply` and its typed headers), `h1` (the one HTTP/1.1 encoder) |
+//! | `http/` | pure bytes: `upstream_response` (strict upstream response heads), request parsing, path normalisation, tokens, negotiation (Accept-Encoding, Range, conditionals), `response` (`Reply` and its typed headers), `h1` (the one HTTP/1.1 encoder) |
 
 pub mod config;
 #[cfg(feature = "fault-injection")]
@@ -43,6 +44,7 @@ pub mod site;
 #[doc(hidden)]
 pub mod testkit;
 pub mod tls;
+pub mod upstream;
 
 pub use config::Config;
 pub use server::Server;

@@ -171,6 +171,8 @@ impl PoolKey {
 /// A generation built but not started: dropping it undoes everything.
 struct Plan {
     config: Arc<Config>,
+    /// The upstream servers' health and counters of this generation.
+    upstream_health: Arc<crate::upstream::Health>,
     /// One per address of `config.listen`, in that order.
     listeners: Vec<Address>,
     metrics_socket: Option<std::net::TcpListener>,
@@ -291,6 +293,7 @@ impl Server {
                 Some((t.clone(), w))
             }
         };
+        let upstream_health = Arc::new(crate::upstream::Health::new(&config.upstreams));
         let mut reactors = Vec::with_capacity(config.workers);
         for i in 0..config.workers {
             #[cfg(feature = "fault-injection")]
@@ -319,10 +322,12 @@ impl Server {
                 registry: self.registry.clone(),
                 access_log: access_log.as_ref().map(|(_, w)| w.tx.clone()),
                 tls: tls.clone(),
+                upstream_health: upstream_health.clone(),
             })?;
             reactors.push((reactor, tx, waker));
         }
         Ok(Plan {
+            upstream_health,
             config,
             listeners,
             metrics_socket,
@@ -437,6 +442,11 @@ impl Server {
                 let o = o.clone();
                 Arc::new(move || o.figures()) as Arc<dyn Fn() -> _ + Send + Sync>
             }));
+        let health = plan.upstream_health.clone();
+        self.registry.set_extra(
+            (!plan.config.upstreams.is_empty())
+                .then(|| Arc::new(move |out: &mut String| health.render(out)) as _),
+        );
         self.access_log = plan.access_log.take();
         self.log_writers.extend(plan.new_log_thread.take());
         // After the metrics line: scripts read up to the first of these.

@@ -18,10 +18,12 @@ mod http2;
 mod limits;
 mod log_metrics;
 mod parse;
+mod proxy;
 mod redirects;
 mod site;
 pub mod timeouts;
 mod tls;
+mod upstream;
 
 pub use auth::{AuthRule, Users, MAX_AUTH_RULES, MAX_HTPASSWD_BYTES};
 pub use compression::Compression;
@@ -31,10 +33,12 @@ pub use http2::Http2;
 pub use limits::Limits;
 pub use log_metrics::{AccessFormat, AccessTarget, Log};
 pub use parse::{parse_duration, ConfigError, Count, MAX_DURATION, MAX_LISTEN};
+pub use proxy::{Cidr, ProxyRule, MAX_PROXY_RULES};
 pub use redirects::{Redirect, MAX_REDIRECTS};
 pub use site::{SiteConfig, MAX_SITES};
 pub use timeouts::{TimeoutClass, Timeouts, CLASSES};
 pub use tls::{CertPair, TlsConfig};
+pub use upstream::{Balance, HashKey, HealthCheck, Upstream, UpstreamAddr, UpstreamServer};
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -71,6 +75,9 @@ struct RawConfig {
     site: Vec<site::RawSite>,
     tls: Option<tls::RawTls>,
     http2: http2::RawHttp2,
+    upstream: Vec<upstream::RawUpstream>,
+    proxy: Vec<proxy::RawProxy>,
+    trusted_proxies: Option<Spanned<Vec<String>>>,
 }
 
 impl Default for RawConfig {
@@ -97,6 +104,9 @@ impl Default for RawConfig {
             site: Vec::new(),
             tls: None,
             http2: Default::default(),
+            upstream: Vec::new(),
+            proxy: Vec::new(),
+            trusted_proxies: None,
         }
     }
 }
@@ -142,6 +152,10 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// `[http2]`.
     pub http2: Http2,
+    /// `[[upstream]]` sets, then one per distinct `pass` URL; shared by every site.
+    pub upstreams: Arc<[Upstream]>,
+    /// `[[proxy]]`, most specific first.
+    pub proxy: Arc<[ProxyRule]>,
     /// The file this came from, if any (for reload and messages).
     pub source: Option<PathBuf>,
 }
@@ -201,7 +215,21 @@ impl Config {
             autoindex: raw.autoindex,
             serve_hidden,
         };
-        let sites = site::build_sites(raw.site, &top, base, raw.tls.is_some(), &src)?;
+        let mut upstreams = upstream::build_upstreams(raw.upstream, &src)?;
+        let trusted = proxy::trusted(raw.trusted_proxies.as_ref(), "trusted_proxies", &src)?;
+        let proxies = proxy::build_proxies(
+            raw.proxy,
+            &mut upstreams,
+            &trusted,
+            limits.max_body_bytes,
+            &src,
+        )?;
+        let shared = site::Shared {
+            upstreams: &mut upstreams,
+            trusted: &trusted,
+            max_body: limits.max_body_bytes,
+        };
+        let sites = site::build_sites(raw.site, &top, shared, base, raw.tls.is_some(), &src)?;
         let http2 = raw.http2.build(&src)?;
         let tls = match raw.tls {
             Some(t) => Some(t.build(&listen, base, &src)?),
@@ -229,6 +257,8 @@ impl Config {
             sites,
             tls,
             http2,
+            upstreams: upstreams.into(),
+            proxy: proxies,
             source: None,
         })
     }
@@ -258,6 +288,8 @@ impl Config {
             sites: Vec::new(),
             tls: self.tls.clone(),
             http2: self.http2.clone(),
+            upstreams: Arc::clone(&self.upstreams),
+            proxy: Arc::clone(&s.proxy),
             source: self.source.clone(),
         }
     }

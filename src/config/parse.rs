@@ -199,7 +199,7 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
     }
 }
 
-fn resolve_addr(s: &str) -> Result<SocketAddr, String> {
+pub(super) fn resolve_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
         return Ok(a);
     }

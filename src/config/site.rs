@@ -36,6 +36,8 @@ pub(super) struct RawSite {
     redirects: Vec<redirects::RawRedirect>,
     #[serde(default)]
     auth: Vec<auth::RawAuth>,
+    #[serde(default)]
+    proxy: Vec<super::proxy::RawProxy>,
     redirect: Option<Spanned<String>>,
     tls: Option<Spanned<RawCertPair>>,
 }
@@ -56,6 +58,8 @@ pub struct SiteConfig {
     pub redirects: Arc<[Redirect]>,
     pub fallback: Option<Box<[u8]>>,
     pub auth: Arc<[AuthRule]>,
+    /// `[[site.proxy]]`, most specific first (upstream sets are the top level's).
+    pub proxy: Arc<[super::ProxyRule]>,
     /// The certificate SNI picks for this site's names; None = `[tls]`'s default.
     pub tls: Option<CertPair>,
 }
@@ -69,11 +73,19 @@ pub(super) struct Inherited<'a> {
     pub serve_hidden: bool,
 }
 
+/// What every site's `[[site.proxy]]` rules resolve against.
+pub(super) struct Shared<'a> {
+    pub upstreams: &'a mut Vec<super::Upstream>,
+    pub trusted: &'a Arc<[super::Cidr]>,
+    pub max_body: u64,
+}
+
 /// Validate every `[[site]]`: its sections, its names (well-formed, each claimed once).
 /// `has_tls`: the file has a `[tls]` section (a site's `tls` needs its listeners).
 pub(super) fn build_sites(
     raw: Vec<RawSite>,
     top: &Inherited,
+    mut shared: Shared,
     base: &Path,
     has_tls: bool,
     src: &Src,
@@ -117,7 +129,7 @@ pub(super) fn build_sites(
             Some(t) => Some(t.get_ref().resolve(base)),
             None => None,
         };
-        let mut site = build_one(s, hosts, top, base, src)?;
+        let mut site = build_one(s, hosts, top, &mut shared, base, src)?;
         site.tls = tls;
         out.push(site);
     }
@@ -128,6 +140,7 @@ fn build_one(
     s: RawSite,
     hosts: Vec<String>,
     top: &Inherited,
+    shared: &mut Shared,
     base: &Path,
     src: &Src,
 ) -> Result<SiteConfig, ConfigError> {
@@ -140,7 +153,8 @@ fn build_one(
             || !s.error_pages.0.is_empty()
             || !s.headers.is_empty()
             || !s.redirects.is_empty()
-            || !s.auth.is_empty();
+            || !s.auth.is_empty()
+            || !s.proxy.is_empty();
         if serves {
             let msg = "a site with `redirect` serves no files: drop its other keys".to_string();
             return Err(src.invalid(to.span(), "site.redirect", msg));
@@ -156,6 +170,7 @@ fn build_one(
             redirects: redirects::whole_host(to, src)?,
             fallback: None,
             auth: Arc::from(Vec::new()),
+            proxy: Arc::from(Vec::new()),
             tls: None,
         });
     }
@@ -180,6 +195,13 @@ fn build_one(
         redirects: redirects::build_redirects(s.redirects, src)?,
         fallback: files::fallback(s.fallback.as_ref(), &root, src)?,
         auth: auth::build_auth(s.auth, base, src)?,
+        proxy: super::proxy::build_proxies(
+            s.proxy,
+            shared.upstreams,
+            shared.trusted,
+            shared.max_body,
+            src,
+        )?,
         root,
         tls: None,
     })

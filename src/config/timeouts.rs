@@ -26,10 +26,13 @@ pub enum TimeoutClass {
     /// Graceful drain: an idle keep-alive connection gets this grace to send a request
     /// already on its way (answered with `Connection: close`) before it is closed.
     Drain = 5,
+    /// A proxied request's upstream deadline (connect, send or read, per `[[upstream]]`):
+    /// armed with the deadline itself as its start, the class's duration being zero.
+    Upstream = 6,
 }
 
 /// How many classes there are (the length of `TimeoutClass::ALL`).
-pub const CLASSES: usize = 6;
+pub const CLASSES: usize = 7;
 
 impl TimeoutClass {
     /// Every class, in discriminant order: `ALL[c as usize] == c`.
@@ -40,6 +43,7 @@ impl TimeoutClass {
         TimeoutClass::Send,
         TimeoutClass::Linger,
         TimeoutClass::Drain,
+        TimeoutClass::Upstream,
     ];
 
     /// The `kind` label of `vireo_timeouts_total`; for a configurable class also its key
@@ -52,6 +56,7 @@ impl TimeoutClass {
             TimeoutClass::Send => "send",
             TimeoutClass::Linger => "linger",
             TimeoutClass::Drain => "drain",
+            TimeoutClass::Upstream => "upstream",
         }
     }
 }

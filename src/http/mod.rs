@@ -14,6 +14,7 @@ pub mod request;
 pub mod response;
 mod target;
 pub mod token;
+pub mod upstream_response;
 
 /// A byte range `start..end` into the connection's read buffer. Stored instead of a
 /// borrow so the parsed head can live next to the buffer it points into.
@@ -129,7 +130,9 @@ pub fn reason(status: u16) -> &'static str {
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         501 => "Not Implemented",
+        502 => "Bad Gateway",
         503 => "Service Unavailable",
+        504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
         _ => "Unknown",
     }

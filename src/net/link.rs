@@ -99,6 +99,11 @@ impl Link {
         }
     }
 
+    /// An HTTP/1.1 request is being relayed to an upstream (`Conn::on_close` frees it).
+    pub fn is_proxying(&self) -> bool {
+        matches!(self, Link::H1(c) if c.is_proxying())
+    }
+
     pub fn is_metrics(&self) -> bool {
         matches!(self, Link::H1(c) if c.is_metrics())
     }

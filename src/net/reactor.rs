@@ -5,7 +5,9 @@
 //! Each iteration: `poll(timeout = nearest deadline)` -> accept until WouldBlock -> drive
 //! the connections that had events -> drain the channel -> drive the next-tick list ->
 //! expire timers. Tokens are `generation << 32 | slot`, so an event or a timer for a closed
-//! connection can never reach the connection that reused its slot.
+//! connection can never reach the connection that reused its slot. Upstream connections
+//! (`upstream::pool`) share the Poll with tokens of their own (bit 31 of the low half set,
+//! 31-bit generations), and their events drive the client connection they serve.
 
 use crate::config::{Config, MAX_LISTEN};
 use crate::http::h1::DateCache;
@@ -49,6 +51,8 @@ pub struct Setup {
     pub offload: Option<Arc<Offload>>,
     pub registry: Arc<Registry>,
     pub access_log: Option<Sender<accesslog::Msg>>,
+    /// Passive health and counters of the upstream servers, shared by the generation.
+    pub upstream_health: Arc<crate::upstream::Health>,
 }
 
 /// Lingering close gives the client this long to finish sending.
@@ -116,6 +120,8 @@ pub struct Reactor {
     handshake_done: Receiver<HandshakeDone>,
     /// TLS accepts wait for handshake slots until then (`tls.max_pending_handshakes`).
     tls_retry: Option<Instant>,
+    /// Upstream connections (their tokens have `pool::UPSTREAM_BIT` set).
+    upstreams: crate::upstream::pool::Upstreams,
 }
 
 fn token(slot: usize, generation: u32) -> Token {
@@ -140,6 +146,7 @@ impl Reactor {
             registry,
             access_log,
             tls,
+            upstream_health,
         } = setup;
         let poll = Poll::new()?;
         if let Some(m) = metrics_listener.as_mut() {
@@ -180,6 +187,13 @@ impl Reactor {
         durations[Class::Send as usize] = t.send;
         durations[Class::Linger as usize] = LINGER;
         durations[Class::Drain as usize] = DRAIN_IDLE;
+        // Armed with the deadline as its start (`Class::Upstream`).
+        durations[Class::Upstream as usize] = Duration::ZERO;
+        let upstreams = crate::upstream::pool::Upstreams::new(
+            Some(poll.registry().try_clone()?),
+            config.upstreams.clone(),
+            upstream_health,
+        );
         Ok((
             Reactor {
                 id,
@@ -210,6 +224,7 @@ impl Reactor {
                 handshakes,
                 handshake_done,
                 tls_retry: None,
+                upstreams,
             },
             waker,
         ))
@@ -258,6 +273,26 @@ impl Reactor {
             for event in events.iter() {
                 if let Some(j) = listener_index(event.token()) {
                     self.accept(now, Source::Listener(j));
+                    continue;
+                }
+                if let Some(k) = crate::upstream::pool::key_of(event.token()) {
+                    // An upstream connection: drive the client connection it serves.
+                    let owner = self.upstreams.event(
+                        k,
+                        event.is_readable(),
+                        event.is_writable() || event.is_write_closed(),
+                        event.is_read_closed(),
+                        event.is_error(),
+                    );
+                    if let Some((slot, generation)) = owner {
+                        if self
+                            .conns
+                            .get(slot)
+                            .is_some_and(|s| s.generation == generation)
+                        {
+                            self.drive(slot, now);
+                        }
+                    }
                     continue;
                 }
                 match event.token() {
@@ -313,6 +348,9 @@ impl Reactor {
                 self.accept_resume = None;
                 self.resume_accepting();
             }
+            if self.upstreams.next_deadline().is_some_and(|d| d <= now) {
+                self.upstreams.expire(now);
+            }
             self.timers.expired(now, &mut expired);
             for e in expired.drain(..) {
                 self.expire(e, now);
@@ -352,9 +390,16 @@ impl Reactor {
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
         let mut t = self.timers.next_timeout(now);
         let log = self.log.as_ref().and_then(|l| l.deadline());
-        for at in [self.accept_resume, self.drain_deadline, log, self.tls_retry]
-            .into_iter()
-            .flatten()
+        let pool = self.upstreams.next_deadline();
+        for at in [
+            self.accept_resume,
+            self.drain_deadline,
+            log,
+            self.tls_retry,
+            pool,
+        ]
+        .into_iter()
+        .flatten()
         {
             let d = at.saturating_duration_since(now) + Duration::from_millis(1);
             t = Some(t.map_or(d, |t| t.min(d)));
@@ -493,6 +538,7 @@ impl Reactor {
             handshakes: self.handshakes.as_ref(),
             tls: s.conn.stream().and_then(|st| st.tls_info()),
             cold: &mut self.cold,
+            upstreams: &mut self.upstreams,
         };
         let site = &mut self.site;
         let conn = &mut s.conn;
@@ -576,7 +622,11 @@ impl Reactor {
 
     fn close(&mut self, slot: usize) {
         let mut shared = false;
-        if self.conns.get(slot).is_some_and(|s| s.conn.is_parked()) {
+        if self
+            .conns
+            .get(slot)
+            .is_some_and(|s| s.conn.is_parked() || s.conn.is_proxying())
+        {
             // Its request is still being compressed: log it (499) before it goes; a cold
             // window's job is cancelled.
             self.with_cx(slot, Instant::now(), |conn, _, cx| {

@@ -133,6 +133,8 @@ pub struct AccessLog {
     /// `10/Oct/2000:13:55:36 +0000` and `2000-10-10T13:55:36Z`.
     clf: [u8; 26],
     iso: [u8; 20],
+    /// The next line's upstream (address, status, time): proxied requests only.
+    upstream: Option<(Box<str>, u16, u64)>,
 }
 
 impl AccessLog {
@@ -153,7 +155,14 @@ impl AccessLog {
             secs: u64::MAX,
             clf: [b' '; 26],
             iso: [b' '; 20],
+            upstream: None,
         }
+    }
+
+    /// The upstream fields of the next line (JSON: `upstream_addr`, `upstream_status`,
+    /// `upstream_time_us`); None clears them.
+    pub fn set_upstream(&mut self, addr: Option<&str>, status: u16, time: std::time::Duration) {
+        self.upstream = addr.map(|a| (a.into(), status, time.as_micros() as u64));
     }
 
     /// When the buffered lines must be handed over at the latest.
@@ -219,6 +228,14 @@ impl AccessLog {
                 escape_json(b, e.user_agent.unwrap_or(b""));
                 b.extend_from_slice(b"\",\"request_time_us\":");
                 b.extend_from_slice(n.format(micros).as_bytes());
+                if let Some((addr, status, us)) = &self.upstream {
+                    b.extend_from_slice(b",\"upstream_addr\":\"");
+                    escape_json(b, addr.as_bytes());
+                    b.extend_from_slice(b"\",\"upstream_status\":");
+                    b.extend_from_slice(n.format(*status).as_bytes());
+                    b.extend_from_slice(b",\"upstream_time_us\":");
+                    b.extend_from_slice(n.format(*us).as_bytes());
+                }
                 b.extend_from_slice(b",\"reactor\":");
                 b.extend_from_slice(n.format(self.reactor).as_bytes());
                 let (version, cipher) = e.tls.unwrap_or(("", ""));

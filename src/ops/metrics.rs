@@ -226,12 +226,16 @@ pub struct JobFigures {
 }
 
 type OffloadSource = Arc<dyn Fn() -> OffloadFigures + Send + Sync>;
+/// Appends more families to a scrape (the upstream servers' counters, which belong to a
+/// configuration generation).
+pub type ExtraSource = Arc<dyn Fn(&mut String) + Send + Sync>;
 
 pub struct Registry {
     reactors: Mutex<Vec<(usize, Arc<ReactorStats>)>>,
     /// The `site` label of each slot, in slot order; `[0]` is `default`.
     sites: Mutex<Vec<String>>,
     offload: Mutex<Option<OffloadSource>>,
+    extra: Mutex<Option<ExtraSource>>,
     reloads: AtomicU64,
     reload_failures: AtomicU64,
 }
@@ -242,6 +246,7 @@ impl Default for Registry {
             reactors: Mutex::default(),
             sites: Mutex::new(vec!["default".to_string()]),
             offload: Mutex::default(),
+            extra: Mutex::default(),
             reloads: AtomicU64::default(),
             reload_failures: AtomicU64::default(),
         }
@@ -280,6 +285,11 @@ impl Registry {
     /// holds the pool and its cache alive, so it must go with them).
     pub fn set_offload(&self, f: Option<OffloadSource>) {
         *self.offload.lock().unwrap_or_else(|e| e.into_inner()) = f;
+    }
+
+    /// What else a scrape shows (the current generation's upstream servers).
+    pub fn set_extra(&self, f: Option<ExtraSource>) {
+        *self.extra.lock().unwrap_or_else(|e| e.into_inner()) = f;
     }
 
     /// A SIGHUP was handled: applied, or refused/failed (the running config kept).
@@ -542,6 +552,10 @@ impl Registry {
                 family(&mut out, &name, type_, &format!("{what} {help}"));
                 sample(&mut out, &name, "", v);
             }
+        }
+        let extra = self.extra.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(f) = extra {
+            f(&mut out);
         }
         out
     }

@@ -136,6 +136,17 @@ impl Sites {
         };
         &mut self.sites[i]
     }
+
+    /// Which site `pick` chooses (0 = the default site), to find it again with `get`.
+    pub fn index_of(&self, head: &RequestHead, buf: &[u8]) -> usize {
+        head.host.map_or(0, |h| self.hosts.pick(h.get(buf)))
+    }
+
+    /// Site number `i` (see `index_of`); the default site if there is none such.
+    pub fn get(&mut self, i: usize) -> &mut Site {
+        let i = if i < self.sites.len() { i } else { 0 };
+        &mut self.sites[i]
+    }
 }
 
 #[cfg(test)]

@@ -180,6 +180,12 @@ impl Site {
                     Started::Now(autoindex::error_reply(503))
                 }
             }
+            // Only HTTP/1.1 connections relay to upstreams so far: any other caller
+            // (HTTP/2) answers 502 instead of blocking.
+            Job::Proxy { .. } => Started::Now(Reply {
+                close: false,
+                ..Reply::error(502)
+            }),
             Job::Auth(job) => {
                 let key = job.key;
                 let parked = self

@@ -21,6 +21,7 @@ mod limits;
 mod listeners;
 mod operations;
 mod paths;
+mod proxy;
 mod redirects;
 mod semantics;
 mod sites;

@@ -56,6 +56,7 @@ use std::time::Instant;
 pub use crate::net::send::{Transport, TURN_BUDGET};
 
 mod busy;
+mod proxy;
 mod requests;
 
 use busy::{busy, pending, Peer};
@@ -103,6 +104,8 @@ pub struct Cx<'a> {
     pub tls: Option<(&'static str, &'static str)>,
     /// The reactor's cold-window jobs (`MAX_COLD_JOBS`).
     pub cold: &'a mut ColdJobs,
+    /// The reactor's upstream connections (`[[proxy]]`).
+    pub upstreams: &'a mut crate::upstream::pool::Upstreams,
 }
 
 /// One reactor's cold-window jobs on the I/O threads: at most `MAX_COLD_JOBS` queued or
@@ -154,6 +157,9 @@ enum Phase {
     /// The connection speaks HTTP/2 (ALPN `h2`, or the client preface on a cleartext
     /// listener): the reactor hands it to `net::h2` (`into_h2`).
     H2,
+    /// The request at the front went to an upstream (`proxy`): its body is relayed up,
+    /// its response relayed down; the next pipelined request waits.
+    Proxy(Box<proxy::Proxying>),
 }
 
 enum RequestBody {
@@ -393,6 +399,7 @@ impl<S: Transport> Conn<S> {
     /// Returns true when an I/O thread still holds a duplicate of the socket: then it
     /// outlives this descriptor (and stays in the epoll set) until the thread is done.
     pub fn on_close(&mut self, cx: &mut Cx) -> bool {
+        self.proxy_on_close(cx);
         let shared = self
             .busy
             .as_mut()
@@ -437,6 +444,7 @@ impl<S: Transport> Conn<S> {
         }
         match &self.phase {
             Phase::H2 => return Next::Yield,
+            Phase::Proxy(_) => return self.drive_proxy(site, cx),
             Phase::Lingering { .. } => return self.linger(),
             Phase::Parked(p) => {
                 // The job always completes; the send timeout bounds a stuck one. Meanwhile
@@ -498,6 +506,8 @@ impl<S: Transport> Conn<S> {
             match self.phase {
                 // A response is still being made: it goes out before any close.
                 Phase::Parked(ref p) => return Next::Wait(Class::Send, p.since),
+                // Earlier responses are out: the proxied one follows.
+                Phase::Proxy(_) => return self.drive_proxy(site, cx),
                 Phase::Closing { linger } => return self.begin_close(linger, cx),
                 _ => {}
             }
@@ -534,6 +544,8 @@ impl<S: Transport> Conn<S> {
     pub fn timeout(&mut self, class: Class, site: &mut Sites, cx: &mut Cx) -> Next {
         let quiet = self.head_sent();
         match class {
+            Class::Upstream if self.is_proxying() => self.proxy_timeout(site, cx),
+            Class::Body if self.is_proxying() => Next::Close,
             Class::Header if self.has_pending() && quiet => {
                 // Some of a request arrived but not its head: tell the client why.
                 self.queue_error(408, cx);

@@ -61,6 +61,13 @@ impl<S: Transport> Conn<S> {
             };
             #[cfg(feature = "fault-injection")]
             crate::fault::on_request(&buf[..head.head_len]);
+            // A request for a `[[proxy]]` path has its body relayed as it arrives, not
+            // read first (and a reply other than the relay closes the connection, since
+            // its body is still unread).
+            let relay = head.framing != BodyFraming::None
+                && !self.metrics
+                && matches!(self.phase, Phase::Requests)
+                && sites.pick(&head, buf, false).would_proxy(&head, buf);
             if matches!(self.phase, Phase::Requests) && self.verdict.is_none() {
                 // First sight of this head (a head waiting for its body is parsed again
                 // on every read, with the same result).
@@ -76,6 +83,7 @@ impl<S: Transport> Conn<S> {
                     self.request_since.get_or_insert(Stamp::of(cx.now));
                 }
                 match head.framing {
+                    _ if relay => {}
                     BodyFraming::None | BodyFraming::Length(0) => {}
                     BodyFraming::Length(n) => self.phase = Phase::Body(RequestBody::Length(n)),
                     BodyFraming::Chunked => {
@@ -97,6 +105,7 @@ impl<S: Transport> Conn<S> {
             // The body is gone from the buffer: the next request follows the head.
             let buf = pending(&self.busy);
             // The same head picks the same site again after its password check.
+            let site_index = sites.index_of(&head, buf);
             let site = sites.pick(&head, buf, self.metrics);
             let slot = site.metrics_slot();
             if let Some(v) = self.verdict.take() {
@@ -110,10 +119,67 @@ impl<S: Transport> Conn<S> {
                 Some(reply) => Answer { reply, job: None },
                 None => site.respond(&head, buf, cx.now, cx.date, self.metrics),
             };
-            let framing = Framing {
+            let mut framing = Framing {
                 keep_alive: head.keep_alive && !cx.draining,
                 http10: head.version == crate::http::Version::Http10,
                 head_only: head.method == crate::http::Method::Head,
+            };
+            let started = match (self.requests, self.request_since) {
+                (0, _) => self.accepted.instant(),
+                (_, Some(t)) => t.instant(),
+                _ => cx.now,
+            };
+            let (reply, job) = match job {
+                Some(crate::site::route::Job::Proxy { rule }) => {
+                    let config = site.config();
+                    let r = &config.proxy[rule];
+                    let https = self.stream.is_tls();
+                    match proxy::begin(&head, buf, config, r, self.peer.addr(), https, cx.now) {
+                        Ok(ex) => {
+                            let log = cx.log.as_ref().map(|_| {
+                                account::Request::of(&head, buf, started, slot).to_owned()
+                            });
+                            let retries = config.upstreams.get(r.upstream).map_or(0, |u| u.retries);
+                            let hash = proxy_hash(&head, buf, config, r.upstream, self.peer.addr());
+                            self.requests = self.requests.saturating_add(1);
+                            self.request_since = None;
+                            busy(&mut self.busy, cx.spares).rx.consume(head.head_len);
+                            self.set_nodelay(framing.keep_alive);
+                            self.start_proxy(
+                                ex,
+                                framing,
+                                log,
+                                slot,
+                                site_index,
+                                head.method,
+                                hash,
+                                retries,
+                            );
+                            return true;
+                        }
+                        Err(status) => {
+                            framing.keep_alive = false;
+                            (
+                                Reply {
+                                    close: true,
+                                    ..Reply::error(status)
+                                },
+                                None,
+                            )
+                        }
+                    }
+                }
+                j => (reply, j),
+            };
+            let reply = if relay && job.is_none() && !reply.close {
+                // Its body was not read: nothing after it can be framed.
+                framing.keep_alive = false;
+                Reply {
+                    close: true,
+                    ..reply
+                }
+            } else {
+                reply
             };
             // A compressed body or a listing is waited for on the pool (unless the pool
             // refuses it, then the fallback is answered now).
@@ -123,11 +189,6 @@ impl<S: Transport> Conn<S> {
                     Started::Parked(w) => Ok(w),
                     Started::Now(reply) => Err(reply),
                 },
-            };
-            let started = match (self.requests, self.request_since) {
-                (0, _) => self.accepted.instant(),
-                (_, Some(t)) => t.instant(),
-                _ => cx.now,
             };
             if let Ok(waiting) = parked.as_ref() {
                 if waiting.is_auth() {
@@ -197,7 +258,48 @@ impl<S: Transport> Conn<S> {
             answered = true;
         }
     }
+}
 
+/// The key `balance = "hash"` picks a server by (`[[upstream]] hash`).
+fn proxy_hash(
+    head: &request::RequestHead,
+    buf: &[u8],
+    config: &crate::config::Config,
+    upstream: usize,
+    peer: std::net::SocketAddr,
+) -> u64 {
+    use crate::config::{Balance, HashKey};
+    use std::hash::{Hash, Hasher};
+    let Some(u) = config
+        .upstreams
+        .get(upstream)
+        .filter(|u| u.balance == Balance::Hash)
+    else {
+        return 0;
+    };
+    // A fixed-key hasher: the same key picks the same server on every reactor.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match &u.hash {
+        HashKey::ClientIp => peer.ip().hash(&mut h),
+        HashKey::Uri => head.target.get(buf).hash(&mut h),
+        HashKey::Header(name) => {
+            let mut fields = [httparse::EMPTY_HEADER; 128];
+            let mut req = httparse::Request::new(&mut fields);
+            if req.parse(&buf[..head.head_len]).is_ok() {
+                for f in req
+                    .headers
+                    .iter()
+                    .filter(|f| f.name.eq_ignore_ascii_case(name))
+                {
+                    f.value.hash(&mut h);
+                }
+            }
+        }
+    }
+    h.finish()
+}
+
+impl<S: Transport> Conn<S> {
     /// Encode `reply` into `out`, queue its body and decide what follows it. Returns the
     /// status and the body bytes sent.
     pub(super) fn send_reply(&mut self, reply: Reply, framing: Framing, cx: &mut Cx) -> (u16, u64) {

@@ -179,6 +179,8 @@ pub struct Harness {
     site: Sites,
     spares: Spares,
     cold: crate::net::conn::ColdJobs,
+    /// No upstream sockets in the harness: a proxied request fails like a dead server.
+    upstreams: crate::upstream::pool::Upstreams,
     notifier: Notifier,
     completions: Receiver<Completion>,
     stats: Arc<ReactorStats>,
@@ -197,6 +199,11 @@ impl Harness {
             site: Sites::new(config.clone(), offload, Some(registry.clone()))?,
             spares: Spares::default(),
             cold: Default::default(),
+            upstreams: crate::upstream::pool::Upstreams::new(
+                None,
+                config.upstreams.clone(),
+                Arc::new(crate::upstream::Health::new(&config.upstreams)),
+            ),
             notifier: Notifier { tx, waker },
             completions,
             stats: registry.reactor(0),
@@ -310,6 +317,7 @@ impl Harness {
                 handshakes: None,
                 tls: None,
                 cold: &mut self.cold,
+                upstreams: &mut self.upstreams,
             };
             let site = &mut self.site;
             let next = if let Some(c) = completion.take() {

@@ -49,6 +49,9 @@ pub enum Job {
     Listing { key: ListingKey, dir: File },
     /// Check a password (`[[auth]]`); the request is routed again with the verdict.
     Auth(crate::site::auth::AuthJob),
+    /// Not a pool job: the connection sends the request to the upstream set of
+    /// `[[proxy]]` rule `rule` (an index into the site's `Config::proxy`).
+    Proxy { rule: usize },
 }
 
 /// The request path after normalisation, as the resolver saw it: decoded, dot segments
@@ -82,7 +85,66 @@ struct Router<'a> {
     verdict: Option<crate::site::auth::Verdict>,
 }
 
+/// The `[[proxy]]` rule (most specific first) matching a normalised target, matched
+/// case-sensitively as the application sees paths. `scratch` holds the slashed path.
+fn proxy_rule(
+    rules: &[crate::config::ProxyRule],
+    target: &Target,
+    scratch: &mut Vec<u8>,
+) -> Option<usize> {
+    scratch.clear();
+    scratch.push(b'/');
+    scratch.extend_from_slice(&target.rel);
+    if target.trailing && !target.rel.is_empty() {
+        scratch.push(b'/');
+    }
+    rules.iter().position(|r| r.pattern.matches(scratch))
+}
+
 impl Site {
+    /// The reply for an error status found outside the router (an upstream's 502/504):
+    /// the site's `[error_pages]` file if it has one, else the built-in page.
+    pub fn error_reply(&mut self, status: u16, now: std::time::Instant, date: &[u8]) -> Reply {
+        let mut router = Router {
+            config: &self.config,
+            resolver: &self.resolver,
+            files: &mut self.files,
+            rules: &self.rules,
+            date,
+            now,
+            scratch: &mut self.scratch,
+            http10: false,
+            offload: self.offload.as_ref(),
+            metrics: None,
+            job: None,
+            verdict: None,
+        };
+        router.error(status)
+    }
+
+    /// Would this request go to a `[[proxy]]` rule (before redirects and auth judge it)?
+    /// Its body is then relayed as it arrives instead of read first.
+    pub fn would_proxy(&mut self, head: &RequestHead, buf: &[u8]) -> bool {
+        if self.config.proxy.is_empty() {
+            return false;
+        }
+        let path = head.path.get(buf);
+        let path = if path.is_empty() { &b"/"[..] } else { path };
+        let mut target = Target {
+            rel: std::mem::take(&mut self.path),
+            trailing: false,
+        };
+        let hit = match files::normalize(path, &mut target.rel) {
+            Ok(t) => {
+                target.trailing = t;
+                proxy_rule(&self.config.proxy, &target, &mut self.scratch).is_some()
+            }
+            Err(_) => false,
+        };
+        self.path = target.rel;
+        hit
+    }
+
     /// Answer one request. `buf` is the slice the head's spans point into; `date` is the
     /// `Date` the reply will carry; `metrics`: the request came on the metrics listener.
     pub fn respond(
@@ -128,6 +190,13 @@ impl Router<'_> {
     fn respond(&mut self, head: &RequestHead, buf: &[u8], target: &mut Target) -> Reply {
         if let Some(registry) = self.metrics {
             return self.metrics(head, buf, registry);
+        }
+        if !self.config.proxy.is_empty() {
+            // Redirects, then auth, then proxy, then files; a proxied path takes every
+            // method (the application decides).
+            if let Some(r) = self.proxy(head, buf, target) {
+                return r;
+            }
         }
         let redirect_site = self.config.redirects.first().is_some_and(|r| r.any_method);
         match head.method {
@@ -358,6 +427,28 @@ impl Router<'_> {
     }
 
     /// `[[auth]]`: the 401 or the parked check a protected path needs; None when open.
+    /// A `[[proxy]]` rule's answer (after the redirects and `[[auth]]` that judge its
+    /// path first), or None when no rule takes the path.
+    fn proxy(&mut self, head: &RequestHead, buf: &[u8], target: &mut Target) -> Option<Reply> {
+        let path = head.path.get(buf);
+        let path = if path.is_empty() { &b"/"[..] } else { path };
+        let t = files::normalize(path, &mut target.rel).ok()?;
+        target.trailing = t;
+        let rule = proxy_rule(&self.config.proxy, target, self.scratch)?;
+        let query = head.query.map(|q| q.get(buf));
+        if let Some(r) = rules::redirect(&self.config.redirects, target, query, self.scratch) {
+            return Some(r);
+        }
+        if let Some(r) = self.guard(head, buf, target) {
+            return Some(r);
+        }
+        self.job = Some(Job::Proxy { rule });
+        Some(Reply {
+            body: Body::Pending,
+            ..Reply::error(502)
+        })
+    }
+
     fn guard(&mut self, head: &RequestHead, buf: &[u8], target: &Target) -> Option<Reply> {
         let config = self.config;
         let creds = head.authorization.map(|s| s.get(buf));

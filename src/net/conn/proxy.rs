@@ -1,0 +1,473 @@
+//! An HTTP/1.1 request the route sent to an upstream (`Job::Proxy`): the connection owns
+//! the exchange (`upstream::exchange`) and moves bytes between its own socket and the
+//! exchange's bounded buffers; the upstream socket lives in the reactor's `Upstreams`
+//! (same Poll, its own tokens), whose events drive this connection.
+//!
+//! Responses go out in request order: earlier pipelined responses are flushed before the
+//! exchange writes, and the next pipelined request is parsed only after it. The client is
+//! read only for the request body; what follows waits in the inbox.
+
+use super::*;
+use crate::config::ProxyRule;
+use crate::upstream::exchange::{ClientSide, Exchange, Step, Waiting};
+use crate::upstream::pool::AcquireError;
+use crate::upstream::Failure;
+
+pub(super) struct Proxying {
+    ex: Exchange,
+    framing: Framing,
+    /// The request line and headers for the access log, copied only when logging.
+    log: Option<Box<account::Owned>>,
+    site: usize,
+    /// Which site answered (`Sites::index_of`): its error pages answer a failure.
+    site_index: usize,
+    idempotent: bool,
+    retries: u32,
+    /// A reused connection that died was retried on a fresh one already.
+    fresh_retry: bool,
+    /// Why the last try failed (a retry that finds no server answers with it).
+    last: Option<Failure>,
+    hash: u64,
+}
+
+/// Build the exchange for `rule`: the re-serialised head, the body framing. Err: the
+/// status to answer instead.
+pub(super) fn begin(
+    head: &request::RequestHead,
+    buf: &[u8],
+    config: &crate::config::Config,
+    rule: &ProxyRule,
+    peer: std::net::SocketAddr,
+    https: bool,
+    now: Instant,
+) -> Result<Exchange, u16> {
+    let Some(up) = config.upstreams.get(rule.upstream) else {
+        return Err(502);
+    };
+    if let BodyFraming::Length(n) = head.framing {
+        if n > rule.max_body_bytes {
+            return Err(413);
+        }
+    }
+    let client = crate::upstream::request::Client {
+        ip: peer.ip(),
+        https,
+    };
+    let mut out = Vec::with_capacity(head.head_len + 256);
+    let fallback = up.servers.first().map_or("localhost", |s| &*s.text);
+    if !crate::upstream::request::write_head(
+        head,
+        buf,
+        rule,
+        &client,
+        fallback,
+        up.keepalive == 0,
+        &mut out,
+    ) {
+        return Err(400);
+    }
+    let (len, chunked) = match head.framing {
+        BodyFraming::None => (None, false),
+        BodyFraming::Length(n) => (Some(n), false),
+        BodyFraming::Chunked => (None, true),
+    };
+    Ok(Exchange::new(
+        rule.upstream,
+        out,
+        len,
+        chunked,
+        rule.max_body_bytes,
+        ClientSide {
+            http10: head.version == crate::http::Version::Http10,
+            keep_alive: head.keep_alive,
+            head_request: head.method == crate::http::Method::Head,
+        },
+        now,
+    ))
+}
+
+impl<S: Transport> Conn<S> {
+    pub fn is_proxying(&self) -> bool {
+        matches!(self.phase, Phase::Proxy(_))
+    }
+
+    /// The route said "proxy": the head is consumed, the exchange starts.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn start_proxy(
+        &mut self,
+        ex: Exchange,
+        framing: Framing,
+        log: Option<Box<account::Owned>>,
+        site: usize,
+        site_index: usize,
+        method: crate::http::Method,
+        hash: u64,
+        retries: u32,
+    ) {
+        use crate::http::Method;
+        let idempotent = matches!(method, Method::Get | Method::Head | Method::Options);
+        self.phase = Phase::Proxy(Box::new(Proxying {
+            ex,
+            framing,
+            log,
+            site,
+            site_index,
+            idempotent,
+            retries,
+            fresh_retry: false,
+            last: None,
+            hash,
+        }));
+    }
+
+    /// Relay as far as both sockets allow.
+    pub(super) fn drive_proxy(&mut self, sites: &mut Sites, cx: &mut Cx) -> Next {
+        // Anything queued before (an interim 100 Continue) goes first.
+        let mut budget = cx.turn_budget;
+        let mut cold = None;
+        match busy(&mut self.busy, cx.spares).tx.flush(
+            &mut self.stream,
+            &mut self.io.writable,
+            &mut budget,
+            &mut cold,
+        ) {
+            Ok(Flush::Done) => {}
+            Ok(Flush::Blocked) => return Next::Wait(Class::Send, self.progress_since.instant()),
+            Ok(_) => return Next::Yield,
+            Err(_) => return Next::Close,
+        }
+        let mut sent: u64 = 0;
+        loop {
+            let Phase::Proxy(p) = &mut self.phase else {
+                return Next::Yield;
+            };
+            if p.ex.conn.is_none() {
+                let fresh = p.fresh_retry;
+                let tried = p.ex.tried.clone();
+                match cx.upstreams.acquire(
+                    p.ex.upstream,
+                    (cx.slot, cx.generation),
+                    &tried,
+                    fresh,
+                    p.hash,
+                    cx.now,
+                ) {
+                    Ok((k, server, reused)) => {
+                        p.ex.conn = Some(k);
+                        p.ex.server = server;
+                        p.ex.reused = reused;
+                        p.ex.since = cx.now;
+                        p.ex.waiting = if reused {
+                            Waiting::Send
+                        } else {
+                            Waiting::Connect
+                        };
+                        let h = cx.upstreams.health();
+                        if let Some(st) = h.server(p.ex.upstream, server) {
+                            st.requests
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if !reused {
+                                st.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
+                        if reused {
+                            if let Some(c) = cx.upstreams.get(k) {
+                                // Pooled connections are connected; their readiness is
+                                // what the last exchange left (writable unless it filled up).
+                                c.writable = true;
+                            }
+                        }
+                    }
+                    Err(AcquireError::NoServer) => {
+                        if let Some(f) = p.last {
+                            // Every server was tried: the last failure (already logged
+                            // and counted) is the answer.
+                            return self.proxy_answer(f.status(), sites, cx);
+                        }
+                        return self.proxy_failed(
+                            Failure::NoServer,
+                            "no server available".into(),
+                            sites,
+                            cx,
+                        );
+                    }
+                    Err(AcquireError::Connect(addr, e)) => {
+                        p.ex.server = cx.upstreams.conf()[p.ex.upstream]
+                            .servers
+                            .iter()
+                            .position(|s| *s.text == *addr)
+                            .unwrap_or(0);
+                        let f = if e.kind() == io::ErrorKind::TimedOut {
+                            Failure::ConnectTimeout
+                        } else {
+                            Failure::Refused
+                        };
+                        return self.proxy_failed(f, format!("connect: {e}"), sites, cx);
+                    }
+                }
+            }
+            // The request body, as it arrives.
+            let mut fed = 0;
+            if !p.ex.body_done() {
+                let b = busy(&mut self.busy, cx.spares);
+                match p.ex.feed_body(b.rx.pending()) {
+                    Ok(n) => {
+                        b.rx.consume(n);
+                        fed = n;
+                    }
+                    Err(e) => {
+                        log::debug!("bad proxied request body: {} ({})", e.status, e.why);
+                        return self.proxy_client_error(e.status, cx);
+                    }
+                }
+                if !p.ex.body_done() && !b.rx.has_pending() && p.ex.body_room() > 0 {
+                    if self.io.eof {
+                        return Next::Close; // the client gave up mid-body
+                    }
+                    if self.io.readable {
+                        match self.fill(sites, cx) {
+                            Ok(true) => continue,
+                            Ok(false) => {}
+                            Err(_) => return Next::Close,
+                        }
+                    }
+                }
+            }
+            let Phase::Proxy(p) = &mut self.phase else {
+                return Next::Yield;
+            };
+            let step = p.ex.pump(cx.upstreams, cx.now);
+            // The response, as the client takes it.
+            let mut wrote = 0;
+            while !p.ex.pending_out().is_empty() && self.io.writable {
+                match self.stream.write(p.ex.pending_out()) {
+                    Ok(0) => return Next::Close,
+                    Ok(n) => {
+                        p.ex.took_out(n);
+                        wrote += n;
+                    }
+                    Err(e) if would_block(&e) => self.io.writable = false,
+                    Err(e) if interrupted(&e) => {}
+                    Err(_) => return Next::Close,
+                }
+            }
+            if wrote > 0 {
+                self.progress_since = Stamp::of(cx.now);
+                sent += wrote as u64;
+            }
+            let out_left = !p.ex.pending_out().is_empty();
+            match step {
+                Step::Failed(f, why) => return self.proxy_failed(f, why, sites, cx),
+                Step::Done if !out_left => return self.proxy_done(cx),
+                _ => {}
+            }
+            if sent >= cx.turn_budget {
+                return Next::Yield;
+            }
+            if wrote > 0 || fed > 0 {
+                continue;
+            }
+            if out_left && !self.io.writable {
+                return Next::Wait(Class::Send, self.progress_since.instant());
+            }
+            let pending = self.busy.as_ref().is_some_and(|b| b.rx.has_pending());
+            if !p.ex.body_done() && !pending && p.ex.body_room() > 0 && !self.io.readable {
+                // The client's body is what is awaited (an early upstream answer still
+                // drives this connection through the upstream's events).
+                if p.ex.waiting != Waiting::Connect {
+                    return Next::Wait(Class::Body, self.progress_since.instant());
+                }
+            }
+            let up = &cx.upstreams.conf()[p.ex.upstream];
+            let limit = match p.ex.waiting {
+                Waiting::Connect => up.connect_timeout,
+                Waiting::Send => up.send_timeout,
+                Waiting::Read => up.read_timeout,
+            };
+            return Next::Wait(Class::Upstream, p.ex.since + limit);
+        }
+    }
+
+    /// The upstream's deadline passed.
+    pub(super) fn proxy_timeout(&mut self, sites: &mut Sites, cx: &mut Cx) -> Next {
+        let Phase::Proxy(p) = &self.phase else {
+            return Next::Close;
+        };
+        let f = match p.ex.waiting {
+            Waiting::Connect => Failure::ConnectTimeout,
+            Waiting::Send => Failure::SendTimeout,
+            Waiting::Read => Failure::ReadTimeout,
+        };
+        self.proxy_failed(f, format!("{} timed out", f.name()), sites, cx)
+    }
+
+    /// The response is complete and sent: the upstream connection goes back to its
+    /// pool (or closes), the request is counted and logged, the next one may follow.
+    fn proxy_done(&mut self, cx: &mut Cx) -> Next {
+        let Phase::Proxy(p) = std::mem::replace(&mut self.phase, Phase::Requests) else {
+            return Next::Close;
+        };
+        let ex = &p.ex;
+        if let Some(k) = ex.conn {
+            let (reusable, ka) = ex.reusable();
+            cx.upstreams.release(k, reusable, ka, cx.now);
+        }
+        cx.upstreams
+            .health()
+            .succeeded(ex.upstream, ex.server, ex.status);
+        self.log_proxied(&p, ex.status, ex.body_bytes, cx);
+        let keep = ex.client_keep && p.framing.keep_alive && !cx.draining && ex.body_done();
+        self.idle_since = Stamp::of(cx.now);
+        if !keep {
+            self.phase = Phase::Closing {
+                linger: self.has_pending() || !ex.body_done(),
+            };
+        }
+        Next::Yield
+    }
+
+    fn log_proxied(&self, p: &Proxying, status: u16, bytes: u64, cx: &mut Cx) {
+        let server = cx.upstreams.conf()[p.ex.upstream]
+            .servers
+            .get(p.ex.server)
+            .map(|s| s.text.clone());
+        if let Some(log) = cx.log.as_deref_mut() {
+            log.set_upstream(server.as_deref(), p.ex.status, p.ex.started.elapsed());
+        }
+        account::deferred(
+            cx,
+            self.peer.addr(),
+            p.site,
+            p.log.as_deref(),
+            status,
+            bytes,
+        );
+        if let Some(log) = cx.log.as_deref_mut() {
+            log.set_upstream(None, 0, std::time::Duration::ZERO);
+        }
+    }
+
+    /// The exchange failed: retry where the rules allow, else answer 502/504 when
+    /// nothing of the response went out yet, or cut the client connection.
+    fn proxy_failed(&mut self, f: Failure, why: String, sites: &mut Sites, cx: &mut Cx) -> Next {
+        let Phase::Proxy(p) = &mut self.phase else {
+            return Next::Close;
+        };
+        let conf = cx.upstreams.conf().clone();
+        let up = &conf[p.ex.upstream];
+        let addr = up
+            .servers
+            .get(p.ex.server)
+            .map_or("-".into(), |s| s.text.clone());
+        if let Some(k) = p.ex.conn.take() {
+            cx.upstreams.discard(k);
+        }
+        let replayable = p.ex.replayable() && !p.ex.head_out;
+        // A pooled connection that turned out dead is the pool's fault, not the server's:
+        // once more on a fresh one, whatever the method (as nginx does).
+        p.last = Some(f);
+        if p.ex.reused && replayable && !p.fresh_retry && matches!(f, Failure::Reset) {
+            log::debug!(
+                "upstream {addr}: reused connection failed ({why}); retrying on a fresh one"
+            );
+            p.fresh_retry = true;
+            p.ex.restart(cx.now);
+            return self.drive_proxy(sites, cx);
+        }
+        if f != Failure::NoServer {
+            let down = cx
+                .upstreams
+                .health()
+                .failed(p.ex.upstream, p.ex.server, f, cx.now);
+            log::warn!(
+                "upstream {} {addr}: {why} ({}){}",
+                up.name,
+                f.name(),
+                if down { "; marked down" } else { "" }
+            );
+        }
+        let retry = matches!(
+            f,
+            Failure::Refused | Failure::ConnectTimeout | Failure::Reset | Failure::ReadTimeout
+        );
+        if replayable && retry && p.idempotent && p.retries > 0 {
+            p.retries -= 1;
+            p.ex.tried.push(p.ex.server);
+            p.fresh_retry = false;
+            p.ex.restart(cx.now);
+            return self.drive_proxy(sites, cx);
+        }
+        if p.ex.head_out {
+            // Part of the response went out: only a cut connection tells the client.
+            let (status, bytes) = (p.ex.status, p.ex.body_bytes);
+            if let Phase::Proxy(p) =
+                std::mem::replace(&mut self.phase, Phase::Closing { linger: false })
+            {
+                self.log_proxied(&p, status, bytes, cx);
+            }
+            return Next::Close;
+        }
+        self.proxy_answer(f.status(), sites, cx)
+    }
+
+    /// Nothing of the response went out: answer `status` (502/504) instead.
+    fn proxy_answer(&mut self, status: u16, sites: &mut Sites, cx: &mut Cx) -> Next {
+        let Phase::Proxy(p) = &self.phase else {
+            return Next::Close;
+        };
+        let body_done = p.ex.body_done();
+        let Phase::Proxy(p) = std::mem::replace(&mut self.phase, Phase::Requests) else {
+            return Next::Close;
+        };
+        let framing = Framing {
+            keep_alive: p.framing.keep_alive && body_done && !cx.draining,
+            ..p.framing
+        };
+        let reply = sites.get(p.site_index).error_reply(status, cx.now, cx.date);
+        let (status, bytes) = self.send_reply(reply, framing, cx);
+        self.log_proxied(&p, status, bytes, cx);
+        Next::Yield
+    }
+
+    /// The client's body was malformed or too large: answer and close (nothing after it
+    /// can be framed).
+    fn proxy_client_error(&mut self, status: u16, cx: &mut Cx) -> Next {
+        let Phase::Proxy(mut p) = std::mem::replace(&mut self.phase, Phase::Requests) else {
+            return Next::Close;
+        };
+        if let Some(k) = p.ex.conn.take() {
+            cx.upstreams.discard(k);
+        }
+        if p.ex.head_out {
+            return Next::Close;
+        }
+        let reply = Reply {
+            close: true,
+            ..Reply::error(status)
+        };
+        let framing = Framing {
+            keep_alive: false,
+            ..p.framing
+        };
+        let (status, bytes) = self.send_reply(reply, framing, cx);
+        self.log_proxied(&p, status, bytes, cx);
+        Next::Yield
+    }
+
+    /// The reactor closes the client connection mid-exchange: the upstream connection is
+    /// closed (never pooled with a response half read), the request logged as 499.
+    pub(super) fn proxy_on_close(&mut self, cx: &mut Cx) {
+        if !self.is_proxying() {
+            return; // a parked request is logged by `on_close` itself
+        }
+        if let Phase::Proxy(mut p) =
+            std::mem::replace(&mut self.phase, Phase::Closing { linger: false })
+        {
+            if let Some(k) = p.ex.conn.take() {
+                cx.upstreams.discard(k);
+            }
+            let status = if p.ex.head_out { p.ex.status } else { 499 };
+            self.log_proxied(&p, status, p.ex.body_bytes, cx);
+        }
+    }
+}
