@@ -1197,7 +1197,7 @@ fn rss_kib(pid: u32) -> u64 {
 #[test]
 fn a_peer_that_never_reads_is_stopped_and_cut_at_the_send_timeout() {
     let s = start(
-        "[timeouts]\nsend = \"1s\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        "[timeouts]\nsend = \"4s\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
         "",
     );
     let rss_before = rss_kib(s.server.child.id());
@@ -1207,7 +1207,9 @@ fn a_peer_that_never_reads_is_stopped_and_cut_at_the_send_timeout() {
     sock.set_recv_buffer_size(4096).expect("rcvbuf");
     sock.connect(&s.server.addr.into()).expect("connect");
     let mut c: TcpStream = sock.into();
-    c.set_write_timeout(Some(Duration::from_secs(3)))
+    // Shorter than the send timeout: a write that blocks this long means the server
+    // stopped reading while the connection was still open.
+    c.set_write_timeout(Some(Duration::from_secs(1)))
         .expect("write timeout");
     let mut hpack = Encoder::new();
     let mut hello = PREFACE.to_vec();
@@ -1226,6 +1228,7 @@ fn a_peer_that_never_reads_is_stopped_and_cut_at_the_send_timeout() {
     let pad = "p".repeat(380);
     let mut sent = 0usize;
     let mut id = 1u32;
+    let mut blocked = None;
     let t = std::time::Instant::now();
     while sent < 64 << 20 && t.elapsed() < Duration::from_secs(20) {
         let mut b = Vec::new();
@@ -1246,13 +1249,24 @@ fn a_peer_that_never_reads_is_stopped_and_cut_at_the_send_timeout() {
         }
         match c.write_all(&b) {
             Ok(()) => sent += b.len(),
-            Err(_) => break, // blocked (the server stopped reading) or cut
+            Err(e) => {
+                blocked = Some(e.kind());
+                break;
+            }
         }
     }
     assert!(
-        sent < 32 << 20,
+        matches!(
+            blocked,
+            Some(std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
+        ),
+        "writes did not block: {blocked:?} after {sent} bytes"
+    );
+    assert!(
+        sent < 16 << 20,
         "the server kept reading: {sent} bytes taken"
     );
+    eprintln!("never-reader: {sent} bytes taken before the writes blocked");
     // Cut by the send timeout, not by any budget.
     let start_wait = std::time::Instant::now();
     loop {
