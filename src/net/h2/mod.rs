@@ -23,6 +23,16 @@
 //! asks for, PING or SETTINGS floods included, is stopped reading and then cut by the
 //! send timeout). Request bodies are dropped as they arrive (no route takes one).
 //!
+//! Deadlines: one per slot in the reactor's timers, so `wait` returns the nearest of the
+//! class the connection waits in (header, keep-alive, body, send) and the protocol's own:
+//! the SETTINGS ACK (`Class::SettingsAck`, 5 s) and, while draining, the final GOAWAY
+//! (`Class::Drain`, 1 s after the first). The send timer moves only on progress: bytes
+//! the socket takes while it is the bottleneck, or 16 KiB of DATA, or a finished stream;
+//! control frames never move any timer. Drain (shutdown, reload): GOAWAY(2^31-1) + PING,
+//! then on the ACK (or the grace) GOAWAY(last stream); streams opened in between are
+//! served. Rapid Reset: 100 RST_STREAM a second, 50 streams reset before their response,
+//! 2 x `max_concurrent_streams` new streams a read; each trip is counted by name.
+//!
 //! File bodies are `pread` into the output buffer (also over cleartext: no
 //! writev + sendfile yet); the page cache is trusted (no cold-window offload for h2).
 
