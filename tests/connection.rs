@@ -217,3 +217,29 @@ fn an_interrupted_sendfile_is_retried_not_a_close() {
         assert_eq!(got, [(200, (2 << 20) + 4099), (200, 6)]);
     });
 }
+
+#[test]
+fn every_h2_seed_under_many_schedules() {
+    use vireo::net::harness::h2::exercise_h2;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/h2_connection");
+    let mut n = 0;
+    with_world(|hs| {
+        for e in std::fs::read_dir(dir).expect("h2 corpus dir") {
+            let p = e.expect("entry").path();
+            let data = std::fs::read(&p).expect("seed");
+            let frames = data.get(9..).unwrap_or_default();
+            for flags in 0u8..4 {
+                for seed in 1u64..20 {
+                    let mut input = vec![flags];
+                    input.extend_from_slice(&seed.to_le_bytes());
+                    input.extend_from_slice(frames);
+                    if let Err(e) = exercise_h2(hs, &input) {
+                        panic!("{} (flags {flags}, seed {seed}): {e}", p.display());
+                    }
+                }
+            }
+            n += 1;
+        }
+    });
+    assert!(n >= 1, "h2 seed corpus went missing");
+}

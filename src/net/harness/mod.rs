@@ -2,8 +2,10 @@
 //! for the connection fuzzer (`fuzz/fuzz_targets/connection.rs`) and the tests that replay
 //! its seeds. Input arrives in chunks split wherever the script says, the client's receive
 //! window opens and closes, timers fire, and `check` verifies the bytes that came back.
+//! `h2` does the same for an HTTP/2 connection (its fuzzer: `h2_connection.rs`).
 
 mod check;
+pub mod h2;
 pub mod tls;
 
 use crate::config::Config;
