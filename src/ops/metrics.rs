@@ -550,33 +550,24 @@ impl Registry {
                 sample(&mut out, name, &format!("reactor=\"{id}\""), load(get(s)));
             }
         }
-        family(
-            &mut out,
-            "vireo_timeouts_total",
-            "counter",
-            "Connections closed by a timeout, by kind.",
-        );
-        for (id, s) in &reactors {
-            for class in TimeoutClass::ALL {
-                let labels = format!("reactor=\"{id}\",kind=\"{}\"", class.name());
-                let v = load(&s.timeouts[class as usize]);
-                sample(&mut out, "vireo_timeouts_total", &labels, v);
-            }
-        }
-        family(
-            &mut out,
-            "vireo_h2_goaway_total",
-            "counter",
-            "HTTP/2 GOAWAY frames sent, by error code.",
-        );
-        for (id, s) in &reactors {
-            for (i, name) in GOAWAY_NAMES.iter().enumerate() {
-                let labels = format!("reactor=\"{id}\",code=\"{name}\"");
-                let v = load(&s.h2.goaways[i]);
-                sample(&mut out, "vireo_h2_goaway_total", &labels, v);
-            }
-        }
-        let labelled: [(&str, &str, &str, &[&str], LabelledOf); 3] = [
+        // Counter families with one label besides the reactor: (name, help, label, its
+        // values, the counter of the value at an index).
+        let kinds = TimeoutClass::ALL.map(TimeoutClass::name);
+        let labelled: [(&str, &str, &str, &[&str], LabelledOf); 5] = [
+            (
+                "vireo_timeouts_total",
+                "Connections closed by a timeout, by kind.",
+                "kind",
+                &kinds,
+                |s, i| &s.timeouts[i],
+            ),
+            (
+                "vireo_h2_goaway_total",
+                "HTTP/2 GOAWAY frames sent, by error code.",
+                "code",
+                &GOAWAY_NAMES,
+                |s, i| &s.h2.goaways[i],
+            ),
             (
                 "vireo_h2_defence_trips_total",
                 "HTTP/2 defences tripped (budgets spent, bounds hit), by defence.",

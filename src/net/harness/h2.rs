@@ -186,25 +186,16 @@ pub fn decode(out: &[u8]) -> Result<H2Transcript, String> {
     Ok(t)
 }
 
-/// One HTTP/2 fuzz input: byte 0 picks the configuration, bytes 1..9 seed where the
+/// One HTTP/2 fuzz input (the connection fuzzer with bit 7 of byte 0 set): byte 0 picks
+/// the configuration (bits 0-1), bytes 1..9 seed where the
 /// input splits, the rest are frames after a fixed preface and SETTINGS exchange. The
 /// connection must not panic, must close after the client's FIN, never write after its
 /// half-close, send frames the client decodes (HPACK included), and, unless a budget
 /// that depends on how the bytes were read (streams per read, refused streams, a
 /// connection error) came into it, the same responses as for the bytes in one piece.
 pub fn exercise_h2(harnesses: &mut [Harness], data: &[u8]) -> Result<(), String> {
-    let Some((&flags, rest)) = data.split_first() else {
+    let Some((flags, mut next, payload)) = super::layout(data) else {
         return Ok(());
-    };
-    let (seed, payload) = rest.split_at(rest.len().min(8));
-    let mut s = [0u8; 8];
-    s[..seed.len()].copy_from_slice(seed);
-    let mut rng = u64::from_le_bytes(s) | 1;
-    let mut next = move || {
-        rng ^= rng >> 12;
-        rng ^= rng << 25;
-        rng ^= rng >> 27;
-        rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     };
     let mut bytes = crate::http::h2::PREFACE.to_vec();
     frame::write_settings(&mut bytes, &[]);
@@ -326,7 +317,7 @@ mod tests {
         // The corpus seed is two real requests.
         let seed = concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/fuzz/corpus/h2_connection/two-requests"
+            "/fuzz/corpus/connection/h2-two-requests"
         );
         let seed = std::fs::read(seed).expect("seed");
         let mut bytes = PREFACE.to_vec();
