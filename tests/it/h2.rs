@@ -366,21 +366,7 @@ impl Raw {
         path: &str,
         extra: &[(&str, &str)],
     ) -> Vec<u8> {
-        let mut block = Vec::new();
-        self.hpack.begin(&mut block);
-        let fields = [
-            (":method", "GET"),
-            (":scheme", "http"),
-            (":authority", "t"),
-            (":path", path),
-        ];
-        for &(k, v) in fields.iter().chain(extra) {
-            self.hpack
-                .field(k.as_bytes(), v.as_bytes(), Indexing::Without, &mut block);
-        }
-        let mut out = Vec::new();
-        frame::write_headers(&mut out, stream, &block, end_stream, 16_384);
-        out
+        request_frame(&mut self.hpack, stream, end_stream, path, extra)
     }
 
     /// The next frame: (kind, flags, stream, payload); None once the server closed.
@@ -816,6 +802,30 @@ fn an_idle_connection_gets_goaway_at_the_keepalive_timeout() {
     assert!(r.frame().is_none(), "closed after the GOAWAY");
 }
 
+/// A GET request's HEADERS frame (`:authority` t, fields not indexed).
+fn request_frame(
+    hpack: &mut Encoder,
+    stream: u32,
+    end_stream: bool,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut block = Vec::new();
+    hpack.begin(&mut block);
+    let fields = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "t"),
+        (":path", path),
+    ];
+    for &(k, v) in fields.iter().chain(extra) {
+        hpack.field(k.as_bytes(), v.as_bytes(), Indexing::Without, &mut block);
+    }
+    let mut out = Vec::new();
+    frame::write_headers(&mut out, stream, &block, end_stream, 16_384);
+    out
+}
+
 /// What one read of a raw connection gave.
 enum Got {
     /// Its type and payload.
@@ -1142,9 +1152,18 @@ fn a_window_opened_a_byte_at_a_time_is_cut_at_the_send_timeout() {
     );
     b.extend(r.request(1, true, "/mid.bin", &[]));
     r.send(&b);
-    // Every ~200 ms the window opens by one byte.
-    let (code, took, data) = r.paced_until_goaway(Duration::from_millis(200), |b, _| {
-        frame::write_window_update(b, 1, 1)
+    // Every ~200 ms the window opens by one byte, and a new stream (stalled too: the
+    // initial window is 0) opens: neither is progress of stream 1.
+    let mut hpack = Encoder::new();
+    let (code, took, data) = r.paced_until_goaway(Duration::from_millis(200), |b, n| {
+        frame::write_window_update(b, 1, 1);
+        b.extend(request_frame(
+            &mut hpack,
+            3 + 2 * n as u32,
+            true,
+            "/mid.bin",
+            &[],
+        ));
     });
     assert_eq!(code, Some(0), "GOAWAY NO_ERROR");
     assert!(took < Duration::from_secs(6), "cut after {took:?}");

@@ -1151,7 +1151,11 @@ impl State {
         req.to_h1_head(&self.fields, &mut head);
         self.opened += 1;
         count(cx, |h| h.streams.fetch_add(1, Ordering::Relaxed));
-        self.progress_since = Stamp::of(cx.now);
+        if self.streams.is_empty() {
+            // The first stream of a busy spell starts the body and send timers; more
+            // streams beside a stalled one are no progress of its.
+            self.progress_since = Stamp::of(cx.now);
+        }
         self.streams.insert(
             id,
             H2Stream {
