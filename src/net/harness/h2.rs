@@ -50,6 +50,7 @@ impl Harness {
         };
         let peer = ([127, 0, 0, 1], 9).into();
         let config = self.config.clone();
+        self.h2_runs = self.h2_runs.wrapping_add(1);
         let mut conn = H2Conn::new(stream, peer, io, Inbox::default(), &config, Instant::now());
         let mut closed = false;
         for c in chunks {
@@ -94,7 +95,7 @@ impl Harness {
                 turn_budget: TURN_BUDGET,
                 notifier: &self.notifier,
                 slot: 0,
-                generation: 1,
+                generation: self.h2_runs,
                 log: None,
                 stats: &self.stats,
                 handshakes: None,
@@ -109,13 +110,16 @@ impl Harness {
             };
             match next {
                 Next::Yield => continue,
-                Next::Wait(..) if conn.is_parked() => {
+                Next::Wait(..) if conn.is_parked() => loop {
                     let c = self
                         .completions
                         .recv_timeout(Duration::from_secs(30))
                         .map_err(|_| "a parked stream never got its completion")?;
-                    completion = Some(c);
-                }
+                    if c.generation == self.h2_runs {
+                        completion = Some(c);
+                        break;
+                    }
+                },
                 other => return Ok(other),
             }
         }
@@ -192,7 +196,8 @@ pub fn decode(out: &[u8]) -> Result<H2Transcript, String> {
 /// connection must not panic, must close after the client's FIN, never write after its
 /// half-close, send frames the client decodes (HPACK included), and, unless a budget
 /// that depends on how the bytes were read (streams per read, refused streams, a
-/// connection error) came into it, the same responses as for the bytes in one piece.
+/// connection error) came into it, every response complete in both runs the same as for
+/// the bytes in one piece.
 pub fn exercise_h2(harnesses: &mut [Harness], data: &[u8]) -> Result<(), String> {
     let Some((flags, mut next, payload)) = super::layout(data) else {
         return Ok(());
@@ -218,10 +223,21 @@ pub fn exercise_h2(harnesses: &mut [Harness], data: &[u8]) -> Result<(), String>
     let read_dependent = |t: &H2Transcript| {
         t.goaways.iter().any(|&c| c != 0) || t.streams.values().any(|r| r.reset == Some(0x7))
     };
-    if !read_dependent(&split) && !read_dependent(&whole) && split != whole {
-        return Err(format!(
-            "split delivery changed the responses:\n{split:?}\nvs\n{whole:?}"
-        ));
+    if read_dependent(&split) || read_dependent(&whole) {
+        return Ok(());
+    }
+    // How the shared connection window is spread over the streams, and whether a window
+    // shrinks before or after DATA went, depends on the reads; a response that is complete
+    // in both runs may not differ.
+    for (id, a) in &split.streams {
+        match whole.streams.get(id) {
+            Some(b) if a.ended && b.ended && (a.fields != b.fields || a.body != b.body) => {
+                return Err(format!(
+                    "split delivery changed stream {id}'s response:\n{a:?}\nvs\n{b:?}"
+                ));
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -332,5 +348,71 @@ mod tests {
         );
         let garbage: Vec<u8> = (0..300u32).map(|i| (i * 37 % 251) as u8).collect();
         exercise_h2(&mut hs, &garbage).expect("garbage");
+    }
+
+    /// Plausible frames (requests for small, big, missing and gzipped files; updates,
+    /// PINGs, resets, SETTINGS, DATA, PRIORITY) in random order and pieces. (This found
+    /// the harness handing a closed run's completion to the next run.)
+    #[test]
+    fn random_plausible_frames_pass_the_h2_fuzz_check() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut hs = super::super::world(dir.path()).expect("world");
+        let mut x: u64 = 0x1234_5678_9abc_def1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let paths: [&[u8]; 4] = [b"/a.txt", b"/assets/style.css", b"/nope", b"/big.bin"];
+        for round in 0..2000 {
+            let mut input = vec![(next() % 4) as u8 | 0x80];
+            input.extend_from_slice(&next().to_le_bytes());
+            let mut id = 1u32;
+            let last = |id: u32| id.saturating_sub(2).max(1);
+            for _ in 0..next() % 16 {
+                let (kind, flags, stream, payload): (u8, u8, u32, Vec<u8>) = match next() % 10 {
+                    0..=3 => {
+                        let p = paths[(next() % 4) as usize];
+                        let mut b = vec![0x82, 0x86, 0x44, p.len() as u8];
+                        b.extend_from_slice(p);
+                        b.extend_from_slice(&[0x41, 1, b't']);
+                        if next() % 3 == 0 {
+                            b.extend_from_slice(&[0x50, 4]);
+                            b.extend_from_slice(b"gzip");
+                        }
+                        id += 2;
+                        (
+                            kind::HEADERS,
+                            if next() % 4 == 0 { 4 } else { 5 },
+                            id - 2,
+                            b,
+                        )
+                    }
+                    4 => {
+                        let inc = (next() % 70_000) as u32 + 1;
+                        let s = [0, last(id)][(next() % 2) as usize];
+                        (kind::WINDOW_UPDATE, 0, s, inc.to_be_bytes().to_vec())
+                    }
+                    5 => (kind::PING, 0, 0, next().to_be_bytes().to_vec()),
+                    6 => (kind::RST_STREAM, 0, last(id), 8u32.to_be_bytes().to_vec()),
+                    7 => {
+                        let mut b = vec![0, 4];
+                        b.extend_from_slice(&((next() % 100_000) as u32).to_be_bytes());
+                        (kind::SETTINGS, 0, 0, b)
+                    }
+                    8 => {
+                        let body = vec![b'x'; (next() % 300) as usize];
+                        (kind::DATA, (next() % 2) as u8, last(id), body)
+                    }
+                    _ => (kind::PRIORITY, 0, id, vec![0, 0, 0, 0, 16]),
+                };
+                input.extend_from_slice(&frame::header(payload.len() as u32, kind, flags, stream));
+                input.extend_from_slice(&payload);
+            }
+            if let Err(e) = exercise_h2(&mut hs, &input) {
+                panic!("round {round}: {e}");
+            }
+        }
     }
 }

@@ -184,6 +184,9 @@ pub struct Harness {
     notifier: Notifier,
     completions: Receiver<Completion>,
     stats: Arc<ReactorStats>,
+    /// HTTP/2 runs so far: each is a new connection generation, so a completion of a job
+    /// a closed run left behind is dropped as the reactor drops it.
+    h2_runs: u32,
     _poll: Poll,
 }
 
@@ -202,6 +205,7 @@ impl Harness {
             notifier: Notifier { tx, waker },
             completions,
             stats: registry.reactor(0),
+            h2_runs: 0,
             config,
             _poll: poll,
         })
