@@ -50,7 +50,7 @@ impl Harness {
         };
         let peer = ([127, 0, 0, 1], 9).into();
         let config = self.config.clone();
-        self.h2_runs = self.h2_runs.wrapping_add(1);
+        self.runs = self.runs.wrapping_add(1);
         let mut conn = H2Conn::new(stream, peer, io, Inbox::default(), &config, Instant::now());
         let mut closed = false;
         for c in chunks {
@@ -95,7 +95,7 @@ impl Harness {
                 turn_budget: TURN_BUDGET,
                 notifier: &self.notifier,
                 slot: 0,
-                generation: self.h2_runs,
+                generation: self.runs,
                 log: None,
                 stats: &self.stats,
                 handshakes: None,
@@ -115,7 +115,7 @@ impl Harness {
                         .completions
                         .recv_timeout(Duration::from_secs(30))
                         .map_err(|_| "a parked stream never got its completion")?;
-                    if c.generation == self.h2_runs {
+                    if c.generation == self.runs {
                         completion = Some(c);
                         break;
                     }

@@ -184,9 +184,9 @@ pub struct Harness {
     notifier: Notifier,
     completions: Receiver<Completion>,
     stats: Arc<ReactorStats>,
-    /// HTTP/2 runs so far: each is a new connection generation, so a completion of a job
-    /// a closed run left behind is dropped as the reactor drops it.
-    h2_runs: u32,
+    /// Runs so far: each is a new connection generation, so a completion of a job a closed
+    /// run left behind is dropped as the reactor drops it.
+    runs: u32,
     _poll: Poll,
 }
 
@@ -205,7 +205,7 @@ impl Harness {
             notifier: Notifier { tx, waker },
             completions,
             stats: registry.reactor(0),
-            h2_runs: 0,
+            runs: 0,
             config,
             _poll: poll,
         })
@@ -228,6 +228,7 @@ impl Harness {
         };
         let peer = ([127, 0, 0, 1], 9).into();
         let mut conn = Conn::new(stream, peer, false, Instant::now());
+        self.runs = self.runs.wrapping_add(1);
         let mut draining = false;
         let mut waiting: Option<Class> = None;
         let mut t = Transcript::default();
@@ -310,7 +311,7 @@ impl Harness {
                 turn_budget: TURN_BUDGET,
                 notifier: &self.notifier,
                 slot: 0,
-                generation: 1,
+                generation: self.runs,
                 log: None,
                 stats: &self.stats,
                 handshakes: None,
@@ -333,13 +334,20 @@ impl Harness {
                 Next::Wait(Class::KeepAlive, _) if !conn.is_bare() => {
                     return Err("an idle keep-alive connection kept its buffers".into());
                 }
-                Next::Wait(..) if conn.is_parked() => {
+                Next::Wait(..) if conn.is_parked() => loop {
                     let c = self
                         .completions
                         .recv_timeout(Duration::from_secs(30))
                         .map_err(|_| "a parked connection never got its completion")?;
-                    completion = Some(c);
-                }
+                    if c.generation == self.runs {
+                        completion = Some(c);
+                        break;
+                    }
+                    if c.sent.cold {
+                        // Its place is free, as the reactor counts it.
+                        self.cold.inflight = self.cold.inflight.saturating_sub(1);
+                    }
+                },
                 other => return Ok(other),
             }
         }
