@@ -24,7 +24,7 @@
 //! | folder | what it owns |
 //! |---|---|
 //! | `server`, `main` | threads, listening sockets, signals, reload |
-//! | `net/` | `reactor` (a Poll, its slab of connections, `timer`s), `conn` (one connection's phases: requests, body, parked, closing, lingering), `recv` (read buffer, readiness), `send` (writev + sendfile tail, budgets, `Transport`), `account` (counters, access-log lines), `listener`, `harness` (a reactor for one `conn` over an in-memory stream) |
+//! | `net/` | `reactor` (a Poll, its slab of connections, `timer`s), `conn` (one connection's phases: requests, body, parked, closing, lingering), `recv` (read buffer, readiness), `send` (writev + sendfile tail, budgets, `Transport`), `account` (counters, access-log lines), `listener`, `harness` (a reactor for one `conn`, or one `h2` connection, over an in-memory stream) |
 //! | `site/` | `Site` (per reactor and site: config, resolver, caches, rules, offload handle), `hosts` (`Sites`: the site a request's Host picks), `route` (request -> `Reply`), `files` (paths -> open files under the root), `cache` (the per-reactor open-file cache), `rules` (`[[headers]]`, `[[redirects]]`), `auth` (Basic auth; bcrypt on the pool), `autoindex` (listings) |
 //! | `upstream/` | the reverse proxy's other side: `Health` (passive health and per-server counters, atomics shared by a generation's reactors), `pool` (a reactor's upstream sockets in its own Poll, keep-alive pools, balancing), `request` (the upstream request re-serialised from the parsed head), `exchange` (one exchange's state machine, bounded buffers both ways); `net/conn/proxy` moves the client's bytes |
 //! | `offload/` | the rayon pool, its jobs (compression, listings, password checks), their shared cache; `codec` (gzip, zstd, br) |

@@ -217,3 +217,29 @@ fn an_interrupted_sendfile_is_retried_not_a_close() {
         assert_eq!(got, [(200, (2 << 20) + 4099), (200, 6)]);
     });
 }
+
+#[test]
+fn every_h2_seed_under_many_schedules() {
+    use vireo::net::harness::h2::exercise_h2;
+    // The HTTP/2 seeds: byte 0 has bit 7 set.
+    let h2: Vec<_> = seeds()
+        .into_iter()
+        .filter(|(_, d)| d.first().is_some_and(|f| f & 0x80 != 0))
+        .collect();
+    assert!(!h2.is_empty(), "h2 seeds went missing");
+    with_world(|hs| {
+        for (name, data) in &h2 {
+            let frames = data.get(9..).unwrap_or_default();
+            for flags in 0x80u8..0x84 {
+                for seed in 1u64..20 {
+                    let mut input = vec![flags];
+                    input.extend_from_slice(&seed.to_le_bytes());
+                    input.extend_from_slice(frames);
+                    if let Err(e) = exercise_h2(hs, &input) {
+                        panic!("{name} (flags {flags}, seed {seed}): {e}");
+                    }
+                }
+            }
+        }
+    });
+}

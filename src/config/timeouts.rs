@@ -1,5 +1,5 @@
 //! `[timeouts]`, and the one table of timeout classes: the four configurable ones plus
-//! the two fixed ones (lingering close, graceful drain). `net::timer` keeps a queue per
+//! the three fixed ones (lingering close, graceful drain, the HTTP/2 SETTINGS ACK). `net::timer` keeps a queue per
 //! class and `ops::metrics` counts expiries per class under its `name`; both size their
 //! arrays with `CLASSES`. The table lives here, below both, so neither uses the other.
 
@@ -29,10 +29,12 @@ pub enum TimeoutClass {
     /// A proxied request's upstream deadline (connect, send or read, per `[[upstream]]`):
     /// armed with the deadline itself as its start, the class's duration being zero.
     Upstream = 6,
+    /// HTTP/2: our SETTINGS must be acknowledged within this (RFC 9113 6.5.3).
+    SettingsAck = 7,
 }
 
 /// How many classes there are (the length of `TimeoutClass::ALL`).
-pub const CLASSES: usize = 7;
+pub const CLASSES: usize = 8;
 
 impl TimeoutClass {
     /// Every class, in discriminant order: `ALL[c as usize] == c`.
@@ -44,6 +46,7 @@ impl TimeoutClass {
         TimeoutClass::Linger,
         TimeoutClass::Drain,
         TimeoutClass::Upstream,
+        TimeoutClass::SettingsAck,
     ];
 
     /// The `kind` label of `vireo_timeouts_total`; for a configurable class also its key
@@ -57,9 +60,18 @@ impl TimeoutClass {
             TimeoutClass::Linger => "linger",
             TimeoutClass::Drain => "drain",
             TimeoutClass::Upstream => "upstream",
+            TimeoutClass::SettingsAck => "settings_ack",
         }
     }
 }
+
+/// Lingering close gives the client this long to finish sending.
+pub const LINGER: Duration = Duration::from_secs(5);
+/// During a graceful drain, idle keep-alive connections are closed after this grace (and
+/// an HTTP/2 connection sends its final GOAWAY at the latest this long after the first).
+pub const DRAIN_IDLE: Duration = Duration::from_secs(1);
+/// How long a peer has to acknowledge our HTTP/2 SETTINGS (nginx and sozu: 5 s too).
+pub const SETTINGS_ACK: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -90,6 +102,23 @@ pub struct Timeouts {
     pub body: Duration,
     pub send: Duration,
     pub shutdown: Duration,
+}
+
+impl Timeouts {
+    /// The duration of `class`: configured, or fixed.
+    pub fn of(&self, class: TimeoutClass) -> Duration {
+        match class {
+            TimeoutClass::Header => self.header,
+            TimeoutClass::KeepAlive => self.keepalive,
+            TimeoutClass::Body => self.body,
+            TimeoutClass::Send => self.send,
+            TimeoutClass::Linger => LINGER,
+            TimeoutClass::Drain => DRAIN_IDLE,
+            TimeoutClass::SettingsAck => SETTINGS_ACK,
+            // Armed with the deadline itself as its start.
+            TimeoutClass::Upstream => Duration::ZERO,
+        }
+    }
 }
 
 impl RawTimeouts {

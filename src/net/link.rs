@@ -74,7 +74,7 @@ impl Link {
     pub fn timeout(&mut self, class: Class, sites: &mut Sites, cx: &mut Cx) -> Next {
         match self {
             Link::H1(c) => c.timeout(class, sites, cx),
-            Link::H2(h) => h.timeout(class, cx),
+            Link::H2(h) => h.timeout(class, sites, cx),
             Link::Gone => Next::Close,
         }
     }

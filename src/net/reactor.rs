@@ -55,11 +55,6 @@ pub struct Setup {
     pub upstream_health: Arc<crate::upstream::Health>,
 }
 
-/// Lingering close gives the client this long to finish sending.
-const LINGER: Duration = Duration::from_secs(5);
-/// During a graceful drain, idle keep-alive connections are closed after this grace.
-const DRAIN_IDLE: Duration = Duration::from_secs(1);
-
 /// Messages from other threads, delivered through the channel + Waker.
 pub enum Msg {
     /// Stop accepting and finish in-flight responses (graceful), or stop now. `sweep`:
@@ -180,15 +175,7 @@ impl Reactor {
         let tls_from = config.listen.len();
         let site = Sites::new(config.clone(), offload, Some(registry))?;
         let t = &config.timeouts;
-        let mut durations = [Duration::ZERO; CLASSES];
-        durations[Class::Header as usize] = t.header;
-        durations[Class::KeepAlive as usize] = t.keepalive;
-        durations[Class::Body as usize] = t.body;
-        durations[Class::Send as usize] = t.send;
-        durations[Class::Linger as usize] = LINGER;
-        durations[Class::Drain as usize] = DRAIN_IDLE;
-        // Armed with the deadline as its start (`Class::Upstream`).
-        durations[Class::Upstream as usize] = Duration::ZERO;
+        let durations: [Duration; CLASSES] = Class::ALL.map(|c| t.of(c));
         let upstreams = crate::upstream::pool::Upstreams::new(
             Some(poll.registry().try_clone()?),
             config.upstreams.clone(),

@@ -260,7 +260,16 @@ mod tests {
 
     fn durations() -> [Duration; CLASSES] {
         let s = Duration::from_secs(1);
-        [s * 10, s * 75, s * 30, s * 30, s * 5, s, Duration::ZERO]
+        [
+            s * 10,
+            s * 75,
+            s * 30,
+            s * 30,
+            s * 5,
+            s,
+            Duration::ZERO,
+            s * 5,
+        ]
     }
 
     #[test]

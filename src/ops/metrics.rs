@@ -96,6 +96,18 @@ pub(super) fn sample(out: &mut String, name: &str, labels: &str, value: impl Dis
 
 type CounterOf = fn(&ReactorStats) -> &AtomicU64;
 type HistogramOf = fn(&ReactorStats) -> &Histogram;
+/// The counter of one label value (by index) of a labelled family.
+type LabelledOf = fn(&ReactorStats, usize) -> &AtomicU64;
+
+const H2_TRIP_NAMES: [&str; H2Trip::ALL.len()] = {
+    let mut n = [""; H2Trip::ALL.len()];
+    let mut i = 0;
+    while i < n.len() {
+        n[i] = H2Trip::ALL[i].name();
+        i += 1;
+    }
+    n
+};
 
 /// One reactor's counters.
 pub struct ReactorStats {
@@ -148,6 +160,79 @@ const GOAWAY_NAMES: [&str; GOAWAY_CODES] = [
     "UNKNOWN",
 ];
 
+/// HTTP/2 defences (`net::h2`), each counted by name when it trips.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum H2Trip {
+    /// Over 100 client RST_STREAMs in a second (CVE-2023-44487).
+    ResetRate,
+    /// Over 50 streams reset by the client before their response started.
+    EarlyResets,
+    /// Over 2 x max_concurrent_streams new streams in one read.
+    StreamsPerRead,
+    PingFlood,
+    SettingsFlood,
+    EmptyDataFlood,
+    WindowUpdateFlood,
+    /// A header block over its bytes or CONTINUATION frames (CVE-2024-27316).
+    HeaderBlock,
+    /// A decoded header list over SETTINGS_MAX_HEADER_LIST_SIZE (HPACK bomb).
+    HeaderList,
+    /// Our SETTINGS not acknowledged in time.
+    SettingsTimeout,
+    /// Reading paused: the output the peer asked for is over its cap.
+    OutCap,
+}
+
+impl H2Trip {
+    pub const ALL: [H2Trip; 11] = [
+        H2Trip::ResetRate,
+        H2Trip::EarlyResets,
+        H2Trip::StreamsPerRead,
+        H2Trip::PingFlood,
+        H2Trip::SettingsFlood,
+        H2Trip::EmptyDataFlood,
+        H2Trip::WindowUpdateFlood,
+        H2Trip::HeaderBlock,
+        H2Trip::HeaderList,
+        H2Trip::SettingsTimeout,
+        H2Trip::OutCap,
+    ];
+
+    /// The `defence` label of `vireo_h2_defence_trips_total`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            H2Trip::ResetRate => "reset_rate",
+            H2Trip::EarlyResets => "early_resets",
+            H2Trip::StreamsPerRead => "streams_per_read",
+            H2Trip::PingFlood => "ping_flood",
+            H2Trip::SettingsFlood => "settings_flood",
+            H2Trip::EmptyDataFlood => "empty_data_flood",
+            H2Trip::WindowUpdateFlood => "window_update_flood",
+            H2Trip::HeaderBlock => "header_block",
+            H2Trip::HeaderList => "header_list",
+            H2Trip::SettingsTimeout => "settings_timeout",
+            H2Trip::OutCap => "out_cap",
+        }
+    }
+}
+
+/// Frame types counted one by one (RFC 9113 6, and PRIORITY_UPDATE, RFC 9218 7.1); the
+/// rest share the last.
+const FRAME_NAMES: [&str; 12] = [
+    "DATA",
+    "HEADERS",
+    "PRIORITY",
+    "RST_STREAM",
+    "SETTINGS",
+    "PUSH_PROMISE",
+    "PING",
+    "GOAWAY",
+    "WINDOW_UPDATE",
+    "CONTINUATION",
+    "PRIORITY_UPDATE",
+    "UNKNOWN",
+];
+
 /// One reactor's HTTP/2 counters.
 #[derive(Default)]
 pub struct H2Stats {
@@ -163,12 +248,42 @@ pub struct H2Stats {
     pub goaways: [AtomicU64; GOAWAY_CODES],
     /// DATA payload bytes sent with sendfile (cleartext h2c).
     pub sendfile_bytes: AtomicU64,
+    /// Defence trips, by `H2Trip as usize`.
+    pub trips: [AtomicU64; H2Trip::ALL.len()],
+    /// Frames received, by `FRAME_NAMES` index.
+    pub frames: [AtomicU64; FRAME_NAMES.len()],
+    /// Flow-control stalls (DATA to send, no window): a stream's window, the connection's.
+    pub stream_stalls: AtomicU64,
+    pub connection_stalls: AtomicU64,
 }
 
 impl H2Stats {
     pub fn goaway(&self, code: u32) {
         let i = (code as usize).min(GOAWAY_CODES - 1);
         self.goaways[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn trip(&self, t: H2Trip) {
+        self.trips[t as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A frame of wire type `kind` arrived.
+    pub fn frame(&self, kind: u8) {
+        let i = match kind {
+            0..=9 => kind as usize,
+            0x10 => 10,
+            _ => 11,
+        };
+        self.frames[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A flow-control stall began: of a stream's window (`stream`) or the connection's.
+    pub fn stall(&self, stream: bool) {
+        let c = match stream {
+            true => &self.stream_stalls,
+            false => &self.connection_stalls,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -453,30 +568,56 @@ impl Registry {
                 sample(&mut out, name, &format!("reactor=\"{id}\""), load(get(s)));
             }
         }
-        family(
-            &mut out,
-            "vireo_timeouts_total",
-            "counter",
-            "Connections closed by a timeout, by kind.",
-        );
-        for (id, s) in &reactors {
-            for class in TimeoutClass::ALL {
-                let labels = format!("reactor=\"{id}\",kind=\"{}\"", class.name());
-                let v = load(&s.timeouts[class as usize]);
-                sample(&mut out, "vireo_timeouts_total", &labels, v);
-            }
-        }
-        family(
-            &mut out,
-            "vireo_h2_goaway_total",
-            "counter",
-            "HTTP/2 GOAWAY frames sent, by error code.",
-        );
-        for (id, s) in &reactors {
-            for (i, name) in GOAWAY_NAMES.iter().enumerate() {
-                let labels = format!("reactor=\"{id}\",code=\"{name}\"");
-                let v = load(&s.h2.goaways[i]);
-                sample(&mut out, "vireo_h2_goaway_total", &labels, v);
+        // Counter families with one label besides the reactor: (name, help, label, its
+        // values, the counter of the value at an index).
+        let kinds = TimeoutClass::ALL.map(TimeoutClass::name);
+        let labelled: [(&str, &str, &str, &[&str], LabelledOf); 5] = [
+            (
+                "vireo_timeouts_total",
+                "Connections closed by a timeout, by kind.",
+                "kind",
+                &kinds,
+                |s, i| &s.timeouts[i],
+            ),
+            (
+                "vireo_h2_goaway_total",
+                "HTTP/2 GOAWAY frames sent, by error code.",
+                "code",
+                &GOAWAY_NAMES,
+                |s, i| &s.h2.goaways[i],
+            ),
+            (
+                "vireo_h2_defence_trips_total",
+                "HTTP/2 defences tripped (budgets spent, bounds hit), by defence.",
+                "defence",
+                &H2_TRIP_NAMES,
+                |s, i| &s.h2.trips[i],
+            ),
+            (
+                "vireo_h2_frames_received_total",
+                "HTTP/2 frames received, by type.",
+                "type",
+                &FRAME_NAMES,
+                |s, i| &s.h2.frames[i],
+            ),
+            (
+                "vireo_h2_flow_control_stalls_total",
+                "Times HTTP/2 DATA waited for window, by whose window was shut.",
+                "window",
+                &["stream", "connection"],
+                |s, i| match i {
+                    0 => &s.h2.stream_stalls,
+                    _ => &s.h2.connection_stalls,
+                },
+            ),
+        ];
+        for (name, help, label, values, get) in labelled {
+            family(&mut out, name, "counter", help);
+            for (id, s) in &reactors {
+                for (i, v) in values.iter().enumerate() {
+                    let labels = format!("reactor=\"{id}\",{label}=\"{v}\"");
+                    sample(&mut out, name, &labels, load(get(s, i)));
+                }
             }
         }
         let hists: [(&str, &str, HistogramOf); 3] = [

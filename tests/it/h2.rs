@@ -328,6 +328,11 @@ struct Raw {
 
 impl Raw {
     fn connect(addr: SocketAddr) -> Raw {
+        Raw::connect_acking(addr, true)
+    }
+
+    /// `ack`: acknowledge the server's SETTINGS (sent ahead: they are the first frame).
+    fn connect_acking(addr: SocketAddr, ack: bool) -> Raw {
         let s = TcpStream::connect(addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(20)))
             .expect("timeout");
@@ -338,7 +343,9 @@ impl Raw {
         };
         let mut hello = PREFACE.to_vec();
         frame::write_settings(&mut hello, &[]);
-        frame::write_settings_ack(&mut hello);
+        if ack {
+            frame::write_settings_ack(&mut hello);
+        }
         r.send(&hello);
         r
     }
@@ -359,21 +366,7 @@ impl Raw {
         path: &str,
         extra: &[(&str, &str)],
     ) -> Vec<u8> {
-        let mut block = Vec::new();
-        self.hpack.begin(&mut block);
-        let fields = [
-            (":method", "GET"),
-            (":scheme", "http"),
-            (":authority", "t"),
-            (":path", path),
-        ];
-        for &(k, v) in fields.iter().chain(extra) {
-            self.hpack
-                .field(k.as_bytes(), v.as_bytes(), Indexing::Without, &mut block);
-        }
-        let mut out = Vec::new();
-        frame::write_headers(&mut out, stream, &block, end_stream, 16_384);
-        out
+        request_frame(&mut self.hpack, stream, end_stream, path, extra)
     }
 
     /// The next frame: (kind, flags, stream, payload); None once the server closed.
@@ -559,19 +552,11 @@ fn shutdown_sends_goaway_and_an_open_stream_still_completes() {
         }
     }
     s.server.signal(15);
-    let last = loop {
-        match r.frame() {
-            Some((k, _, _, p)) if k == kind::GOAWAY => {
-                break (
-                    u32::from_be_bytes([p[0], p[1], p[2], p[3]]),
-                    u32::from_be_bytes([p[4], p[5], p[6], p[7]]),
-                )
-            }
-            Some(_) => {}
-            None => panic!("closed without GOAWAY"),
-        }
-    };
-    assert_eq!(last, (1, 0), "GOAWAY(last stream 1, NO_ERROR)");
+    // Two GOAWAYs: every id first; the PING is not acked, so after a grace the real one.
+    assert_eq!(r.goaway_frame(), Some((0x7fff_ffff, 0)));
+    let t = std::time::Instant::now();
+    assert_eq!(r.goaway_frame(), Some((1, 0)), "GOAWAY(last 1, NO_ERROR)");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     frame::write_window_update(&mut b, 1, 1 << 30);
     frame::write_window_update(&mut b, 0, 1 << 30);
     r.send(&b);
@@ -815,4 +800,513 @@ fn an_idle_connection_gets_goaway_at_the_keepalive_timeout() {
     assert!(r.until(kind::DATA, 1).is_some(), "answered");
     assert_eq!(r.goaway(), Some(ErrorCode::NoError));
     assert!(r.frame().is_none(), "closed after the GOAWAY");
+}
+
+/// A GET request's HEADERS frame (`:authority` t, fields not indexed).
+fn request_frame(
+    hpack: &mut Encoder,
+    stream: u32,
+    end_stream: bool,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
+    let mut block = Vec::new();
+    hpack.begin(&mut block);
+    let fields = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "t"),
+        (":path", path),
+    ];
+    for &(k, v) in fields.iter().chain(extra) {
+        hpack.field(k.as_bytes(), v.as_bytes(), Indexing::Without, &mut block);
+    }
+    let mut out = Vec::new();
+    frame::write_headers(&mut out, stream, &block, end_stream, 16_384);
+    out
+}
+
+/// What one read of a raw connection gave.
+enum Got {
+    /// Its type and payload.
+    Frame(u8, Vec<u8>),
+    /// Nothing within the read timeout.
+    Quiet,
+    Closed,
+}
+
+impl Raw {
+    /// The next frame, or nothing within `within`.
+    fn next(&mut self, within: Duration) -> Got {
+        self.s.set_read_timeout(Some(within)).expect("timeout");
+        loop {
+            if let Some(h) = peek_header(&self.buf) {
+                if self.buf.len() >= h.frame_len() {
+                    let payload = self.buf[frame::HEADER_LEN..h.frame_len()].to_vec();
+                    self.buf.drain(..h.frame_len());
+                    return Got::Frame(h.kind, payload);
+                }
+            }
+            let mut b = [0u8; 65536];
+            match self.s.read(&mut b) {
+                Ok(0) => return Got::Closed,
+                Ok(n) => self.buf.extend_from_slice(&b[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Got::Quiet
+                }
+                Err(_) => return Got::Closed,
+            }
+        }
+    }
+
+    /// Frames until a GOAWAY: (last-stream-id, code); None once closed without one.
+    fn goaway_frame(&mut self) -> Option<(u32, u32)> {
+        let (_, p) = self.until(kind::GOAWAY, 0)?;
+        Some((be32(&p[0..4]), be32(&p[4..8])))
+    }
+
+    /// Frames until stream `id` ends (DATA or HEADERS with END_STREAM): DATA bytes seen.
+    fn body(&mut self, id: u32) -> usize {
+        let mut got = 0;
+        loop {
+            match self.frame() {
+                Some((k, f, i, p)) if i == id && (k == kind::DATA || k == kind::HEADERS) => {
+                    if k == kind::DATA {
+                        got += p.len();
+                    }
+                    if f & frame::flag::END_STREAM != 0 {
+                        return got;
+                    }
+                }
+                Some(_) => {}
+                None => panic!("closed before stream {id} ended ({got} bytes)"),
+            }
+        }
+    }
+}
+
+impl Raw {
+    /// Requests on streams 1, 3, 5, ... (`n` of them), each reset at once if `reset`.
+    fn burst(&mut self, n: u32, end_stream: bool, reset: bool) -> Vec<u8> {
+        let mut b = Vec::new();
+        for id in (0..n).map(|i| 1 + 2 * i) {
+            b.extend(self.headers(id, end_stream));
+            if reset {
+                frame::write_rst_stream(&mut b, id, ErrorCode::Cancel);
+            }
+        }
+        b
+    }
+
+    /// Every `pace` send what `tick` writes (given the round), reading meanwhile, until a
+    /// GOAWAY (its code) or the close (None); fails past 12 s. Also returns how long it
+    /// took and the DATA bytes seen.
+    fn paced_until_goaway(
+        &mut self,
+        pace: Duration,
+        mut tick: impl FnMut(&mut Vec<u8>, u64),
+    ) -> (Option<u32>, Duration, usize) {
+        let t = std::time::Instant::now();
+        let mut data = 0;
+        for n in 0u64.. {
+            assert!(
+                t.elapsed() < Duration::from_secs(12),
+                "still open after {:?} ({data} bytes of DATA)",
+                t.elapsed()
+            );
+            let mut b = Vec::new();
+            tick(&mut b, n);
+            self.send(&b);
+            let round = std::time::Instant::now();
+            while round.elapsed() < pace {
+                match self.next(pace / 4) {
+                    Got::Frame(k, p) if k == kind::GOAWAY => {
+                        return (Some(be32(&p[4..8])), t.elapsed(), data)
+                    }
+                    Got::Frame(k, p) if k == kind::DATA => data += p.len(),
+                    Got::Frame(..) | Got::Quiet => {}
+                    Got::Closed => return (None, t.elapsed(), data),
+                }
+            }
+        }
+        unreachable!()
+    }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
+#[test]
+fn a_peer_that_never_acks_our_settings_gets_settings_timeout() {
+    // The header timeout is longer: only the SETTINGS ACK deadline (5 s) can cut it.
+    let s = start("[timeouts]\nheader = \"30s\"\n", "");
+    let mut r = Raw::connect_acking(s.server.addr, false);
+    let t = std::time::Instant::now();
+    assert_eq!(r.goaway(), Some(ErrorCode::SettingsTimeout));
+    let took = t.elapsed();
+    assert!(
+        took > Duration::from_millis(4500) && took < Duration::from_secs(8),
+        "GOAWAY after {took:?}"
+    );
+    assert!(r.frame().is_none(), "closed after the GOAWAY");
+}
+
+#[test]
+fn more_new_streams_in_one_read_than_twice_max_concurrent_streams_is_calm() {
+    let s = start(
+        "[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        "max_concurrent_streams = 4\n",
+    );
+    // 8 = 2 x 4 requests in one write: four answered, four refused (the first four are
+    // still open while the read is handled), the connection goes on.
+    let mut r = Raw::connect(s.server.addr);
+    let b = r.burst(8, true, false);
+    r.send(&b);
+    let (mut answered, mut refused) = (0, 0);
+    while answered + refused < 8 {
+        match r.frame() {
+            Some((k, f, _, _)) if k == kind::DATA && f & frame::flag::END_STREAM != 0 => {
+                answered += 1
+            }
+            Some((k, _, _, p)) if k == kind::RST_STREAM => {
+                assert_eq!(be32(&p), ErrorCode::RefusedStream.to_u32());
+                refused += 1;
+            }
+            Some((k, ..)) => assert_ne!(k, kind::GOAWAY, "GOAWAY for 8 streams"),
+            None => panic!("closed: {answered} answered, {refused} refused"),
+        }
+    }
+    assert_eq!((answered, refused), (4, 4));
+    let b = r.headers(17, true);
+    r.send(&b);
+    assert_eq!(r.body(17), SMALL.len(), "served on");
+    // 9 in one write: one too many.
+    let mut r = Raw::connect(s.server.addr);
+    let b = r.burst(9, false, false);
+    r.send(&b);
+    assert_eq!(r.goaway(), Some(ErrorCode::EnhanceYourCalm));
+    let m = scrape(&s.server);
+    let trips = metric(
+        &m,
+        "vireo_h2_defence_trips_total",
+        "defence=\"streams_per_read\"",
+    );
+    assert_eq!(trips, 1, "{m}");
+    assert!(
+        metric(&m, "vireo_h2_frames_received_total", "type=\"HEADERS\"") >= 17,
+        "{m}"
+    );
+}
+
+#[test]
+fn streams_reset_before_their_response_are_bounded_per_connection() {
+    let s = start(
+        "[timeouts]\nkeepalive = \"2s\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        "",
+    );
+    // 60 streams answered, then reset: their responses had started, so only the
+    // per-second RST_STREAM budget (100) counts them.
+    let mut r = Raw::connect(s.server.addr);
+    let b = r.burst(60, true, true);
+    r.send(&b);
+    let t = std::time::Instant::now();
+    let code = r.goaway();
+    let took = t.elapsed();
+    assert_eq!(
+        code,
+        Some(ErrorCode::NoError),
+        "keepalive, not calm ({took:?})"
+    );
+    // 51 streams reset while their request was still open: one too many.
+    let mut r = Raw::connect(s.server.addr);
+    let b = r.burst(51, false, true);
+    r.send(&b);
+    assert_eq!(r.goaway(), Some(ErrorCode::EnhanceYourCalm));
+    let m = scrape(&s.server);
+    assert_eq!(
+        metric(
+            &m,
+            "vireo_h2_defence_trips_total",
+            "defence=\"early_resets\""
+        ),
+        1,
+        "{m}"
+    );
+    assert!(metric(&m, "vireo_h2_rapid_reset_total", "") >= 1, "{m}");
+}
+
+#[test]
+fn resets_past_100_a_second_are_calm() {
+    let s = start("", "");
+    let mut r = Raw::connect(s.server.addr);
+    let mut b = r.headers(1, true);
+    r.send(&b);
+    assert_eq!(r.body(1), SMALL.len());
+    // Resets of a stream long answered: only the rate counts them.
+    b.clear();
+    for _ in 0..150 {
+        frame::write_rst_stream(&mut b, 1, ErrorCode::Cancel);
+    }
+    r.send(&b);
+    assert_eq!(r.goaway(), Some(ErrorCode::EnhanceYourCalm));
+}
+
+/// A connection with stream 1 waiting for window (INITIAL_WINDOW_SIZE 0): its HEADERS
+/// have arrived, its DATA waits.
+fn stalled_stream(addr: SocketAddr) -> Raw {
+    let mut r = Raw::connect(addr);
+    let mut b = Vec::new();
+    frame::write_settings(
+        &mut b,
+        &[(vireo::http::h2::setting::INITIAL_WINDOW_SIZE, 0)],
+    );
+    b.extend(r.headers(1, true));
+    r.send(&b);
+    assert!(r.until(kind::HEADERS, 1).is_some(), "HEADERS of stream 1");
+    r
+}
+
+#[test]
+fn graceful_shutdown_goaway_is_two_step_and_a_stream_opened_between_is_served() {
+    let mut s = start("[timeouts]\nshutdown = \"20s\"\n", "");
+    let mut r = stalled_stream(s.server.addr);
+    s.server.signal(15);
+    // First: every stream id may still come, with a PING to time it.
+    assert_eq!(r.goaway_frame(), Some((0x7fff_ffff, 0)));
+    let (_, ping) = r.until(kind::PING, 0).expect("PING after the first GOAWAY");
+    // A stream the client opened before it saw the GOAWAY: served. Then the PING ACK.
+    let mut b = r.headers(3, true);
+    frame::write_ping(&mut b, true, ping[..8].try_into().expect("8 bytes"));
+    r.send(&b);
+    assert!(r.until(kind::HEADERS, 3).is_some(), "stream 3 answered");
+    // The real GOAWAY names stream 3; a stream after it is not served.
+    assert_eq!(r.goaway_frame(), Some((3, 0)));
+    let b = r.headers(5, true);
+    r.send(&b);
+    let mut b = Vec::new();
+    frame::write_window_update(&mut b, 1, 1 << 20);
+    frame::write_window_update(&mut b, 3, 1 << 20);
+    r.send(&b);
+    let mut got = [0usize; 2];
+    let mut ended = 0;
+    while ended < 2 {
+        match r.frame() {
+            Some((k, f, id, p)) if k == kind::DATA && (id == 1 || id == 3) => {
+                got[(id / 2) as usize] += p.len();
+                if f & frame::flag::END_STREAM != 0 {
+                    ended += 1;
+                }
+            }
+            Some((_, _, 5, _)) => panic!("stream 5 came after the real GOAWAY"),
+            Some(_) => {}
+            None => panic!("closed early: {got:?}"),
+        }
+    }
+    assert_eq!(got, [SMALL.len(), SMALL.len()]);
+    assert!(r.frame().is_none(), "closed once its streams ended");
+    assert!(s.server.wait_exit(Duration::from_secs(20)).is_some());
+}
+
+#[test]
+fn a_reload_keeps_an_open_h2_connection_serving() {
+    let mut s = start(
+        "[timeouts]\nshutdown = \"20s\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        "",
+    );
+    let mut r = stalled_stream(s.server.addr);
+    s.server.signal(1);
+    // The old reactor drains this connection as a shutdown does: the first GOAWAY and a
+    // PING; the client, not yet acking, opens stream 3 and is served.
+    assert_eq!(r.goaway_frame(), Some((0x7fff_ffff, 0)));
+    let (_, ping) = r.until(kind::PING, 0).expect("PING");
+    let mut b = r.headers(3, true);
+    frame::write_window_update(&mut b, 3, 1 << 20);
+    r.send(&b);
+    assert_eq!(r.body(3), SMALL.len(), "stream 3 served after the reload");
+    let mut b = Vec::new();
+    frame::write_ping(&mut b, true, ping[..8].try_into().expect("8 bytes"));
+    frame::write_window_update(&mut b, 1, 1 << 20);
+    r.send(&b);
+    assert_eq!(r.goaway_frame(), Some((3, 0)));
+    assert_eq!(r.body(1), SMALL.len(), "stream 1 finished after the reload");
+    assert!(r.frame().is_none(), "closed once its streams ended");
+    s.server.wait_reloads("ok", 1);
+    // The new generation serves h2 as before.
+    let mut r = Raw::connect(s.server.addr);
+    let b = r.headers(1, true);
+    r.send(&b);
+    assert_eq!(r.body(1), SMALL.len());
+    assert!(s.server.child.try_wait().expect("try_wait").is_none());
+}
+
+#[test]
+fn a_window_opened_a_byte_at_a_time_is_cut_at_the_send_timeout() {
+    let s = start(
+        "[timeouts]\nsend = \"1s\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        "",
+    );
+    let mut r = Raw::connect(s.server.addr);
+    let mut b = Vec::new();
+    frame::write_settings(
+        &mut b,
+        &[(vireo::http::h2::setting::INITIAL_WINDOW_SIZE, 0)],
+    );
+    b.extend(r.request(1, true, "/mid.bin", &[]));
+    r.send(&b);
+    // Every ~200 ms the window opens by one byte, and a new stream (stalled too: the
+    // initial window is 0) opens: neither is progress of stream 1.
+    let mut hpack = Encoder::new();
+    let (code, took, data) = r.paced_until_goaway(Duration::from_millis(200), |b, n| {
+        frame::write_window_update(b, 1, 1);
+        b.extend(request_frame(
+            &mut hpack,
+            3 + 2 * n as u32,
+            true,
+            "/mid.bin",
+            &[],
+        ));
+    });
+    assert_eq!(code, Some(0), "GOAWAY NO_ERROR");
+    assert!(took < Duration::from_secs(6), "cut after {took:?}");
+    assert!(data > 0 && data < 100, "{data} bytes of DATA");
+    let m = scrape(&s.server);
+    assert!(
+        metric(
+            &m,
+            "vireo_h2_flow_control_stalls_total",
+            "window=\"stream\""
+        ) >= 1,
+        "{m}"
+    );
+    assert!(
+        metric(&m, "vireo_timeouts_total", "kind=\"send\"") >= 1,
+        "{m}"
+    );
+}
+
+#[test]
+fn control_frames_do_not_keep_an_idle_connection_open() {
+    let s = start("[timeouts]\nkeepalive = \"1s\"\n", "");
+    let mut r = Raw::connect(s.server.addr);
+    let b = r.headers(1, true);
+    r.send(&b);
+    assert_eq!(r.body(1), SMALL.len());
+    // Idle now: a PING and an empty SETTINGS every 100 ms (within their budgets).
+    let (code, took, _) = r.paced_until_goaway(Duration::from_millis(100), |b, n| {
+        frame::write_ping(b, false, n.to_be_bytes());
+        frame::write_settings(b, &[]);
+    });
+    assert_eq!(code, Some(0), "GOAWAY NO_ERROR");
+    assert!(took < Duration::from_secs(4), "closed after {took:?}");
+}
+
+#[test]
+fn a_peer_that_never_reads_is_stopped_and_cut_at_the_send_timeout() {
+    let s = start(
+        "[timeouts]\nsend = \"4s\"\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        "",
+    );
+    let rss_before = rss_kib(s.server.child.id());
+    let sock =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    // A tiny receive window: the server's output backs up at once.
+    sock.set_recv_buffer_size(4096).expect("rcvbuf");
+    sock.connect(&s.server.addr.into()).expect("connect");
+    let mut c: TcpStream = sock.into();
+    // Shorter than the send timeout: a write that blocks this long means the server
+    // stopped reading while the connection was still open.
+    c.set_write_timeout(Some(Duration::from_secs(1)))
+        .expect("write timeout");
+    let mut hpack = Encoder::new();
+    let mut hello = PREFACE.to_vec();
+    frame::write_settings(
+        &mut hello,
+        &[(vireo::http::h2::setting::INITIAL_WINDOW_SIZE, 0x7fff_ffff)],
+    );
+    frame::write_settings_ack(&mut hello);
+    frame::write_window_update(&mut hello, 0, 0x7fff_ffff - 65_535);
+    for i in 0..50u64 {
+        frame::write_ping(&mut hello, false, i.to_be_bytes());
+    }
+    c.write_all(&hello).expect("hello");
+    // Requests for 10 MiB, ~400 bytes each (so one read holds fewer than 256 of them),
+    // never reading an answer.
+    let pad = "p".repeat(380);
+    let mut sent = 0usize;
+    let mut id = 1u32;
+    let mut blocked = None;
+    let t = std::time::Instant::now();
+    while sent < 64 << 20 && t.elapsed() < Duration::from_secs(20) {
+        let mut b = Vec::new();
+        for _ in 0..100 {
+            let mut block = Vec::new();
+            hpack.begin(&mut block);
+            for (k, v) in [
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":authority", "t"),
+                (":path", "/big.bin"),
+                ("x-pad", pad.as_str()),
+            ] {
+                hpack.field(k.as_bytes(), v.as_bytes(), Indexing::Without, &mut block);
+            }
+            frame::write_headers(&mut b, id, &block, true, 16_384);
+            id += 2;
+        }
+        match c.write_all(&b) {
+            Ok(()) => sent += b.len(),
+            Err(e) => {
+                blocked = Some(e.kind());
+                break;
+            }
+        }
+    }
+    // The writes blocked (the server stopped reading), or, on a slow machine where the
+    // client took longer than the send timeout to fill the buffers, the server cut it;
+    // either way after little more than the kernel's buffers (a server that reads on
+    // takes all 64 MiB, or 20 s of it).
+    use std::io::ErrorKind as K;
+    assert!(
+        matches!(
+            blocked,
+            Some(K::WouldBlock | K::TimedOut | K::ConnectionReset | K::BrokenPipe)
+        ),
+        "writes did not block: {blocked:?} after {sent} bytes"
+    );
+    assert!(
+        sent < 16 << 20,
+        "the server kept reading: {sent} bytes taken"
+    );
+    eprintln!("never-reader: {sent} bytes taken before the writes blocked");
+    // Cut by the send timeout, not by any budget.
+    let start_wait = std::time::Instant::now();
+    loop {
+        let m = scrape(&s.server);
+        if metric(&m, "vireo_connections_active", "") == 0 {
+            assert!(
+                metric(&m, "vireo_timeouts_total", "kind=\"send\"") >= 1,
+                "{m}"
+            );
+            assert_eq!(
+                metric(&m, "vireo_h2_goaway_total", "code=\"ENHANCE_YOUR_CALM\""),
+                0,
+                "{m}"
+            );
+            break;
+        }
+        assert!(
+            start_wait.elapsed() < Duration::from_secs(15),
+            "still connected: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let grown = rss_kib(s.server.child.id()).saturating_sub(rss_before);
+    assert!(grown < 32 << 10, "RSS grew by {grown} KiB");
+    drop(c);
 }

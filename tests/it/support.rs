@@ -412,6 +412,16 @@ pub fn get(addr: SocketAddr, path: &str) -> Response {
     Client::connect(addr).get(path)
 }
 
+/// VmRSS of a process, in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
 pub fn metrics_addr(s: &TestServer) -> std::net::SocketAddr {
     s.metrics.expect("metrics listener")
 }

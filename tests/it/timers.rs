@@ -5,15 +5,6 @@ use crate::support::*;
 use std::io::Write;
 use std::time::Duration;
 
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
-}
-
 /// `per_conn` keep-alive requests on each of 16 connections, every head in two segments.
 fn split_head_load(s: &TestServer, per_conn: usize) {
     let threads: Vec<_> = (0..16)

@@ -23,6 +23,16 @@
 //! asks for, PING or SETTINGS floods included, is stopped reading and then cut by the
 //! send timeout). Request bodies are dropped as they arrive (no route takes one).
 //!
+//! Deadlines: one per slot in the reactor's timers, so `wait` returns the nearest of the
+//! class the connection waits in (header, keep-alive, body, send) and the protocol's own:
+//! the SETTINGS ACK (`Class::SettingsAck`, 5 s) and, while draining, the final GOAWAY
+//! (`Class::Drain`, 1 s after the first). The send timer moves only on progress: bytes
+//! the socket takes while it is the bottleneck, or 16 KiB of DATA, or a finished stream;
+//! control frames never move any timer. Drain (shutdown, reload): GOAWAY(2^31-1) + PING,
+//! then on the ACK (or the grace) GOAWAY(last stream); streams opened in between are
+//! served. Rapid Reset: 100 RST_STREAM a second, 50 streams reset before their response,
+//! 2 x `max_concurrent_streams` new streams a read; each trip is counted by name.
+//!
 //! File bodies: each stream's file window is probed first (`net::body::Probe`, one turn's
 //! validity, as for HTTP/1.1); a cold one parks only that stream (`Phase::Cold`) while an
 //! I/O thread reads it in, under the same per-reactor cap (`MAX_COLD_JOBS`); siblings go
@@ -44,6 +54,7 @@ use crate::net::recv::{Inbox, Readiness};
 use crate::net::send::{interrupted, would_block, Transport};
 use crate::net::timer::{Class, Stamp};
 use crate::offload::{ColdTicket, JobError, Offload, Sent};
+use crate::ops::metrics::H2Trip;
 use crate::site::auth::Verdict;
 use crate::site::hosts::Sites;
 use crate::site::route::Answer;
@@ -67,8 +78,9 @@ const FILL_TARGET: usize = 64 << 10;
 pub const CONN_WINDOW: u32 = 16 << 20;
 /// Largest DATA payload we send.
 const DATA_FRAME: usize = 16_384;
-/// Our SETTINGS must be acknowledged within this (RFC 9113 6.5.3).
-const SETTINGS_ACK: Duration = Duration::from_secs(5);
+/// Our SETTINGS must be acknowledged within this (RFC 9113 6.5.3); also the reactor's
+/// `Class::SettingsAck`.
+const SETTINGS_ACK: Duration = crate::config::timeouts::SETTINGS_ACK;
 
 /// Per-second budgets of what a peer may make us do (sozu's and nginx's defaults, the
 /// WINDOW_UPDATE one raised: a client reading a large body sends many legitimately).
@@ -77,6 +89,20 @@ const MAX_PINGS: u32 = 100;
 const MAX_SETTINGS: u32 = 50;
 const MAX_EMPTY_DATA: u32 = 100;
 const MAX_CONN_WINDOW_UPDATES: u32 = 1000;
+/// Rapid Reset (CVE-2023-44487), beside the per-second RST_STREAM budget: at most this
+/// many times `max_concurrent_streams` new streams per read, and at most this many
+/// streams reset by the client before their response started, over the connection.
+const NEW_STREAMS_PER_READ: u32 = 2;
+const MAX_EARLY_RESETS: u32 = 50;
+/// A connection whose streams wait for window counts as alive only after this much DATA
+/// went out (or a stream finished) since the send timer last started: a peer that opens
+/// its window a byte at a time is cut at `timeouts.send`.
+const PROGRESS: u64 = 16 << 10;
+/// Graceful shutdown (as h2o): a first GOAWAY that still admits every stream id, with a
+/// PING; its ACK (or `timeouts::DRAIN_IDLE`) brings the real GOAWAY, so a stream the
+/// client opened while the first was in flight is still served.
+const ANNOUNCE_LAST: u32 = 0x7fff_ffff;
+const DRAIN_PING: [u8; 8] = *b"vireo-gw";
 
 mod sched;
 
@@ -149,6 +175,24 @@ impl Rates {
     }
 }
 
+/// The wire type of a decoded frame (`vireo_h2_frames_received_total`).
+fn type_of(f: &Frame) -> u8 {
+    use crate::http::h2::frame::kind;
+    match f {
+        Frame::Data { .. } => kind::DATA,
+        Frame::Headers { .. } => kind::HEADERS,
+        Frame::Priority { .. } => kind::PRIORITY,
+        Frame::RstStream { .. } => kind::RST_STREAM,
+        Frame::Settings { .. } => kind::SETTINGS,
+        Frame::Ping { .. } => kind::PING,
+        Frame::GoAway { .. } => kind::GOAWAY,
+        Frame::WindowUpdate { .. } => kind::WINDOW_UPDATE,
+        Frame::Continuation { .. } => kind::CONTINUATION,
+        Frame::PriorityUpdate { .. } => kind::PRIORITY_UPDATE,
+        Frame::Unknown { kind, .. } => *kind,
+    }
+}
+
 fn calm(why: &'static str) -> H2Error {
     H2Error::connection(ErrorCode::EnhanceYourCalm, why)
 }
@@ -181,6 +225,8 @@ struct State {
     send_window: i64,
     recv_window: i64,
     goaway_sent: bool,
+    /// Graceful shutdown: when the first GOAWAY (last-stream-id 2^31-1) and its PING went.
+    announced: Option<Stamp>,
     peer_goaway: bool,
     /// A connection error was answered with GOAWAY: flush it, then close.
     closing: bool,
@@ -194,9 +240,25 @@ struct State {
     /// The page cache is trusted (`open_file_cache.cold_reads = false`, or no pool).
     trust_cache: bool,
     rates: Rates,
+    /// New streams since the last read (at most `NEW_STREAMS_PER_READ` x max).
+    new_in_read: u32,
+    /// Streams the client reset before their response started.
+    early_resets: u32,
     accepted: Stamp,
     idle_since: Stamp,
     progress_since: Stamp,
+    /// What counts as progress since `progress_since`: bytes written while the socket
+    /// was the bottleneck, DATA sent (connection credit the peer granted, less what is
+    /// left), streams finished.
+    written: u64,
+    progress_written: u64,
+    socket_bound: bool,
+    granted: u64,
+    progress_data: u64,
+    finished: u64,
+    progress_finished: u64,
+    /// Wanting to send with no window: counted once per stall.
+    stalled: bool,
     limits: Limits,
 }
 
@@ -309,6 +371,7 @@ impl<S: Transport> H2Conn<S> {
                 send_window: i64::from(DEFAULT_WINDOW),
                 recv_window: i64::from(CONN_WINDOW),
                 goaway_sent: false,
+                announced: None,
                 peer_goaway: false,
                 closing: false,
                 rr: 0,
@@ -317,9 +380,19 @@ impl<S: Transport> H2Conn<S> {
                 early_prio: EarlyPrio::default(),
                 trust_cache: !config.open_file_cache.cold_reads,
                 rates: Rates::default(),
+                new_in_read: 0,
+                early_resets: 0,
                 accepted: stamp,
                 idle_since: stamp,
                 progress_since: stamp,
+                written: 0,
+                progress_written: 0,
+                socket_bound: false,
+                granted: u64::from(DEFAULT_WINDOW),
+                progress_data: 0,
+                finished: 0,
+                progress_finished: 0,
+                stalled: false,
                 limits: Limits {
                     max_request_line: l.max_request_line,
                     max_header_bytes: l.max_header_bytes,
@@ -354,18 +427,15 @@ impl<S: Transport> H2Conn<S> {
 
     /// Advance as far as the socket allows.
     pub fn drive(&mut self, sites: &mut Sites, cx: &mut Cx) -> Next {
-        if cx.draining && !self.st.goaway_sent && !self.st.closing {
-            // Graceful shutdown: no new streams; the open ones finish.
-            self.st.goaway(ErrorCode::NoError, b"shutdown", cx);
+        if cx.draining && self.st.announced.is_none() && !self.st.goaway_sent && !self.st.closing {
+            // Graceful shutdown: no new streams after the real GOAWAY; the open ones finish.
+            self.st.announce(cx);
         }
         if !self.st.acked
             && !self.st.closing
             && cx.now.saturating_duration_since(self.st.accepted.instant()) > SETTINGS_ACK
         {
-            self.st.fail(
-                H2Error::connection(ErrorCode::SettingsTimeout, "no SETTINGS ACK"),
-                cx,
-            );
+            self.st.settings_timeout(cx);
         }
         // A turn begins: last turn's page-cache probes hold no more.
         self.st.trust_cache |= sites.offload().is_none();
@@ -375,17 +445,23 @@ impl<S: Transport> H2Conn<S> {
                 t.probe.new_turn();
             }
         }
+        let timeouts = sites.config().timeouts.clone();
         let mut budget = cx.turn_budget;
         loop {
             let consumed = self.process(sites, cx);
             let pool = sites.offload().map(Arc::as_ref);
-            match self.st.flush(&mut self.stream, &mut budget, pool, cx) {
+            let flushed = self.st.flush(&mut self.stream, &mut budget, pool, cx);
+            self.st
+                .progress(matches!(flushed, Ok(Flushed::Blocked)), cx);
+            match flushed {
                 Err(e) => {
                     log::debug!("{}: h2 send: {e}", self.st.peer);
                     return Next::Close;
                 }
                 Ok(Flushed::Blocked) => {
-                    return Next::Wait(Class::Send, self.st.progress_since.instant())
+                    return self
+                        .st
+                        .wait_for(Class::Send, self.st.progress_since, &timeouts)
                 }
                 Ok(Flushed::Budget) => return Next::Yield,
                 Ok(Flushed::Done) => {}
@@ -413,7 +489,10 @@ impl<S: Transport> H2Conn<S> {
                     false,
                     &mut cx.spares.rx,
                 ) {
-                    Ok(true) => continue,
+                    Ok(true) => {
+                        self.st.new_in_read = 0;
+                        continue;
+                    }
                     Ok(false) => {}
                     Err(e) => {
                         log::debug!("{}: h2 read: {e}", self.st.peer);
@@ -424,7 +503,7 @@ impl<S: Transport> H2Conn<S> {
             if !self.rx.has_pending() {
                 self.rx.release(&mut cx.spares.rx);
             }
-            return self.st.wait();
+            return self.st.wait(&timeouts);
         }
     }
 
@@ -432,7 +511,12 @@ impl<S: Transport> H2Conn<S> {
     fn process(&mut self, sites: &mut Sites, cx: &mut Cx) -> bool {
         let mut consumed = false;
         loop {
-            if self.st.closing || self.st.out.len() - self.st.opos > OUT_CAP {
+            if self.st.closing {
+                return consumed;
+            }
+            if self.st.out.len() - self.st.opos > OUT_CAP {
+                // Not read on until the peer takes what it asked for (or the send timeout).
+                count(cx, |h| h.trip(H2Trip::OutCap));
                 return consumed;
             }
             let buf = self.rx.pending();
@@ -495,11 +579,22 @@ impl<S: Transport> H2Conn<S> {
         self.drive(sites, cx)
     }
 
-    /// The reactor's timer for `class` fired: say goodbye and close.
-    pub fn timeout(&mut self, class: Class, cx: &mut Cx) -> Next {
-        if !self.st.goaway_sent {
-            log::debug!("{}: h2 {class:?} timeout", self.st.peer);
-            self.st.goaway(ErrorCode::NoError, b"timeout", cx);
+    /// The reactor's timer for `class` fired: say goodbye and close (the SETTINGS ACK
+    /// deadline: GOAWAY SETTINGS_TIMEOUT; the drain grace: the real GOAWAY, then go on).
+    pub fn timeout(&mut self, class: Class, sites: &mut Sites, cx: &mut Cx) -> Next {
+        match class {
+            Class::SettingsAck if self.st.acked => return self.drive(sites, cx),
+            Class::SettingsAck => self.st.settings_timeout(cx),
+            Class::Drain if self.st.announced.is_some() && !self.st.goaway_sent => {
+                // No PING ACK within the grace: the real GOAWAY now.
+                self.st.goaway(ErrorCode::NoError, b"shutdown", cx);
+                return self.drive(sites, cx);
+            }
+            _ if !self.st.goaway_sent => {
+                log::debug!("{}: h2 {class:?} timeout", self.st.peer);
+                self.st.goaway(ErrorCode::NoError, b"timeout", cx);
+            }
+            _ => {}
         }
         let mut budget = 64 << 10;
         let _ = self.st.flush(&mut self.stream, &mut budget, None, cx);
@@ -533,28 +628,105 @@ impl State {
         self.out.len() - self.opos
     }
 
-    fn wait(&self) -> Next {
+    fn wait(&self, t: &crate::config::Timeouts) -> Next {
         let sending = self
             .streams
             .values()
             .any(|s| !matches!(s.phase, Phase::Body));
-        if sending {
+        let (class, since) = if sending {
             // Waiting for window or for a job: no progress for `timeouts.send` ends it.
-            return Next::Wait(Class::Send, self.progress_since.instant());
+            (Class::Send, self.progress_since)
+        } else if !self.streams.is_empty() {
+            (Class::Body, self.progress_since)
+        } else if self.opened == 0 {
+            (Class::Header, self.accepted)
+        } else {
+            // Only streams move this: control frames never keep an idle connection open.
+            (Class::KeepAlive, self.idle_since)
+        };
+        self.wait_for(class, since, t)
+    }
+
+    /// Wait in `class` from `since`, or for a protocol deadline that comes first: the
+    /// SETTINGS ACK, the final GOAWAY of a drain. A slot has one deadline at a time.
+    fn wait_for(&self, class: Class, since: Stamp, t: &crate::config::Timeouts) -> Next {
+        let at = |c: Class, s: Stamp| s.instant().checked_add(t.of(c));
+        let mut best = (class, since, at(class, since));
+        let mut consider = |c: Class, s: Stamp| {
+            let d = at(c, s);
+            if d.is_some_and(|d| best.2.is_none_or(|b| d < b)) {
+                best = (c, s, d);
+            }
+        };
+        if !self.acked && !self.closing {
+            consider(Class::SettingsAck, self.accepted);
         }
-        if !self.streams.is_empty() {
-            return Next::Wait(Class::Body, self.progress_since.instant());
+        if let (Some(a), false) = (self.announced, self.goaway_sent) {
+            consider(Class::Drain, a);
         }
-        if self.opened == 0 {
-            return Next::Wait(Class::Header, self.accepted.instant());
-        }
-        Next::Wait(Class::KeepAlive, self.idle_since.instant())
+        Next::Wait(best.0, best.1.instant())
     }
 
     fn goaway(&mut self, code: ErrorCode, debug: &[u8], cx: &Cx) {
         frame::write_goaway(&mut self.out, self.last_stream, code, debug);
         self.goaway_sent = true;
         count(cx, |h| h.goaway(code.to_u32()));
+    }
+
+    /// The first GOAWAY of a graceful shutdown, and the PING that times it.
+    fn announce(&mut self, cx: &Cx) {
+        frame::write_goaway(
+            &mut self.out,
+            ANNOUNCE_LAST,
+            ErrorCode::NoError,
+            b"shutdown",
+        );
+        frame::write_ping(&mut self.out, false, DRAIN_PING);
+        self.announced = Some(Stamp::of(cx.now));
+        count(cx, |h| h.goaway(ErrorCode::NoError.to_u32()));
+    }
+
+    fn settings_timeout(&mut self, cx: &mut Cx) {
+        count(cx, |h| h.trip(H2Trip::SettingsTimeout));
+        self.fail(
+            H2Error::connection(ErrorCode::SettingsTimeout, "no SETTINGS ACK"),
+            cx,
+        );
+    }
+
+    /// A budget is spent: counted by name, answered GOAWAY ENHANCE_YOUR_CALM.
+    fn trip(&self, t: H2Trip, why: &'static str, cx: &Cx) -> H2Error {
+        count(cx, |h| h.trip(t));
+        calm(why)
+    }
+
+    /// After a flush: move the send timer on if the connection made progress. Writes
+    /// count while the socket is the bottleneck (a slow reader is alive, as in
+    /// HTTP/1.1); otherwise only `PROGRESS` bytes of DATA or a finished stream do, so
+    /// neither control frames nor a window opened a byte at a time keep it alive.
+    fn progress(&mut self, blocked: bool, cx: &Cx) {
+        let data = self.granted.saturating_sub(self.send_window.max(0) as u64);
+        let moved = ((self.socket_bound || blocked) && self.written > self.progress_written)
+            || data >= self.progress_data + PROGRESS
+            || self.finished > self.progress_finished;
+        if moved {
+            self.progress_since = Stamp::of(cx.now);
+            self.progress_written = self.written;
+            self.progress_data = data;
+            self.progress_finished = self.finished;
+        }
+        self.socket_bound = blocked;
+        // Flow-control stalls: a stream, or the connection, with DATA to send and no
+        // window; counted when one starts.
+        let stall = self.streams.values().find_map(|s| match &s.phase {
+            Phase::Sending(o) if o.left() > 0 && self.send_window <= 0 => Some(false),
+            Phase::Sending(o) if o.left() > 0 && s.send_window <= 0 => Some(true),
+            _ => None,
+        });
+        if let (Some(stream), false) = (stall, self.stalled) {
+            count(cx, |h| h.stall(stream));
+        }
+        self.stalled = stall.is_some();
     }
 
     /// Answer an error: RST_STREAM for a stream error, GOAWAY and close for the rest.
@@ -638,7 +810,12 @@ impl State {
 
     fn on_frame(&mut self, f: Frame, sites: &mut Sites, cx: &mut Cx) -> Result<(), H2Error> {
         self.rates.tick(cx.now);
-        let step = self.asm.push(&f)?;
+        count(cx, |h| h.frame(type_of(&f)));
+        let step = self.asm.push(&f).inspect_err(|e| {
+            if e.code() == ErrorCode::EnhanceYourCalm {
+                count(cx, |h| h.trip(H2Trip::HeaderBlock));
+            }
+        })?;
         match step {
             Step::Pending => return Ok(()),
             Step::Block(b) => {
@@ -647,6 +824,9 @@ impl State {
                 let bad = match r {
                     Ok(()) => None,
                     Err(e) => {
+                        if e == hpack::HpackError::ListTooLarge {
+                            count(cx, |h| h.trip(H2Trip::HeaderList));
+                        }
                         let e = e.to_h2(id);
                         if e.is_connection() {
                             return Err(e);
@@ -676,8 +856,21 @@ impl State {
                 self.rates.resets += 1;
                 if self.rates.resets > MAX_RESETS {
                     count(cx, |h| h.rapid_resets.fetch_add(1, Ordering::Relaxed));
-                    return Err(calm("rapid reset"));
+                    return Err(self.trip(H2Trip::ResetRate, "rapid reset", cx));
                 }
+                let early = self
+                    .streams
+                    .get(&id)
+                    .is_some_and(|s| !matches!(s.phase, Phase::Sending(_)));
+                if early {
+                    self.early_resets += 1;
+                    if self.early_resets > MAX_EARLY_RESETS {
+                        count(cx, |h| h.rapid_resets.fetch_add(1, Ordering::Relaxed));
+                        let why = "streams reset before their response";
+                        return Err(self.trip(H2Trip::EarlyResets, why, cx));
+                    }
+                }
+                // A stream parked on a pool job goes now: its result will find no stream.
                 self.remove(id, cx);
                 Ok(())
             }
@@ -691,7 +884,7 @@ impl State {
             } => {
                 self.rates.settings += 1;
                 if self.rates.settings > MAX_SETTINGS {
-                    return Err(calm("SETTINGS flood"));
+                    return Err(self.trip(H2Trip::SettingsFlood, "SETTINGS flood", cx));
                 }
                 let old = self.theirs;
                 self.theirs.apply(payload)?;
@@ -717,12 +910,18 @@ impl State {
             Frame::Ping { ack: false, data } => {
                 self.rates.pings += 1;
                 if self.rates.pings > MAX_PINGS {
-                    return Err(calm("PING flood"));
+                    return Err(self.trip(H2Trip::PingFlood, "PING flood", cx));
                 }
                 frame::write_ping(&mut self.out, true, data);
                 Ok(())
             }
-            Frame::Ping { ack: true, .. } => Ok(()),
+            Frame::Ping { ack: true, data } => {
+                if data == DRAIN_PING && self.announced.is_some() && !self.goaway_sent {
+                    // The peer has seen our first GOAWAY: the real one.
+                    self.goaway(ErrorCode::NoError, b"shutdown", cx);
+                }
+                Ok(())
+            }
             Frame::GoAway { .. } => {
                 self.peer_goaway = true;
                 Ok(())
@@ -733,9 +932,11 @@ impl State {
             } => {
                 self.rates.window_updates += 1;
                 if self.rates.window_updates > MAX_CONN_WINDOW_UPDATES {
-                    return Err(calm("WINDOW_UPDATE flood"));
+                    let why = "WINDOW_UPDATE flood";
+                    return Err(self.trip(H2Trip::WindowUpdateFlood, why, cx));
                 }
                 self.send_window += i64::from(increment);
+                self.granted += u64::from(increment);
                 if self.send_window > i64::from(MAX_WINDOW) {
                     return Err(H2Error::connection(
                         ErrorCode::FlowControlError,
@@ -805,7 +1006,7 @@ impl State {
         if len == 0 && !end_stream {
             self.rates.empty_data += 1;
             if self.rates.empty_data > MAX_EMPTY_DATA {
-                return Err(calm("empty DATA flood"));
+                return Err(self.trip(H2Trip::EmptyDataFlood, "empty DATA flood", cx));
             }
         }
         let max_body = self.limits.max_body_bytes;
@@ -909,6 +1110,14 @@ impl State {
             ));
         }
         self.last_stream = id;
+        // Refused and ignored streams count too: each costs us a frame or a decode.
+        self.new_in_read += 1;
+        let per_read = NEW_STREAMS_PER_READ * self.ours.max_concurrent_streams.unwrap_or(128);
+        if self.new_in_read > per_read {
+            count(cx, |h| h.rapid_resets.fetch_add(1, Ordering::Relaxed));
+            let why = "too many new streams in one read";
+            return Err(self.trip(H2Trip::StreamsPerRead, why, cx));
+        }
         if self.goaway_sent {
             // After our GOAWAY new streams are not served (the client retries them).
             return Ok(());
@@ -937,7 +1146,11 @@ impl State {
         req.to_h1_head(&self.fields, &mut head);
         self.opened += 1;
         count(cx, |h| h.streams.fetch_add(1, Ordering::Relaxed));
-        self.progress_since = Stamp::of(cx.now);
+        if self.streams.is_empty() {
+            // The first stream of a busy spell starts the body and send timers; more
+            // streams beside a stalled one are no progress of its.
+            self.progress_since = Stamp::of(cx.now);
+        }
         // A PRIORITY_UPDATE that came first overrides the header (RFC 9218 7.1).
         let prio = self
             .early_prio
@@ -1098,6 +1311,7 @@ impl State {
 
     /// Our side of stream `id` ended; a client still sending is told to stop (8.1).
     fn finish(&mut self, id: u32, cx: &mut Cx) {
+        self.finished += 1;
         if self.streams.get(&id).is_some_and(|s| !s.remote_closed) {
             frame::write_rst_stream(&mut self.out, id, ErrorCode::NoError);
         }
@@ -1259,7 +1473,7 @@ impl State {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => {
                         *budget = budget.saturating_sub(n as u64);
-                        self.progress_since = Stamp::of(cx.now);
+                        self.written += n as u64;
                         if n < want && stream.short_write_fills() {
                             self.io.writable = false;
                         }

@@ -2,8 +2,10 @@
 //! for the connection fuzzer (`fuzz/fuzz_targets/connection.rs`) and the tests that replay
 //! its seeds. Input arrives in chunks split wherever the script says, the client's receive
 //! window opens and closes, timers fire, and `check` verifies the bytes that came back.
+//! `h2` does the same for an HTTP/2 connection (the fuzzer's mode with bit 7 of byte 0).
 
 mod check;
+pub mod h2;
 pub mod tls;
 
 use crate::config::Config;
@@ -184,6 +186,9 @@ pub struct Harness {
     notifier: Notifier,
     completions: Receiver<Completion>,
     stats: Arc<ReactorStats>,
+    /// Runs so far: each is a new connection generation, so a completion of a job a closed
+    /// run left behind is dropped as the reactor drops it.
+    runs: u32,
     _poll: Poll,
 }
 
@@ -207,6 +212,7 @@ impl Harness {
             notifier: Notifier { tx, waker },
             completions,
             stats: registry.reactor(0),
+            runs: 0,
             config,
             _poll: poll,
         })
@@ -229,6 +235,7 @@ impl Harness {
         };
         let peer = ([127, 0, 0, 1], 9).into();
         let mut conn = Conn::new(stream, peer, false, Instant::now());
+        self.runs = self.runs.wrapping_add(1);
         let mut draining = false;
         let mut waiting: Option<Class> = None;
         let mut t = Transcript::default();
@@ -311,7 +318,7 @@ impl Harness {
                 turn_budget: TURN_BUDGET,
                 notifier: &self.notifier,
                 slot: 0,
-                generation: 1,
+                generation: self.runs,
                 log: None,
                 stats: &self.stats,
                 handshakes: None,
@@ -335,13 +342,20 @@ impl Harness {
                 Next::Wait(Class::KeepAlive, _) if !conn.is_bare() => {
                     return Err("an idle keep-alive connection kept its buffers".into());
                 }
-                Next::Wait(..) if conn.is_parked() => {
+                Next::Wait(..) if conn.is_parked() => loop {
                     let c = self
                         .completions
                         .recv_timeout(Duration::from_secs(30))
                         .map_err(|_| "a parked connection never got its completion")?;
-                    completion = Some(c);
-                }
+                    if c.generation == self.runs {
+                        completion = Some(c);
+                        break;
+                    }
+                    if c.sent.cold {
+                        // Its place is free, as the reactor counts it.
+                        self.cold.inflight = self.cold.inflight.saturating_sub(1);
+                    }
+                },
                 other => return Ok(other),
             }
         }
@@ -425,6 +439,23 @@ pub fn world(dir: &std::path::Path) -> io::Result<Vec<Harness>> {
         .collect()
 }
 
+/// A fuzz input's layout: byte 0 (flags), bytes 1..9 seeding the schedule (an xorshift64*
+/// generator), the rest the payload. None for an empty input.
+fn layout(data: &[u8]) -> Option<(u8, impl FnMut() -> u64, &[u8])> {
+    let (&flags, rest) = data.split_first()?;
+    let (seed, payload) = rest.split_at(rest.len().min(8));
+    let mut s = [0u8; 8];
+    s[..seed.len()].copy_from_slice(seed);
+    let mut rng = u64::from_le_bytes(s) | 1;
+    let next = move || {
+        rng ^= rng >> 12;
+        rng ^= rng << 25;
+        rng ^= rng >> 27;
+        rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    };
+    Some((flags, next, payload))
+}
+
 /// One fuzz input: byte 0 picks the configuration (bits 0-1) and allows timers (bit 2) and a
 /// drain (bit 3); bytes 1..9 seed the schedule (where the input splits, how much the client
 /// reads between writes, where a signal interrupts a syscall); the rest is what the client
@@ -432,19 +463,8 @@ pub fn world(dir: &std::path::Path) -> io::Result<Vec<Harness>> {
 /// half-close, answers with responses that pass `Harness::check`, and, when no timer or
 /// drain interfered, sends exactly what it sends for the same bytes arriving in one piece.
 pub fn exercise(harnesses: &mut [Harness], data: &[u8]) -> Result<(), String> {
-    let Some((&flags, rest)) = data.split_first() else {
+    let Some((flags, mut next, payload)) = layout(data) else {
         return Ok(());
-    };
-    let (seed, payload) = rest.split_at(rest.len().min(8));
-    let mut s = [0u8; 8];
-    s[..seed.len()].copy_from_slice(seed);
-    let mut rng = u64::from_le_bytes(s) | 1;
-    let mut next = move || {
-        // xorshift64*
-        rng ^= rng >> 12;
-        rng ^= rng << 25;
-        rng ^= rng >> 27;
-        rng.wrapping_mul(0x2545_f491_4f6c_dd1d)
     };
     let h = &mut harnesses[flags as usize % harnesses.len()];
     let mut steps = Vec::new();
