@@ -381,6 +381,8 @@ impl Raw {
             }
             let mut b = [0u8; 65536];
             match self.s.read(&mut b) {
+                // A signal to the test process is not the server closing.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&b[..n]),
             }
@@ -851,6 +853,7 @@ impl Raw {
             match self.s.read(&mut b) {
                 Ok(0) => return Got::Closed,
                 Ok(n) => self.buf.extend_from_slice(&b[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e)
                     if matches!(
                         e.kind(),
