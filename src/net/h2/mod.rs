@@ -861,7 +861,7 @@ impl State {
                 let early = self
                     .streams
                     .get(&id)
-                    .is_some_and(|s| !matches!(s.phase, Phase::Sending(_)));
+                    .is_some_and(|s| matches!(s.phase, Phase::Body | Phase::Parked(_)));
                 if early {
                     self.early_resets += 1;
                     if self.early_resets > MAX_EARLY_RESETS {
