@@ -25,6 +25,8 @@ pub struct Request<'a> {
     pub referer: Option<&'a [u8]>,
     pub user_agent: Option<&'a [u8]>,
     pub started: Instant,
+    /// The HTTP/2 stream id (0: HTTP/1.x).
+    pub stream: u32,
 }
 
 impl<'a> Request<'a> {
@@ -43,6 +45,7 @@ impl<'a> Request<'a> {
             referer: head.referer.map(|s| s.get(buf)),
             user_agent: head.user_agent.map(|s| s.get(buf)),
             started,
+            stream: 0,
         }
     }
 
@@ -57,6 +60,7 @@ impl<'a> Request<'a> {
             referer: self.referer.map(<[u8]>::to_vec),
             user_agent: self.user_agent.map(<[u8]>::to_vec),
             started: self.started,
+            stream: self.stream,
         })
     }
 }
@@ -70,6 +74,7 @@ pub struct Owned {
     referer: Option<Vec<u8>>,
     user_agent: Option<Vec<u8>>,
     started: Instant,
+    stream: u32,
 }
 
 impl Owned {
@@ -87,6 +92,7 @@ impl Owned {
             referer: self.referer.as_deref(),
             user_agent: self.user_agent.as_deref(),
             started: self.started,
+            stream: self.stream,
         }
     }
 }
@@ -116,6 +122,7 @@ pub fn response(
             user_agent: request.and_then(|r| r.user_agent),
             started: request.map_or(started, |r| r.started),
             tls: cx.tls,
+            stream: request.map_or(0, |r| r.stream),
         };
         log.log(&entry, at);
     }

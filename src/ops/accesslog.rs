@@ -118,6 +118,8 @@ pub struct Entry<'a> {
     pub started: Instant,
     /// TLS version and cipher suite on a TLS connection.
     pub tls: Option<(&'static str, &'static str)>,
+    /// The HTTP/2 stream id (JSON `stream`, written for HTTP/2 only); 0 for HTTP/1.x.
+    pub stream: u32,
 }
 
 /// A reactor's side of the log.
@@ -235,6 +237,10 @@ impl AccessLog {
                     b.extend_from_slice(n.format(*status).as_bytes());
                     b.extend_from_slice(b",\"upstream_time_us\":");
                     b.extend_from_slice(n.format(*us).as_bytes());
+                }
+                if e.stream != 0 {
+                    b.extend_from_slice(b",\"stream\":");
+                    b.extend_from_slice(n.format(e.stream).as_bytes());
                 }
                 b.extend_from_slice(b",\"reactor\":");
                 b.extend_from_slice(n.format(self.reactor).as_bytes());
@@ -385,6 +391,7 @@ mod tests {
             user_agent: Some(b"curl/8 \xff"),
             started: Instant::now(),
             tls: None,
+            stream: 0,
         }
     }
 

@@ -1313,3 +1313,79 @@ fn a_peer_that_never_reads_is_stopped_and_cut_at_the_send_timeout() {
     assert!(grown < 32 << 10, "RSS grew by {grown} KiB");
     drop(c);
 }
+
+#[test]
+fn the_json_access_log_names_each_streams_id() {
+    let mut s = start("[log]\naccess = \"access.json\"\nformat = \"json\"\n", "");
+    let (rs, _) = get_all(
+        &s,
+        true,
+        None,
+        &[
+            req("/small.txt", "https", &[]),
+            req("/mid.bin", "https", &[]),
+        ],
+    );
+    assert_eq!((rs[0].status, rs[1].status), (200, 200));
+    s.server.signal(15);
+    assert!(s.server.wait_exit(Duration::from_secs(20)).is_some());
+    let log = std::fs::read_to_string(s.server.dir.path().join("access.json")).expect("log");
+    // The client opens streams 1 and 3, in request order.
+    let line = |uri: &str| {
+        log.lines()
+            .find(|l| l.contains(&format!("\"uri\":\"{uri}\"")))
+            .unwrap_or_else(|| panic!("no line for {uri}: {log}"))
+            .to_string()
+    };
+    assert!(line("/small.txt").contains("\"stream\":1,"), "{log}");
+    assert!(line("/mid.bin").contains("\"stream\":3,"), "{log}");
+    assert!(
+        line("/mid.bin").contains("\"protocol\":\"HTTP/2.0\""),
+        "{log}"
+    );
+}
+
+/// Redirects, auth, the site chosen by `:authority` and a refused method, over h2: the
+/// same `Site::respond` as HTTP/1.1.
+#[test]
+fn redirects_auth_sites_and_methods_over_h2() {
+    let top = "[[redirects]]\nfrom = \"/old.txt\"\nto = \"/small.txt\"\n\
+               [[auth]]\npath = \"/private/\"\nrealm = \"p\"\nhtpasswd = \"p.htpasswd\"\n\
+               [[site]]\nhosts = [\"other.test\"]\nroot = \"other\"\n";
+    let s = TestServer::start_tls(&format!("{top}\n[http2]\ncleartext = true\n"), "", |root| {
+        files(root);
+        let dir = root.parent().expect("parent");
+        std::fs::create_dir_all(root.join("private")).expect("mkdir");
+        std::fs::write(root.join("private/x.txt"), b"secret\n").expect("write");
+        let line = format!("u:{}\n", bcrypt::hash("pw", 4).expect("hash"));
+        std::fs::write(dir.join("p.htpasswd"), line).expect("write htpasswd");
+        std::fs::create_dir_all(dir.join("other")).expect("mkdir");
+        std::fs::write(dir.join("other/small.txt"), b"the other site\n").expect("write");
+    });
+    // "u:pw"
+    let basic = "Basic dTpwdw==";
+    let reqs = [
+        req("/old.txt", "https", &[]),
+        req("/private/x.txt", "https", &[]),
+        req("/private/x.txt", "https", &[("authorization", basic)]),
+        "{\"path\": \"/small.txt\", \"authority\": \"other.test\"}".to_string(),
+        "{\"path\": \"/small.txt\", \"method\": \"DELETE\"}".to_string(),
+        req("/small.txt", "https", &[]),
+    ];
+    let (rs, _) = get_all(&s, true, None, &reqs);
+    assert_eq!(rs[0].status, 301);
+    assert_eq!(rs[0].header("location"), Some("/small.txt"));
+    assert_eq!(rs[1].status, 401);
+    assert!(rs[1]
+        .header("www-authenticate")
+        .is_some_and(|v| v.contains("realm=\"p\"")));
+    assert_eq!((rs[2].status, rs[2].len), (200, 7));
+    assert_eq!(
+        (rs[3].status, rs[3].len),
+        (200, 15),
+        "other.test's own file"
+    );
+    assert_eq!(rs[4].status, 405);
+    assert!(rs[4].header("allow").is_some_and(|v| v.contains("GET")));
+    assert_eq!((rs[5].status, rs[5].len), (200, SMALL.len()));
+}

@@ -1235,6 +1235,7 @@ impl State {
         };
         let req = account::Request {
             protocol: b"HTTP/2.0",
+            stream: id,
             ..account::Request::of(&head, &buf, started, slot)
         };
         match parked {
