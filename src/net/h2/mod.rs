@@ -8,6 +8,8 @@
 //!    -> frames decoded from the read buffer (`http::h2::frame::Decoder`)
 //!    -> HEADERS(+CONTINUATION) -> HPACK -> validate -> stream (Body: request DATA
 //!       dropped, credited back) -> END_STREAM -> Site::respond
+//!          -> "proxy to X" (routed at HEADERS when a body follows): the stream's own
+//!             exchange (`proxy`), pumped on upstream events, its DATA in `sched` too
 //!          -> reply now: HEADERS queued, DATA framed later within the windows
 //!          -> a pool job: only this stream parks (Parked); the completion comes back
 //!             under (slot | stream id << 32, generation) and finds it by its id
@@ -21,7 +23,8 @@
 //! streams each holding its HTTP/1.1 head (at most `limits.max_header_bytes`), and the
 //! output buffer stops taking input past `OUT_CAP` (a peer that does not read what it
 //! asks for, PING or SETTINGS floods included, is stopped reading and then cut by the
-//! send timeout). Request bodies are dropped as they arrive (no route takes one).
+//! send timeout). Request bodies are dropped as they arrive, except a proxied stream's:
+//! relayed upstream, its window reopened only as the upstream takes them (`proxy`).
 //!
 //! Deadlines: one per slot in the reactor's timers, so `wait` returns the nearest of the
 //! class the connection waits in (header, keep-alive, body, send) and the protocol's own:
