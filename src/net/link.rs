@@ -99,9 +99,14 @@ impl Link {
         }
     }
 
-    /// An HTTP/1.1 request is being relayed to an upstream (`Conn::on_close` frees it).
+    /// A request (or an HTTP/2 stream) is being relayed to an upstream (`on_close` frees
+    /// its upstream connection).
     pub fn is_proxying(&self) -> bool {
-        matches!(self, Link::H1(c) if c.is_proxying())
+        match self {
+            Link::H1(c) => c.is_proxying(),
+            Link::H2(h) => h.is_proxying(),
+            _ => false,
+        }
     }
 
     pub fn is_metrics(&self) -> bool {

@@ -271,7 +271,10 @@ impl Reactor {
                         event.is_read_closed(),
                         event.is_error(),
                     );
-                    if let Some((slot, generation)) = owner {
+                    if let Some((owner, generation)) = owner {
+                        // An HTTP/2 stream's exchange names its stream in the upper half
+                        // (`net::h2::proxy`): the connection pumps its streams itself.
+                        let slot = owner & (u32::MAX as usize);
                         if self
                             .conns
                             .get(slot)

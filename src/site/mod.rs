@@ -180,8 +180,8 @@ impl Site {
                     Started::Now(autoindex::error_reply(503))
                 }
             }
-            // Only HTTP/1.1 connections relay to upstreams so far: any other caller
-            // (HTTP/2) answers 502 instead of blocking.
+            // HTTP/1.1 and HTTP/2 connections start their exchanges themselves (before
+            // this): any other caller answers 502 instead of blocking.
             Job::Proxy { .. } => Started::Now(Reply {
                 close: false,
                 ..Reply::error(502)

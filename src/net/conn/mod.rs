@@ -59,6 +59,10 @@ mod busy;
 mod proxy;
 mod requests;
 
+// HTTP/2 streams build their exchanges the same way (`net::h2::proxy`).
+pub(crate) use proxy::begin as begin_proxy;
+pub(crate) use requests::proxy_hash;
+
 use busy::{busy, pending, Peer};
 pub use busy::{Busy, Spares};
 

@@ -32,7 +32,7 @@ pub(super) struct Proxying {
 
 /// Build the exchange for `rule`: the re-serialised head, the body framing. Err: the
 /// status to answer instead.
-pub(super) fn begin(
+pub(crate) fn begin(
     head: &request::RequestHead,
     buf: &[u8],
     config: &crate::config::Config,

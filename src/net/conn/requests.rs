@@ -261,7 +261,7 @@ impl<S: Transport> Conn<S> {
 }
 
 /// The key `balance = "hash"` picks a server by (`[[upstream]] hash`).
-fn proxy_hash(
+pub(crate) fn proxy_hash(
     head: &request::RequestHead,
     buf: &[u8],
     config: &crate::config::Config,

@@ -8,6 +8,8 @@
 //!    -> frames decoded from the read buffer (`http::h2::frame::Decoder`)
 //!    -> HEADERS(+CONTINUATION) -> HPACK -> validate -> stream (Body: request DATA
 //!       dropped, credited back) -> END_STREAM -> Site::respond
+//!          -> "proxy to X" (routed at HEADERS when a body follows): the stream's own
+//!             exchange (`proxy`), pumped on upstream events, its DATA in `sched` too
 //!          -> reply now: HEADERS queued, DATA framed later within the windows
 //!          -> a pool job: only this stream parks (Parked); the completion comes back
 //!             under (slot | stream id << 32, generation) and finds it by its id
@@ -21,7 +23,8 @@
 //! streams each holding its HTTP/1.1 head (at most `limits.max_header_bytes`), and the
 //! output buffer stops taking input past `OUT_CAP` (a peer that does not read what it
 //! asks for, PING or SETTINGS floods included, is stopped reading and then cut by the
-//! send timeout). Request bodies are dropped as they arrive (no route takes one).
+//! send timeout). Request bodies are dropped as they arrive, except a proxied stream's:
+//! relayed upstream, its window reopened only as the upstream takes them (`proxy`).
 //!
 //! Deadlines: one per slot in the reactor's timers, so `wait` returns the nearest of the
 //! class the connection waits in (header, keep-alive, body, send) and the protocol's own:
@@ -104,6 +107,7 @@ const PROGRESS: u64 = 16 << 10;
 const ANNOUNCE_LAST: u32 = 0x7fff_ffff;
 const DRAIN_PING: [u8; 8] = *b"vireo-gw";
 
+mod proxy;
 mod sched;
 
 /// Where a stream's response is.
@@ -117,6 +121,8 @@ enum Phase {
     /// An I/O thread reads the next window of its file in; nothing of it is framed until
     /// then (a reset cancels the ticket).
     Cold(Tail, Arc<ColdTicket>),
+    /// Relayed to an upstream (`proxy`): request DATA up, response HEADERS and DATA down.
+    Proxy(Box<proxy::H2Proxy>),
 }
 
 /// A DATA frame whose header is in `out` (ending at `at`) and whose payload follows it
@@ -237,6 +243,11 @@ struct State {
     ids: Vec<u32>,
     /// The payload of the DATA frame whose header ends `out` (cleartext sendfile).
     file_frame: Option<FileFrame>,
+    /// Scratch list of the proxied streams (`proxy::pump_proxies`).
+    proxy_ids: Vec<u32>,
+    /// DATA of a proxied stream was framed since the last pump: its upstream may be
+    /// read on.
+    proxy_took: bool,
     /// The page cache is trusted (`open_file_cache.cold_reads = false`, or no pool).
     trust_cache: bool,
     rates: Rates,
@@ -377,6 +388,8 @@ impl<S: Transport> H2Conn<S> {
                 rr: 0,
                 ids: Vec::new(),
                 file_frame: None,
+                proxy_ids: Vec::new(),
+                proxy_took: false,
                 early_prio: EarlyPrio::default(),
                 trust_cache: !config.open_file_cache.cold_reads,
                 rates: Rates::default(),
@@ -425,6 +438,14 @@ impl<S: Transport> H2Conn<S> {
             .any(|s| matches!(s.phase, Phase::Parked(_) | Phase::Cold(..)))
     }
 
+    /// A stream is relayed to an upstream (its connection is closed with the stream).
+    pub fn is_proxying(&self) -> bool {
+        self.st
+            .streams
+            .values()
+            .any(|s| matches!(s.phase, Phase::Proxy(_)))
+    }
+
     /// Advance as far as the socket allows.
     pub fn drive(&mut self, sites: &mut Sites, cx: &mut Cx) -> Next {
         if cx.draining && self.st.announced.is_none() && !self.st.goaway_sent && !self.st.closing {
@@ -449,6 +470,8 @@ impl<S: Transport> H2Conn<S> {
         let mut budget = cx.turn_budget;
         loop {
             let consumed = self.process(sites, cx);
+            self.st.proxy_took = false;
+            let moved = self.st.pump_proxies(sites, cx);
             let pool = sites.offload().map(Arc::as_ref);
             let flushed = self.st.flush(&mut self.stream, &mut budget, pool, cx);
             self.st
@@ -472,7 +495,7 @@ impl<S: Transport> H2Conn<S> {
             if self.st.peer_goaway && self.st.streams.is_empty() {
                 return Next::Close;
             }
-            if consumed {
+            if consumed || moved || self.st.proxy_took {
                 continue;
             }
             if self.st.io.eof {
@@ -585,6 +608,11 @@ impl<S: Transport> H2Conn<S> {
         match class {
             Class::SettingsAck if self.st.acked => return self.drive(sites, cx),
             Class::SettingsAck => self.st.settings_timeout(cx),
+            Class::Upstream => {
+                // An exchange's deadline: that stream alone answers 504 (or is reset).
+                self.st.proxy_timeouts(sites, cx);
+                return self.drive(sites, cx);
+            }
             Class::Drain if self.st.announced.is_some() && !self.st.goaway_sent => {
                 // No PING ACK within the grace: the real GOAWAY now.
                 self.st.goaway(ErrorCode::NoError, b"shutdown", cx);
@@ -606,6 +634,7 @@ impl<S: Transport> H2Conn<S> {
         let peer = self.st.peer;
         for (_, s) in std::mem::take(&mut self.st.streams) {
             match s.phase {
+                Phase::Proxy(p) => proxy::on_gone(p, &self.st, cx),
                 Phase::Parked(w) => account::deferred(cx, peer, w.site(), s.log.as_deref(), 499, 0),
                 // No socket was lent to a read-in: nothing outlives the connection.
                 Phase::Cold(_, ticket) => {
@@ -629,13 +658,25 @@ impl State {
     }
 
     fn wait(&self, t: &crate::config::Timeouts) -> Next {
-        let sending = self
-            .streams
-            .values()
-            .any(|s| !matches!(s.phase, Phase::Body));
+        let sending = self.streams.values().any(|s| match &s.phase {
+            Phase::Body => false,
+            Phase::Proxy(p) => p.to_client(),
+            _ => true,
+        });
+        let body = self.streams.values().any(|s| match &s.phase {
+            Phase::Body => true,
+            Phase::Proxy(p) => p.wants_body(),
+            _ => false,
+        });
+        let upstream = self.proxy_deadline();
         let (class, since) = if sending {
             // Waiting for window or for a job: no progress for `timeouts.send` ends it.
             (Class::Send, self.progress_since)
+        } else if body {
+            (Class::Body, self.progress_since)
+        } else if let Some(d) = upstream {
+            // Only upstreams are awaited: their deadlines (`wait_for`) alone.
+            (Class::Upstream, Stamp::of(d))
         } else if !self.streams.is_empty() {
             (Class::Body, self.progress_since)
         } else if self.opened == 0 {
@@ -663,6 +704,10 @@ impl State {
         }
         if let (Some(a), false) = (self.announced, self.goaway_sent) {
             consider(Class::Drain, a);
+        }
+        // Each proxied stream's exchange has its own deadline; the nearest counts.
+        if let Some(d) = self.proxy_deadline() {
+            consider(Class::Upstream, Stamp::of(d));
         }
         Next::Wait(best.0, best.1.instant())
     }
@@ -764,6 +809,8 @@ impl State {
                     // A queued read-in does nothing; a running one stops at its next chunk.
                     ticket.cancel();
                 }
+                // Its upstream connection closes (never pooled half read).
+                Phase::Proxy(p) => proxy::on_gone(p, self, cx),
                 _ => {}
             }
             if self.streams.is_empty() {
@@ -844,7 +891,7 @@ impl State {
                 data,
                 end_stream,
                 flow_len,
-            } => self.on_data(id, data.len() as u64, end_stream, flow_len, sites, cx),
+            } => self.on_data(id, data, end_stream, flow_len, sites, cx),
             Frame::RstStream { stream: id, .. } => {
                 if id > self.last_stream {
                     return Err(H2Error::connection(
@@ -858,10 +905,12 @@ impl State {
                     count(cx, |h| h.rapid_resets.fetch_add(1, Ordering::Relaxed));
                     return Err(self.trip(H2Trip::ResetRate, "rapid reset", cx));
                 }
-                let early = self
-                    .streams
-                    .get(&id)
-                    .is_some_and(|s| matches!(s.phase, Phase::Body | Phase::Parked(_)));
+                let early = self.streams.get(&id).is_some_and(|s| match &s.phase {
+                    Phase::Body | Phase::Parked(_) => true,
+                    // A proxied stream whose upstream has not answered yet.
+                    Phase::Proxy(p) => !p.ready(),
+                    Phase::Sending(_) | Phase::Cold(..) => false,
+                });
                 if early {
                     self.early_resets += 1;
                     if self.early_resets > MAX_EARLY_RESETS {
@@ -984,12 +1033,13 @@ impl State {
     fn on_data(
         &mut self,
         id: u32,
-        len: u64,
+        data: &[u8],
         end_stream: bool,
         flow_len: u32,
         sites: &mut Sites,
         cx: &mut Cx,
     ) -> Result<(), H2Error> {
+        let len = data.len() as u64;
         let flow = i64::from(flow_len);
         if flow > self.recv_window {
             return Err(H2Error::connection(
@@ -1046,6 +1096,15 @@ impl State {
                 "content-length disagrees with DATA",
             ));
         }
+        if matches!(s.phase, Phase::Proxy(_)) {
+            // Relayed as the upstream takes it; the window opens only then (`proxy`).
+            if end_stream {
+                s.remote_closed = true;
+            }
+            self.proxy_data(id, data, end_stream, cx);
+            self.progress_since = Stamp::of(cx.now);
+            return Ok(());
+        }
         if s.received > max_body {
             s.too_large = true;
         }
@@ -1100,6 +1159,9 @@ impl State {
             s.remote_closed = true;
             if matches!(s.phase, Phase::Body) {
                 self.dispatch(id, sites, cx);
+            } else {
+                // The body of a proxied stream ends with its trailers (not relayed).
+                self.proxy_data(id, &[], true, cx);
             }
             return Ok(());
         }
@@ -1176,21 +1238,40 @@ impl State {
         );
         if end_stream {
             self.dispatch(id, sites, cx);
+        } else {
+            // A body follows: a proxied route relays it as it arrives; any other route
+            // is answered at END_STREAM, as before.
+            self.route_early(id, sites, cx);
         }
         Ok(())
     }
 
     /// The request of stream `id` is complete: answer it as HTTP/1.1 would be answered.
     fn dispatch(&mut self, id: u32, sites: &mut Sites, cx: &mut Cx) {
+        self.route(id, false, sites, cx);
+    }
+
+    /// Stream `id`'s HEADERS are in and its body is still to come: if its route is an
+    /// upstream, the exchange starts now (the body is relayed as it arrives); otherwise
+    /// nothing happens until END_STREAM.
+    fn route_early(&mut self, id: u32, sites: &mut Sites, cx: &mut Cx) {
+        self.route(id, true, sites, cx);
+    }
+
+    fn route(&mut self, id: u32, early: bool, sites: &mut Sites, cx: &mut Cx) {
         let Some(s) = self.streams.get_mut(&id) else {
             return;
         };
         let buf = std::mem::take(&mut s.head);
         let started = s.started;
-        let verdict = s.verdict.take();
+        let verdict = if early { None } else { s.verdict.take() };
         let too_large = s.too_large;
         let head = match request::parse(&buf, &self.limits) {
             Ok(Some(h)) => h,
+            Ok(None) | Err(_) if early => {
+                s.head = buf; // answered at END_STREAM
+                return;
+            }
             Ok(None) | Err(_) => {
                 let status = match request::parse(&buf, &self.limits) {
                     Err(e) => e.status,
@@ -1202,7 +1283,10 @@ impl State {
             }
         };
         #[cfg(feature = "fault-injection")]
-        crate::fault::on_request(&buf[..head.head_len]);
+        if !early {
+            crate::fault::on_request(&buf[..head.head_len]);
+        }
+        let site_index = sites.index_of(&head, &buf);
         let site = sites.pick(&head, &buf, false);
         let slot = site.metrics_slot();
         if let Some(v) = verdict {
@@ -1223,6 +1307,32 @@ impl State {
                 None => site.respond(&head, &buf, cx.now, cx.date, false),
             }
         };
+        if let Some(crate::site::route::Job::Proxy { rule }) = &job {
+            // Relayed by this stream's own exchange (`proxy`); siblings go on.
+            let req = account::Request {
+                protocol: b"HTTP/2.0",
+                ..account::Request::of(&head, &buf, started, slot)
+            };
+            let site_ids = (slot, site_index);
+            let r = self.start_proxy(id, &head, &buf, site.config(), *rule, site_ids, req, cx);
+            if let Err(status) = r {
+                let head_only = head.method == crate::http::Method::Head;
+                let reply = site.error_reply(status, cx.now, cx.date);
+                let (status, bytes) = self.encode(id, reply, head_only, cx);
+                account::response(cx, self.peer, Some(req), started, status, bytes, cx.now);
+            }
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.head = buf;
+            }
+            return;
+        }
+        if early {
+            // Not an upstream: answered once the body is in.
+            if let Some(s) = self.streams.get_mut(&id) {
+                s.head = buf;
+            }
+            return;
+        }
         let head_only = head.method == crate::http::Method::Head;
         // The completion names the stream in the slot's upper half (`net::link`).
         let tag = cx.slot | ((id as usize) << 32);
@@ -1332,7 +1442,12 @@ impl State {
                 .streams
                 .iter()
                 .filter(|(id, s)| {
-                    matches!(s.phase, Phase::Sending(_)) && s.send_window > 0 && !skip.contains(id)
+                    let has = match &s.phase {
+                        Phase::Sending(_) => true,
+                        Phase::Proxy(p) => p.ready(),
+                        _ => false,
+                    };
+                    has && s.send_window > 0 && !skip.contains(id)
                 })
                 .map(|(&id, s)| (id, s.prio));
             let Some(id) = sched::pick(ready, self.rr) else {
@@ -1359,10 +1474,24 @@ impl State {
         if s.prio.incremental {
             self.rr = id;
         }
+        let room = (s.send_window.min(self.send_window) as usize).min(max_frame);
+        if let Phase::Proxy(p) = &mut s.phase {
+            let at = self.out.len();
+            self.out.extend_from_slice(&[0; frame::HEADER_LEN]);
+            let t = proxy::take(p, room, &mut self.out);
+            let hdr = frame::data_header(id, t.n as u32, t.end);
+            self.out[at..at + frame::HEADER_LEN].copy_from_slice(&hdr);
+            s.send_window -= t.n as i64;
+            self.send_window -= t.n as i64;
+            self.proxy_took = true;
+            if t.end {
+                self.proxy_end(id, cx);
+            }
+            return Ok(());
+        }
         let Phase::Sending(body) = &mut s.phase else {
             return Ok(());
         };
-        let room = (s.send_window.min(self.send_window) as usize).min(max_frame);
         let left = body.left();
         let at = self.out.len();
         let n = match body.chunk(room) {

@@ -1,0 +1,611 @@
+//! HTTP/2 clients through the reverse proxy (issues 22 and 23): each stream relayed to an
+//! HTTP/1.1 upstream by its own exchange, siblings never waiting for it. The client is
+//! tests/h2proxy_client.py (Python `h2`); upstreams are small std servers started here,
+//! recording what they received.
+
+use crate::support::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One request as the upstream read it (chunked bodies with their framing).
+#[derive(Clone, Debug)]
+struct Got {
+    head: String,
+    body: Vec<u8>,
+}
+
+impl Got {
+    fn header(&self, name: &str) -> Vec<String> {
+        self.head
+            .split("\r\n")
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    }
+
+    fn path(&self) -> &str {
+        self.head.split(' ').nth(1).unwrap_or("")
+    }
+}
+
+/// What the handler does with a request: write to the socket, then keep it or not.
+type Handler = dyn Fn(&Got, &mut std::net::TcpStream) -> bool + Send + Sync;
+
+struct Upstream {
+    addr: SocketAddr,
+    got: Arc<Mutex<Vec<Got>>>,
+    /// Connections accepted, and connections the proxy closed (EOF read).
+    conns: Arc<AtomicUsize>,
+    eofs: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    fn got(&self) -> Vec<Got> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+fn fill(s: &mut impl Read, buf: &mut Vec<u8>) -> bool {
+    let mut b = [0u8; 65536];
+    match s.read(&mut b) {
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            buf.extend_from_slice(&b[..n]);
+            true
+        }
+    }
+}
+
+fn read_request(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<Got> {
+    let end = loop {
+        if let Some(i) = find(buf, b"\r\n\r\n") {
+            break i + 4;
+        }
+        if !fill(s, buf) {
+            return None;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    buf.drain(..end);
+    let g = Got {
+        head,
+        body: Vec::new(),
+    };
+    let len: Option<usize> = g
+        .header("content-length")
+        .first()
+        .and_then(|v| v.parse().ok());
+    let chunked = g
+        .header("transfer-encoding")
+        .iter()
+        .any(|v| v.contains("chunked"));
+    let mut body = Vec::new();
+    if let Some(n) = len {
+        while buf.len() < n {
+            if !fill(s, buf) {
+                return None;
+            }
+        }
+        body = buf.drain(..n).collect();
+    } else if chunked {
+        loop {
+            if let Some(i) = find(buf, b"\r\n0\r\n\r\n")
+                .map(|i| i + 7)
+                .or_else(|| buf.starts_with(b"0\r\n\r\n").then_some(5))
+            {
+                body = buf.drain(..i).collect();
+                break;
+            }
+            if !fill(s, buf) {
+                return None;
+            }
+        }
+    }
+    Some(Got { body, ..g })
+}
+
+fn upstream(
+    handler: impl Fn(&Got, &mut std::net::TcpStream) -> bool + Send + Sync + 'static,
+) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handler: Arc<Handler> = Arc::new(handler);
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let conns = Arc::new(AtomicUsize::new(0));
+    let eofs = Arc::new(AtomicUsize::new(0));
+    let (g, c, e) = (got.clone(), conns.clone(), eofs.clone());
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            c.fetch_add(1, Ordering::SeqCst);
+            let (g, h, e) = (g.clone(), handler.clone(), e.clone());
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                loop {
+                    let Some(req) = read_request(&mut s, &mut buf) else {
+                        e.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    };
+                    g.lock().unwrap().push(req.clone());
+                    if !h(&req, &mut s) {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Upstream {
+        addr,
+        got,
+        conns,
+        eofs,
+    }
+}
+
+/// The upstream every test uses: `/api/small`, `/api/big` (10 MiB), `/api/chunked`,
+/// `/api/slow` (300 ms), `/api/echo` (the body's length), `/api/die` (cut mid-body),
+/// `/api/stall` (head and a part of a long body, then nothing), `/api/hang` (nothing).
+fn app() -> Upstream {
+    upstream(|g, s| {
+        let len = |b: &[u8]| {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/x-test\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            )
+        };
+        match g.path() {
+            "/api/small" => s
+                .write_all(format!("{}small", len(b"small")).as_bytes())
+                .is_ok(),
+            "/api/big" => {
+                let b = pattern(10 << 20, 7);
+                s.write_all(len(&b).as_bytes()).is_ok() && s.write_all(&b).is_ok()
+            }
+            "/api/chunked" => {
+                let _ = s.write_all(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\nKeep-Alive: timeout=30\r\n\r\n5;x=y\r\nhello\r\n",
+                );
+                let _ = s.flush();
+                std::thread::sleep(Duration::from_millis(20));
+                let big = pattern(100_000, 3);
+                let _ = s.write_all(format!("{:x}\r\n", big.len()).as_bytes());
+                let _ = s.write_all(&big);
+                s.write_all(b"\r\n0\r\nX-Trailer: t\r\n\r\n").is_ok()
+            }
+            "/api/slow" => {
+                std::thread::sleep(Duration::from_millis(300));
+                s.write_all(format!("{}slow!", len(b"slow!")).as_bytes())
+                    .is_ok()
+            }
+            "/api/echo" => {
+                let n = g.body.len().to_string();
+                s.write_all(format!("{}{n}", len(n.as_bytes())).as_bytes())
+                    .is_ok()
+            }
+            "/api/die" => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n");
+                let _ = s.write_all(&pattern(1000, 1));
+                false
+            }
+            "/api/stall" => {
+                let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10000000\r\n\r\n");
+                let _ = s.write_all(&pattern(1000, 1));
+                // Held until the proxy closes it (counted as an EOF by the caller).
+                let mut b = [0u8; 64];
+                while matches!(s.read(&mut b), Ok(n) if n > 0) {}
+                true // the loop's next read sees the EOF
+            }
+            "/api/hang" => {
+                let mut b = [0u8; 64];
+                while matches!(s.read(&mut b), Ok(n) if n > 0) {}
+                true
+            }
+            _ => s
+                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                .is_ok(),
+        }
+    })
+}
+
+const STATIC: &[u8] = b"a static file beside the proxy\n";
+
+/// TLS (h2 by ALPN) and plain h2c, `/api/` proxied to `u`, `/dead/` to a refused port.
+fn start(u: &Upstream, extra: &str) -> TlsServer {
+    let dead = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    TestServer::start_tls(
+        &format!(
+            "[[upstream]]\nname = \"app\"\nservers = [\"{}\"]\n{extra}\n\
+             [[upstream]]\nname = \"dead\"\nservers = [\"{dead}\"]\nretries = 0\n\
+             [[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n\
+             [[proxy]]\npath = \"/dead/\"\nupstream = \"dead\"\n\
+             [http2]\ncleartext = true\n",
+            u.addr
+        ),
+        "",
+        |root| {
+            std::fs::write(root.join("static.txt"), STATIC).unwrap();
+            for i in 0..20 {
+                std::fs::write(
+                    root.join(format!("s{i}.bin")),
+                    pattern(50_000 + i, i as u64),
+                )
+                .unwrap();
+            }
+        },
+    )
+}
+
+/// Runs tests/h2proxy_client.py against `addr` (TLS when `tls`).
+fn client(addr: SocketAddr, tls: Option<&TlsServer>, out: Option<&Path>, spec: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/h2proxy_client.py");
+    let mut cmd = Command::new("python3");
+    cmd.arg(script);
+    let ca;
+    if let Some(s) = tls {
+        ca = tempfile::NamedTempFile::new().expect("ca file");
+        std::fs::write(ca.path(), &s.ca.cert_pem).expect("write ca");
+        cmd.arg("--tls").arg(ca.path());
+    }
+    if let Some(o) = out {
+        cmd.arg("--out").arg(o);
+    }
+    let o = cmd
+        .arg(addr.ip().to_string())
+        .arg(addr.port().to_string())
+        .arg(spec)
+        .output()
+        .expect("run python3 tests/h2proxy_client.py (pip install h2)");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "h2proxy_client failed: {}\n{stdout}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+}
+
+/// `resp I status=S len=N ms=T` lines: index -> (status, len, ms).
+fn responses(out: &str) -> std::collections::BTreeMap<usize, (String, usize, u64)> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("resp "))
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let v = |k: &str| {
+                f.iter()
+                    .find_map(|x| x.strip_prefix(k))
+                    .unwrap_or("")
+                    .to_string()
+            };
+            (
+                f[0].parse().unwrap(),
+                (
+                    v("status="),
+                    v("len=").parse().unwrap_or(0),
+                    v("ms=").parse().unwrap_or(0),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn order(out: &str) -> Vec<usize> {
+    out.lines()
+        .find_map(|l| l.strip_prefix("order "))
+        .map(|l| l.split(' ').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+fn get(path: &str) -> String {
+    format!("{{\"path\": \"{path}\"}}")
+}
+
+fn spec(streams: &[String]) -> String {
+    format!("{{\"streams\": [{}]}}", streams.join(","))
+}
+
+/// Waits (bounded) for `f` to hold.
+fn eventually(within: Duration, f: impl Fn() -> bool) -> bool {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
+
+/// Decode a chunked body: its data.
+fn dechunk(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let Some(nl) = find(&raw[at..], b"\r\n") else {
+            return out;
+        };
+        let line = std::str::from_utf8(&raw[at..at + nl]).unwrap();
+        let n = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
+        at += nl + 2;
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[at..at + n]);
+        at += n + 2;
+    }
+}
+
+#[test]
+fn small_10_mib_and_chunked_upstream_bodies_arrive_exact_over_h2_and_h2c() {
+    let u = app();
+    let s = start(&u, "");
+    for tls in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, t) = match tls {
+            true => (s.tls_addr, Some(&s)),
+            false => (s.server.addr, None),
+        };
+        let paths = ["/api/small", "/api/big", "/api/chunked", "/static.txt"];
+        let streams: Vec<String> = paths.iter().map(|p| get(p)).collect();
+        let out = client(addr, t, Some(dir.path()), &spec(&streams));
+        let r = responses(&out);
+        for i in 0..4 {
+            assert_eq!(r[&i].0, "200", "{}: {out}", paths[i]);
+        }
+        let body = |i: usize| std::fs::read(dir.path().join(i.to_string())).unwrap();
+        assert_eq!(body(0), b"small");
+        assert!(
+            body(1) == pattern(10 << 20, 7),
+            "10 MiB body differs (tls {tls})"
+        );
+        let mut chunked = b"hello".to_vec();
+        chunked.extend_from_slice(&pattern(100_000, 3));
+        assert!(body(2) == chunked, "chunked body differs (tls {tls})");
+        assert_eq!(body(3), STATIC);
+        // No HTTP/1.1 framing or hop-by-hop fields reach an HTTP/2 client.
+        for l in out.lines().filter(|l| l.starts_with("hdr ")) {
+            let name = l.split(' ').nth(2).unwrap_or("");
+            for bad in ["connection:", "keep-alive:", "transfer-encoding:"] {
+                assert_ne!(name, bad, "{out}");
+            }
+        }
+        assert!(out.contains("hdr 0 content-length: 5"), "{out}");
+        assert!(out.contains("hdr 0 via: 1.1 vireo"), "{out}");
+        assert!(
+            out.contains("hdr 0 content-type: application/x-test"),
+            "{out}"
+        );
+        assert!(out.contains("alive"), "{out}");
+    }
+    // The request as the upstream saw it: re-serialised, Host from :authority.
+    let g = u.got();
+    let small = g.iter().find(|g| g.path() == "/api/small").unwrap();
+    assert!(
+        small.head.starts_with("GET /api/small HTTP/1.1\r\n"),
+        "{}",
+        small.head
+    );
+    assert_eq!(small.header("host"), ["localhost"]);
+    assert_eq!(small.header("x-forwarded-for").len(), 1);
+}
+
+#[test]
+fn a_1_mib_post_arrives_exact_at_the_upstream_with_and_without_content_length() {
+    let u = app();
+    let s = start(&u, "");
+    let n = 1 << 20;
+    let streams = [
+        format!("{{\"path\": \"/api/echo\", \"method\": \"POST\", \"body_len\": {n}}}"),
+        format!("{{\"path\": \"/api/echo\", \"method\": \"POST\", \"body_len\": {n}, \"content_length\": false}}"),
+        get("/static.txt"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let out = client(s.tls_addr, Some(&s), Some(dir.path()), &spec(&streams));
+    let r = responses(&out);
+    for i in 0..3 {
+        assert_eq!(r[&i].0, "200", "{out}");
+    }
+    let want: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    let g = u.got();
+    assert_eq!(g.len(), 2, "{g:?}");
+    let with = g
+        .iter()
+        .find(|g| !g.header("content-length").is_empty())
+        .unwrap();
+    assert_eq!(with.header("content-length"), [n.to_string()]);
+    assert!(with.body == want, "body with content-length differs");
+    let without = g
+        .iter()
+        .find(|g| g.header("content-length").is_empty())
+        .unwrap();
+    assert_eq!(without.header("transfer-encoding"), ["chunked"]);
+    assert!(dechunk(&without.body) == want, "chunked body differs");
+    // The upstream's answer (the length it read) came back.
+    let echoed = std::fs::read(dir.path().join("0")).unwrap();
+    assert_eq!(echoed, n.to_string().as_bytes());
+}
+
+#[test]
+fn a_proxied_body_over_max_body_bytes_is_413() {
+    let u = app();
+    let s = TestServer::start_with(
+        &format!(
+            "[[proxy]]\npath = \"/api/\"\npass = \"http://{}\"\nmax_body_bytes = 1000\n[http2]\ncleartext = true\n",
+            u.addr
+        ),
+        |_| {},
+    );
+    let streams = [
+        "{\"path\": \"/api/echo\", \"method\": \"POST\", \"body_len\": 5000, \"content_length\": false}".to_string(),
+        "{\"path\": \"/api/echo\", \"method\": \"POST\", \"body_len\": 5000}".to_string(),
+        "{\"path\": \"/api/echo\", \"method\": \"POST\", \"body_len\": 500, \"content_length\": false}".to_string(),
+    ];
+    let out = client(s.addr, None, None, &spec(&streams));
+    let r = responses(&out);
+    assert_eq!(r[&0].0, "413", "{out}");
+    assert_eq!(r[&1].0, "413", "{out}");
+    assert_eq!(r[&2].0, "200", "{out}");
+}
+
+#[test]
+fn twenty_slow_proxied_streams_never_delay_static_siblings() {
+    let u = app();
+    let s = start(&u, "");
+    let mut streams: Vec<String> = (0..20).map(|_| get("/api/slow")).collect();
+    streams.extend((0..20).map(|i| get(&format!("/s{i}.bin"))));
+    let t = Instant::now();
+    let out = client(s.server.addr, None, None, &spec(&streams));
+    let took = t.elapsed();
+    let r = responses(&out);
+    assert_eq!(r.len(), 40, "{out}");
+    for (i, (status, len, _)) in &r {
+        assert_eq!(status, "200", "{i}: {out}");
+        if *i < 20 {
+            assert_eq!(*len, 5);
+        } else {
+            assert_eq!(*len, 50_000 + i - 20);
+        }
+    }
+    // Every static stream ended before any slow one.
+    let o = order(&out);
+    let first_slow = o.iter().position(|&i| i < 20).unwrap();
+    assert!(o[..first_slow].len() == 20, "order {o:?}");
+    // The slow ones waited side by side, each on its own upstream connection.
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    assert!(u.conns.load(Ordering::SeqCst) >= 20);
+}
+
+#[test]
+fn a_refused_upstream_is_a_502_for_that_stream_only() {
+    let u = app();
+    let s = start(&u, "");
+    let streams = [get("/dead/x"), get("/api/small"), get("/static.txt")];
+    let out = client(s.tls_addr, Some(&s), None, &spec(&streams));
+    let r = responses(&out);
+    assert_eq!(r[&0].0, "502", "{out}");
+    assert_eq!(r[&1].0, "200", "{out}");
+    assert_eq!(r[&2].0, "200", "{out}");
+    assert!(out.contains("alive"), "{out}");
+}
+
+#[test]
+fn an_upstream_that_never_answers_is_a_504_at_read_timeout() {
+    let u = app();
+    let s = start(&u, "read_timeout = \"300ms\"\nretries = 0\nmax_fails = 0");
+    let streams = [get("/api/hang"), get("/api/small")];
+    let out = client(s.server.addr, None, None, &spec(&streams));
+    let r = responses(&out);
+    assert_eq!(r[&0].0, "504", "{out}");
+    assert_eq!(r[&1].0, "200", "{out}");
+    assert!(r[&0].2 >= 250, "504 too early: {out}");
+    assert_eq!(order(&out), [1, 0], "{out}");
+}
+
+#[test]
+fn an_upstream_dying_mid_body_resets_that_stream_and_a_sibling_completes() {
+    let u = app();
+    let s = start(&u, "max_fails = 0");
+    let streams = [get("/api/die"), get("/api/slow"), get("/static.txt")];
+    let out = client(s.server.addr, None, None, &spec(&streams));
+    assert!(
+        out.contains("reset 0 code=2"),
+        "INTERNAL_ERROR expected: {out}"
+    );
+    let r = responses(&out);
+    assert!(!r.contains_key(&0), "{out}");
+    assert_eq!(r[&1].0, "200", "{out}");
+    assert_eq!(r[&2].0, "200", "{out}");
+    assert!(out.contains("alive"), "{out}");
+}
+
+#[test]
+fn a_client_reset_closes_its_upstream_connection() {
+    let u = app();
+    let s = start(&u, "");
+    let streams = [
+        "{\"path\": \"/api/stall\", \"reset\": \"headers\"}".to_string(),
+        get("/api/slow"),
+    ];
+    let out = client(s.server.addr, None, None, &spec(&streams));
+    assert!(out.contains("cancelled 0"), "{out}");
+    assert_eq!(responses(&out)[&1].0, "200", "{out}");
+    // The stalled exchange's connection was closed, not kept (nor pooled dirty).
+    assert!(
+        eventually(Duration::from_secs(5), || u.eofs.load(Ordering::SeqCst)
+            >= 1),
+        "the upstream never saw its connection close"
+    );
+}
+
+#[test]
+fn upstream_connections_are_reused_across_streams() {
+    let u = app();
+    let s = start(&u, "");
+    let streams: Vec<String> = (0..10).map(|_| get("/api/small")).collect();
+    let out = client(
+        s.server.addr,
+        None,
+        None,
+        &format!(
+            "{{\"streams\": [{}], \"sequential\": true}}",
+            streams.join(",")
+        ),
+    );
+    let r = responses(&out);
+    assert_eq!(r.len(), 10, "{out}");
+    assert!(r.values().all(|v| v.0 == "200"), "{out}");
+    assert_eq!(u.got().len(), 10);
+    assert_eq!(
+        u.conns.load(Ordering::SeqCst),
+        1,
+        "one upstream connection for all"
+    );
+}
+
+#[test]
+fn each_proxied_stream_is_logged_and_counted_with_its_upstream() {
+    let u = app();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let s = TestServer::start_with(
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n[log]\naccess = \"{}\"\nformat = \"json\"\n\
+             [[upstream]]\nname = \"app\"\nservers = [\"{}\"]\n[[proxy]]\npath = \"/api/\"\n\
+             upstream = \"app\"\n[http2]\ncleartext = true\n",
+            log.path().display(),
+            u.addr
+        ),
+        |_| {},
+    );
+    let streams: Vec<String> = (0..3).map(|_| get("/api/small")).collect();
+    let out = client(s.addr, None, None, &spec(&streams));
+    assert_eq!(responses(&out).len(), 3, "{out}");
+    let m = scrape(&s);
+    let label = format!("server=\"{}\"", u.addr);
+    assert_eq!(
+        metric(&m, "vireo_upstream_requests_total", &label),
+        3,
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "vireo_upstream_responses_total", "class=\"2xx\""),
+        3
+    );
+    let ok = eventually(Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        text.lines()
+            .filter(|l| l.contains("\"upstream_status\":200") && l.contains("HTTP/2.0"))
+            .filter(|l| l.contains(&format!("\"upstream_addr\":\"{}\"", u.addr)))
+            .count()
+            == 3
+    });
+    assert!(ok, "log: {}", std::fs::read_to_string(log.path()).unwrap());
+}
