@@ -104,6 +104,11 @@ impl Link {
         matches!(self, Link::H1(c) if c.is_proxying())
     }
 
+    /// An upgraded (WebSocket) tunnel: a reload's drain leaves it alone.
+    pub fn is_tunnel(&self) -> bool {
+        matches!(self, Link::H1(c) if c.is_tunnel())
+    }
+
     pub fn is_metrics(&self) -> bool {
         matches!(self, Link::H1(c) if c.is_metrics())
     }

@@ -22,6 +22,8 @@ mod listeners;
 mod operations;
 mod paths;
 mod proxy;
+mod proxy_health;
+mod proxy_ws;
 mod redirects;
 mod semantics;
 mod sites;
