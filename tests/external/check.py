@@ -1017,13 +1017,13 @@ def run_proxy(binary, base, servers):
 
         body = os.path.join(base, "proxy.body")
         with open(body, "wb") as f:
-            f.write(BIN)
+            f.write(BIG)  # under limits.max_body_bytes (1 MiB)
         r = subprocess.run(["curl", "-sS", "-o", out, "-H", "Transfer-Encoding: chunked",
                             "--data-binary", f"@{body}", f"{url}/api/sum"],
                            capture_output=True, timeout=60)
         got = open(out, "rb").read().decode("latin-1") if os.path.exists(out) else ""
-        check("curl through the proxy: chunked 3 MiB upload",
-              r.returncode == 0 and got == hashlib.sha256(BIN).hexdigest(),
+        check("curl through the proxy: chunked upload",
+              r.returncode == 0 and got == hashlib.sha256(BIG).hexdigest(),
               f"rc={r.returncode} got {got!r}")
 
     # WebSocket: a raw client (no pip dependency) through the tunnel.
