@@ -84,6 +84,7 @@ impl Generation {
                 graceful,
                 sweep: Sweep::All,
                 ack: None,
+                reload: false,
             });
             let _ = waker.wake();
         }
@@ -113,6 +114,7 @@ impl Generation {
                     tx: ack.clone(),
                     waker: waker.clone(),
                 }),
+                reload: true,
             });
             let _ = w.wake();
         }
@@ -206,6 +208,9 @@ pub struct Server {
     signals: Signals,
     exited: Arc<Waker>,
     running: Arc<AtomicUsize>,
+    /// The current generation's active health checks and re-resolution (one thread);
+    /// replaced on reload, dropped (stopped) at shutdown.
+    checker: Option<crate::upstream::checker::Checker>,
 }
 
 impl Server {
@@ -236,6 +241,7 @@ impl Server {
             signals,
             exited,
             running: Arc::new(AtomicUsize::new(0)),
+            checker: None,
         };
         let plan = server.prepare(config)?;
         server.commit(plan)?;
@@ -443,6 +449,9 @@ impl Server {
                 Arc::new(move || o.figures()) as Arc<dyn Fn() -> _ + Send + Sync>
             }));
         let health = plan.upstream_health.clone();
+        // The old generation's checker stops: its Health is no longer what new requests see.
+        self.checker =
+            crate::upstream::checker::Checker::start(plan.config.upstreams.clone(), health.clone());
         self.registry.set_extra(
             (!plan.config.upstreams.is_empty())
                 .then(|| Arc::new(move |out: &mut String| health.render(out)) as _),
@@ -595,6 +604,7 @@ impl Server {
                         _ => {
                             log::info!("signal {sig}: graceful shutdown");
                             stopped_at = Some(Instant::now());
+                            self.checker = None;
                             self.listeners.clear();
                             self.metrics_socket = None;
                             self.stop(true);

@@ -94,7 +94,7 @@ pub struct ProxyRule {
     pub set_headers: Box<[u8]>,
     /// Request body limit for this route (413 over it).
     pub max_body_bytes: u64,
-    /// Accepted and recorded; tunnels are not built yet.
+    /// `Upgrade` requests may become tunnels (`upstream::tunnel`).
     pub websocket: bool,
     /// Peers whose `X-Forwarded-*` are kept (appended to); default none.
     pub trusted_proxies: Arc<[Cidr]>,

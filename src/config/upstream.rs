@@ -4,7 +4,7 @@
 //!
 //! Server addresses are resolved here, once, at load (start, reload, `--check`): a
 //! request never waits for DNS. `resolve` (periodic re-resolution) and `health` (active
-//! checks) are parsed and validated but not acted on yet.
+//! checks) are acted on by `upstream::checker`, off the reactors.
 
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -171,7 +171,7 @@ pub enum HashKey {
     Header(Box<str>),
 }
 
-/// `health`: parsed and validated; active checks are not run yet.
+/// `health`: the active check `upstream::checker` runs.
 #[derive(Debug, Clone)]
 pub struct HealthCheck {
     pub path: Box<str>,

@@ -109,6 +109,11 @@ impl Link {
         }
     }
 
+    /// An upgraded (WebSocket) tunnel: a reload's drain leaves it alone.
+    pub fn is_tunnel(&self) -> bool {
+        matches!(self, Link::H1(c) if c.is_tunnel())
+    }
+
     pub fn is_metrics(&self) -> bool {
         matches!(self, Link::H1(c) if c.is_metrics())
     }

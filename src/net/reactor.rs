@@ -61,11 +61,14 @@ pub enum Msg {
     /// the listeners on which to first accept what is queued, because this reactor's
     /// descriptor is the socket's last (shutdown, or a socket a reload retires); a socket
     /// that lives on keeps its queue for the new reactors. `ack` is told once this reactor
-    /// accepts no more.
+    /// accepts no more. `reload`: a newer generation took over; open tunnels (WebSocket)
+    /// are not cut at the shutdown timeout but left to end on their own, as nginx's old
+    /// workers do without `worker_shutdown_timeout` (their idle limit still applies).
     Stop {
         graceful: bool,
         sweep: Sweep,
         ack: Option<Ack>,
+        reload: bool,
     },
 }
 
@@ -106,6 +109,10 @@ pub struct Reactor {
     /// Cold-window jobs on the I/O threads, and connections waiting for a place.
     cold: ColdJobs,
     drain_deadline: Option<Instant>,
+    /// The drain deadline passed and only tunnels a reload leaves alone are left.
+    drain_cut: bool,
+    /// The drain is a reload's: tunnels outlive its deadline.
+    keep_tunnels: bool,
     /// Taking what is queued on the listener before closing it: ignore max_connections.
     sweeping: bool,
     tls: Option<Arc<crate::tls::Tls>>,
@@ -205,6 +212,8 @@ impl Reactor {
                 next_tick: Vec::new(),
                 cold: ColdJobs::default(),
                 drain_deadline: None,
+                drain_cut: false,
+                keep_tunnels: false,
                 sweeping: false,
                 tls,
                 tls_from,
@@ -360,18 +369,34 @@ impl Reactor {
                 if self.conns.is_empty() {
                     return Ok(());
                 }
-                if deadline <= now {
-                    log::warn!(
-                        "reactor {}: shutdown timeout, cutting {} connection(s)",
-                        self.id,
-                        self.conns.len()
-                    );
+                if deadline <= now && !self.drain_cut {
+                    let keep = self.keep_tunnels;
                     // Through `close`, so a request still waiting for its job is logged.
-                    let slots: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    let slots: Vec<usize> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, s)| !(keep && s.conn.is_tunnel()))
+                        .map(|(k, _)| k)
+                        .collect();
+                    if !slots.is_empty() {
+                        log::warn!(
+                            "reactor {}: shutdown timeout, cutting {} connection(s)",
+                            self.id,
+                            slots.len()
+                        );
+                    }
                     for slot in slots {
                         self.close(slot);
                     }
-                    return Ok(());
+                    if self.conns.is_empty() {
+                        return Ok(());
+                    }
+                    log::info!(
+                        "reactor {}: {} tunnel(s) of the old configuration stay open",
+                        self.id,
+                        self.conns.len()
+                    );
+                    self.drain_cut = true;
                 }
             }
         }
@@ -383,7 +408,7 @@ impl Reactor {
         let pool = self.upstreams.next_deadline();
         for at in [
             self.accept_resume,
-            self.drain_deadline,
+            self.drain_deadline.filter(|_| !self.drain_cut),
             log,
             self.tls_retry,
             pool,
@@ -405,7 +430,18 @@ impl Reactor {
                     graceful,
                     sweep,
                     ack,
+                    reload,
                 }) => {
+                    if reload {
+                        self.keep_tunnels |= self.drain_deadline.is_none();
+                    } else {
+                        // A shutdown: tunnels end at its deadline too.
+                        self.keep_tunnels = false;
+                        if self.drain_cut {
+                            self.drain_cut = false;
+                            self.drain_deadline = None;
+                        }
+                    }
                     self.begin_drain(now, graceful, &sweep);
                     if let Some(ack) = ack {
                         let _ = ack.tx.send(());

@@ -46,6 +46,9 @@ enum Resp {
     Done {
         reusable: bool,
     },
+    /// `101` to an upgrade request: the 101 head (and what followed it) is in `out`; the
+    /// connection becomes a tunnel (`upstream::tunnel`).
+    Upgraded,
 }
 
 /// What the upstream deadline is counting.
@@ -108,6 +111,8 @@ pub struct Exchange {
     /// Start of the current upstream countdown.
     pub since: Instant,
     pub started: Instant,
+    /// The request asked for an upgrade the route allows: a `101` starts a tunnel.
+    pub upgrade: bool,
 }
 
 impl Exchange {
@@ -157,7 +162,13 @@ impl Exchange {
             waiting: Waiting::Connect,
             since: now,
             started: now,
+            upgrade: false,
         }
+    }
+
+    /// The upstream answered `101`: hand the connection to a tunnel.
+    pub fn upgraded(&self) -> bool {
+        matches!(self.resp, Resp::Upgraded)
     }
 
     /// The request body is all read from the client.
@@ -292,7 +303,7 @@ impl Exchange {
                 self.waiting = Waiting::Read;
                 self.since = now;
             }
-            if matches!(self.resp, Resp::Done { .. }) {
+            if matches!(self.resp, Resp::Done { .. } | Resp::Upgraded) {
                 return Step::Done;
             }
             if !c.readable {
@@ -377,7 +388,16 @@ impl Exchange {
                 };
                 if (100..200).contains(&h.status) {
                     if h.status == 101 {
-                        return Err((Failure::BadResponse, "101 without a tunnel".into()));
+                        if !self.upgrade {
+                            return Err((Failure::BadResponse, "101 without a tunnel".into()));
+                        }
+                        let rest = buf.split_off(h.head_len);
+                        crate::upstream::tunnel::write_upgrade_head(buf, &mut self.out);
+                        self.out.extend_from_slice(&rest);
+                        self.status = 101;
+                        self.head_out = true;
+                        self.resp = Resp::Upgraded;
+                        return Ok(());
                     }
                     // An interim response (100 Continue, 103): not forwarded.
                     buf.drain(..h.head_len);

@@ -1,16 +1,21 @@
 //! The other side of a proxied request: upstream sets and their passive health (atomics
 //! shared by every reactor of a generation), each reactor's pool of upstream connections
-//! (`pool`), the request re-serialised for the upstream (`request`) and one exchange's
-//! state machine (`exchange`). The route says "proxy to upstream X"; the client
+//! (`pool`), the request re-serialised for the upstream (`request`), one exchange's
+//! state machine (`exchange`), the byte tunnel an upgrade becomes (`tunnel`) and the
+//! thread of active health checks and re-resolution (`checker`). The route says "proxy to upstream X"; the client
 //! connection (`net::conn`) owns the exchange and moves bytes between its socket and the
 //! exchange's buffers; nothing here touches a client socket.
 
+pub mod checker;
 pub mod exchange;
 pub mod pool;
 pub mod request;
+pub mod tunnel;
 
-use crate::config::Upstream;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use crate::config::{Upstream, UpstreamAddr};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Why an exchange failed, for the log and the failures metric.
@@ -86,6 +91,20 @@ pub struct ServerState {
     /// Connections lent to an exchange, and idle in a pool, over all reactors.
     pub active: AtomicU64,
     pub idle: AtomicU64,
+    /// The active check (`health`) failed its last time: no traffic until one passes.
+    checked_down: AtomicBool,
+    /// Addresses of a host name as last resolved (`resolve`), and a version that changes
+    /// with them: a reactor takes the lock only when the version moved past its copy's.
+    addrs: Mutex<Option<Arc<[SocketAddr]>>>,
+    addrs_version: AtomicU64,
+}
+
+/// A reactor's copy of one server's resolved addresses (`Health::addr_for`).
+#[derive(Debug, Default)]
+pub struct AddrCache {
+    version: u64,
+    addrs: Option<Arc<[SocketAddr]>>,
+    next: usize,
 }
 
 /// Every upstream set's servers' state, shared by the reactors of one generation.
@@ -134,10 +153,67 @@ impl Health {
         self.servers.get(u).and_then(|(_, _, v)| v.get(s))
     }
 
-    /// Not marked down (or its time is up: it gets traffic again).
+    /// Not marked down, by the active check or passively (or its time is up: it gets
+    /// traffic again).
     pub fn up(&self, u: usize, s: usize, now: Instant) -> bool {
+        self.server(u, s).is_none_or(|st| {
+            !st.checked_down.load(Ordering::Relaxed)
+                && st.down_until.load(Ordering::Relaxed) <= self.ms(now)
+        })
+    }
+
+    /// Record an active check's outcome; true when the state changed.
+    pub fn set_checked(&self, u: usize, s: usize, healthy: bool) -> bool {
         self.server(u, s)
-            .is_none_or(|st| st.down_until.load(Ordering::Relaxed) <= self.ms(now))
+            .is_some_and(|st| st.checked_down.swap(!healthy, Ordering::Relaxed) == healthy)
+    }
+
+    /// Every server of set `u` failed its active check (the answer is then 503, not 502).
+    pub fn all_checked_down(&self, u: usize) -> bool {
+        self.servers.get(u).is_some_and(|(_, _, v)| {
+            !v.is_empty() && v.iter().all(|st| st.checked_down.load(Ordering::Relaxed))
+        })
+    }
+
+    /// A new address set for server (u, s), from the resolver thread; true if it changed.
+    pub fn set_addrs(&self, u: usize, s: usize, addrs: Vec<SocketAddr>) -> bool {
+        let Some(st) = self.server(u, s) else {
+            return false;
+        };
+        let mut cur = st.addrs.lock().unwrap_or_else(|e| e.into_inner());
+        if cur.as_deref() == Some(&addrs[..]) || addrs.is_empty() {
+            return false;
+        }
+        *cur = Some(addrs.into());
+        st.addrs_version.fetch_add(1, Ordering::Release);
+        true
+    }
+
+    /// Where to connect to server (u, s): `conf` as loaded, or the resolver's latest set
+    /// (`cache`: the reactor's copy, refreshed only when the version moved; the n-th
+    /// connection takes address n of the set).
+    pub fn addr_for(
+        &self,
+        u: usize,
+        s: usize,
+        conf: &UpstreamAddr,
+        cache: &mut AddrCache,
+    ) -> UpstreamAddr {
+        let Some(st) = self.server(u, s) else {
+            return conf.clone();
+        };
+        let v = st.addrs_version.load(Ordering::Acquire);
+        if v != cache.version {
+            cache.version = v;
+            cache.addrs = st.addrs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        }
+        match cache.addrs.as_deref() {
+            Some(list) if !list.is_empty() => {
+                cache.next = cache.next.wrapping_add(1);
+                UpstreamAddr::Tcp(list[cache.next % list.len()])
+            }
+            _ => conf.clone(),
+        }
     }
 
     /// A failure: `max_fails` of them within `fail_timeout` mark the server down for
@@ -199,6 +275,19 @@ impl Health {
     /// The Prometheus lines of every upstream server (`vireo_upstream_*`).
     pub fn render(&self, out: &mut String) {
         use std::fmt::Write;
+        let _ = writeln!(out, "# TYPE vireo_upstream_tunnels gauge");
+        let _ = writeln!(
+            out,
+            "vireo_upstream_tunnels {}",
+            tunnel::OPEN.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# TYPE vireo_upstream_tunnels_total counter");
+        let _ = writeln!(
+            out,
+            "vireo_upstream_tunnels_total {}",
+            tunnel::TOTAL.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# TYPE vireo_upstream_up gauge");
         let _ = writeln!(out, "# TYPE vireo_upstream_requests_total counter");
         let _ = writeln!(out, "# TYPE vireo_upstream_responses_total counter");
         let _ = writeln!(out, "# TYPE vireo_upstream_failures_total counter");
@@ -248,6 +337,19 @@ impl Health {
                 let _ = writeln!(
                     out,
                     "vireo_upstream_connections{{{l},state=\"idle\"}} {idle}"
+                );
+                // 1 = gets traffic; 0 = down (`checked`: by the active check, else passive).
+                let checked = st.checked_down.load(Ordering::Relaxed);
+                let passive = st.down_until.load(Ordering::Relaxed) > self.ms(Instant::now());
+                let _ = writeln!(
+                    out,
+                    "vireo_upstream_up{{{l},by=\"check\"}} {}",
+                    u8::from(!checked)
+                );
+                let _ = writeln!(
+                    out,
+                    "vireo_upstream_up{{{l},by=\"passive\"}} {}",
+                    u8::from(!passive)
                 );
             }
         }

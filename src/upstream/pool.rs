@@ -140,6 +140,8 @@ struct Set {
     /// Each server's hash seed, from its address as written: a server keeps its keys
     /// whatever else is added or removed (rendezvous hashing).
     seeds: Vec<u64>,
+    /// Each server's addresses as `resolve` last found them (`Health::addr_for`).
+    addrs: Vec<crate::upstream::AddrCache>,
 }
 
 pub struct Upstreams {
@@ -176,6 +178,7 @@ impl Upstreams {
                             })
                         })
                         .collect(),
+                    addrs: (0..n).map(|_| Default::default()).collect(),
                 }
             })
             .collect();
@@ -296,8 +299,13 @@ impl Upstreams {
                 }
             }
         }
-        let addr = &self.conf[u].servers[server].addr;
-        let mut sock = UpSock::connect(addr)
+        let addr = self.health.addr_for(
+            u,
+            server,
+            &self.conf[u].servers[server].addr,
+            &mut self.sets[u].addrs[server],
+        );
+        let mut sock = UpSock::connect(&addr)
             .map_err(|e| AcquireError::Connect(self.conf[u].servers[server].text.to_string(), e))?;
         let generation = self.next_generation;
         self.next_generation = if generation >= (u32::MAX >> 1) {

@@ -9,9 +9,11 @@ Prints `PASS name` / `FAIL name: why` / `SKIP name: why` per check, then exactly
 `external: N passed, M failed`; exits 1 if anything failed.
 """
 
+import base64
 import email.parser
 import email.policy
 import gzip
+import hashlib
 import http.client
 import os
 import random
@@ -91,7 +93,7 @@ class Server:
     """vireo on an ephemeral port; with `tls=(cert, key)` also a TLS listener on
     127.0.0.1 (`tls_port`), the plain one then on 127.0.0.2 (one address cannot be both)."""
 
-    def __init__(self, binary, base, name, autoindex, tls=None, h2c=False):
+    def __init__(self, binary, base, name, autoindex, tls=None, h2c=False, extra=""):
         self.dir = os.path.join(base, name)
         os.makedirs(self.dir)
         os.symlink(os.path.join(base, "root"), os.path.join(self.dir, "root"))
@@ -113,6 +115,7 @@ class Server:
             )
             if h2c:
                 f.write("[http2]\ncleartext = true\n")
+            f.write(extra)
             if tls:
                 f.write(f'[tls]\nlisten = "127.0.0.1:0"\ncert = "{tls[0]}"\nkey = "{tls[1]}"\n')
         self.stderr = open(os.path.join(self.dir, "stderr.log"), "wb")
@@ -826,6 +829,225 @@ def run_h2c_off(base, port):
           f"rc={r.returncode} version={r.stdout!r}")
 
 
+# --------------------------------------------------------------------------- proxy
+
+
+def read_head(conn):
+    """Read one request head (and return it with whatever followed it)."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        b = conn.recv(65536)
+        if not b:
+            return None, b""
+        buf += b
+    end = buf.index(b"\r\n\r\n") + 4
+    return buf[:end], buf[end:]
+
+
+def head_field(head, name):
+    for ln in head.split(b"\r\n")[1:]:
+        n, _, v = ln.partition(b":")
+        if n.strip().lower() == name:
+            return v.strip()
+    return None
+
+
+def recv_exact(conn, n, buf=b""):
+    while len(buf) < n:
+        b = conn.recv(65536)
+        if not b:
+            raise EOFError("closed")
+        buf += b
+    return buf[:n], buf[n:]
+
+
+def ws_frame(opcode, payload, mask):
+    n = len(payload)
+    m = 0x80 if mask else 0
+    if n < 126:
+        h = bytes([0x80 | opcode, m | n])
+    elif n < 65536:
+        h = bytes([0x80 | opcode, m | 126]) + n.to_bytes(2, "big")
+    else:
+        h = bytes([0x80 | opcode, m | 127]) + n.to_bytes(8, "big")
+    if not mask:
+        return h + payload
+    key = bytes([0x11, 0x22, 0x33, 0x44])
+    return h + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def ws_read(conn, buf):
+    """One frame: (opcode, payload, rest of buf)."""
+    h, buf = recv_exact(conn, 2, buf)
+    n = h[1] & 0x7F
+    if n == 126:
+        e, buf = recv_exact(conn, 2, buf)
+        n = int.from_bytes(e, "big")
+    elif n == 127:
+        e, buf = recv_exact(conn, 8, buf)
+        n = int.from_bytes(e, "big")
+    key = None
+    if h[1] & 0x80:
+        key, buf = recv_exact(conn, 4, buf)
+    p, buf = recv_exact(conn, n, buf)
+    if key:
+        p = bytes(b ^ key[i % 4] for i, b in enumerate(p))
+    return h[0] & 0x0F, p, buf
+
+
+def upstream_handler(conn):
+    """The test upstream: /api/bytes (BIN), /api/chunked (BIG in chunks), /api/echo (the
+    request head it received as the body), POST /api/sum (the body's SHA-256), /ws/
+    (WebSocket echo)."""
+    try:
+        while True:
+            head, rest = read_head(conn)
+            if head is None:
+                return
+            line = head.split(b"\r\n", 1)[0].decode("latin-1")
+            method, path = line.split(" ")[:2]
+            if path.startswith("/ws/"):
+                key = head_field(head, b"sec-websocket-key") or b""
+                acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+                conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                             b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + acc + b"\r\n\r\n")
+                buf = rest
+                while True:
+                    op, p, buf = ws_read(conn, buf)
+                    conn.sendall(ws_frame(op, p, False))
+                    if op == 8:
+                        return
+            if method == "POST":
+                h = hashlib.sha256()
+                te = (head_field(head, b"transfer-encoding") or b"").lower()
+                buf = rest
+                if b"chunked" in te:
+                    while True:
+                        while b"\r\n" not in buf:
+                            buf += conn.recv(65536)
+                        size_line, _, buf = buf.partition(b"\r\n")
+                        size = int(size_line.split(b";")[0], 16)
+                        data, buf = recv_exact(conn, size + 2, buf)
+                        if size == 0:
+                            break
+                        h.update(data[:-2])
+                else:
+                    n = int(head_field(head, b"content-length") or b"0")
+                    data, buf = recv_exact(conn, n, buf)
+                    h.update(data)
+                body = h.hexdigest().encode()
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            elif path == "/api/bytes":
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(BIN) + BIN)
+            elif path == "/api/chunked":
+                out = [b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"]
+                for i in range(0, len(BIG), 7000):
+                    part = BIG[i:i + 7000]
+                    out.append(b"%x\r\n%s\r\n" % (len(part), part))
+                out.append(b"0\r\n\r\n")
+                conn.sendall(b"".join(out))
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n"
+                             % len(head) + head)
+    except (OSError, EOFError, ValueError):
+        return
+    finally:
+        conn.close()
+
+
+def start_upstream():
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(64)
+
+    def serve():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=upstream_handler, args=(c,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return ls
+
+
+def run_proxy(binary, base, servers):
+    ups = start_upstream()
+    up_port = ups.getsockname()[1]
+    extra = (f'[[upstream]]\nname = "app"\nservers = ["127.0.0.1:{up_port}"]\n'
+             '[[proxy]]\npath = "/api/"\nupstream = "app"\n'
+             '[[proxy]]\npath = "/ws/"\nupstream = "app"\nwebsocket = true\n')
+    try:
+        srv = Server(binary, base, "proxy", autoindex=False, extra=extra)
+    except Exception as e:  # noqa: BLE001
+        fail("proxy: start vireo", str(e))
+        return
+    servers.append(srv)
+    url = f"http://127.0.0.1:{srv.port}"
+    out = os.path.join(base, "proxy.out")
+    hdr = os.path.join(base, "proxy.hdr")
+    if not shutil.which("curl"):
+        fail("curl through the proxy", "curl binary not found (.ci/run installs it)")
+    else:
+        r = subprocess.run(["curl", "-sS", "-o", out, f"{url}/api/bytes"], capture_output=True, timeout=60)
+        data = open(out, "rb").read() if os.path.exists(out) else b""
+        check("curl through the proxy: 3 MiB exact", r.returncode == 0 and data == BIN,
+              f"rc={r.returncode} got {len(data)} bytes {r.stderr.decode(errors='replace').strip()}")
+
+        r = subprocess.run(["curl", "-sS", "-o", out, "-D", hdr, "-H", "X-Custom: kept",
+                            "-H", "X-Forwarded-For: 6.6.6.6", f"{url}/api/echo?q=1%202"],
+                           capture_output=True, timeout=30)
+        seen = open(out, "rb").read().decode("latin-1").lower() if os.path.exists(out) else ""
+        want = [f"get /api/echo?q=1%202 http/1.1", f"host: 127.0.0.1:{srv.port}", "x-custom: kept",
+                "x-forwarded-for: 127.0.0.1\r\n", "via: 1.1 vireo"]
+        missing = [w for w in want if w not in seen]
+        check("curl through the proxy: headers forwarded", r.returncode == 0 and not missing,
+              f"rc={r.returncode} missing {missing} in {seen[:400]!r}")
+
+        r = subprocess.run(["curl", "-sS", "-o", out, "-D", hdr, f"{url}/api/chunked"],
+                           capture_output=True, timeout=30)
+        data = open(out, "rb").read() if os.path.exists(out) else b""
+        head = open(hdr, "rb").read().decode("latin-1").lower() if os.path.exists(hdr) else ""
+        check("curl through the proxy: chunked response",
+              r.returncode == 0 and data == BIG and "transfer-encoding: chunked" in head,
+              f"rc={r.returncode} len={len(data)} head={head[:200]!r}")
+
+        body = os.path.join(base, "proxy.body")
+        with open(body, "wb") as f:
+            f.write(BIG)  # under limits.max_body_bytes (1 MiB)
+        r = subprocess.run(["curl", "-sS", "-o", out, "-H", "Transfer-Encoding: chunked",
+                            "--data-binary", f"@{body}", f"{url}/api/sum"],
+                           capture_output=True, timeout=60)
+        got = open(out, "rb").read().decode("latin-1") if os.path.exists(out) else ""
+        check("curl through the proxy: chunked upload",
+              r.returncode == 0 and got == hashlib.sha256(BIG).hexdigest(),
+              f"rc={r.returncode} got {got!r}")
+
+    # WebSocket: a raw client (no pip dependency) through the tunnel.
+    try:
+        c = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        key = base64.b64encode(os.urandom(16))
+        c.sendall(b"GET /ws/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        head, buf = read_head(c)
+        acc = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        good = head is not None and head.startswith(b"HTTP/1.1 101 ") and head_field(head, b"sec-websocket-accept") == acc
+        msg = b"hello through vireo " * 500
+        c.sendall(ws_frame(1, msg, True))
+        op, p, buf = ws_read(c, buf)
+        c.sendall(ws_frame(8, b"\x03\xe8", True))
+        op2, _, _ = ws_read(c, buf)
+        c.close()
+        check("websocket client through the tunnel", good and op == 1 and p == msg and op2 == 8,
+              f"head={head[:120] if head else None!r} op={op} len={len(p)}")
+    except Exception as e:  # noqa: BLE001
+        fail("websocket client through the tunnel", repr(e))
+    ups.close()
+
+
 def main():
     if len(sys.argv) != 2:
         print("usage: check.py PATH_TO_VIREO_BINARY", file=sys.stderr)
@@ -851,6 +1073,7 @@ def main():
             run_tls(binary, base, servers)
             run_h2c(binary, base, servers)
             run_h2c_off(base, main_srv.port)
+            run_proxy(binary, base, servers)
             for srv in servers:
                 alive = srv.proc.poll() is None
                 check(f"vireo still running ({os.path.basename(srv.dir)})", alive,

@@ -23,6 +23,8 @@ mod operations;
 mod paths;
 mod proxy;
 mod proxy_h2;
+mod proxy_health;
+mod proxy_ws;
 mod redirects;
 mod semantics;
 mod sites;

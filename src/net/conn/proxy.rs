@@ -11,6 +11,7 @@ use super::*;
 use crate::config::ProxyRule;
 use crate::upstream::exchange::{ClientSide, Exchange, Step, Waiting};
 use crate::upstream::pool::AcquireError;
+use crate::upstream::tunnel::{Tunnel, TunnelStep};
 use crate::upstream::Failure;
 
 pub(super) struct Proxying {
@@ -28,6 +29,8 @@ pub(super) struct Proxying {
     /// Why the last try failed (a retry that finds no server answers with it).
     last: Option<Failure>,
     hash: u64,
+    /// The upstream answered `101`: bytes now pass both ways untouched.
+    tunnel: Option<Box<Tunnel>>,
 }
 
 /// Build the exchange for `rule`: the re-serialised head, the body framing. Err: the
@@ -55,23 +58,37 @@ pub(crate) fn begin(
     };
     let mut out = Vec::with_capacity(head.head_len + 256);
     let fallback = up.servers.first().map_or("localhost", |s| &*s.text);
+    // An upgrade (`websocket = true` only; without it the request goes as a plain one,
+    // as through nginx without the upgrade headers): `Upgrade` and `Connection: upgrade`
+    // go up, and a `101` turns the connection into a tunnel.
+    let upgrade = match rule.websocket && head.framing == BodyFraming::None {
+        true => crate::upstream::tunnel::upgrade_of(&buf[..head.head_len]),
+        false => None,
+    };
     if !crate::upstream::request::write_head(
         head,
         buf,
         rule,
         &client,
         fallback,
-        up.keepalive == 0,
+        up.keepalive == 0 && upgrade.is_none(),
         &mut out,
     ) {
         return Err(400);
+    }
+    if let Some(u) = &upgrade {
+        // Before the blank line that ends the head.
+        out.truncate(out.len() - 2);
+        out.extend_from_slice(b"Upgrade: ");
+        out.extend_from_slice(u);
+        out.extend_from_slice(b"\r\nConnection: upgrade\r\n\r\n");
     }
     let (len, chunked) = match head.framing {
         BodyFraming::None => (None, false),
         BodyFraming::Length(n) => (Some(n), false),
         BodyFraming::Chunked => (None, true),
     };
-    Ok(Exchange::new(
+    let mut ex = Exchange::new(
         rule.upstream,
         out,
         len,
@@ -83,7 +100,43 @@ pub(crate) fn begin(
             head_request: head.method == crate::http::Method::Head,
         },
         now,
-    ))
+    );
+    ex.upgrade = upgrade.is_some();
+    Ok(ex)
+}
+
+/// The client connection as the tunnel sees it.
+struct TunnelClient<'a, S> {
+    stream: &'a mut S,
+    io: &'a mut crate::net::recv::Readiness,
+}
+
+impl<S: Transport> crate::upstream::tunnel::ClientSide for TunnelClient<'_, S> {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        let r = self.stream.read(b);
+        if let Ok(0) = r {
+            self.io.eof = true;
+        }
+        r
+    }
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.stream.write(b)
+    }
+    fn shutdown_write(&mut self) {
+        let _ = self.stream.shutdown_write();
+    }
+    fn short_read_drains(&self) -> bool {
+        self.stream.short_read_drains()
+    }
+    fn readable(&mut self) -> &mut bool {
+        &mut self.io.readable
+    }
+    fn writable(&mut self) -> &mut bool {
+        &mut self.io.writable
+    }
+    fn read_closed(&self) -> bool {
+        self.io.read_closed
+    }
 }
 
 impl<S: Transport> Conn<S> {
@@ -117,11 +170,78 @@ impl<S: Transport> Conn<S> {
             fresh_retry: false,
             last: None,
             hash,
+            tunnel: None,
         }));
+    }
+
+    /// An upgraded connection: bytes both ways until either side ends it or it idles
+    /// past the upstream set's `read_timeout`.
+    pub fn is_tunnel(&self) -> bool {
+        matches!(&self.phase, Phase::Proxy(p) if p.tunnel.is_some())
+    }
+
+    /// The upstream said `101`: the exchange's connection, its `out` (the 101 head and
+    /// what followed) and what the client sent after its request become a tunnel.
+    fn start_tunnel(&mut self, cx: &mut Cx) -> Next {
+        let Phase::Proxy(p) = &mut self.phase else {
+            return Next::Close;
+        };
+        let Some(k) = p.ex.conn else {
+            return Next::Close;
+        };
+        cx.upstreams
+            .health()
+            .succeeded(p.ex.upstream, p.ex.server, 101);
+        let early_up = self
+            .busy
+            .as_mut()
+            .map(|b| {
+                let v = b.rx.pending().to_vec();
+                b.rx.consume(v.len());
+                v
+            })
+            .unwrap_or_default();
+        let t = Tunnel::new(k, &early_up, p.ex.pending_out(), cx.now);
+        p.ex.took_out(p.ex.pending_out().len());
+        p.tunnel = Some(Box::new(t));
+        // The inbox and outbox are empty now: give them back for the tunnel's life.
+        self.release_buffers(cx);
+        self.drive_tunnel(cx)
+    }
+
+    fn drive_tunnel(&mut self, cx: &mut Cx) -> Next {
+        let Phase::Proxy(p) = &mut self.phase else {
+            return Next::Close;
+        };
+        let Some(t) = p.tunnel.as_mut() else {
+            return Next::Close;
+        };
+        let mut client = TunnelClient {
+            stream: &mut self.stream,
+            io: &mut self.io,
+        };
+        let sent = t.bytes_down;
+        let step = t.pump(&mut client, cx.upstreams, cx.turn_budget, cx.now);
+        p.ex.body_bytes += t.bytes_down - sent;
+        match step {
+            TunnelStep::Blocked => {
+                let idle = cx.upstreams.conf()[p.ex.upstream].read_timeout;
+                Next::Wait(Class::Upstream, t.last + idle)
+            }
+            TunnelStep::Yield => Next::Yield,
+            TunnelStep::Closed => Next::Close,
+            TunnelStep::Failed(why) => {
+                log::debug!("{}: tunnel ended: {why}", self.peer.addr());
+                Next::Close
+            }
+        }
     }
 
     /// Relay as far as both sockets allow.
     pub(super) fn drive_proxy(&mut self, sites: &mut Sites, cx: &mut Cx) -> Next {
+        if self.is_tunnel() {
+            return self.drive_tunnel(cx);
+        }
         // Anything queued before (an interim 100 Continue) goes first.
         let mut budget = cx.turn_budget;
         let mut cold = None;
@@ -179,6 +299,15 @@ impl<S: Transport> Conn<S> {
                         }
                     }
                     Err(AcquireError::NoServer) => {
+                        if cx.upstreams.health().all_checked_down(p.ex.upstream) {
+                            // Every server failed its active check: unavailable, not
+                            // broken (nginx Plus answers 502 here; 503 says "retry later").
+                            log::warn!(
+                                "upstream {}: every server is down by its health check",
+                                cx.upstreams.conf()[p.ex.upstream].name
+                            );
+                            return self.proxy_answer(503, sites, cx);
+                        }
                         if let Some(f) = p.last {
                             // Every server was tried: the last failure (already logged
                             // and counted) is the answer.
@@ -258,6 +387,7 @@ impl<S: Transport> Conn<S> {
             let out_left = !p.ex.pending_out().is_empty();
             match step {
                 Step::Failed(f, why) => return self.proxy_failed(f, why, sites, cx),
+                Step::Done if p.ex.upgraded() => return self.start_tunnel(cx),
                 Step::Done if !out_left => return self.proxy_done(cx),
                 _ => {}
             }
@@ -293,6 +423,16 @@ impl<S: Transport> Conn<S> {
         let Phase::Proxy(p) = &self.phase else {
             return Next::Close;
         };
+        if let Some(t) = &p.tunnel {
+            // Idle past `read_timeout` (no byte either way): the lazy timer may fire
+            // early, then the tunnel waits on.
+            let idle = cx.upstreams.conf()[p.ex.upstream].read_timeout;
+            if t.last + idle > cx.now {
+                return Next::Wait(Class::Upstream, t.last + idle);
+            }
+            log::debug!("{}: tunnel idle for {idle:?}: closed", self.peer.addr());
+            return Next::Close;
+        }
         let f = match p.ex.waiting {
             Waiting::Connect => Failure::ConnectTimeout,
             Waiting::Send => Failure::SendTimeout,

@@ -1,0 +1,172 @@
+//! Active health checks and periodic re-resolution of upstream servers (issue 23): small
+//! upstream servers on std threads whose `/healthz` answer the test switches.
+
+use crate::support::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// An upstream answering every request with its `name`, and `/healthz` with 200 while
+/// `healthy`, else 500. Counts the checks it saw.
+struct Named {
+    addr: SocketAddr,
+    healthy: Arc<AtomicBool>,
+    checks: Arc<AtomicUsize>,
+}
+
+fn named(name: &'static str) -> Named {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let healthy = Arc::new(AtomicBool::new(true));
+    let checks = Arc::new(AtomicUsize::new(0));
+    let (h, n) = (healthy.clone(), checks.clone());
+    std::thread::spawn(move || {
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            let (h, n) = (h.clone(), n.clone());
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                loop {
+                    let end = loop {
+                        if let Some(i) = find(&buf, b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut b = [0u8; 4096];
+                        match s.read(&mut b) {
+                            Ok(0) | Err(_) => return,
+                            Ok(k) => buf.extend_from_slice(&b[..k]),
+                        }
+                    };
+                    let check = buf.starts_with(b"GET /healthz ");
+                    buf.drain(..end);
+                    let resp = if check {
+                        n.fetch_add(1, Ordering::SeqCst);
+                        if h.load(Ordering::SeqCst) {
+                            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_string()
+                        } else {
+                            "HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\nsick".to_string()
+                        }
+                    } else {
+                        format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{name}")
+                    };
+                    if s.write_all(resp.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Named {
+        addr,
+        healthy,
+        checks,
+    }
+}
+
+fn checked(servers: &str) -> TestServer {
+    TestServer::start_with(
+        &format!(
+            "[metrics]\nlisten = \"127.0.0.1:0\"\n[[upstream]]\nname = \"app\"\nservers = [{servers}]\n\
+             health = {{ path = \"/healthz\", interval = \"200ms\", timeout = \"200ms\", expect = 200 }}\n\
+             [[proxy]]\npath = \"/\"\nupstream = \"app\"\n"
+        ),
+        |_| {},
+    )
+}
+
+/// Who answered `n` requests, each on a fresh connection: (a's, b's, other statuses).
+fn spread(s: &TestServer, n: usize) -> (usize, usize, Vec<u16>) {
+    let (mut a, mut b, mut other) = (0, 0, Vec::new());
+    for _ in 0..n {
+        let r = get(s.addr, "/x");
+        match (r.status, &r.body[..]) {
+            (200, b"a") => a += 1,
+            (200, b"b") => b += 1,
+            (st, _) => other.push(st),
+        }
+    }
+    (a, b, other)
+}
+
+fn wait_checks(u: &Named, more: usize) {
+    let want = u.checks.load(Ordering::SeqCst) + more;
+    let start = Instant::now();
+    while u.checks.load(Ordering::SeqCst) < want {
+        assert!(start.elapsed() < TIMEOUT, "no health checks arrive");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_server_failing_its_check_is_skipped_within_two_intervals_and_put_back() {
+    let (a, b) = (named("a"), named("b"));
+    let s = checked(&format!("\"{}\", \"{}\"", a.addr, b.addr));
+    wait_checks(&a, 1);
+    let (na, nb, other) = spread(&s, 10);
+    assert!(na > 0 && nb > 0 && other.is_empty(), "{na} {nb} {other:?}");
+    a.healthy.store(false, Ordering::SeqCst);
+    // Two intervals: the next check sees it (marking is immediate).
+    std::thread::sleep(Duration::from_millis(450));
+    let (na, nb, other) = spread(&s, 20);
+    assert_eq!(
+        (na, nb, other),
+        (0, 20, vec![]),
+        "a failing server got traffic"
+    );
+    let m = scrape(&s);
+    let la = format!("server=\"{}\",by=\"check\"", a.addr);
+    assert_eq!(metric(&m, "vireo_upstream_up", &la), 0, "{m}");
+    a.healthy.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(450));
+    let (na, nb, other) = spread(&s, 10);
+    assert!(
+        na > 0 && nb > 0 && other.is_empty(),
+        "not put back: {na} {nb} {other:?}"
+    );
+    assert_eq!(metric(&scrape(&s), "vireo_upstream_up", &la), 1);
+}
+
+#[test]
+fn every_server_down_by_its_check_is_503() {
+    let (a, b) = (named("a"), named("b"));
+    let s = checked(&format!(
+        "\"{}\", {{ addr = \"{}\", backup = true }}",
+        a.addr, b.addr
+    ));
+    wait_checks(&a, 1);
+    // The backup gets traffic only once the primary is down.
+    let (na, nb, _) = spread(&s, 6);
+    assert_eq!((na, nb), (6, 0));
+    a.healthy.store(false, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(450));
+    let (na, nb, _) = spread(&s, 6);
+    assert_eq!((na, nb), (0, 6), "the backup did not take over");
+    b.healthy.store(false, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(450));
+    let (_, _, other) = spread(&s, 3);
+    assert_eq!(other, vec![503, 503, 503]);
+}
+
+#[test]
+fn a_host_name_is_re_resolved_and_served() {
+    let a = named("a");
+    let s = TestServer::start_logged(
+        "info",
+        &[],
+        &format!(
+            "[[upstream]]\nname = \"app\"\nservers = [\"localhost:{}\"]\nresolve = \"100ms\"\n\
+             [[proxy]]\npath = \"/\"\nupstream = \"app\"\n",
+            a.addr.port()
+        ),
+        |_| {},
+    );
+    s.wait_output(TIMEOUT, |l| {
+        l.contains(&format!("localhost:{}", a.addr.port())) && l.contains("resolved to")
+    });
+    for _ in 0..5 {
+        let r = get(s.addr, "/x");
+        assert_eq!((r.status, &r.body[..]), (200, &b"a"[..]));
+    }
+}
