@@ -133,6 +133,8 @@ pub struct ReactorStats {
     pub cold_read_time: Histogram,
     /// Bytes of those windows the I/O threads sent themselves.
     pub cold_sent: AtomicU64,
+    /// Cold windows whose I/O thread found the socket full before sending a byte.
+    pub cold_empty: AtomicU64,
     /// Connections closed while an I/O thread was sending their cold window (deregistered
     /// from epoll and shut down at once, since the thread's duplicate keeps the socket).
     pub cold_shared_closes: AtomicU64,
@@ -304,6 +306,7 @@ impl Default for ReactorStats {
             cold_reads: Default::default(),
             cold_read_time: Default::default(),
             cold_sent: Default::default(),
+            cold_empty: Default::default(),
             cold_shared_closes: Default::default(),
             h2: Default::default(),
         }
@@ -458,7 +461,7 @@ impl Registry {
             let labels = format!("result=\"{result}\"");
             sample(&mut out, "vireo_reloads_total", &labels, load(c));
         }
-        let simple: [(&str, &str, &str, CounterOf); 17] = [
+        let simple: [(&str, &str, &str, CounterOf); 18] = [
             (
                 "vireo_h2_connections_total",
                 "counter",
@@ -530,6 +533,12 @@ impl Registry {
                 "counter",
                 "Bytes of cold file windows sent by the I/O threads themselves (aio threads).",
                 |s| &s.cold_sent,
+            ),
+            (
+                "vireo_cold_empty_handoffs_total",
+                "counter",
+                "Cold windows whose I/O thread found the socket full before sending a byte.",
+                |s| &s.cold_empty,
             ),
             (
                 "vireo_cold_shared_closes_total",

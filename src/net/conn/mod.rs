@@ -338,6 +338,12 @@ impl<S: Transport> Conn<S> {
             if sent.failed {
                 return Next::Close;
             }
+            if sent.socket_full && sent.bytes == 0 {
+                // A hand-off for nothing: the connection should have waited for room.
+                cx.stats
+                    .cold_empty
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             if sent.socket_full && !self.stream.writable_now() {
                 // The I/O thread met EAGAIN, so an EPOLLOUT edge is owed; were it already
                 // consumed while parked, the socket would be writable now.
