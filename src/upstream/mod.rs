@@ -1,13 +1,15 @@
 //! The other side of a proxied request: upstream sets and their passive health (atomics
 //! shared by every reactor of a generation), each reactor's pool of upstream connections
-//! (`pool`), the request re-serialised for the upstream (`request`) and one exchange's
-//! state machine (`exchange`). The route says "proxy to upstream X"; the client
+//! (`pool`), the request re-serialised for the upstream (`request`), one exchange's
+//! state machine (`exchange`) and its response side as pure bytes (`relay`). The route says "proxy to upstream X"; the client
 //! connection (`net::conn`) owns the exchange and moves bytes between its socket and the
 //! exchange's buffers; nothing here touches a client socket.
 
 pub mod exchange;
 pub mod pool;
+pub mod relay;
 pub mod request;
+pub mod splice;
 
 use crate::config::Upstream;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

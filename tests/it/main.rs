@@ -22,6 +22,7 @@ mod listeners;
 mod operations;
 mod paths;
 mod proxy;
+mod proxy_relay;
 mod redirects;
 mod semantics;
 mod sites;
