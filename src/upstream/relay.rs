@@ -571,13 +571,19 @@ fn write_client_head(head: &[u8], h: &RespHead, r: &Relay, vary: bool, out: &mut
     out.extend_from_slice(b"\r\n");
     let mut via: Option<Vec<u8>> = None;
     let mut varied = false;
+    let mut length_seen = false;
     upstream_response::fields(head, |name, value, connection_named| {
         let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
         if upstream_response::is_hop_by_hop(name) || connection_named {
             return;
         }
-        if is("content-length") && (h.framing != RespFraming::None || compressed) {
-            return;
+        if is("content-length") {
+            // Bodiless (HEAD, 304): the upstream's one length (repeats of an equal value
+            // were accepted) goes on once; otherwise vireo writes the framing.
+            if h.framing != RespFraming::None || compressed || length_seen {
+                return;
+            }
+            length_seen = true;
         }
         if compressed && is("accept-ranges") {
             return;
@@ -657,4 +663,93 @@ pub fn client_coding(
         return None;
     }
     Some(negotiate::choose_encoding(accept_encoding, &c.codings).unwrap_or(Coding::Identity))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TYPES: &[&str] = &["text/*"];
+
+    /// Feed `input` whole; the client's bytes (head and body) and whether it finished.
+    fn relay(input: &[u8], client: ClientSide) -> (Vec<u8>, bool) {
+        let types: Vec<String> = TYPES.iter().map(|t| t.to_string()).collect();
+        let policy = Policy {
+            min_bytes: 0,
+            types: &types,
+            admit: true,
+        };
+        let mut r = Relay::new(client);
+        let mut out = Vec::new();
+        let mut pos = 0;
+        while !r.input_done() && pos < input.len() {
+            let (buf, want) = r.read_buf(&mut out, 0);
+            let at = buf.len();
+            let n = want.min(input.len() - pos);
+            buf.extend_from_slice(&input[pos..pos + n]);
+            pos += n;
+            r.absorb(&mut out, at, &policy).expect("absorb");
+        }
+        (out, r.done())
+    }
+
+    fn client(http10: bool, compress: Option<Coding>) -> ClientSide {
+        ClientSide {
+            http10,
+            keep_alive: true,
+            head_request: false,
+            compress,
+        }
+    }
+
+    #[test]
+    fn a_bodiless_answer_forwards_one_content_length() {
+        let (out, done) = relay(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            client(false, None),
+        );
+        assert!(done);
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(text.matches("Content-Length").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn chunked_goes_to_an_http10_client_as_its_data() {
+        let (out, done) = relay(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=1\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n",
+            client(true, None),
+        );
+        assert!(done);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.ends_with("Connection: close\r\n\r\nabcde"), "{text}");
+        assert!(!text.contains("chunked"), "{text}");
+    }
+
+    #[test]
+    fn only_candidates_are_compressed_and_vary_says_so() {
+        let gz = Some(Coding::Gzip);
+        for (resp, coding, vary) in [
+            ("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 3\r\n\r\nabc", true, true),
+            ("HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 3\r\n\r\nabc", false, false),
+            ("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: br\r\nContent-Length: 3\r\n\r\nabc", false, false),
+            ("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nCache-Control: public, no-transform\r\nContent-Length: 3\r\n\r\nabc", false, false),
+            ("HTTP/1.1 206 Partial Content\r\nContent-Type: text/html\r\nContent-Range: bytes 0-2/9\r\nContent-Length: 3\r\n\r\nabc", false, false),
+        ] {
+            let (out, _) = relay(resp.as_bytes(), client(false, gz));
+            let text = String::from_utf8_lossy(&out).to_string();
+            assert_eq!(text.contains("Content-Encoding: gzip"), coding, "{resp}: {text}");
+            assert_eq!(text.contains("Vary: Accept-Encoding"), vary, "{resp}: {text}");
+        }
+        // A client without the coding: identity, but the answer varies.
+        let (out, done) = relay(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nabc",
+            client(false, Some(Coding::Identity)),
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            done && text.ends_with("Content-Length: 3\r\n\r\nabc"),
+            "{text}"
+        );
+        assert!(text.contains("Vary: Accept-Encoding"), "{text}");
+    }
 }
