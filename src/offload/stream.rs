@@ -30,7 +30,7 @@ const STREAM_ZSTD_WINDOW_LOG: u32 = 19;
 
 /// One body's encoder, fed in order.
 pub enum StreamEncoder {
-    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    Gzip(Box<flate2::write::GzEncoder<Vec<u8>>>),
     Zstd(Box<zstd::stream::write::Encoder<'static, Vec<u8>>>),
     Br(Option<Box<brotli::CompressorWriter<Vec<u8>>>>),
 }
@@ -38,10 +38,10 @@ pub enum StreamEncoder {
 impl StreamEncoder {
     pub fn new(coding: Coding, levels: &Levels) -> io::Result<StreamEncoder> {
         Ok(match coding {
-            Coding::Gzip => StreamEncoder::Gzip(flate2::write::GzEncoder::new(
+            Coding::Gzip => StreamEncoder::Gzip(Box::new(flate2::write::GzEncoder::new(
                 Vec::new(),
                 flate2::Compression::new(levels.gzip.min(9)),
-            )),
+            ))),
             Coding::Zstd => {
                 let mut e = zstd::stream::write::Encoder::new(
                     Vec::new(),

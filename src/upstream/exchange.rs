@@ -288,17 +288,18 @@ impl Exchange {
                 return Step::Blocked;
             }
             let unsent = self.out.len() - self.out_pos;
-            if !self.splicing && self.splice_to {
-                if self.relay.spliceable().is_some_and(|n| n >= SPLICE_MIN) {
-                    match Pipe::new() {
-                        Ok(p) => {
-                            self.pipe = Some(p);
-                            self.splicing = true;
-                        }
-                        Err(e) => {
-                            log::warn!("no pipe for splice ({e}): copying");
-                            self.splice_to = false;
-                        }
+            if !self.splicing
+                && self.splice_to
+                && self.relay.spliceable().is_some_and(|n| n >= SPLICE_MIN)
+            {
+                match Pipe::new() {
+                    Ok(p) => {
+                        self.pipe = Some(p);
+                        self.splicing = true;
+                    }
+                    Err(e) => {
+                        log::warn!("no pipe for splice ({e}): copying");
+                        self.splice_to = false;
                     }
                 }
             }

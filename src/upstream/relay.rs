@@ -280,12 +280,9 @@ impl Relay {
                 (done, n == got)
             }
             RespFraming::Close => {
-                match sink {
-                    Some(s) => {
-                        s.extend_from_slice(&buf[at..]);
-                        buf.truncate(at);
-                    }
-                    None => {}
+                if let Some(s) = sink {
+                    s.extend_from_slice(&buf[at..]);
+                    buf.truncate(at);
                 }
                 if !compress {
                     self.body_bytes += got as u64;
