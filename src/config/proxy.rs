@@ -31,6 +31,7 @@ pub(super) struct RawProxy {
     #[serde(default)]
     websocket: bool,
     trusted_proxies: Option<Spanned<Vec<String>>>,
+    compress: Option<bool>,
 }
 
 /// An address range (`10.0.0.0/8`, `::1/128`, or a single address).
@@ -98,6 +99,8 @@ pub struct ProxyRule {
     pub websocket: bool,
     /// Peers whose `X-Forwarded-*` are kept (appended to); default none.
     pub trusted_proxies: Arc<[Cidr]>,
+    /// Compress responses as `[compression]` says (on the pool, streaming); default true.
+    pub compress: bool,
 }
 
 /// Request headers a rule may not set: hop-by-hop ones and those the proxy writes.
@@ -248,6 +251,7 @@ pub(super) fn build_proxies(
             max_body_bytes,
             websocket: r.websocket,
             trusted_proxies,
+            compress: r.compress.unwrap_or(true),
         });
     }
     rules.sort_by_key(|r| std::cmp::Reverse((literal_prefix(&r.path).len(), r.path.len())));

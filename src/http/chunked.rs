@@ -65,6 +65,17 @@ impl ChunkedDecoder {
     /// pipelined bytes stay for the next parse. Once an error was returned, every
     /// later call returns it again.
     pub fn feed(&mut self, input: &[u8], limits: &Limits) -> Result<(usize, bool), HttpError> {
+        self.feed_spans(input, limits, |_| {})
+    }
+
+    /// `feed`, also telling `data` where each run of chunk data lies in `input` (in order,
+    /// never empty): what a proxy that re-frames or compresses the body passes on.
+    pub fn feed_spans(
+        &mut self,
+        input: &[u8],
+        limits: &Limits,
+        mut data: impl FnMut(std::ops::Range<usize>),
+    ) -> Result<(usize, bool), HttpError> {
         let mut i = 0;
         loop {
             match self.state {
@@ -74,6 +85,9 @@ impl ChunkedDecoder {
                 ChunkState::Data => {
                     // Skip data in bulk; `take` fits in usize since it is <= the input left.
                     let take = self.size.min((input.len() - i) as u64);
+                    if take > 0 {
+                        data(i..i + take as usize);
+                    }
                     i += take as usize;
                     self.size -= take;
                     if self.size == 0 {

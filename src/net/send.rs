@@ -72,6 +72,10 @@ pub trait Transport: Read + Write {
     fn send_handle(&self) -> Option<OwnedFd> {
         None
     }
+    /// The plain socket itself, for splice(2) of proxied bodies (None: TLS, in memory).
+    fn splice_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 impl Transport for TcpStream {
@@ -106,6 +110,10 @@ impl Transport for TcpStream {
         // A dup, not the raw number: should the reactor close the connection meanwhile,
         // the number could name another connection's socket by the time the thread sends.
         rustix::io::fcntl_dupfd_cloexec(self, 0).ok()
+    }
+
+    fn splice_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        Some(std::os::fd::AsFd::as_fd(self))
     }
 }
 

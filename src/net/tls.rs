@@ -560,6 +560,13 @@ impl<T: Transport> Transport for Stream<T> {
         }
     }
 
+    fn splice_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        match self {
+            Stream::Plain(s) => s.splice_fd(),
+            Stream::Tls(_) => None,
+        }
+    }
+
     fn short_write_fills(&self) -> bool {
         match self {
             Stream::Plain(s) => s.short_write_fills(),

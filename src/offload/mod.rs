@@ -35,6 +35,7 @@ pub mod codec;
 
 mod cold;
 pub mod pagecache;
+pub mod stream;
 use cold::IO_THREADS;
 pub use cold::{send_in, ColdTicket, Sent, SockSlot, MAX_COLD_JOBS, MAX_COLD_SOCKETS};
 
@@ -200,6 +201,8 @@ pub struct Offload {
     /// Whether each kind is on, and its figures.
     enabled: [bool; Kind::COUNT],
     stats: [Stats; Kind::COUNT],
+    /// Compressed streams open (proxied bodies, `stream`), capped like compression jobs.
+    streams: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -296,6 +299,7 @@ impl Offload {
             inflight: Mutex::new(HashMap::new()),
             enabled: [true, false, false],
             stats: Default::default(),
+            streams: AtomicUsize::new(0),
         })
     }
 

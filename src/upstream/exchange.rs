@@ -9,46 +9,33 @@
 //!                            Head (parse; 1xx skipped; bad -> 502) --> Body --> Done
 //! ```
 //!
-//! Backpressure: the response is read only into `out`, at most `OUT_MAX` (64 KiB) unsent
-//! bytes per exchange, so the upstream is read exactly as fast as the client takes bytes;
-//! request bodies wait in at most `BODY_MAX` (64 KiB) bytes on the way up. Chunked
-//! response bodies are validated chunk by chunk and passed on as they are (an HTTP/1.1
-//! client reads the same framing); Content-Length bodies pass with their length.
+//! Backpressure: the response is read only into the room `relay::Relay::read_buf` offers,
+//! at most `OUT_MAX` (64 KiB) unsent bytes per exchange (plus `ZIN_MAX` waiting for the
+//! compressor), so the upstream is read exactly as fast as the client takes bytes;
+//! request bodies wait in at most `BODY_MAX` (64 KiB) bytes on the way up. How the body
+//! is framed for the client (passed, de-chunked, compressed) is the relay's business;
+//! a compressed body's chunks go to the pool one job at a time (`compress_step`).
 
 use crate::http::request::{ChunkedDecoder, Limits};
-use crate::http::upstream_response::{self, RespFraming, RespHead};
 use crate::http::HttpError;
+use crate::offload::stream::{Stream, Took};
+use crate::offload::{Notifier, Offload};
 use crate::upstream::pool::{UpKey, Upstreams};
+use crate::upstream::relay::Relay;
+pub use crate::upstream::relay::{ClientSide, Policy, OUT_MAX, RESP_HEAD_MAX};
+use crate::upstream::splice::{Filled, Pipe, SPLICE_MIN};
 use crate::upstream::Failure;
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 use std::time::Instant;
 
-/// Unsent response bytes held per exchange (the backpressure bound).
-pub const OUT_MAX: usize = 64 * 1024;
 /// Request body bytes held per exchange on their way up.
 pub const BODY_MAX: usize = 64 * 1024;
-/// Largest upstream response head.
-pub const RESP_HEAD_MAX: usize = 32 * 1024;
 
 enum ReqBody {
     Done,
     Length(u64),
     Chunked(Box<ChunkedDecoder>),
-}
-
-enum Resp {
-    Head(Vec<u8>),
-    Body {
-        framing: RespFraming,
-        left: u64,
-        dec: Option<Box<ChunkedDecoder>>,
-    },
-    Done {
-        reusable: bool,
-    },
-    /// `101` to an upgrade request: the 101 head (and what followed it) is in `out`; the
-    /// connection becomes a tunnel (`upstream::tunnel`).
-    Upgraded,
 }
 
 /// What the upstream deadline is counting.
@@ -69,14 +56,6 @@ pub enum Step {
     Failed(Failure, String),
 }
 
-/// How the client is framed and what it asked.
-#[derive(Clone, Copy)]
-pub struct ClientSide {
-    pub http10: bool,
-    pub keep_alive: bool,
-    pub head_request: bool,
-}
-
 pub struct Exchange {
     pub upstream: usize,
     pub server: usize,
@@ -95,24 +74,23 @@ pub struct Exchange {
     body_limits: Limits,
     /// Some body byte went to the upstream: the request cannot be replayed.
     pub body_sent: bool,
-    resp: Resp,
+    /// The response side: head parsing, framing, compression input (pure bytes).
+    pub relay: Relay,
     pub out: Vec<u8>,
     pub out_pos: usize,
-    pub status: u16,
-    /// Response body bytes put into `out` (for the log).
-    pub body_bytes: u64,
-    /// The client has been sent (queued) a response head: errors now close it.
-    pub head_out: bool,
-    /// The client connection may stay open after this response.
-    pub client_keep: bool,
-    client: ClientSide,
-    upstream_ka: Option<u64>,
+    /// The body's compressor on the pool, and whether a job of it is out.
+    stream: Option<Arc<Stream>>,
+    job_out: bool,
+    /// The client's socket is plain (the caller says so before each `pump`): a large
+    /// passed body may be spliced to it.
+    pub splice_to: bool,
+    /// The body goes through `pipe` (decided once, at its first bytes: never both ways).
+    splicing: bool,
+    pipe: Option<Pipe>,
     pub waiting: Waiting,
     /// Start of the current upstream countdown.
     pub since: Instant,
     pub started: Instant,
-    /// The request asked for an upgrade the route allows: a `101` starts a tunnel.
-    pub upgrade: bool,
 }
 
 impl Exchange {
@@ -150,25 +128,23 @@ impl Exchange {
                 max_body_bytes: body_limit,
             },
             body_sent: false,
-            resp: Resp::Head(Vec::new()),
+            relay: Relay::new(client),
             out: Vec::new(),
             out_pos: 0,
-            status: 0,
-            body_bytes: 0,
-            head_out: false,
-            client_keep: client.keep_alive,
-            client,
-            upstream_ka: None,
+            stream: None,
+            job_out: false,
+            splice_to: false,
+            splicing: false,
+            pipe: None,
             waiting: Waiting::Connect,
             since: now,
             started: now,
-            upgrade: false,
         }
     }
 
     /// The upstream answered `101`: hand the connection to a tunnel.
     pub fn upgraded(&self) -> bool {
-        matches!(self.resp, Resp::Upgraded)
+        self.relay.upgraded()
     }
 
     /// The request body is all read from the client.
@@ -178,13 +154,13 @@ impl Exchange {
 
     /// The response is complete (its bytes may still be in `out`).
     pub fn response_done(&self) -> bool {
-        matches!(self.resp, Resp::Done { .. })
+        self.relay.done()
     }
 
     /// Whether a failure now can be retried on another connection: nothing of the
     /// response arrived and the request can be sent again whole.
     pub fn replayable(&self) -> bool {
-        !self.body_sent && matches!(&self.resp, Resp::Head(b) if b.is_empty())
+        !self.body_sent && self.relay.untouched()
     }
 
     /// Body bytes the exchange can take now.
@@ -224,7 +200,9 @@ impl Exchange {
         self.req = self.head.clone();
         self.req_pos = 0;
         self.written = 0;
-        self.resp = Resp::Head(Vec::new());
+        self.relay.restart();
+        self.splicing = false;
+        self.pipe = None;
         self.waiting = Waiting::Connect;
         self.since = now;
     }
@@ -245,15 +223,16 @@ impl Exchange {
     /// Is the upstream connection fit for the pool now that the response is complete?
     pub fn reusable(&self) -> (bool, Option<u64>) {
         let whole = self.req_pos == self.req.len() && self.body_done();
-        match self.resp {
-            Resp::Done { reusable } => (reusable && whole, self.upstream_ka),
-            _ => (false, None),
+        if self.relay.done() {
+            (self.relay.reusable() && whole, self.relay.upstream_ka)
+        } else {
+            (false, None)
         }
     }
 
     /// Move bytes: request out while the upstream takes them, response in while `out`
     /// has room.
-    pub fn pump(&mut self, ups: &mut Upstreams, now: Instant) -> Step {
+    pub fn pump(&mut self, ups: &mut Upstreams, now: Instant, policy: &Policy) -> Step {
         let Some(k) = self.conn else {
             return Step::Failed(Failure::NoServer, "no connection".into());
         };
@@ -303,30 +282,77 @@ impl Exchange {
                 self.waiting = Waiting::Read;
                 self.since = now;
             }
-            if matches!(self.resp, Resp::Done { .. } | Resp::Upgraded) {
+            if self.relay.done() {
                 return Step::Done;
+            }
+            if self.relay.input_done() {
+                // The compressor still has the last word; the upstream is not read.
+                return Step::Blocked;
             }
             if !c.readable {
                 return Step::Blocked;
             }
-            // Response bytes in, only into the room `out` has.
-            if self.out.len() - self.out_pos >= OUT_MAX {
+            let unsent = self.out.len() - self.out_pos;
+            if !self.splicing
+                && self.splice_to
+                && self.relay.spliceable().is_some_and(|n| n >= SPLICE_MIN)
+            {
+                match Pipe::new() {
+                    Ok(p) => {
+                        self.pipe = Some(p);
+                        self.splicing = true;
+                    }
+                    Err(e) => {
+                        log::warn!("no pipe for splice ({e}): copying");
+                        self.splice_to = false;
+                    }
+                }
+            }
+            if self.splicing {
+                // Upstream -> pipe, behind what `out` still holds (the head).
+                let (Some(pipe), Some(left)) = (self.pipe.as_mut(), self.relay.spliceable()) else {
+                    return Step::Blocked;
+                };
+                let room = OUT_MAX.saturating_sub(pipe.held);
+                if unsent > 0 || room == 0 {
+                    return Step::Blocked;
+                }
+                let max = room.min(usize::try_from(left).unwrap_or(usize::MAX));
+                match pipe.fill(c.sock.fd(), max) {
+                    Ok(Filled::Moved(n)) => {
+                        self.since = now;
+                        self.relay.spliced(n);
+                    }
+                    Ok(Filled::Eof) => {
+                        c.readable = false;
+                        c.hup = true;
+                        if let Err((f, why)) = self.relay.eof() {
+                            return Step::Failed(f, why);
+                        }
+                    }
+                    Ok(Filled::WouldBlock { drained }) => {
+                        if drained {
+                            c.readable = false;
+                        }
+                        return Step::Blocked;
+                    }
+                    Err(e) => return Step::Failed(Failure::Truncated, format!("splice: {e}")),
+                }
+                continue;
+            }
+            // Response bytes in, only into the room `out` (and the compressor) have.
+            let in_head = self.relay.in_head();
+            let (buf, want) = self.relay.read_buf(&mut self.out, unsent);
+            if want == 0 {
+                if in_head {
+                    return Step::Failed(
+                        Failure::BadResponse,
+                        "response head over the limit".into(),
+                    );
+                }
                 return Step::Blocked;
             }
-            let in_head = matches!(self.resp, Resp::Head(_));
-            let buf = match &mut self.resp {
-                Resp::Head(b) => b,
-                _ => &mut self.out,
-            };
             let at = buf.len();
-            let want = if in_head {
-                RESP_HEAD_MAX - at
-            } else {
-                OUT_MAX - (at - self.out_pos)
-            };
-            if want == 0 {
-                return Step::Failed(Failure::BadResponse, "response head over the limit".into());
-            }
             buf.resize(at + want, 0);
             let r = c.sock.read(&mut buf[at..]);
             let got = match r {
@@ -342,7 +368,7 @@ impl Exchange {
                 }
                 Err(e) => {
                     buf.truncate(at);
-                    return Step::Failed(self.eof_failure(), format!("read: {e}"));
+                    return Step::Failed(self.relay.eof_failure(), format!("read: {e}"));
                 }
             };
             buf.truncate(at + got);
@@ -353,212 +379,88 @@ impl Exchange {
             if got == 0 {
                 c.readable = false;
                 c.hup = true;
-                if let Resp::Body {
-                    framing: RespFraming::Close,
-                    ..
-                } = self.resp
-                {
-                    self.resp = Resp::Done { reusable: false };
-                    return Step::Done;
+                if let Err((f, why)) = self.relay.eof() {
+                    return Step::Failed(f, why);
                 }
-                return Step::Failed(self.eof_failure(), "upstream closed".into());
+                continue;
             }
-            if let Err((f, why)) = self.absorb(at, got) {
+            if let Err((f, why)) = self.relay.absorb(&mut self.out, at, policy) {
                 return Step::Failed(f, why);
             }
         }
     }
 
-    fn eof_failure(&self) -> Failure {
-        match self.resp {
-            Resp::Head(_) => Failure::Reset,
-            _ => Failure::Truncated,
+    /// The response's coding, once its head chose one: the stream to compress it with is
+    /// opened on `pool` (None: no room, and the head already promised a coding, so this
+    /// is checked before the head with `Policy::admit`).
+    fn open_stream(&mut self, pool: &Arc<Offload>) -> Result<Arc<Stream>, (Failure, String)> {
+        if let Some(s) = &self.stream {
+            return Ok(Arc::clone(s));
         }
+        let coding = self.relay.coding.unwrap_or_default();
+        let s = pool.open_stream(coding).ok_or((
+            Failure::BadResponse,
+            "no room for a compressed stream".to_string(),
+        ))?;
+        self.stream = Some(Arc::clone(&s));
+        Ok(s)
     }
 
-    /// New bytes arrived at `at..at+got` of the head buffer or of `out`.
-    fn absorb(&mut self, at: usize, got: usize) -> Result<(), (Failure, String)> {
-        if let Resp::Head(buf) = &mut self.resp {
-            loop {
-                let h = match upstream_response::parse(buf, RESP_HEAD_MAX, self.client.head_request)
-                {
-                    Ok(None) => return Ok(()),
-                    Ok(Some(h)) => h,
-                    Err(why) => return Err((Failure::BadResponse, why.into())),
-                };
-                if (100..200).contains(&h.status) {
-                    if h.status == 101 {
-                        if !self.upgrade {
-                            return Err((Failure::BadResponse, "101 without a tunnel".into()));
-                        }
-                        let rest = buf.split_off(h.head_len);
-                        crate::upstream::tunnel::write_upgrade_head(buf, &mut self.out);
-                        self.out.extend_from_slice(&rest);
-                        self.status = 101;
-                        self.head_out = true;
-                        self.resp = Resp::Upgraded;
-                        return Ok(());
-                    }
-                    // An interim response (100 Continue, 103): not forwarded.
-                    buf.drain(..h.head_len);
-                    continue;
-                }
-                let rest = buf.split_off(h.head_len);
-                let head = std::mem::take(buf);
-                return self.begin_body(&head, &h, rest);
-            }
-        }
-        let Resp::Body { framing, left, dec } = &mut self.resp else {
-            self.out.truncate(at);
-            return Ok(());
-        };
-        match framing {
-            RespFraming::Length(_) => {
-                let n = (got as u64).min(*left);
-                *left -= n;
-                let extra = got as u64 > n;
-                self.out.truncate(at + n as usize);
-                self.body_bytes += n;
-                if *left == 0 {
-                    self.resp = Resp::Done { reusable: !extra };
-                }
-            }
-            RespFraming::Chunked => {
-                let limits = Limits {
-                    max_request_line: RESP_HEAD_MAX,
-                    max_header_bytes: RESP_HEAD_MAX,
-                    max_body_bytes: u64::MAX,
-                };
-                let Some(d) = dec.as_mut() else {
-                    return Err((Failure::BadResponse, "no decoder".into()));
-                };
-                let (n, done) = d
-                    .feed(&self.out[at..at + got], &limits)
-                    .map_err(|e| (Failure::BadResponse, format!("bad chunked body: {}", e.why)))?;
-                self.out.truncate(at + n);
-                self.body_bytes += n as u64;
-                if done {
-                    self.resp = Resp::Done { reusable: n == got };
-                }
-            }
-            RespFraming::Close => self.body_bytes += got as u64,
-            RespFraming::None => {
-                self.out.truncate(at);
-                self.resp = Resp::Done { reusable: false };
-            }
-        }
-        Ok(())
-    }
-
-    /// The head is parsed: write the client's head into `out`, then treat `rest` as the
-    /// first body bytes.
-    fn begin_body(
+    /// Move compressed bytes along: the finished job's output into `out`, the next input
+    /// to the pool (one job at a time, in order, only while `out` has room). Returns
+    /// whether anything moved. Errors close the client connection (its head is out).
+    pub fn compress_step(
         &mut self,
-        head: &[u8],
-        h: &RespHead,
-        rest: Vec<u8>,
-    ) -> Result<(), (Failure, String)> {
-        if h.framing == RespFraming::Chunked && self.client.http10 {
-            return Err((
-                Failure::BadResponse,
-                "chunked response to an HTTP/1.0 request".into(),
-            ));
+        pool: Option<&Arc<Offload>>,
+        notifier: &Notifier,
+        slot: usize,
+        generation: u32,
+    ) -> Result<bool, (Failure, String)> {
+        if !self.relay.compressing() || self.relay.done() {
+            return Ok(false);
         }
-        self.status = h.status;
-        self.upstream_ka = h.keep_alive_timeout;
-        if h.framing == RespFraming::Close {
-            self.client_keep = false;
-        }
-        write_client_head(head, h, self.client, self.client_keep, &mut self.out);
-        self.head_out = true;
-        let left = match h.framing {
-            RespFraming::Length(n) => n,
-            _ => 0,
+        let Some(pool) = pool else {
+            return Err((Failure::BadResponse, "no pool to compress on".into()));
         };
-        self.resp = match h.framing {
-            RespFraming::None => Resp::Done {
-                reusable: h.keep_alive && rest.is_empty(),
-            },
-            RespFraming::Length(0) => Resp::Done {
-                reusable: h.keep_alive && rest.is_empty(),
-            },
-            f => Resp::Body {
-                framing: f,
-                left,
-                dec: (f == RespFraming::Chunked).then(Box::default),
-            },
-        };
-        if !h.keep_alive {
-            if let Resp::Done { reusable } = &mut self.resp {
-                *reusable = false;
+        let s = self.open_stream(pool)?;
+        let mut moved = false;
+        if self.job_out {
+            match s.take() {
+                Took::Busy => return Ok(false),
+                Took::Failed(why) => return Err((Failure::BadResponse, why)),
+                Took::Ready(bytes, last) => {
+                    self.job_out = false;
+                    moved = true;
+                    self.relay.compressed(&mut self.out, &bytes, last);
+                }
             }
         }
-        let keep = h.keep_alive;
-        if !rest.is_empty() && matches!(self.resp, Resp::Body { .. }) {
-            let at = self.out.len();
-            self.out.extend_from_slice(&rest);
-            self.absorb(at, rest.len())?;
+        if self.relay.done() || self.out.len() - self.out_pos >= OUT_MAX {
+            return Ok(moved);
         }
-        if !keep {
-            if let Resp::Done { reusable } = &mut self.resp {
-                *reusable = false;
-            }
-            self.upstream_ka = Some(0);
+        if let Some((input, last)) = self.relay.next_job(Vec::new()) {
+            pool.stream_job(&s, input, last, notifier, slot, generation);
+            self.job_out = true;
+            moved = true;
         }
-        Ok(())
+        Ok(moved)
     }
-}
 
-/// The response head the client gets: vireo's status line, the upstream's end-to-end
-/// fields (hop-by-hop ones and those `Connection` names dropped), `Via`, the framing and
-/// the client connection's fate.
-fn write_client_head(head: &[u8], h: &RespHead, client: ClientSide, keep: bool, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(itoa::Buffer::new().format(h.status).as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(upstream_response::reason(h.status).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    let mut via: Option<Vec<u8>> = None;
-    upstream_response::fields(head, |name, value, connection_named| {
-        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
-        if upstream_response::is_hop_by_hop(name) || connection_named {
-            return;
-        }
-        if is("content-length") && h.framing != RespFraming::None {
-            return;
-        }
-        if is("via") {
-            let v = via.get_or_insert_with(Vec::new);
-            if !v.is_empty() {
-                v.extend_from_slice(b", ");
-            }
-            v.extend_from_slice(value);
-            return;
-        }
-        out.extend_from_slice(name);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
-        out.extend_from_slice(b"\r\n");
-    });
-    out.extend_from_slice(b"Via: ");
-    if let Some(v) = via {
-        out.extend_from_slice(&v);
-        out.extend_from_slice(b", ");
+    /// Body bytes in the pipe, not yet at the client.
+    pub fn pipe_held(&self) -> usize {
+        self.pipe.as_ref().map_or(0, |p| p.held)
     }
-    out.extend_from_slice(b"1.1 vireo\r\n");
-    match h.framing {
-        RespFraming::Length(n) => {
-            out.extend_from_slice(b"Content-Length: ");
-            out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-            out.extend_from_slice(b"\r\n");
+
+    /// Pipe -> client (after `out` is empty): bytes moved, 0 when the socket is full.
+    pub fn splice_out(&mut self, to: std::os::fd::BorrowedFd<'_>, max: usize) -> io::Result<usize> {
+        match self.pipe.as_mut() {
+            Some(p) if self.out_pos == self.out.len() => p.drain(to, max),
+            _ => Ok(0),
         }
-        RespFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
-        _ => {}
     }
-    if !keep {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if client.http10 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
+
+    /// A compression job is out (the connection waits for its completion).
+    pub fn compress_waiting(&self) -> bool {
+        self.job_out
     }
-    out.extend_from_slice(b"\r\n");
 }

@@ -1,15 +1,18 @@
 //! The other side of a proxied request: upstream sets and their passive health (atomics
 //! shared by every reactor of a generation), each reactor's pool of upstream connections
 //! (`pool`), the request re-serialised for the upstream (`request`), one exchange's
-//! state machine (`exchange`), the byte tunnel an upgrade becomes (`tunnel`) and the
-//! thread of active health checks and re-resolution (`checker`). The route says "proxy to upstream X"; the client
+//! state machine (`exchange`), its response side as pure bytes (`relay`), the byte tunnel an
+//! upgrade becomes (`tunnel`) and the thread of active health checks and re-resolution
+//! (`checker`). The route says "proxy to upstream X"; the client
 //! connection (`net::conn`) owns the exchange and moves bytes between its socket and the
 //! exchange's buffers; nothing here touches a client socket.
 
 pub mod checker;
 pub mod exchange;
 pub mod pool;
+pub mod relay;
 pub mod request;
+pub mod splice;
 pub mod tunnel;
 
 use crate::config::{Upstream, UpstreamAddr};

@@ -72,6 +72,15 @@ impl UpSock {
         }
     }
 
+    /// The descriptor, for splice(2).
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        match self {
+            UpSock::Tcp(s) => s.as_fd(),
+            UpSock::Unix(s) => s.as_fd(),
+        }
+    }
+
     pub fn set_nodelay(&self) {
         if let UpSock::Tcp(s) = self {
             let _ = s.set_nodelay(true);

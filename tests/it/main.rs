@@ -24,6 +24,7 @@ mod paths;
 mod proxy;
 mod proxy_h2;
 mod proxy_health;
+mod proxy_relay;
 mod proxy_ws;
 mod redirects;
 mod semantics;

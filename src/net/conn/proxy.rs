@@ -98,10 +98,17 @@ pub(crate) fn begin(
             http10: head.version == crate::http::Version::Http10,
             keep_alive: head.keep_alive,
             head_request: head.method == crate::http::Method::Head,
+            compress: crate::upstream::relay::client_coding(
+                &config.compression,
+                rule.compress,
+                head.version == crate::http::Version::Http10,
+                head.method == crate::http::Method::Head,
+                head.accept_encoding.map(|s| s.get(buf)),
+            ),
         },
         now,
     );
-    ex.upgrade = upgrade.is_some();
+    ex.relay.upgrade = upgrade.is_some();
     Ok(ex)
 }
 
@@ -222,7 +229,7 @@ impl<S: Transport> Conn<S> {
         };
         let sent = t.bytes_down;
         let step = t.pump(&mut client, cx.upstreams, cx.turn_budget, cx.now);
-        p.ex.body_bytes += t.bytes_down - sent;
+        p.ex.relay.body_bytes += t.bytes_down - sent;
         match step {
             TunnelStep::Blocked => {
                 let idle = cx.upstreams.conf()[p.ex.upstream].read_timeout;
@@ -365,7 +372,27 @@ impl<S: Transport> Conn<S> {
             let Phase::Proxy(p) = &mut self.phase else {
                 return Next::Yield;
             };
-            let step = p.ex.pump(cx.upstreams, cx.now);
+            let pool = sites.offload();
+            let c = &sites.config().compression;
+            let policy = crate::upstream::exchange::Policy {
+                min_bytes: c.min_bytes,
+                types: &c.types,
+                admit: pool.is_some_and(|o| o.stream_room()),
+            };
+            p.ex.splice_to =
+                crate::upstream::splice::enabled() && self.stream.splice_fd().is_some();
+            let mut step = p.ex.pump(cx.upstreams, cx.now, &policy);
+            // A compressed body: its chunks to the pool and back, in order.
+            let squeezed = match p
+                .ex
+                .compress_step(pool, cx.notifier, cx.slot, cx.generation)
+            {
+                Ok(moved) => moved,
+                Err((f, why)) => {
+                    step = Step::Failed(f, why);
+                    false
+                }
+            };
             // The response, as the client takes it.
             let mut wrote = 0;
             while !p.ex.pending_out().is_empty() && self.io.writable {
@@ -380,11 +407,21 @@ impl<S: Transport> Conn<S> {
                     Err(_) => return Next::Close,
                 }
             }
+            // A spliced body: pipe -> client, behind `out`.
+            if p.ex.pipe_held() > 0 && p.ex.pending_out().is_empty() && self.io.writable {
+                if let Some(fd) = self.stream.splice_fd() {
+                    match p.ex.splice_out(fd, usize::MAX) {
+                        Ok(0) => self.io.writable = false,
+                        Ok(n) => wrote += n,
+                        Err(_) => return Next::Close,
+                    }
+                }
+            }
             if wrote > 0 {
                 self.progress_since = Stamp::of(cx.now);
                 sent += wrote as u64;
             }
-            let out_left = !p.ex.pending_out().is_empty();
+            let out_left = !p.ex.pending_out().is_empty() || p.ex.pipe_held() > 0;
             match step {
                 Step::Failed(f, why) => return self.proxy_failed(f, why, sites, cx),
                 Step::Done if p.ex.upgraded() => return self.start_tunnel(cx),
@@ -394,7 +431,7 @@ impl<S: Transport> Conn<S> {
             if sent >= cx.turn_budget {
                 return Next::Yield;
             }
-            if wrote > 0 || fed > 0 {
+            if wrote > 0 || fed > 0 || squeezed {
                 continue;
             }
             if out_left && !self.io.writable {
@@ -454,9 +491,9 @@ impl<S: Transport> Conn<S> {
         }
         cx.upstreams
             .health()
-            .succeeded(ex.upstream, ex.server, ex.status);
-        self.log_proxied(&p, ex.status, ex.body_bytes, cx);
-        let keep = ex.client_keep && p.framing.keep_alive && !cx.draining && ex.body_done();
+            .succeeded(ex.upstream, ex.server, ex.relay.status);
+        self.log_proxied(&p, ex.relay.status, ex.relay.body_bytes, cx);
+        let keep = ex.relay.client_keep && p.framing.keep_alive && !cx.draining && ex.body_done();
         self.idle_since = Stamp::of(cx.now);
         if !keep {
             self.phase = Phase::Closing {
@@ -472,7 +509,7 @@ impl<S: Transport> Conn<S> {
             .get(p.ex.server)
             .map(|s| s.text.clone());
         if let Some(log) = cx.log.as_deref_mut() {
-            log.set_upstream(server.as_deref(), p.ex.status, p.ex.started.elapsed());
+            log.set_upstream(server.as_deref(), p.ex.relay.status, p.ex.started.elapsed());
         }
         account::deferred(
             cx,
@@ -502,7 +539,7 @@ impl<S: Transport> Conn<S> {
         if let Some(k) = p.ex.conn.take() {
             cx.upstreams.discard(k);
         }
-        let replayable = p.ex.replayable() && !p.ex.head_out;
+        let replayable = p.ex.replayable() && !p.ex.relay.head_out;
         // A pooled connection that turned out dead is the pool's fault, not the server's:
         // once more on a fresh one, whatever the method (as nginx does).
         p.last = Some(f);
@@ -537,9 +574,9 @@ impl<S: Transport> Conn<S> {
             p.ex.restart(cx.now);
             return self.drive_proxy(sites, cx);
         }
-        if p.ex.head_out {
+        if p.ex.relay.head_out {
             // Part of the response went out: only a cut connection tells the client.
-            let (status, bytes) = (p.ex.status, p.ex.body_bytes);
+            let (status, bytes) = (p.ex.relay.status, p.ex.relay.body_bytes);
             if let Phase::Proxy(p) =
                 std::mem::replace(&mut self.phase, Phase::Closing { linger: false })
             {
@@ -578,7 +615,7 @@ impl<S: Transport> Conn<S> {
         if let Some(k) = p.ex.conn.take() {
             cx.upstreams.discard(k);
         }
-        if p.ex.head_out {
+        if p.ex.relay.head_out {
             return Next::Close;
         }
         let reply = Reply {
@@ -606,8 +643,12 @@ impl<S: Transport> Conn<S> {
             if let Some(k) = p.ex.conn.take() {
                 cx.upstreams.discard(k);
             }
-            let status = if p.ex.head_out { p.ex.status } else { 499 };
-            self.log_proxied(&p, status, p.ex.body_bytes, cx);
+            let status = if p.ex.relay.head_out {
+                p.ex.relay.status
+            } else {
+                499
+            };
+            self.log_proxied(&p, status, p.ex.relay.body_bytes, cx);
         }
     }
 }

@@ -410,8 +410,16 @@ impl State {
             frame::write_window_update(&mut self.out, id, (initial - s.recv_window) as u32);
             s.recv_window = initial;
         }
-        let step = p.ex.pump(cx.upstreams, cx.now);
-        if p.ex.head_out && !p.headers_sent {
+        // No streaming compression or splice for HTTP/2 streams yet: the body is relayed
+        // as the upstream sent it (`admit: false` keeps the head from promising a coding).
+        let types = Vec::new();
+        let policy = crate::upstream::exchange::Policy {
+            min_bytes: 0,
+            types: &types,
+            admit: false,
+        };
+        let step = p.ex.pump(cx.upstreams, cx.now, &policy);
+        if p.ex.relay.head_out && !p.headers_sent {
             let pending = p.ex.pending_out();
             let Ok(Some(h)) = upstream_response::parse(pending, RESP_HEAD_MAX, s.head_only) else {
                 return self.proxy_failed(
@@ -520,14 +528,14 @@ impl State {
         }
         cx.upstreams
             .health()
-            .succeeded(p.ex.upstream, p.ex.server, p.ex.status);
+            .succeeded(p.ex.upstream, p.ex.server, p.ex.relay.status);
     }
 
     /// The last DATA (END_STREAM) of proxied stream `id` is queued: log it, end it.
     pub(super) fn proxy_end(&mut self, id: u32, cx: &mut Cx) {
         if let Some(s) = self.streams.get_mut(&id) {
             if let Phase::Proxy(p) = std::mem::replace(&mut s.phase, Phase::Body) {
-                let (status, bytes) = (p.ex.status, p.bytes);
+                let (status, bytes) = (p.ex.relay.status, p.bytes);
                 self.log_proxied(&p, status, bytes, cx);
             }
         }
@@ -540,7 +548,7 @@ impl State {
             .get(p.ex.server)
             .map(|s| s.text.clone());
         if let Some(log) = cx.log.as_deref_mut() {
-            log.set_upstream(server.as_deref(), p.ex.status, p.ex.started.elapsed());
+            log.set_upstream(server.as_deref(), p.ex.relay.status, p.ex.started.elapsed());
         }
         account::deferred(cx, self.peer, p.site, p.log.as_deref(), status, bytes);
         if let Some(log) = cx.log.as_deref_mut() {
@@ -575,7 +583,7 @@ impl State {
         if let Some(k) = p.ex.conn.take() {
             cx.upstreams.discard(k);
         }
-        let replayable = p.ex.replayable() && !p.headers_sent && !p.ex.head_out;
+        let replayable = p.ex.replayable() && !p.headers_sent && !p.ex.relay.head_out;
         p.last = Some(f);
         if p.ex.reused && replayable && !p.fresh_retry && matches!(f, Failure::Reset) {
             log::debug!("upstream {addr}: reused connection failed ({why}); fresh one");
@@ -606,10 +614,10 @@ impl State {
             p.ex.restart(cx.now);
             return true;
         }
-        if p.headers_sent || p.ex.head_out {
+        if p.headers_sent || p.ex.relay.head_out {
             // Part of the response went out: only a reset tells the client it was cut;
             // the connection and the other streams go on.
-            let status = p.ex.status;
+            let status = p.ex.relay.status;
             let bytes = p.bytes;
             if let Some(s) = self.streams.get_mut(&id) {
                 if let Phase::Proxy(p) = std::mem::replace(&mut s.phase, Phase::Body) {
@@ -674,7 +682,7 @@ impl State {
             cx.upstreams.discard(k);
         }
         if p.headers_sent {
-            self.log_proxied(&p, p.ex.status, p.bytes, cx);
+            self.log_proxied(&p, p.ex.relay.status, p.bytes, cx);
             self.reset(id, ErrorCode::InternalError, cx);
             return;
         }
@@ -730,7 +738,11 @@ pub(super) fn on_gone(p: Box<H2Proxy>, st: &State, cx: &mut Cx) {
     if let Some(k) = p.ex.conn {
         cx.upstreams.discard(k);
     }
-    let status = if p.headers_sent { p.ex.status } else { 499 };
+    let status = if p.headers_sent {
+        p.ex.relay.status
+    } else {
+        499
+    };
     st.log_proxied(&p, status, p.bytes, cx);
 }
 
