@@ -236,7 +236,7 @@ impl Exchange {
         let Some(k) = self.conn else {
             return Step::Failed(Failure::NoServer, "no connection".into());
         };
-        let Some(c) = ups.get(k) else {
+        let Some((c, scratch)) = ups.get_with_scratch(k) else {
             return Step::Failed(Failure::Reset, "connection gone".into());
         };
         if !c.connected {
@@ -353,25 +353,17 @@ impl Exchange {
                 return Step::Blocked;
             }
             let at = buf.len();
-            buf.resize(at + want, 0);
-            let r = c.sock.read(&mut buf[at..]);
-            let got = match r {
+            let want = want.min(scratch.len());
+            let got = match c.sock.read(&mut scratch[..want]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    buf.truncate(at);
                     c.readable = false;
                     return Step::Blocked;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    buf.truncate(at);
-                    continue;
-                }
-                Err(e) => {
-                    buf.truncate(at);
-                    return Step::Failed(self.relay.eof_failure(), format!("read: {e}"));
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Step::Failed(self.relay.eof_failure(), format!("read: {e}")),
             };
-            buf.truncate(at + got);
+            buf.extend_from_slice(&scratch[..got]);
             if got < want {
                 c.readable = c.hup; // a short read drains an edge-triggered socket
             }

@@ -161,6 +161,9 @@ pub struct Upstreams {
     next_generation: u32,
     /// Shared across reactors: passive health (`max_fails` within `fail_timeout`).
     health: Arc<crate::upstream::Health>,
+    /// Responses are read here and copied out, so a read costs what it got, not a
+    /// zero-fill of the whole room the destination offers (32 KiB for every head).
+    scratch: Box<[u8]>,
 }
 
 impl Upstreams {
@@ -198,6 +201,7 @@ impl Upstreams {
             conns: Slab::new(),
             next_generation: 1,
             health,
+            scratch: vec![0; crate::upstream::relay::OUT_MAX].into_boxed_slice(),
         }
     }
 
@@ -213,6 +217,15 @@ impl Upstreams {
         self.conns
             .get_mut(k.slot)
             .filter(|c| c.generation == k.generation)
+    }
+
+    /// The connection and the reactor's read scratch buffer.
+    pub fn get_with_scratch(&mut self, k: UpKey) -> Option<(&mut UpConn, &mut [u8])> {
+        let c = self
+            .conns
+            .get_mut(k.slot)
+            .filter(|c| c.generation == k.generation)?;
+        Some((c, &mut self.scratch))
     }
 
     /// (lent, idle) connections of this reactor, for the metrics.
