@@ -8,7 +8,7 @@ use std::process::Command;
 const METRICS: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
 const CHALLENGE: &str = "Basic realm=\"staging\", charset=\"UTF-8\"";
 
-fn b64(s: &str) -> String {
+pub(crate) fn b64(s: &str) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in s.as_bytes().chunks(3) {
@@ -27,7 +27,7 @@ fn b64(s: &str) -> String {
     out
 }
 
-fn htpasswd(dir: &Path, name: &str, users: &[(&str, &str)], cost: u32) {
+pub(crate) fn htpasswd(dir: &Path, name: &str, users: &[(&str, &str)], cost: u32) {
     let text: String = users
         .iter()
         .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, cost).expect("hash")))
@@ -51,7 +51,7 @@ fn get_as(c: &mut Client, path: &str, auth: Option<&str>) -> Response {
     c.read_response()
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", b64(&format!("{user}:{password}")))
 }
 

@@ -143,6 +143,17 @@ fn ok(body: &str) -> (Vec<u8>, bool) {
     )
 }
 
+/// The body back as it came (chunked framing and all), with its length.
+fn echo(g: &Got) -> (Vec<u8>, bool) {
+    let mut r = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+        g.body.len()
+    )
+    .into_bytes();
+    r.extend_from_slice(&g.body);
+    (r, true)
+}
+
 fn proxy_to(u: &Upstream, extra: &str) -> TestServer {
     TestServer::start_with(
         &format!(
@@ -310,14 +321,7 @@ fn bodies_of_every_size_and_framing_pass_both_ways() {
             r.extend_from_slice(b"0\r\n\r\n");
             return (r, true);
         }
-        // Echo the body back with its length.
-        let mut r = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
-            g.body.len()
-        )
-        .into_bytes();
-        r.extend_from_slice(&g.body);
-        (r, true)
+        echo(g)
     });
     let s = proxy_to(&u, "");
     let mut c = Client::connect(s.addr);
@@ -1194,4 +1198,60 @@ fn least_conn_avoids_the_busy_server() {
     }
     assert_eq!(slow.read_response().body, b"a");
     assert_eq!((a.got().len(), b.got().len()), (1, 10));
+}
+
+#[test]
+fn a_proxied_post_behind_auth_is_relayed_after_the_password_check() {
+    use crate::auth::{basic, htpasswd};
+    let u = upstream(echo);
+    let s = TestServer::start_with(
+        &format!(
+            "[[auth]]\npath = \"/api/\"\nrealm = \"app\"\nhtpasswd = \"app.htpasswd\"\n\
+             [[proxy]]\npath = \"/api/\"\npass = \"http://{}\"\n",
+            u.addr
+        ),
+        |root| {
+            let dir = root.parent().expect("parent");
+            htpasswd(dir, "app.htpasswd", &[("alice", "a1"), ("bob", "b2")], 4);
+            std::fs::write(root.join("static.txt"), "static").unwrap();
+        },
+    );
+    let big = pattern(1 << 20, 3);
+    // A Content-Length body, then (a fresh check) a chunked one, on one connection.
+    let mut c = Client::connect(s.addr);
+    let head = format!(
+        "POST /api/big HTTP/1.1\r\nHost: h\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",
+        basic("alice", "a1"),
+        big.len()
+    );
+    c.send(head.as_bytes());
+    c.send(&big);
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert!(r.body == big, "1 MiB body changed on the way");
+    let head = format!(
+        "POST /api/c HTTP/1.1\r\nHost: h\r\nAuthorization: {}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        basic("bob", "b2")
+    );
+    c.send(head.as_bytes());
+    let r = c.read_response();
+    assert_eq!(r.status, 200);
+    assert_eq!(dechunk(&r.body).0, b"hello world");
+    assert_eq!(c.get("/static.txt").status, 200, "still usable");
+    // Without credentials, or with wrong ones: 401, and the upstream never hears of it.
+    for auth in [
+        "".to_string(),
+        format!("Authorization: {}\r\n", basic("bob", "no")),
+    ] {
+        let mut d = Client::connect(s.addr);
+        d.send(
+            format!("POST /api/x HTTP/1.1\r\nHost: h\r\n{auth}Content-Length: 5\r\n\r\nhello")
+                .as_bytes(),
+        );
+        assert_eq!(d.read_response().status, 401, "{auth}");
+    }
+    let got = u.got();
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got[0].body == big);
+    assert_eq!(dechunk(&got[1].body).0, b"hello world");
 }
