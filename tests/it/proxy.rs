@@ -1212,12 +1212,15 @@ fn a_proxied_post_behind_auth_is_relayed_after_the_password_check() {
         ),
         |root| {
             let dir = root.parent().expect("parent");
-            htpasswd(dir, "app.htpasswd", &[("alice", "a1"), ("bob", "b2")], 4);
+            // A slower hash: the body is all at the server before the verdict.
+            htpasswd(dir, "app.htpasswd", &[("alice", "a1"), ("bob", "b2")], 8);
             std::fs::write(root.join("static.txt"), "static").unwrap();
         },
     );
     let big = pattern(1 << 20, 3);
-    // A Content-Length body, then (a fresh check) a chunked one, on one connection.
+    // A Content-Length body, then (a fresh check) a chunked one, on one connection. The
+    // first is read ahead while its check runs: more than the exchange holds is waiting
+    // when it starts, and the rest must follow as the upstream takes the first part.
     let mut c = Client::connect(s.addr);
     let head = format!(
         "POST /api/big HTTP/1.1\r\nHost: h\r\nAuthorization: {}\r\nContent-Length: {}\r\n\r\n",

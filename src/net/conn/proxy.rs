@@ -341,7 +341,11 @@ impl<S: Transport> Conn<S> {
             let policy = crate::upstream::exchange::policy(&sites.config().compression, pool);
             p.ex.splice_to =
                 crate::upstream::splice::enabled() && self.stream.splice_fd().is_some();
+            let room = p.ex.body_room();
             let mut step = p.ex.pump(cx.upstreams, cx.now, &policy);
+            // Body bytes went up: room for what the inbox still holds (no event will say
+            // so if the upstream took them all).
+            let freed = p.ex.body_room() > room;
             // A compressed body: its chunks to the pool and back, in order.
             let squeezed = match p
                 .ex
@@ -391,7 +395,7 @@ impl<S: Transport> Conn<S> {
             if sent >= cx.turn_budget {
                 return Next::Yield;
             }
-            if wrote > 0 || fed > 0 || squeezed {
+            if wrote > 0 || fed > 0 || squeezed || freed {
                 continue;
             }
             if out_left && !self.io.writable {

@@ -395,7 +395,11 @@ impl State {
         // through here to be framed as DATA.
         let pool = sites.offload();
         let policy = crate::upstream::exchange::policy(&sites.config().compression, pool);
+        let room = p.ex.body_room();
         let mut step = p.ex.pump(cx.upstreams, cx.now, &policy);
+        // Body bytes went up: room for `body_in` (no event will say so if the upstream
+        // took them all).
+        moved |= p.ex.body_room() > room;
         let tag = cx.slot | ((id as usize) << 32);
         match p.ex.compress_step(pool, cx.notifier, tag, cx.generation) {
             Ok(m) => moved |= m,
