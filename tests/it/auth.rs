@@ -8,7 +8,7 @@ use std::process::Command;
 const METRICS: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
 const CHALLENGE: &str = "Basic realm=\"staging\", charset=\"UTF-8\"";
 
-pub(crate) fn b64(s: &str) -> String {
+fn b64(s: &str) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in s.as_bytes().chunks(3) {
@@ -27,7 +27,7 @@ pub(crate) fn b64(s: &str) -> String {
     out
 }
 
-pub(crate) fn htpasswd(dir: &Path, name: &str, users: &[(&str, &str)], cost: u32) {
+fn htpasswd(dir: &Path, name: &str, users: &[(&str, &str)], cost: u32) {
     let text: String = users
         .iter()
         .map(|(u, p)| format!("{u}:{}\n", bcrypt::hash(p, cost).expect("hash")))
@@ -49,6 +49,28 @@ fn get_as(c: &mut Client, path: &str, auth: Option<&str>) -> Response {
     let h = auth.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
     c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{h}\r\n").as_bytes());
     c.read_response()
+}
+
+/// A server proxying `/api/` to `upstream` behind `[[auth]]` (alice/a1, bob/b2, carol/c3,
+/// dave/d4), with `extra` config and `static.txt` in its root. The hashes are slower than
+/// elsewhere (cost 8), so a request body is at the server before its check's verdict.
+pub(crate) fn proxy_behind_auth(upstream: std::net::SocketAddr, extra: &str) -> TestServer {
+    TestServer::start_with(
+        &format!(
+            "[[auth]]\npath = \"/api/\"\nrealm = \"app\"\nhtpasswd = \"app.htpasswd\"\n\
+             [[proxy]]\npath = \"/api/\"\npass = \"http://{upstream}\"\n{extra}"
+        ),
+        |root| {
+            let users = [
+                ("alice", "a1"),
+                ("bob", "b2"),
+                ("carol", "c3"),
+                ("dave", "d4"),
+            ];
+            htpasswd(root.parent().expect("parent"), "app.htpasswd", &users, 8);
+            std::fs::write(root.join("static.txt"), "static").expect("write");
+        },
+    )
 }
 
 pub(crate) fn basic(user: &str, password: &str) -> String {

@@ -1202,27 +1202,9 @@ fn least_conn_avoids_the_busy_server() {
 
 #[test]
 fn a_proxied_post_behind_auth_is_relayed_after_the_password_check() {
-    use crate::auth::{basic, htpasswd};
+    use crate::auth::{basic, proxy_behind_auth};
     let u = upstream(echo);
-    let s = TestServer::start_with(
-        &format!(
-            "[[auth]]\npath = \"/api/\"\nrealm = \"app\"\nhtpasswd = \"app.htpasswd\"\n\
-             [[proxy]]\npath = \"/api/\"\npass = \"http://{}\"\n",
-            u.addr
-        ),
-        |root| {
-            let dir = root.parent().expect("parent");
-            // A slower hash: the body is all at the server before the verdict.
-            let users = [
-                ("alice", "a1"),
-                ("bob", "b2"),
-                ("carol", "c3"),
-                ("dave", "d4"),
-            ];
-            htpasswd(dir, "app.htpasswd", &users, 8);
-            std::fs::write(root.join("static.txt"), "static").unwrap();
-        },
-    );
+    let s = proxy_behind_auth(u.addr, "");
     let big = pattern(150_000, 3);
     // Content-Length bodies read ahead while their checks run (one fresh check per
     // connection): more than the exchange holds is waiting when it starts, and the rest

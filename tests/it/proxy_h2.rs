@@ -891,26 +891,9 @@ fn a_slow_compressed_stream_does_not_delay_its_static_siblings() {
 
 #[test]
 fn a_proxied_post_behind_auth_is_relayed_over_h2_after_the_password_check() {
-    use crate::auth::{basic, htpasswd};
+    use crate::auth::{basic, proxy_behind_auth};
     let u = app();
-    let s = TestServer::start_with(
-        &format!(
-            "[[auth]]\npath = \"/api/\"\nrealm = \"app\"\nhtpasswd = \"app.htpasswd\"\n\
-             [[proxy]]\npath = \"/api/\"\npass = \"http://{}\"\n[http2]\ncleartext = true\n",
-            u.addr
-        ),
-        |root| {
-            let dir = root.parent().expect("parent");
-            let users = [
-                ("alice", "a1"),
-                ("bob", "b2"),
-                ("carol", "c3"),
-                ("dave", "d4"),
-            ];
-            // A slower hash: DATA arrives while the check runs.
-            htpasswd(dir, "app.htpasswd", &users, 8);
-        },
-    );
+    let s = proxy_behind_auth(u.addr, "[http2]\ncleartext = true\n");
     let post = |n: usize, cl: bool, auth: Option<String>| {
         let h = auth.map_or(String::new(), |a| format!("[\"authorization\", \"{a}\"]"));
         format!(
