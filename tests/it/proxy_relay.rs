@@ -115,7 +115,7 @@ fn header(head: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.trim().to_string())
 }
 
-fn gunzip(b: &[u8]) -> Vec<u8> {
+pub(crate) fn gunzip(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(b)
         .read_to_end(&mut out)
@@ -123,7 +123,7 @@ fn gunzip(b: &[u8]) -> Vec<u8> {
     out
 }
 
-fn text(len: usize) -> Vec<u8> {
+pub(crate) fn text(len: usize) -> Vec<u8> {
     let words = b"proxied text compresses well when it repeats itself, ";
     words.iter().copied().cycle().take(len).collect()
 }
