@@ -551,6 +551,14 @@ impl Attempts {
         }
     }
 
+    /// After `ex.attach`: a 502/503/504 from this server is retried elsewhere only when
+    /// a retry is allowed and another server could take it; else it is the answer.
+    pub fn arm(&self, ex: &mut Exchange, ups: &Upstreams, now: Instant) {
+        ex.relay.retry_status = self.idempotent
+            && self.retries > 0
+            && ups.another_server(ex.upstream, &ex.tried, ex.server, now);
+    }
+
     /// `ex` failed with `f`: its connection is discarded, the failure counted against its
     /// server (and logged, `who` naming the request, e.g. "h2 stream 3: "), and the
     /// exchange restarted where the rules allow it, only while nothing of the response
@@ -595,7 +603,11 @@ impl Attempts {
         }
         let retry = matches!(
             f,
-            Failure::Refused | Failure::ConnectTimeout | Failure::Reset | Failure::ReadTimeout
+            Failure::Refused
+                | Failure::ConnectTimeout
+                | Failure::Reset
+                | Failure::ReadTimeout
+                | Failure::ErrorStatus
         );
         if replayable && retry && self.idempotent && self.retries > 0 {
             self.retries -= 1;

@@ -234,6 +234,20 @@ impl Upstreams {
         (self.conns.len() - idle, idle)
     }
 
+    /// Whether a server of set `u` other than `current` and those `tried` is usable now
+    /// (up, under `max_conns`; a backup counts).
+    pub fn another_server(&self, u: usize, tried: &[usize], current: usize, now: Instant) -> bool {
+        let (Some(conf), Some(set)) = (self.conf.get(u), self.sets.get(u)) else {
+            return false;
+        };
+        conf.servers.iter().enumerate().any(|(i, s)| {
+            i != current
+                && !tried.contains(&i)
+                && (s.max_conns == 0 || set.open[i] < s.max_conns)
+                && self.health.up(u, i, now)
+        })
+    }
+
     /// Pick a server of set `u` (balance, health, `max_conns`), skipping `tried`.
     fn pick(&mut self, u: usize, tried: &[usize], hash: u64, now: Instant) -> Option<usize> {
         let conf = &self.conf[u];

@@ -269,6 +269,7 @@ impl<S: Transport> Conn<S> {
                 ) {
                     Ok((k, server, reused)) => {
                         p.ex.attach(k, server, reused, cx.upstreams, cx.now);
+                        p.tries.arm(&mut p.ex, cx.upstreams, cx.now);
                     }
                     Err(AcquireError::NoServer) => {
                         if cx.upstreams.health().all_checked_down(p.ex.upstream) {

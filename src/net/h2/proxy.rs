@@ -345,6 +345,7 @@ impl State {
             {
                 Ok((k, server, reused)) => {
                     p.ex.attach(k, server, reused, cx.upstreams, cx.now);
+                    p.tries.arm(&mut p.ex, cx.upstreams, cx.now);
                 }
                 Err(AcquireError::NoServer) => {
                     let (f, why) = match p.tries.last {
