@@ -444,6 +444,12 @@ impl Exchange {
                 }
                 continue;
             }
+            if in_head && !self.body_done() {
+                // An answer before the whole request body came (an upstream's early 413,
+                // nginx's `return`): the rest of the body is drained and the connection
+                // closed after it, so the head must not promise keep-alive.
+                self.relay.client_keep = false;
+            }
             if let Err((f, why)) = self.relay.absorb(&mut self.out, at, policy) {
                 return Step::Failed(f, why);
             }
