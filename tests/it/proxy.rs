@@ -2,146 +2,12 @@
 //! 127.0.0.1:0 and on a Unix socket), each recording exactly what it received.
 
 use crate::support::*;
+use crate::upstream_support::*;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// One request as the upstream read it: the raw head and the raw body bytes (chunked
-/// bodies with their framing).
-#[derive(Clone, Debug)]
-struct Got {
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Got {
-    fn header(&self, name: &str) -> Vec<String> {
-        self.head
-            .split("\r\n")
-            .skip(1)
-            .filter_map(|l| l.split_once(':'))
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
-            .collect()
-    }
-}
-
-/// What the handler answers: raw bytes to write, then whether to keep the connection.
-type Handler = dyn Fn(&Got) -> (Vec<u8>, bool) + Send + Sync;
-
-struct Upstream {
-    addr: SocketAddr,
-    got: Arc<Mutex<Vec<Got>>>,
-    conns: Arc<AtomicUsize>,
-}
-
-impl Upstream {
-    fn got(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-fn read_request(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<Got> {
-    let end = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        let mut b = [0u8; 65536];
-        match s.read(&mut b) {
-            Ok(0) | Err(_) => return None,
-            Ok(n) => buf.extend_from_slice(&b[..n]),
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-    buf.drain(..end);
-    let g = Got {
-        head,
-        body: Vec::new(),
-    };
-    let len: Option<usize> = g
-        .header("content-length")
-        .first()
-        .and_then(|v| v.parse().ok());
-    let chunked = g
-        .header("transfer-encoding")
-        .iter()
-        .any(|v| v.contains("chunked"));
-    let mut body = Vec::new();
-    let mut fill = |buf: &mut Vec<u8>| {
-        let mut b = [0u8; 65536];
-        match s.read(&mut b) {
-            Ok(0) | Err(_) => false,
-            Ok(n) => {
-                buf.extend_from_slice(&b[..n]);
-                true
-            }
-        }
-    };
-    if let Some(n) = len {
-        while buf.len() < n {
-            if !fill(buf) {
-                return None;
-            }
-        }
-        body = buf.drain(..n).collect();
-    } else if chunked {
-        loop {
-            if let Some(i) = find(buf, b"\r\n0\r\n\r\n")
-                .map(|i| i + 7)
-                .or_else(|| buf.starts_with(b"0\r\n\r\n").then_some(5))
-            {
-                body = buf.drain(..i).collect();
-                break;
-            }
-            if !fill(buf) {
-                return None;
-            }
-        }
-    }
-    Some(Got { body, ..g })
-}
-
-fn upstream_on(listener: TcpListener, handler: Arc<Handler>) -> Upstream {
-    let addr = listener.local_addr().unwrap();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let conns = Arc::new(AtomicUsize::new(0));
-    let (g, c) = (got.clone(), conns.clone());
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            c.fetch_add(1, Ordering::SeqCst);
-            let (g, h) = (g.clone(), handler.clone());
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                while let Some(req) = read_request(&mut s, &mut buf) {
-                    g.lock().unwrap().push(req.clone());
-                    let (resp, keep) = h(&req);
-                    if s.write_all(&resp).is_err() || !keep {
-                        break;
-                    }
-                }
-            });
-        }
-    });
-    Upstream { addr, got, conns }
-}
-
-fn upstream(handler: impl Fn(&Got) -> (Vec<u8>, bool) + Send + Sync + 'static) -> Upstream {
-    upstream_on(TcpListener::bind("127.0.0.1:0").unwrap(), Arc::new(handler))
-}
-
-fn ok(body: &str) -> (Vec<u8>, bool) {
-    (
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .into_bytes(),
-        true,
-    )
-}
 
 fn proxy_to(u: &Upstream, extra: &str) -> TestServer {
     TestServer::start_with(
@@ -151,31 +17,6 @@ fn proxy_to(u: &Upstream, extra: &str) -> TestServer {
         ),
         |root| std::fs::write(root.join("static.txt"), "static").unwrap(),
     )
-}
-
-/// Decode a chunked body at the front of `raw`; returns (data, bytes used).
-fn dechunk(raw: &[u8]) -> (Vec<u8>, usize) {
-    let mut out = Vec::new();
-    let mut at = 0;
-    loop {
-        let line_end = find(&raw[at..], b"\r\n").expect("chunk size line") + at;
-        let size = usize::from_str_radix(
-            std::str::from_utf8(&raw[at..line_end])
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap(),
-            16,
-        )
-        .unwrap();
-        at = line_end + 2;
-        if size == 0 {
-            let end = find(&raw[at..], b"\r\n").expect("trailer end") + at + 2;
-            return (out, end);
-        }
-        out.extend_from_slice(&raw[at..at + size]);
-        at += size + 2;
-    }
 }
 
 #[test]
@@ -419,24 +260,15 @@ fn a_pooled_connection_the_upstream_closed_is_not_used() {
         (r, true)
     });
     drop(u);
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let served = Arc::new(AtomicUsize::new(0));
     let sv = served.clone();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            let sv = sv.clone();
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if read_request(&mut s, &mut buf).is_some() {
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx");
-                    sv.fetch_add(1, Ordering::SeqCst);
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            });
-        }
-    });
+    let addr = serve(move |_, s| {
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx");
+        sv.fetch_add(1, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(50));
+        false
+    })
+    .addr;
     let s = TestServer::start_logged(
         "vireo=debug",
         &[],
@@ -626,26 +458,7 @@ fn slow_upstream_requests_do_not_hold_up_static_ones() {
 fn a_unix_socket_upstream_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("app.sock");
-    let l = std::os::unix::net::UnixListener::bind(&path).unwrap();
-    let got = Arc::new(Mutex::new(Vec::<String>::new()));
-    let g = got.clone();
-    std::thread::spawn(move || {
-        for s in l.incoming().flatten() {
-            let g = g.clone();
-            std::thread::spawn(move || {
-                let mut s = s;
-                let mut buf = Vec::new();
-                while let Some(req) = read_request(&mut s, &mut buf) {
-                    g.lock().unwrap().push(req.head);
-                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nunix")
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
-        }
-    });
+    let got = upstream_unix(&path, |_| ok("unix"));
     let s = TestServer::start_with(
         &format!(
             "[[upstream]]\nname = \"u\"\nservers = [\"unix:{}\"]\n[[proxy]]\npath = \"/\"\nupstream = \"u\"\n",
@@ -664,31 +477,21 @@ fn a_client_that_disconnects_mid_response_frees_the_upstream_connection() {
     // A 50 MiB response the client abandons after its head: the upstream sees its
     // connection closed (not pooled with half a body in it).
     let closed = Arc::new(AtomicUsize::new(0));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let cl = closed.clone();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            let cl = cl.clone();
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if read_request(&mut s, &mut buf).is_none() {
-                    return;
-                }
-                let _ = s.write_all(
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 50 << 20).as_bytes(),
-                );
-                let chunk = vec![b'z'; 1 << 16];
-                for _ in 0..800 {
-                    if s.write_all(&chunk).is_err() {
-                        cl.fetch_add(1, Ordering::SeqCst);
-                        return;
-                    }
-                }
-            });
+    let addr = serve(move |_, s| {
+        let _ = s.write_all(
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", 50 << 20).as_bytes(),
+        );
+        let chunk = vec![b'z'; 1 << 16];
+        for _ in 0..800 {
+            if s.write_all(&chunk).is_err() {
+                cl.fetch_add(1, Ordering::SeqCst);
+                return false;
+            }
         }
-    });
+        false
+    })
+    .addr;
     let s = TestServer::start_with(
         &format!("[[proxy]]\npath = \"/\"\npass = \"http://{addr}\"\n"),
         |_| {},
@@ -709,40 +512,20 @@ fn a_client_that_disconnects_mid_response_frees_the_upstream_connection() {
     }
 }
 
-fn vm_hwm_kib(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap()
-}
-
 #[test]
 fn a_200_mib_response_streams_with_bounded_memory() {
     const LEN: usize = 200 << 20;
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if read_request(&mut s, &mut buf).is_none() {
-                    return;
-                }
-                let _ = s.write_all(
-                    format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n").as_bytes(),
-                );
-                let chunk = vec![b'q'; 1 << 20];
-                for _ in 0..200 {
-                    if s.write_all(&chunk).is_err() {
-                        return;
-                    }
-                }
-            });
+    let addr = serve(|_, s| {
+        let _ = s.write_all(format!("HTTP/1.1 200 OK\r\nContent-Length: {LEN}\r\n\r\n").as_bytes());
+        let chunk = vec![b'q'; 1 << 20];
+        for _ in 0..200 {
+            if s.write_all(&chunk).is_err() {
+                return false;
+            }
         }
-    });
+        false
+    })
+    .addr;
     let s = TestServer::start_with(
         &format!("[[proxy]]\npath = \"/\"\npass = \"http://{addr}\"\n"),
         |_| {},
@@ -1109,26 +892,13 @@ fn an_upstream_closing_idle_connections_quickly_costs_no_502s() {
     // Node-style: the upstream closes a connection 20 ms after its last response, while
     // requests arrive at random gaps around that; a request that races the close is
     // replayed on a fresh connection (any method, since nothing of it was consumed).
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
-                let mut buf = Vec::new();
-                while let Some(_req) = read_request(&mut s, &mut buf) {
-                    if s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx")
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
-        }
+    let u = serve(|_, s| {
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx")
+            .is_ok()
     });
     let s = TestServer::start_with(
-        &format!("[[proxy]]\npath = \"/\"\npass = \"http://{addr}\"\n"),
+        &format!("[[proxy]]\npath = \"/\"\npass = \"http://{}\"\n", u.addr),
         |_| {},
     );
     let mut c = Client::connect(s.addr);

@@ -4,156 +4,19 @@
 //! recording what they received.
 
 use crate::support::*;
+use crate::upstream_support::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
-
-/// One request as the upstream read it (chunked bodies with their framing).
-#[derive(Clone, Debug)]
-struct Got {
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Got {
-    fn header(&self, name: &str) -> Vec<String> {
-        self.head
-            .split("\r\n")
-            .skip(1)
-            .filter_map(|l| l.split_once(':'))
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
-            .collect()
-    }
-
-    fn path(&self) -> &str {
-        self.head.split(' ').nth(1).unwrap_or("")
-    }
-}
-
-/// What the handler does with a request: write to the socket, then keep it or not.
-type Handler = dyn Fn(&Got, &mut std::net::TcpStream) -> bool + Send + Sync;
-
-struct Upstream {
-    addr: SocketAddr,
-    got: Arc<Mutex<Vec<Got>>>,
-    /// Connections accepted, and connections the proxy closed (EOF read).
-    conns: Arc<AtomicUsize>,
-    eofs: Arc<AtomicUsize>,
-}
-
-impl Upstream {
-    fn got(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-fn fill(s: &mut impl Read, buf: &mut Vec<u8>) -> bool {
-    let mut b = [0u8; 65536];
-    match s.read(&mut b) {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            buf.extend_from_slice(&b[..n]);
-            true
-        }
-    }
-}
-
-fn read_request(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<Got> {
-    let end = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        if !fill(s, buf) {
-            return None;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-    buf.drain(..end);
-    let g = Got {
-        head,
-        body: Vec::new(),
-    };
-    let len: Option<usize> = g
-        .header("content-length")
-        .first()
-        .and_then(|v| v.parse().ok());
-    let chunked = g
-        .header("transfer-encoding")
-        .iter()
-        .any(|v| v.contains("chunked"));
-    let mut body = Vec::new();
-    if let Some(n) = len {
-        while buf.len() < n {
-            if !fill(s, buf) {
-                return None;
-            }
-        }
-        body = buf.drain(..n).collect();
-    } else if chunked {
-        loop {
-            if let Some(i) = find(buf, b"\r\n0\r\n\r\n")
-                .map(|i| i + 7)
-                .or_else(|| buf.starts_with(b"0\r\n\r\n").then_some(5))
-            {
-                body = buf.drain(..i).collect();
-                break;
-            }
-            if !fill(s, buf) {
-                return None;
-            }
-        }
-    }
-    Some(Got { body, ..g })
-}
-
-fn upstream(
-    handler: impl Fn(&Got, &mut std::net::TcpStream) -> bool + Send + Sync + 'static,
-) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let handler: Arc<Handler> = Arc::new(handler);
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let conns = Arc::new(AtomicUsize::new(0));
-    let eofs = Arc::new(AtomicUsize::new(0));
-    let (g, c, e) = (got.clone(), conns.clone(), eofs.clone());
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            c.fetch_add(1, Ordering::SeqCst);
-            let (g, h, e) = (g.clone(), handler.clone(), e.clone());
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                loop {
-                    let Some(req) = read_request(&mut s, &mut buf) else {
-                        e.fetch_add(1, Ordering::SeqCst);
-                        return;
-                    };
-                    g.lock().unwrap().push(req.clone());
-                    if !h(&req, &mut s) {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    Upstream {
-        addr,
-        got,
-        conns,
-        eofs,
-    }
-}
 
 /// The upstream every test uses: `/api/small`, `/api/big` (10 MiB), `/api/chunked`,
 /// `/api/slow` (300 ms), `/api/echo` (the body's length), `/api/die` (cut mid-body),
 /// `/api/stall` (head and a part of a long body, then nothing), `/api/hang` (nothing).
 fn app() -> Upstream {
-    upstream(|g, s| {
+    serve(|g, s| {
         let len = |b: &[u8]| {
             format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/x-test\r\nContent-Length: {}\r\n\r\n",
@@ -313,37 +176,6 @@ fn spec(streams: &[String]) -> String {
     format!("{{\"streams\": [{}]}}", streams.join(","))
 }
 
-/// Waits (bounded) for `f` to hold.
-fn eventually(within: Duration, f: impl Fn() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
-}
-
-/// Decode a chunked body: its data.
-fn dechunk(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    loop {
-        let Some(nl) = find(&raw[at..], b"\r\n") else {
-            return out;
-        };
-        let line = std::str::from_utf8(&raw[at..at + nl]).unwrap();
-        let n = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
-        at += nl + 2;
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&raw[at..at + n]);
-        at += n + 2;
-    }
-}
-
 #[test]
 fn small_10_mib_and_chunked_upstream_bodies_arrive_exact_over_h2_and_h2c() {
     let u = app();
@@ -428,7 +260,7 @@ fn a_1_mib_post_arrives_exact_at_the_upstream_with_and_without_content_length() 
         .find(|g| g.header("content-length").is_empty())
         .unwrap();
     assert_eq!(without.header("transfer-encoding"), ["chunked"]);
-    assert!(dechunk(&without.body) == want, "chunked body differs");
+    assert!(dechunk(&without.body).0 == want, "chunked body differs");
     // The upstream's answer (the length it read) came back.
     let echoed = std::fs::read(dir.path().join("0")).unwrap();
     assert_eq!(echoed, n.to_string().as_bytes());

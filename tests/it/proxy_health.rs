@@ -1,9 +1,10 @@
 //! Active health checks and periodic re-resolution of upstream servers (issue 23): small
-//! upstream servers on std threads whose `/healthz` answer the test switches.
+//! upstream servers (`upstream_support`) whose `/healthz` answer the test switches.
 
 use crate::support::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use crate::upstream_support::serve;
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,47 +18,23 @@ struct Named {
 }
 
 fn named(name: &'static str) -> Named {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let healthy = Arc::new(AtomicBool::new(true));
     let checks = Arc::new(AtomicUsize::new(0));
     let (h, n) = (healthy.clone(), checks.clone());
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            let (h, n) = (h.clone(), n.clone());
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                loop {
-                    let end = loop {
-                        if let Some(i) = find(&buf, b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        let mut b = [0u8; 4096];
-                        match s.read(&mut b) {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => buf.extend_from_slice(&b[..k]),
-                        }
-                    };
-                    let check = buf.starts_with(b"GET /healthz ");
-                    buf.drain(..end);
-                    let resp = if check {
-                        n.fetch_add(1, Ordering::SeqCst);
-                        if h.load(Ordering::SeqCst) {
-                            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_string()
-                        } else {
-                            "HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\nsick".to_string()
-                        }
-                    } else {
-                        format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{name}")
-                    };
-                    if s.write_all(resp.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
+    let addr = serve(move |g, s| {
+        let resp = if g.head.starts_with("GET /healthz ") {
+            n.fetch_add(1, Ordering::SeqCst);
+            if h.load(Ordering::SeqCst) {
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_string()
+            } else {
+                "HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\nsick".to_string()
+            }
+        } else {
+            format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{name}")
+        };
+        s.write_all(resp.as_bytes()).is_ok()
+    })
+    .addr;
     Named {
         addr,
         healthy,
