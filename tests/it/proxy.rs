@@ -1146,11 +1146,11 @@ fn tcp_queues(local: u16, remote: u16) -> (u64, u64) {
 /// An upstream that takes a request head and then reads nothing until `go` says so;
 /// then reads the body (Content-Length or chunked, de-chunked here), checks it against
 /// `body_at` and answers `ok N` or `bad at P`. Its receive buffer is fixed (128 KiB, so
-/// the kernel's autotuning cannot grow it). Sends (its port to vireo, vireo's port) when
-/// the head arrived.
+/// the kernel's autotuning cannot grow it). Sends (its port to vireo, vireo's port, body
+/// bytes its read of the head took along) when the head arrived.
 fn stalling_upstream(
     go: std::sync::mpsc::Receiver<()>,
-    arrived: std::sync::mpsc::Sender<(u16, u16)>,
+    arrived: std::sync::mpsc::Sender<(u16, u16, u64)>,
 ) -> std::net::SocketAddr {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     sock.set_recv_buffer_size(128 * 1024).unwrap();
@@ -1171,7 +1171,7 @@ fn stalling_upstream(
             return;
         };
         let peer = s.peer_addr().unwrap().port();
-        let _ = arrived.send((addr.port(), peer));
+        let _ = arrived.send((addr.port(), peer, buf.len() as u64));
         let _ = go.lock().unwrap().recv();
         let mut r = std::io::BufReader::with_capacity(
             1 << 20,
@@ -1250,7 +1250,7 @@ fn request_bodies_stream_up_with_backpressure_and_a_bounded_buffer() {
         };
         c.write_all(format!("PUT /up HTTP/1.1\r\nHost: h\r\n{framing}\r\n\r\n").as_bytes())
             .unwrap();
-        let (up_port, vireo_up_port) = arrived.recv_timeout(TIMEOUT).unwrap();
+        let (up_port, vireo_up_port, read_ahead) = arrived.recv_timeout(TIMEOUT).unwrap();
         // The wire bytes: the body (chunked: in chunks of varying sizes, the last one
         // empty), produced as they are written.
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
@@ -1300,7 +1300,8 @@ fn request_bodies_stream_up_with_backpressure_and_a_bounded_buffer() {
             }
         }
         // Where the pushed bytes are: the kernel's queues of the four sockets on the way,
-        // and vireo itself (its inbox and the exchange's BODY_MAX of 64 KiB).
+        // what the upstream's read of the head took along, and vireo itself (its inbox
+        // and the exchange's BODY_MAX of 64 KiB).
         let client_port = c.local_addr().unwrap().port();
         let q = [
             tcp_queues(client_port, s.addr.port()).0,
@@ -1308,11 +1309,12 @@ fn request_bodies_stream_up_with_backpressure_and_a_bounded_buffer() {
             tcp_queues(vireo_up_port, up_port).0,
             tcp_queues(up_port, vireo_up_port).1,
         ];
-        let queued: u64 = q.iter().sum();
+        let queued: u64 = q.iter().sum::<u64>() + read_ahead;
         let in_vireo = pushed.saturating_sub(queued);
         eprintln!(
             "chunked={chunked}: pushed {pushed} bytes while the upstream read nothing: \
-             queues client->vireo {} + {}, vireo->upstream {} + {}; {in_vireo} in vireo",
+             queues client->vireo {} + {}, vireo->upstream {} + {} (+ {read_ahead} read with \
+             the head); {in_vireo} in vireo",
             q[0], q[1], q[2], q[3]
         );
         // Vireo's own share: the exchange's 64 KiB and an inbox (16 KiB head limit plus a

@@ -441,3 +441,106 @@ fn each_proxied_stream_is_logged_and_counted_with_its_upstream() {
     });
     assert!(ok, "log: {}", std::fs::read_to_string(log.path()).unwrap());
 }
+
+/// Bytes queued in the kernel for the TCP socket `local` -> `remote` (loopback ports):
+/// (send queue, receive queue), from /proc/net/tcp.
+fn tcp_queues(local: u16, remote: u16) -> (u64, u64) {
+    let t = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |f: &str| u16::from_str_radix(f.rsplit(':').next().unwrap(), 16).unwrap();
+    for l in t.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if port(f[1]) == local && port(f[2]) == remote {
+            let (tx, rx) = f[4].split_once(':').unwrap();
+            return (
+                u64::from_str_radix(tx, 16).unwrap(),
+                u64::from_str_radix(rx, 16).unwrap(),
+            );
+        }
+    }
+    panic!("no socket {local} -> {remote} in /proc/net/tcp");
+}
+
+#[test]
+fn an_h2_upload_is_held_by_flow_control_while_the_upstream_reads_nothing() {
+    // The upstream takes the head, then reads nothing for 2 s: the client's window must
+    // open only as far as the upstream (and the buffers on the way) take bytes.
+    const LEN: usize = 32 << 20;
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(128 * 1024).unwrap();
+    sock.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.listen(16).unwrap();
+    let listener: TcpListener = sock.into();
+    let up = listener.local_addr().unwrap();
+    let queued = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let q = queued.clone();
+    accept_each(listener, move |mut s| {
+        let mut buf = Vec::new();
+        let Some(head) = read_head(&mut s, &mut buf) else {
+            return;
+        };
+        std::thread::sleep(Duration::from_secs(2));
+        // What went past vireo while nothing is read: queued in the kernel between it
+        // and here, and what the head's read took along.
+        let (mine, theirs) = (up.port(), s.peer_addr().unwrap().port());
+        *q.lock().unwrap() =
+            Some(tcp_queues(theirs, mine).0 + tcp_queues(mine, theirs).1 + buf.len() as u64);
+        let len: usize = header(&head, "content-length").unwrap().parse().unwrap();
+        let want: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        while buf.len() < len && fill(&mut s, &mut buf) {}
+        let answer = match buf[..] == want[..] {
+            true => format!("ok {}", buf.len()),
+            false => format!("bad, {} bytes", buf.len()),
+        };
+        let _ = s.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+                answer.len()
+            )
+            .as_bytes(),
+        );
+    });
+    let s = TestServer::start_with(
+        &format!(
+            "workers = 1\n[limits]\nmax_body_bytes = {}\n[[proxy]]\npath = \"/api/\"\npass = \"http://{up}\"\nmax_body_bytes = {}\n[http2]\ncleartext = true\n",
+            LEN * 2,
+            LEN * 2
+        ),
+        |_| {},
+    );
+    let hwm_before = vm_hwm_kib(s.child.id());
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "{{\"streams\": [{{\"path\": \"/api/up\", \"method\": \"PUT\", \"body_len\": {LEN}}}], \"stall_ms\": 500}}"
+    );
+    let out = client(s.addr, None, Some(dir.path()), &spec);
+    let r = responses(&out);
+    assert_eq!(r[&0].0, "200", "{out}");
+    assert_eq!(
+        std::fs::read(dir.path().join("0")).unwrap(),
+        format!("ok {LEN}").as_bytes(),
+        "the upstream got other bytes"
+    );
+    let sent: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("stalled 0 sent="))
+        .unwrap_or_else(|| panic!("the upload never waited for its window: {out}"))
+        .parse()
+        .unwrap();
+    let kernel = queued.lock().unwrap().expect("queues measured");
+    // The client may have sent: the stream's window (64 KiB; a WINDOW_UPDATE only once
+    // less than half of it is left and less than half of it waits unfed, so at most
+    // 1.5 windows wait in vireo) plus what the exchange took (its 64 KiB) and passed on.
+    let bound = 65_535 * 3 / 2 + 64 * 1024 + kernel;
+    eprintln!(
+        "h2 upload: {sent} bytes sent while the upstream read nothing; {kernel} past vireo; \
+         {} in vireo; bound {bound}",
+        sent.saturating_sub(kernel)
+    );
+    assert!(sent <= bound, "{sent} bytes sent, bound {bound}");
+    let hwm_after = vm_hwm_kib(s.child.id());
+    assert!(
+        hwm_after < hwm_before + 16 * 1024,
+        "peak RSS grew from {hwm_before} KiB to {hwm_after} KiB"
+    );
+}

@@ -381,11 +381,11 @@ impl<S: Transport> Conn<S> {
             };
             p.ex.splice_to =
                 crate::upstream::splice::enabled() && self.stream.splice_fd().is_some();
-            let room_before = p.ex.body_room();
+            let room = p.ex.body_room();
             let mut step = p.ex.pump(cx.upstreams, cx.now, &policy);
-            // The upstream took body bytes: room for more, which may be waiting in the
-            // inbox or the socket (whose readiness edge came long ago).
-            let took_body = !p.ex.body_done() && p.ex.body_room() > room_before;
+            // Body bytes went up: room for what the inbox still holds (no event will say
+            // so if the upstream took them all).
+            let freed = p.ex.body_room() > room;
             // A compressed body: its chunks to the pool and back, in order.
             let squeezed = match p
                 .ex
@@ -435,7 +435,7 @@ impl<S: Transport> Conn<S> {
             if sent >= cx.turn_budget {
                 return Next::Yield;
             }
-            if wrote > 0 || fed > 0 || squeezed || took_body {
+            if wrote > 0 || fed > 0 || squeezed || freed {
                 continue;
             }
             if out_left && !self.io.writable {

@@ -418,7 +418,11 @@ impl State {
             types: &types,
             admit: false,
         };
+        let room = p.ex.body_room();
         let step = p.ex.pump(cx.upstreams, cx.now, &policy);
+        // Body bytes went up: room for `body_in` (no event will say so if the upstream
+        // took them all).
+        moved |= p.ex.body_room() > room;
         if p.ex.relay.head_out && !p.headers_sent {
             let pending = p.ex.pending_out();
             let Ok(Some(h)) = upstream_response::parse(pending, RESP_HEAD_MAX, s.head_only) else {
