@@ -12,7 +12,8 @@
 //! Backpressure: the response is read only into the room `relay::Relay::read_buf` offers,
 //! at most `OUT_MAX` (64 KiB) unsent bytes per exchange (plus `ZIN_MAX` waiting for the
 //! compressor), so the upstream is read exactly as fast as the client takes bytes;
-//! request bodies wait in at most `BODY_MAX` (64 KiB) bytes on the way up. How the body
+//! request bodies wait in at most `BODY_MAX` (64 KiB) bytes on the way up (plus, while
+//! the body so far fits in it, a copy of up to `BODY_MAX` for a replay). How the body
 //! is framed for the client (passed, de-chunked, compressed) is the relay's business;
 //! a compressed body's chunks go to the pool one job at a time (`compress_step`).
 
