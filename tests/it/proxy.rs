@@ -1420,3 +1420,57 @@ fn a_client_stalling_mid_body_gets_408_at_the_body_timeout_and_the_upstream_conn
     c.send(b"POST /after HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi");
     assert_eq!(c.read_response().body, b"2");
 }
+
+#[test]
+fn a_post_whose_pooled_connection_dies_unanswered_is_replayed_body_and_all() {
+    // Each upstream connection answers its first request and drops its second unanswered
+    // (what an upstream closing an idle connection as a request arrives looks like): the
+    // POST on the reused connection goes again, body included, on a fresh one.
+    let seen = Arc::new(std::sync::Mutex::new(
+        std::collections::HashMap::<u16, usize>::new(),
+    ));
+    let u = serve(move |g, s| {
+        let port = s.peer_addr().unwrap().port();
+        let n = {
+            let mut m = seen.lock().unwrap();
+            let n = m.entry(port).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if n > 1 {
+            return false;
+        }
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            g.body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&g.body);
+        s.write_all(&r).is_ok()
+    });
+    let s = TestServer::start_with(
+        &format!(
+            "workers = 1\n[[proxy]]\npath = \"/\"\npass = \"http://{}\"\n",
+            u.addr
+        ),
+        |_| {},
+    );
+    let mut c = Client::connect(s.addr);
+    assert_eq!(c.get("/first").status, 200);
+    let body = pattern(20_000, 9);
+    c.send(
+        format!(
+            "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&body);
+    let r = c.read_response();
+    assert_eq!(r.status, 200, "{}", r.head);
+    assert!(r.body == body, "the replayed body differs");
+    let got = u.got();
+    assert_eq!(got.len(), 3, "first, the dropped POST, its replay");
+    assert!(got[1].body == body && got[2].body == body);
+    assert_eq!(u.conns.load(Ordering::SeqCst), 2);
+}
