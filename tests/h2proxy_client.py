@@ -7,7 +7,9 @@ JSON = {"streams": [S, ...], "sequential": false, "stall_ms": N}
   S = {"path": "/x", "method": "GET", "headers": [[k, v], ...],
        "body_len": N            # request body: N bytes, byte i = i % 251
        "content_length": true,  # announce it (else the body is sent without one)
-       "reset": "headers"}      # reset the stream (CANCEL) once its response headers arrive
+       "reset": "headers",      # reset the stream (CANCEL) once its response headers arrive
+       "until": "text",         # gunzip the body as it arrives; once it holds "text",
+       "then": S}               #   print `seen I ms=T` and open stream S (appended)
 Streams are opened all at once on one connection (or one after the other with
 "sequential"). Request bodies are sent as the server's flow-control windows allow; with
 "stall_ms", a stream whose body could not move for that long prints `stalled I sent=N`
@@ -25,6 +27,7 @@ import socket
 import ssl
 import sys
 import time
+import zlib
 
 import h2.config
 import h2.connection
@@ -66,6 +69,7 @@ def main():
     sending = {}  # stream id -> [data, pos]
     order = []
     lines = []
+    gunzip = {}  # stream id -> [decompressobj, decoded so far] while "until" is unseen
 
     def open_stream(i):
         s = specs[i]
@@ -83,6 +87,8 @@ def main():
             hdrs.append(("content-length", str(n)))
         hdrs += [tuple(h) for h in s.get("headers", [])]
         c.send_headers(sid, hdrs, end_stream=n is None)
+        if s.get("until") is not None:
+            gunzip[sid] = [zlib.decompressobj(wbits=31), b""]
         if n is not None:
             sending[sid] = [pattern(n), 0]
 
@@ -158,6 +164,22 @@ def main():
             elif isinstance(e, h2.events.DataReceived):
                 if sid in ids and ids[sid] not in order:
                     bodies[sid] += e.data
+                if sid in gunzip:
+                    d = gunzip[sid]
+                    try:
+                        d[1] += d[0].decompress(e.data)
+                    except zlib.error as err:
+                        print(f"not-gzip {ids[sid]} {err}")
+                        del gunzip[sid]
+                        d = [None, b""]
+                    sp = specs[ids[sid]]
+                    if sid in gunzip and sp["until"].encode() in d[1]:
+                        del gunzip[sid]
+                        ms = int((time.monotonic() - t0) * 1000)
+                        print(f"seen {ids[sid]} ms={ms}")
+                        if sp.get("then") is not None:
+                            specs.append(sp["then"])
+                            open_stream(len(specs) - 1)
                 c.acknowledge_received_data(e.flow_controlled_length, sid)
             elif isinstance(e, h2.events.StreamEnded):
                 if ids.get(sid) in order:

@@ -33,6 +33,16 @@ use std::time::Instant;
 /// Request body bytes held per exchange on their way up.
 pub const BODY_MAX: usize = 64 * 1024;
 
+/// What `[compression]` says of proxied responses, for HTTP/1.1 and HTTP/2 alike; a
+/// coding is admitted only while the pool has room for another stream (else identity).
+pub fn policy<'a>(c: &'a crate::config::Compression, pool: Option<&Arc<Offload>>) -> Policy<'a> {
+    Policy {
+        min_bytes: c.min_bytes,
+        types: &c.types,
+        admit: pool.is_some_and(|o| o.stream_room()),
+    }
+}
+
 enum ReqBody {
     Done,
     Length(u64),
@@ -45,6 +55,17 @@ pub enum Waiting {
     Connect,
     Send,
     Read,
+}
+
+impl Waiting {
+    /// What passing this wait's deadline counts as.
+    pub fn timed_out(self) -> Failure {
+        match self {
+            Waiting::Connect => Failure::ConnectTimeout,
+            Waiting::Send => Failure::SendTimeout,
+            Waiting::Read => Failure::ReadTimeout,
+        }
+    }
 }
 
 /// What a `pump` came to.
@@ -148,6 +169,53 @@ impl Exchange {
             since: now,
             started: now,
         }
+    }
+
+    /// The pool gave connection `k` to `server` (`reused`: from the pool, connected):
+    /// the exchange goes on it, counted in the server's metrics.
+    pub fn attach(
+        &mut self,
+        k: UpKey,
+        server: usize,
+        reused: bool,
+        ups: &mut Upstreams,
+        now: Instant,
+    ) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.conn = Some(k);
+        self.server = server;
+        self.reused = reused;
+        self.since = now;
+        self.waiting = if reused {
+            Waiting::Send
+        } else {
+            Waiting::Connect
+        };
+        if let Some(st) = ups.health().server(self.upstream, server) {
+            st.requests.fetch_add(1, Relaxed);
+            if !reused {
+                st.opened.fetch_add(1, Relaxed);
+            }
+        }
+        if reused {
+            if let Some(c) = ups.get(k) {
+                // Pooled connections are connected; their readiness is what the last
+                // exchange left (writable unless it filled up).
+                c.writable = true;
+            }
+        }
+    }
+
+    /// When the current upstream countdown ends (`since` plus the set's limit for what
+    /// is awaited).
+    pub fn deadline(&self, ups: &Upstreams) -> Instant {
+        let up = &ups.conf()[self.upstream];
+        let limit = match self.waiting {
+            Waiting::Connect => up.connect_timeout,
+            Waiting::Send => up.send_timeout,
+            Waiting::Read => up.read_timeout,
+        };
+        self.since + limit
     }
 
     /// The upstream answered `101`: hand the connection to a tunnel.
@@ -255,7 +323,7 @@ impl Exchange {
         let Some(k) = self.conn else {
             return Step::Failed(Failure::NoServer, "no connection".into());
         };
-        let Some(c) = ups.get(k) else {
+        let Some((c, scratch)) = ups.get_with_scratch(k) else {
             return Step::Failed(Failure::Reset, "connection gone".into());
         };
         if !c.connected {
@@ -372,25 +440,17 @@ impl Exchange {
                 return Step::Blocked;
             }
             let at = buf.len();
-            buf.resize(at + want, 0);
-            let r = c.sock.read(&mut buf[at..]);
-            let got = match r {
+            let want = want.min(scratch.len());
+            let got = match c.sock.read(&mut scratch[..want]) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    buf.truncate(at);
                     c.readable = false;
                     return Step::Blocked;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    buf.truncate(at);
-                    continue;
-                }
-                Err(e) => {
-                    buf.truncate(at);
-                    return Step::Failed(self.relay.eof_failure(), format!("read: {e}"));
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Step::Failed(self.relay.eof_failure(), format!("read: {e}")),
             };
-            buf.truncate(at + got);
+            buf.extend_from_slice(&scratch[..got]);
             if got < want {
                 c.readable = c.hup; // a short read drains an edge-triggered socket
             }
@@ -481,5 +541,100 @@ impl Exchange {
     /// A compression job is out (the connection waits for its completion).
     pub fn compress_waiting(&self) -> bool {
         self.job_out
+    }
+}
+
+/// The retry state of one proxied request, kept beside its exchange by the HTTP/1.1
+/// connection and the HTTP/2 stream alike.
+pub struct Attempts {
+    pub idempotent: bool,
+    /// Retries left (`[[upstream]] retries`).
+    pub retries: u32,
+    /// A reused connection that died was retried on a fresh one already.
+    pub fresh_retry: bool,
+    /// Why the last try failed (a retry that finds no server answers with it).
+    pub last: Option<Failure>,
+    /// The balance key (`hash` balance).
+    pub hash: u64,
+}
+
+impl Attempts {
+    pub fn new(method: crate::http::Method, retries: u32, hash: u64) -> Attempts {
+        use crate::http::Method;
+        Attempts {
+            idempotent: matches!(method, Method::Get | Method::Head | Method::Options),
+            retries,
+            fresh_retry: false,
+            last: None,
+            hash,
+        }
+    }
+
+    /// After `ex.attach`: a 502/503/504 from this server is retried elsewhere only when
+    /// a retry is allowed and another server could take it; else it is the answer.
+    pub fn arm(&self, ex: &mut Exchange, ups: &Upstreams, now: Instant) {
+        ex.relay.retry_status = self.idempotent
+            && self.retries > 0
+            && ups.another_server(ex.upstream, &ex.tried, ex.server, now);
+    }
+
+    /// `ex` failed with `f`: its connection is discarded, the failure counted against its
+    /// server (and logged, `who` naming the request, e.g. "h2 stream 3: "), and the
+    /// exchange restarted where the rules allow it, only while nothing of the response
+    /// arrived or went out (`replayable`): once on a fresh connection when a pooled one
+    /// turned out dead (the pool's fault, not the server's: whatever the method, as nginx
+    /// does), else on the next server for an idempotent request while retries are left.
+    /// Returns whether it was restarted (the caller drives it again).
+    #[allow(clippy::too_many_arguments)]
+    pub fn failed(
+        &mut self,
+        ex: &mut Exchange,
+        f: Failure,
+        why: &str,
+        replayable: bool,
+        ups: &mut Upstreams,
+        who: &str,
+        now: Instant,
+    ) -> bool {
+        let conf = Arc::clone(ups.conf());
+        let up = &conf[ex.upstream];
+        let addr = up.servers.get(ex.server).map_or("-", |s| &*s.text);
+        if let Some(k) = ex.conn.take() {
+            ups.discard(k);
+        }
+        self.last = Some(f);
+        if ex.reused && replayable && !self.fresh_retry && matches!(f, Failure::Reset) {
+            log::debug!(
+                "upstream {addr}: {who}reused connection failed ({why}); retrying on a fresh one"
+            );
+            self.fresh_retry = true;
+            ex.restart(now);
+            return true;
+        }
+        if f != Failure::NoServer {
+            let down = ups.health().failed(ex.upstream, ex.server, f, now);
+            log::warn!(
+                "upstream {} {addr}: {who}{why} ({}){}",
+                up.name,
+                f.name(),
+                if down { "; marked down" } else { "" }
+            );
+        }
+        let retry = matches!(
+            f,
+            Failure::Refused
+                | Failure::ConnectTimeout
+                | Failure::Reset
+                | Failure::ReadTimeout
+                | Failure::ErrorStatus
+        );
+        if replayable && retry && self.idempotent && self.retries > 0 {
+            self.retries -= 1;
+            ex.tried.push(ex.server);
+            self.fresh_retry = false;
+            ex.restart(now);
+            return true;
+        }
+        false
     }
 }

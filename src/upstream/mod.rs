@@ -35,10 +35,13 @@ pub enum Failure {
     /// The body ended before its length.
     Truncated,
     NoServer,
+    /// A 502/503/504 answer while another server could be tried (`retries`): not
+    /// forwarded, the request goes to the next server.
+    ErrorStatus,
 }
 
 impl Failure {
-    pub const ALL: [Failure; 8] = [
+    pub const ALL: [Failure; 9] = [
         Failure::Refused,
         Failure::ConnectTimeout,
         Failure::ReadTimeout,
@@ -47,6 +50,7 @@ impl Failure {
         Failure::BadResponse,
         Failure::Truncated,
         Failure::NoServer,
+        Failure::ErrorStatus,
     ];
 
     pub fn name(self) -> &'static str {
@@ -59,6 +63,7 @@ impl Failure {
             Failure::BadResponse => "bad_response",
             Failure::Truncated => "truncated",
             Failure::NoServer => "no_server",
+            Failure::ErrorStatus => "error_status",
         }
     }
 

@@ -161,6 +161,9 @@ pub struct Upstreams {
     next_generation: u32,
     /// Shared across reactors: passive health (`max_fails` within `fail_timeout`).
     health: Arc<crate::upstream::Health>,
+    /// Responses are read here and copied out, so a read costs what it got, not a
+    /// zero-fill of the whole room the destination offers (32 KiB for every head).
+    scratch: Box<[u8]>,
 }
 
 impl Upstreams {
@@ -198,6 +201,7 @@ impl Upstreams {
             conns: Slab::new(),
             next_generation: 1,
             health,
+            scratch: vec![0; crate::upstream::relay::OUT_MAX].into_boxed_slice(),
         }
     }
 
@@ -215,10 +219,33 @@ impl Upstreams {
             .filter(|c| c.generation == k.generation)
     }
 
+    /// The connection and the reactor's read scratch buffer.
+    pub fn get_with_scratch(&mut self, k: UpKey) -> Option<(&mut UpConn, &mut [u8])> {
+        let c = self
+            .conns
+            .get_mut(k.slot)
+            .filter(|c| c.generation == k.generation)?;
+        Some((c, &mut self.scratch))
+    }
+
     /// (lent, idle) connections of this reactor, for the metrics.
     pub fn counts(&self) -> (usize, usize) {
         let idle = self.conns.iter().filter(|(_, c)| c.owner.is_none()).count();
         (self.conns.len() - idle, idle)
+    }
+
+    /// Whether a server of set `u` other than `current` and those `tried` is usable now
+    /// (up, under `max_conns`; a backup counts).
+    pub fn another_server(&self, u: usize, tried: &[usize], current: usize, now: Instant) -> bool {
+        let (Some(conf), Some(set)) = (self.conf.get(u), self.sets.get(u)) else {
+            return false;
+        };
+        conf.servers.iter().enumerate().any(|(i, s)| {
+            i != current
+                && !tried.contains(&i)
+                && (s.max_conns == 0 || set.open[i] < s.max_conns)
+                && self.health.up(u, i, now)
+        })
     }
 
     /// Pick a server of set `u` (balance, health, `max_conns`), skipping `tried`.

@@ -92,6 +92,9 @@ pub struct Relay {
     pub upstream_ka: Option<u64>,
     /// The request asked for an upgrade the route allows: a `101` starts a tunnel.
     pub upgrade: bool,
+    /// Another server would take the request (`retries`): a 502/503/504 head is
+    /// dropped unsent and the exchange fails with `Failure::ErrorStatus`.
+    pub retry_status: bool,
 }
 
 /// Chunked limits for response bodies: no body limit, head-sized trailers.
@@ -118,6 +121,7 @@ impl Relay {
             client_keep: client.keep_alive,
             upstream_ka: None,
             upgrade: false,
+            retry_status: false,
         }
     }
 
@@ -220,6 +224,11 @@ impl Relay {
                     // An interim response (100 Continue, 103): not forwarded.
                     buf.drain(..h.head_len);
                     continue;
+                }
+                if self.retry_status && (502..=504).contains(&h.status) {
+                    // Nothing of it reaches the client: the exchange starts over elsewhere.
+                    buf.clear();
+                    return Err((Failure::ErrorStatus, format!("answered {}", h.status)));
                 }
                 let rest = buf.split_off(h.head_len);
                 let head = std::mem::take(buf);
@@ -721,6 +730,43 @@ mod tests {
             keep_alive: true,
             head_request: false,
             compress,
+        }
+    }
+
+    #[test]
+    fn an_error_status_is_dropped_unsent_only_when_armed_and_the_relay_starts_clean() {
+        let types: Vec<String> = Vec::new();
+        let policy = Policy {
+            min_bytes: 0,
+            types: &types,
+            admit: false,
+        };
+        for (status, armed, dropped) in [
+            (503, true, true),
+            (502, true, true),
+            (504, true, true),
+            (500, true, false),
+            (503, false, false),
+            (200, true, false),
+        ] {
+            let mut r = Relay::new(client(false, None));
+            r.retry_status = armed;
+            let input = format!("HTTP/1.1 {status} X\r\nContent-Length: 2\r\n\r\nno");
+            let mut out = Vec::new();
+            let (buf, _) = r.read_buf(&mut out, 0);
+            buf.extend_from_slice(input.as_bytes());
+            let got = r.absorb(&mut out, 0, &policy);
+            if dropped {
+                assert!(matches!(got, Err((Failure::ErrorStatus, _))), "{status}");
+                assert!(
+                    out.is_empty() && !r.head_out,
+                    "{status}: nothing for the client"
+                );
+                assert!(r.untouched(), "{status}: a retry may replay the request");
+            } else {
+                assert!(got.is_ok(), "{status} armed={armed}");
+                assert!(out.starts_with(format!("HTTP/1.1 {status} ").as_bytes()));
+            }
         }
     }
 

@@ -725,15 +725,16 @@ def h2load(args, timeout=120):
     return r.returncode, (r.stdout + r.stderr).decode(errors="replace"), []
 
 
-def run_h2load(url, label, proto):
-    """A short h2load run (2,000 requests over 8 connections, 10 streams each): every request
-    succeeded with a 2xx, none failed/errored/timed out, the exact body bytes, `proto` (h2 or
-    h2c) spoken."""
-    name = f"h2load {label} -n 2000 -c 8 -m 10"
+def run_h2load(url, label, proto, paths=("/small.txt", "/index.html"), sizes=None, extra=(), streams=10):
+    """A short h2load run (2,000 requests over 8 connections, `streams` each, `extra` flags
+    such as --h1): every request succeeded with a 2xx, none failed/errored/timed out, the
+    exact body bytes (`sizes`: each path's body length), `proto` spoken."""
+    name = f"h2load {label} -n 2000 -c 8 -m {streams}"
     if not shutil.which("h2load"):
         fail(name, "h2load binary not found (.ci/run installs nghttp2-client)")
         return
-    rc, out, problems = h2load(["-n", "2000", "-c", "8", "-m", "10", url + "/small.txt", url + "/index.html"])
+    sizes = sizes or (len(SMALL), len(INDEX))
+    rc, out, problems = h2load(["-n", "2000", "-c", "8", "-m", str(streams), *extra, *[url + p for p in paths]])
     m, st, dm = H2LOAD_REQUESTS.search(out), H2LOAD_STATUS.search(out), H2LOAD_DATA.search(out)
     if not problems:
         if rc != 0:
@@ -748,7 +749,7 @@ def run_h2load(url, label, proto):
                 problems.append(m.group(0))
             if int(st.group(1)) != 2000:
                 problems.append(st.group(0))
-            want = 1000 * (len(SMALL) + len(INDEX))
+            want = 2000 // len(paths) * sum(sizes)
             if int(dm.group(1)) != want:
                 problems.append(f"{dm.group(1)} body bytes, want {want}")
     check(name, not problems, "; ".join(problems) + f"\n  output: {out[-600:]!r}")
@@ -937,6 +938,9 @@ def upstream_handler(conn):
                     h.update(data)
                 body = h.hexdigest().encode()
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            elif path.startswith("/api/small"):
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Content-Length: %d\r\n\r\n" % len(SMALL) + SMALL)
             elif path == "/api/bytes":
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
                              b"Content-Length: %d\r\n\r\n" % len(BIN) + BIN)
@@ -981,7 +985,7 @@ def run_proxy(binary, base, servers):
              '[[proxy]]\npath = "/api/"\nupstream = "app"\n'
              '[[proxy]]\npath = "/ws/"\nupstream = "app"\nwebsocket = true\n')
     try:
-        srv = Server(binary, base, "proxy", autoindex=False, extra=extra)
+        srv = Server(binary, base, "proxy", autoindex=False, h2c=True, extra=extra)
     except Exception as e:  # noqa: BLE001
         fail("proxy: start vireo", str(e))
         return
@@ -1025,6 +1029,12 @@ def run_proxy(binary, base, servers):
         check("curl through the proxy: chunked upload",
               r.returncode == 0 and got == hashlib.sha256(BIG).hexdigest(),
               f"rc={r.returncode} got {got!r}")
+
+    # Load through the proxy, HTTP/1.1 and HTTP/2 (prior knowledge): zero failures, exact bytes
+    # (a proxied path beside a static one on the same connections).
+    run_h2load(url, "--h1 through the proxy", "http/1.1", ("/api/small", "/small.txt"),
+               (len(SMALL), len(SMALL)), ("--h1",), streams=1)
+    run_h2load(url, "h2c through the proxy", "h2c", ("/api/small", "/small.txt"), (len(SMALL), len(SMALL)))
 
     # WebSocket: a raw client (no pip dependency) through the tunnel.
     try:

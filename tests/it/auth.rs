@@ -51,7 +51,29 @@ fn get_as(c: &mut Client, path: &str, auth: Option<&str>) -> Response {
     c.read_response()
 }
 
-fn basic(user: &str, password: &str) -> String {
+/// A server proxying `/api/` to `upstream` behind `[[auth]]` (alice/a1, bob/b2, carol/c3,
+/// dave/d4), with `extra` config and `static.txt` in its root. The hashes are slower than
+/// elsewhere (cost 8), so a request body is at the server before its check's verdict.
+pub(crate) fn proxy_behind_auth(upstream: std::net::SocketAddr, extra: &str) -> TestServer {
+    TestServer::start_with(
+        &format!(
+            "[[auth]]\npath = \"/api/\"\nrealm = \"app\"\nhtpasswd = \"app.htpasswd\"\n\
+             [[proxy]]\npath = \"/api/\"\npass = \"http://{upstream}\"\n{extra}"
+        ),
+        |root| {
+            let users = [
+                ("alice", "a1"),
+                ("bob", "b2"),
+                ("carol", "c3"),
+                ("dave", "d4"),
+            ];
+            htpasswd(root.parent().expect("parent"), "app.htpasswd", &users, 8);
+            std::fs::write(root.join("static.txt"), "static").expect("write");
+        },
+    )
+}
+
+pub(crate) fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", b64(&format!("{user}:{password}")))
 }
 

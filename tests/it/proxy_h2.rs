@@ -3,6 +3,7 @@
 //! tests/h2proxy_client.py (Python `h2`); upstreams are small std servers started here,
 //! recording what they received.
 
+use crate::proxy_relay::{gunzip, text};
 use crate::support::*;
 use crate::upstream_support::*;
 use std::io::{Read, Write};
@@ -10,6 +11,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The upstream every test uses: `/api/small`, `/api/big` (10 MiB), `/api/chunked`,
@@ -543,4 +545,346 @@ fn an_h2_upload_is_held_by_flow_control_while_the_upstream_reads_nothing() {
         hwm_after < hwm_before + 16 * 1024,
         "peak RSS grew from {hwm_before} KiB to {hwm_after} KiB"
     );
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+/// The value of response header `name` of stream `i` (the client prints `hdr I name: v`).
+fn hdr(out: &str, i: usize, name: &str) -> Option<String> {
+    let prefix = format!("hdr {i} {name}: ");
+    out.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map(str::to_string)
+}
+
+/// A GET that accepts `coding`.
+fn get_accepting(path: &str, coding: &str) -> String {
+    format!("{{\"path\": \"{path}\", \"headers\": [[\"accept-encoding\", \"{coding}\"]]}}")
+}
+
+/// An upstream of compressible answers: `/api/text/N` (text/html, N bytes, a strong
+/// ETag), `/api/textc/N` (the same chunked, in 16 KiB chunks), `/api/gz` (text already
+/// gzipped by the upstream), `/api/slowtext` (1 MiB, a 500 ms pause, 1 MiB, chunked).
+fn text_app() -> Upstream {
+    serve(|g, s| {
+        let path = g.path().to_string();
+        if let Some(n) = path.strip_prefix("/api/text/") {
+            let b = text(n.parse().unwrap());
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nETag: \"v1\"\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            );
+            s.write_all(head.as_bytes()).is_ok() && s.write_all(&b).is_ok()
+        } else if let Some(n) = path.strip_prefix("/api/textc/") {
+            let b = text(n.parse().unwrap());
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
+            );
+            for c in b.chunks(16 << 10) {
+                let _ = s.write_all(format!("{:x}\r\n", c.len()).as_bytes());
+                let _ = s.write_all(c);
+                let _ = s.write_all(b"\r\n");
+            }
+            s.write_all(b"0\r\n\r\n").is_ok()
+        } else if path == "/api/gz" {
+            let b = gzip(&text(20_000));
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Encoding: gzip\r\nContent-Length: {}\r\n\r\n",
+                b.len()
+            );
+            s.write_all(head.as_bytes()).is_ok() && s.write_all(&b).is_ok()
+        } else if path == "/api/slowtext" {
+            let b = text(1 << 20);
+            let chunk = |s: &mut std::net::TcpStream| {
+                let _ = s.write_all(format!("{:x}\r\n", b.len()).as_bytes());
+                let _ = s.write_all(&b);
+                s.write_all(b"\r\n").is_ok()
+            };
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n",
+            );
+            chunk(s);
+            let _ = s.flush();
+            std::thread::sleep(Duration::from_millis(500));
+            chunk(s);
+            s.write_all(b"0\r\n\r\n").is_ok()
+        } else {
+            s.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                .is_ok()
+        }
+    })
+}
+
+const METRICS: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+
+#[test]
+fn compressible_upstream_responses_are_gzipped_on_the_pool_over_h2_and_decode_exactly() {
+    let u = text_app();
+    let s = start(&u, METRICS);
+    let jobs = || {
+        metric(
+            &scrape(&s),
+            "vireo_compression_jobs_total",
+            "state=\"completed\"",
+        )
+    };
+    let paths = [
+        "/api/text/300".to_string(),
+        "/api/text/5000".to_string(),
+        "/api/text/100000".to_string(),
+        format!("/api/text/{}", 3 << 20),
+        "/api/textc/200000".to_string(),
+    ];
+    let want = |i: usize| {
+        let n = paths[i].rsplit('/').next().unwrap().parse().unwrap();
+        text(n)
+    };
+    for tls in [true, false] {
+        let before = jobs();
+        let dir = tempfile::tempdir().unwrap();
+        let (addr, t) = match tls {
+            true => (s.tls_addr, Some(&s)),
+            false => (s.server.addr, None),
+        };
+        let mut streams: Vec<String> = paths.iter().map(|p| get_accepting(p, "gzip")).collect();
+        streams.push(get_accepting("/static.txt", "identity"));
+        let out = client(addr, t, Some(dir.path()), &spec(&streams));
+        let r = responses(&out);
+        for i in 0..paths.len() {
+            let p = &paths[i];
+            assert_eq!(r[&i].0, "200", "{p}: {out}");
+            assert_eq!(
+                hdr(&out, i, "content-encoding").as_deref(),
+                Some("gzip"),
+                "{p}: {out}"
+            );
+            assert_eq!(hdr(&out, i, "content-length"), None, "{p}: {out}");
+            assert_eq!(
+                hdr(&out, i, "vary").as_deref(),
+                Some("Accept-Encoding"),
+                "{p}: {out}"
+            );
+            let body = std::fs::read(dir.path().join(i.to_string())).unwrap();
+            let plain = want(i);
+            assert!(
+                gunzip(&body) == plain,
+                "{p}: the decoded body differs (tls {tls})"
+            );
+            if plain.len() >= 100_000 {
+                assert!(body.len() < plain.len() / 10, "{p}: {} bytes", body.len());
+            }
+        }
+        assert_eq!(hdr(&out, 0, "etag").as_deref(), Some("W/\"v1\""), "{out}");
+        let last = paths.len();
+        assert_eq!(r[&last].0, "200", "{out}");
+        assert_eq!(
+            std::fs::read(dir.path().join(last.to_string())).unwrap(),
+            STATIC
+        );
+        assert!(out.contains("alive"), "{out}");
+        // On the pool: its compression jobs (one per chunk at least) ran them.
+        let after = jobs();
+        assert!(
+            after >= before + paths.len() as u64,
+            "pool jobs {before} -> {after}"
+        );
+    }
+}
+
+#[test]
+fn an_encoded_upstream_response_passes_untouched_over_h2_beside_a_compressed_one() {
+    let u = text_app();
+    let s = start(&u, "");
+    let dir = tempfile::tempdir().unwrap();
+    let streams = [
+        get_accepting("/api/gz", "gzip"),
+        get_accepting("/api/text/5000", "gzip"),
+        get("/api/text/5000"),
+    ];
+    let out = client(s.server.addr, None, Some(dir.path()), &spec(&streams));
+    let r = responses(&out);
+    let body = |i: usize| std::fs::read(dir.path().join(i.to_string())).unwrap();
+    for i in 0..3 {
+        assert_eq!(r[&i].0, "200", "{out}");
+    }
+    // The upstream's own coding: its bytes and length exactly, no second coding.
+    let upstream_gz = gzip(&text(20_000));
+    assert!(body(0) == upstream_gz, "the encoded body was touched");
+    assert_eq!(
+        hdr(&out, 0, "content-length"),
+        Some(upstream_gz.len().to_string()),
+        "{out}"
+    );
+    assert_eq!(out.matches("hdr 0 content-encoding:").count(), 1, "{out}");
+    assert_eq!(hdr(&out, 0, "vary"), None, "{out}");
+    // The plain sibling is compressed by vireo for the client that accepts it...
+    assert_eq!(
+        hdr(&out, 1, "content-encoding").as_deref(),
+        Some("gzip"),
+        "{out}"
+    );
+    assert!(gunzip(&body(1)) == text(5000));
+    // ...and sent as it is, with its length, to one that does not.
+    assert_eq!(hdr(&out, 2, "content-encoding"), None, "{out}");
+    assert_eq!(
+        hdr(&out, 2, "content-length").as_deref(),
+        Some("5000"),
+        "{out}"
+    );
+    assert_eq!(
+        hdr(&out, 2, "vary").as_deref(),
+        Some("Accept-Encoding"),
+        "{out}"
+    );
+    assert!(body(2) == text(5000));
+}
+
+#[test]
+fn a_compressed_event_stream_over_h2_delivers_its_first_event_at_once() {
+    // The second event waits until the client, having decoded the first, asks `/api/go`.
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let go_tx = Mutex::new(go_tx);
+    let go_rx = Mutex::new(go_rx);
+    let waited = Arc::new(Mutex::new(None::<bool>));
+    let w = waited.clone();
+    let u = serve(move |g, s| {
+        if g.path() == "/api/go" {
+            let _ = go_tx.lock().unwrap().send(());
+            return s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\ngo")
+                .is_ok();
+        }
+        let _ = s.write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n11\r\ndata: first one\n\n\r\n",
+        );
+        let _ = s.flush();
+        let go = go_rx.lock().unwrap().recv_timeout(Duration::from_secs(10));
+        *w.lock().unwrap() = Some(go.is_ok());
+        s.write_all(b"12\r\ndata: second one\n\n\r\n0\r\n\r\n")
+            .is_ok()
+    });
+    let s = start(&u, "");
+    let dir = tempfile::tempdir().unwrap();
+    let stream = "{\"path\": \"/api/events\", \"headers\": [[\"accept-encoding\", \"gzip\"]], \
+                  \"until\": \"data: first one\\n\\n\", \"then\": {\"path\": \"/api/go\"}}";
+    let out = client(
+        s.tls_addr,
+        Some(&s),
+        Some(dir.path()),
+        &spec(&[stream.to_string()]),
+    );
+    assert_eq!(
+        hdr(&out, 0, "content-encoding").as_deref(),
+        Some("gzip"),
+        "{out}"
+    );
+    assert!(
+        out.contains("seen 0 "),
+        "the first event was never decoded: {out}"
+    );
+    let r = responses(&out);
+    assert_eq!(r[&0].0, "200", "{out}");
+    assert_eq!(r[&1].0, "200", "{out}");
+    // The client decoded the first event while the upstream still held the second.
+    assert_eq!(*waited.lock().unwrap(), Some(true), "{out}");
+    let body = std::fs::read(dir.path().join("0")).unwrap();
+    assert_eq!(gunzip(&body), b"data: first one\n\ndata: second one\n\n");
+}
+
+#[test]
+fn a_slow_compressed_stream_does_not_delay_its_static_siblings() {
+    let u = text_app();
+    let s = start(&u, "");
+    let dir = tempfile::tempdir().unwrap();
+    let mut streams = vec![get_accepting("/api/slowtext", "gzip")];
+    streams.extend((0..10).map(|i| get(&format!("/s{i}.bin"))));
+    let out = client(s.server.addr, None, Some(dir.path()), &spec(&streams));
+    let r = responses(&out);
+    assert_eq!(r.len(), 11, "{out}");
+    for i in 1..=10 {
+        assert_eq!(r[&i].0, "200", "{out}");
+        assert_eq!(r[&i].1, 50_000 + i - 1, "{out}");
+    }
+    assert_eq!(r[&0].0, "200", "{out}");
+    assert_eq!(
+        hdr(&out, 0, "content-encoding").as_deref(),
+        Some("gzip"),
+        "{out}"
+    );
+    let mut want = text(1 << 20);
+    want.extend_from_slice(&text(1 << 20));
+    let body = std::fs::read(dir.path().join("0")).unwrap();
+    assert!(gunzip(&body) == want, "the decoded body differs");
+    // Every static sibling ended while the compressed stream was still going.
+    assert_eq!(order(&out).last(), Some(&0), "{out}");
+    let slow = r[&0].2;
+    assert!((1..=10).all(|i| r[&i].2 < slow), "{out}");
+}
+
+#[test]
+fn a_proxied_post_behind_auth_is_relayed_over_h2_after_the_password_check() {
+    use crate::auth::{basic, proxy_behind_auth};
+    let u = app();
+    let s = proxy_behind_auth(u.addr, "[http2]\ncleartext = true\n");
+    let post = |n: usize, cl: bool, auth: Option<String>| {
+        let h = auth.map_or(String::new(), |a| format!("[\"authorization\", \"{a}\"]"));
+        format!(
+            "{{\"path\": \"/api/echo\", \"method\": \"POST\", \"body_len\": {n}, \
+             \"content_length\": {cl}, \"headers\": [{h}]}}"
+        )
+    };
+    let big = 1 << 20;
+    // Each user once: every check is a miss, so each stream parks for its bcrypt job.
+    let streams = [
+        post(big, true, Some(basic("alice", "a1"))),
+        post(100_000, false, Some(basic("bob", "b2"))),
+        post(1000, true, None),
+        post(1000, true, Some(basic("carol", "wrong"))),
+        format!(
+            "{{\"path\": \"/api/small\", \"headers\": [[\"authorization\", \"{}\"]]}}",
+            basic("dave", "d4")
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let out = client(s.addr, None, Some(dir.path()), &spec(&streams));
+    let r = responses(&out);
+    let body = |i: usize| std::fs::read(dir.path().join(i.to_string())).unwrap();
+    assert_eq!(r[&0].0, "200", "{out}");
+    assert_eq!(body(0), big.to_string().as_bytes(), "{out}");
+    assert_eq!(r[&1].0, "200", "{out}");
+    assert_eq!(r[&2].0, "401", "{out}");
+    assert_eq!(r[&3].0, "401", "{out}");
+    assert_eq!(r[&4].0, "200", "{out}");
+    assert_eq!(body(4), b"small");
+    assert!(out.contains("alive"), "{out}");
+    // Only the authorised requests reached the upstream, their bodies whole.
+    let g = u.got();
+    assert_eq!(g.len(), 3, "{g:?}");
+    let sent = |n: usize| (0..n).map(|i| (i % 251) as u8).collect::<Vec<u8>>();
+    let with = g
+        .iter()
+        .find(|g| g.body.len() == big)
+        .expect("the 1 MiB body");
+    assert!(with.body == sent(big), "the 1 MiB body differs");
+    let chunked = g
+        .iter()
+        .find(|g| g.header("transfer-encoding") == ["chunked"])
+        .expect("the chunked body");
+    assert!(
+        dechunk(&chunked.body).0 == sent(100_000),
+        "the chunked body differs"
+    );
+    // Again with the verdicts cached (no pool job): the same answers.
+    let out = client(s.addr, None, None, &spec(&streams[..3]));
+    let r = responses(&out);
+    assert_eq!(
+        (&r[&0].0[..], &r[&1].0[..], &r[&2].0[..]),
+        ("200", "200", "401"),
+        "{out}"
+    );
+    assert_eq!(u.got().len(), 5);
 }

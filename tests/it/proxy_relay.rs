@@ -86,7 +86,7 @@ fn read_response(c: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
     (head, std::mem::take(buf))
 }
 
-fn gunzip(b: &[u8]) -> Vec<u8> {
+pub(crate) fn gunzip(b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     flate2::read::GzDecoder::new(b)
         .read_to_end(&mut out)
@@ -94,7 +94,7 @@ fn gunzip(b: &[u8]) -> Vec<u8> {
     out
 }
 
-fn text(len: usize) -> Vec<u8> {
+pub(crate) fn text(len: usize) -> Vec<u8> {
     let words = b"proxied text compresses well when it repeats itself, ";
     words.iter().copied().cycle().take(len).collect()
 }

@@ -9,7 +9,7 @@
 
 use super::*;
 use crate::config::ProxyRule;
-use crate::upstream::exchange::{ClientSide, Exchange, Step, Waiting};
+use crate::upstream::exchange::{Attempts, ClientSide, Exchange, Step, Waiting};
 use crate::upstream::pool::AcquireError;
 use crate::upstream::tunnel::{Tunnel, TunnelStep};
 use crate::upstream::Failure;
@@ -22,13 +22,7 @@ pub(super) struct Proxying {
     site: usize,
     /// Which site answered (`Sites::index_of`): its error pages answer a failure.
     site_index: usize,
-    idempotent: bool,
-    retries: u32,
-    /// A reused connection that died was retried on a fresh one already.
-    fresh_retry: bool,
-    /// Why the last try failed (a retry that finds no server answers with it).
-    last: Option<Failure>,
-    hash: u64,
+    tries: Attempts,
     /// The upstream answered `101`: bytes now pass both ways untouched.
     tunnel: Option<Box<Tunnel>>,
 }
@@ -164,19 +158,13 @@ impl<S: Transport> Conn<S> {
         hash: u64,
         retries: u32,
     ) {
-        use crate::http::Method;
-        let idempotent = matches!(method, Method::Get | Method::Head | Method::Options);
         self.phase = Phase::Proxy(Box::new(Proxying {
             ex,
             framing,
             log,
             site,
             site_index,
-            idempotent,
-            retries,
-            fresh_retry: false,
-            last: None,
-            hash,
+            tries: Attempts::new(method, retries, hash),
             tunnel: None,
         }));
     }
@@ -269,41 +257,19 @@ impl<S: Transport> Conn<S> {
                 return Next::Yield;
             };
             if p.ex.conn.is_none() {
-                let fresh = p.fresh_retry;
+                let fresh = p.tries.fresh_retry;
                 let tried = p.ex.tried.clone();
                 match cx.upstreams.acquire(
                     p.ex.upstream,
                     (cx.slot, cx.generation),
                     &tried,
                     fresh,
-                    p.hash,
+                    p.tries.hash,
                     cx.now,
                 ) {
                     Ok((k, server, reused)) => {
-                        p.ex.conn = Some(k);
-                        p.ex.server = server;
-                        p.ex.reused = reused;
-                        p.ex.since = cx.now;
-                        p.ex.waiting = if reused {
-                            Waiting::Send
-                        } else {
-                            Waiting::Connect
-                        };
-                        let h = cx.upstreams.health();
-                        if let Some(st) = h.server(p.ex.upstream, server) {
-                            st.requests
-                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            if !reused {
-                                st.opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            }
-                        }
-                        if reused {
-                            if let Some(c) = cx.upstreams.get(k) {
-                                // Pooled connections are connected; their readiness is
-                                // what the last exchange left (writable unless it filled up).
-                                c.writable = true;
-                            }
-                        }
+                        p.ex.attach(k, server, reused, cx.upstreams, cx.now);
+                        p.tries.arm(&mut p.ex, cx.upstreams, cx.now);
                     }
                     Err(AcquireError::NoServer) => {
                         if cx.upstreams.health().all_checked_down(p.ex.upstream) {
@@ -315,7 +281,7 @@ impl<S: Transport> Conn<S> {
                             );
                             return self.proxy_answer(503, sites, cx);
                         }
-                        if let Some(f) = p.last {
+                        if let Some(f) = p.tries.last {
                             // Every server was tried: the last failure (already logged
                             // and counted) is the answer.
                             return self.proxy_answer(f.status(), sites, cx);
@@ -373,12 +339,7 @@ impl<S: Transport> Conn<S> {
                 return Next::Yield;
             };
             let pool = sites.offload();
-            let c = &sites.config().compression;
-            let policy = crate::upstream::exchange::Policy {
-                min_bytes: c.min_bytes,
-                types: &c.types,
-                admit: pool.is_some_and(|o| o.stream_room()),
-            };
+            let policy = crate::upstream::exchange::policy(&sites.config().compression, pool);
             p.ex.splice_to =
                 crate::upstream::splice::enabled() && self.stream.splice_fd().is_some();
             let room = p.ex.body_room();
@@ -449,13 +410,7 @@ impl<S: Transport> Conn<S> {
                     return Next::Wait(Class::Body, self.progress_since.instant());
                 }
             }
-            let up = &cx.upstreams.conf()[p.ex.upstream];
-            let limit = match p.ex.waiting {
-                Waiting::Connect => up.connect_timeout,
-                Waiting::Send => up.send_timeout,
-                Waiting::Read => up.read_timeout,
-            };
-            return Next::Wait(Class::Upstream, p.ex.since + limit);
+            return Next::Wait(Class::Upstream, p.ex.deadline(cx.upstreams));
         }
     }
 
@@ -474,11 +429,7 @@ impl<S: Transport> Conn<S> {
             log::debug!("{}: tunnel idle for {idle:?}: closed", self.peer.addr());
             return Next::Close;
         }
-        let f = match p.ex.waiting {
-            Waiting::Connect => Failure::ConnectTimeout,
-            Waiting::Send => Failure::SendTimeout,
-            Waiting::Read => Failure::ReadTimeout,
-        };
+        let f = p.ex.waiting.timed_out();
         self.proxy_failed(f, format!("{} timed out", f.name()), sites, cx)
     }
 
@@ -534,48 +485,10 @@ impl<S: Transport> Conn<S> {
         let Phase::Proxy(p) = &mut self.phase else {
             return Next::Close;
         };
-        let conf = cx.upstreams.conf().clone();
-        let up = &conf[p.ex.upstream];
-        let addr = up
-            .servers
-            .get(p.ex.server)
-            .map_or("-".into(), |s| s.text.clone());
-        if let Some(k) = p.ex.conn.take() {
-            cx.upstreams.discard(k);
-        }
         let replayable = p.ex.replayable() && !p.ex.relay.head_out;
-        // A pooled connection that turned out dead is the pool's fault, not the server's:
-        // once more on a fresh one, whatever the method (as nginx does).
-        p.last = Some(f);
-        if p.ex.reused && replayable && !p.fresh_retry && matches!(f, Failure::Reset) {
-            log::debug!(
-                "upstream {addr}: reused connection failed ({why}); retrying on a fresh one"
-            );
-            p.fresh_retry = true;
-            p.ex.restart(cx.now);
-            return self.drive_proxy(sites, cx);
-        }
-        if f != Failure::NoServer {
-            let down = cx
-                .upstreams
-                .health()
-                .failed(p.ex.upstream, p.ex.server, f, cx.now);
-            log::warn!(
-                "upstream {} {addr}: {why} ({}){}",
-                up.name,
-                f.name(),
-                if down { "; marked down" } else { "" }
-            );
-        }
-        let retry = matches!(
-            f,
-            Failure::Refused | Failure::ConnectTimeout | Failure::Reset | Failure::ReadTimeout
-        );
-        if replayable && retry && p.idempotent && p.retries > 0 {
-            p.retries -= 1;
-            p.ex.tried.push(p.ex.server);
-            p.fresh_retry = false;
-            p.ex.restart(cx.now);
+        if p.tries
+            .failed(&mut p.ex, f, &why, replayable, cx.upstreams, "", cx.now)
+        {
             return self.drive_proxy(sites, cx);
         }
         if p.ex.relay.head_out {

@@ -154,6 +154,9 @@ struct H2Stream {
     started: Instant,
     verdict: Option<Verdict>,
     log: Option<Box<account::Owned>>,
+    /// Request DATA held (not credited back, so at most the stream's receive window)
+    /// while the password check of a proxied route runs: relayed once it passes.
+    held: Option<Vec<u8>>,
 }
 
 /// Per-second counters of what the peer made us do.
@@ -819,6 +822,18 @@ impl State {
         }
     }
 
+    /// DATA held for a password check is dropped (the route answered otherwise): the
+    /// stream window it shut opens again, so the client can finish sending.
+    fn reopen(&mut self, id: u32) {
+        let initial = i64::from(self.ours.initial_window_size);
+        if let Some(s) = self.streams.get_mut(&id) {
+            if !s.remote_closed && s.recv_window < initial {
+                frame::write_window_update(&mut self.out, id, (initial - s.recv_window) as u32);
+                s.recv_window = initial;
+            }
+        }
+    }
+
     /// RFC 9218 7.1: a new priority for an open stream, or one not opened yet.
     fn on_priority_update(&mut self, id: u32, field: &[u8]) {
         let p = Priority::parse(field);
@@ -1105,6 +1120,14 @@ impl State {
             self.progress_since = Stamp::of(cx.now);
             return Ok(());
         }
+        if let Some(held) = s.held.as_mut() {
+            // A proxied route's password check runs: kept for the upstream, the window
+            // shut meanwhile.
+            held.extend_from_slice(data);
+            s.remote_closed |= end_stream;
+            self.progress_since = Stamp::of(cx.now);
+            return Ok(());
+        }
         if s.received > max_body {
             s.too_large = true;
         }
@@ -1234,6 +1257,7 @@ impl State {
                 started: cx.now,
                 verdict: None,
                 log: None,
+                held: None,
             },
         );
         if end_stream {
@@ -1264,12 +1288,16 @@ impl State {
         };
         let buf = std::mem::take(&mut s.head);
         let started = s.started;
-        let verdict = if early { None } else { s.verdict.take() };
+        // A verdict may come before END_STREAM (a proxied route's early check).
+        let verdict = s.verdict.take();
+        let judged = verdict.is_some();
+        let mut held = s.held.take();
         let too_large = s.too_large;
         let head = match request::parse(&buf, &self.limits) {
             Ok(Some(h)) => h,
             Ok(None) | Err(_) if early => {
                 s.head = buf; // answered at END_STREAM
+                s.held = held;
                 return;
             }
             Ok(None) | Err(_) => {
@@ -1314,8 +1342,10 @@ impl State {
                 ..account::Request::of(&head, &buf, started, slot)
             };
             let site_ids = (slot, site_index);
-            let r = self.start_proxy(id, &head, &buf, site.config(), *rule, site_ids, req, cx);
+            let config = site.config();
+            let r = self.start_proxy(id, &head, &buf, config, *rule, site_ids, req, held, cx);
             if let Err(status) = r {
+                self.reopen(id);
                 let head_only = head.method == crate::http::Method::Head;
                 let reply = site.error_reply(status, cx.now, cx.date);
                 let (status, bytes) = self.encode(id, reply, head_only, cx);
@@ -1326,13 +1356,19 @@ impl State {
             }
             return;
         }
-        if early {
+        let early_check = early
+            && matches!(job, Some(crate::site::route::Job::Auth(_)))
+            && site.would_proxy(&head, &buf);
+        if early && !judged && !early_check {
             // Not an upstream: answered once the body is in.
             if let Some(s) = self.streams.get_mut(&id) {
                 s.head = buf;
             }
             return;
         }
+        // Else answered now: the whole request, a proxied route's password check (its
+        // body held until the verdict says where it goes), or what that check decided
+        // (a 401 need not wait for the body: the stream is reset NO_ERROR after it).
         let head_only = head.method == crate::http::Method::Head;
         // The completion names the stream in the slot's upper half (`net::link`).
         let tag = cx.slot | ((id as usize) << 32);
@@ -1350,6 +1386,9 @@ impl State {
         };
         match parked {
             Err(reply) => {
+                if held.is_some() {
+                    self.reopen(id);
+                }
                 let (status, bytes) = self.encode(id, reply, head_only, cx);
                 account::response(cx, self.peer, Some(req), started, status, bytes, cx.now);
                 if let Some(s) = self.streams.get_mut(&id) {
@@ -1366,6 +1405,9 @@ impl State {
                     s.head_only = head_only;
                     s.log = log;
                     s.phase = Phase::Parked(Box::new(w));
+                    if early_check && !s.remote_closed {
+                        s.held = Some(held.take().unwrap_or_default());
+                    }
                 }
             }
         }
@@ -1390,7 +1432,9 @@ impl State {
         };
         if let Some(v) = w.verdict(&result) {
             s.verdict = Some(v);
-            self.dispatch(id, sites, cx);
+            // A body still coming goes to the upstream as it arrives (`route` early).
+            let early = !s.remote_closed;
+            self.route(id, early, sites, cx);
             return;
         }
         let site = w.site();

@@ -32,10 +32,9 @@ use crate::http::upstream_response::{self, RespFraming};
 use crate::net::account;
 use crate::net::conn::Cx;
 use crate::site::hosts::Sites;
-use crate::upstream::exchange::{Exchange, Step, Waiting, RESP_HEAD_MAX};
+use crate::upstream::exchange::{Attempts, Exchange, Step, Waiting, RESP_HEAD_MAX};
 use crate::upstream::pool::AcquireError;
 use crate::upstream::Failure;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// De-chunked response bytes held per stream while the client's window is shut.
@@ -47,11 +46,7 @@ pub(super) struct H2Proxy {
     /// The answering site's metrics slot, and its index (its error pages).
     site: usize,
     site_index: usize,
-    idempotent: bool,
-    retries: u32,
-    fresh_retry: bool,
-    last: Option<Failure>,
-    hash: u64,
+    tries: Attempts,
     /// The route's `max_body_bytes`.
     limit: u64,
     /// Client DATA on its way to the exchange (chunk-framed when `chunked`).
@@ -205,8 +200,9 @@ impl Unchunk {
 }
 
 impl State {
-    /// The route said "proxy" for stream `id`: build its exchange. `early`: the request
-    /// body is still to come. Err: the status to answer instead.
+    /// The route said "proxy" for stream `id`: build its exchange. `held`: the request
+    /// DATA that arrived during its password check (relayed first). Err: the status to
+    /// answer instead.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn start_proxy(
         &mut self,
@@ -217,16 +213,18 @@ impl State {
         rule: usize,
         site: (usize, usize),
         req: account::Request,
+        held: Option<Vec<u8>>,
         cx: &mut Cx,
     ) -> Result<(), u16> {
         let r = config.proxy.get(rule).ok_or(502u16)?;
         let Some(s) = self.streams.get(&id) else {
             return Ok(());
         };
-        let body_coming = !s.remote_closed;
+        let held = held.filter(|h| !h.is_empty());
+        let body_coming = !s.remote_closed || held.is_some();
         if !body_coming && s.received > 0 {
-            // Routed to the upstream only at END_STREAM (after a password check): the
-            // body was not kept, so it cannot be relayed.
+            // Routed to the upstream only at END_STREAM with its body dropped (never so
+            // for a password check, whose body is held): it cannot be relayed.
             log::warn!(
                 "{}: h2 stream {id}: proxied body arrived before its route",
                 self.peer
@@ -243,7 +241,6 @@ impl State {
         let retries = config.upstreams.get(r.upstream).map_or(0, |u| u.retries);
         let hash = crate::net::conn::proxy_hash(&h, buf, config, r.upstream, self.peer);
         use crate::http::Method;
-        let idempotent = matches!(h.method, Method::Get | Method::Head | Method::Options);
         let log = cx.log.as_ref().map(|_| req.to_owned());
         let Some(s) = self.streams.get_mut(&id) else {
             return Ok(());
@@ -254,11 +251,7 @@ impl State {
             log,
             site: site.0,
             site_index: site.1,
-            idempotent,
-            retries,
-            fresh_retry: false,
-            last: None,
-            hash,
+            tries: Attempts::new(h.method, retries, hash),
             limit: r.max_body_bytes,
             body_in: Vec::new(),
             chunked,
@@ -271,6 +264,10 @@ impl State {
             bytes: 0,
             deadline: None,
         }));
+        if let Some(h) = held {
+            let end = s.remote_closed;
+            self.proxy_data(id, &h, end, cx);
+        }
         Ok(())
     }
 
@@ -341,39 +338,22 @@ impl State {
         if p.ex.conn.is_none() {
             let owner = (cx.slot | ((id as usize) << 32), cx.generation);
             let tried = p.ex.tried.clone();
+            let (fresh, hash) = (p.tries.fresh_retry, p.tries.hash);
             match cx
                 .upstreams
-                .acquire(p.ex.upstream, owner, &tried, p.fresh_retry, p.hash, cx.now)
+                .acquire(p.ex.upstream, owner, &tried, fresh, hash, cx.now)
             {
                 Ok((k, server, reused)) => {
-                    p.ex.conn = Some(k);
-                    p.ex.server = server;
-                    p.ex.reused = reused;
-                    p.ex.since = cx.now;
-                    p.ex.waiting = if reused {
-                        Waiting::Send
-                    } else {
-                        Waiting::Connect
-                    };
-                    if let Some(st) = cx.upstreams.health().server(p.ex.upstream, server) {
-                        st.requests.fetch_add(1, Ordering::Relaxed);
-                        if !reused {
-                            st.opened.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    if reused {
-                        if let Some(c) = cx.upstreams.get(k) {
-                            c.writable = true;
-                        }
-                    }
+                    p.ex.attach(k, server, reused, cx.upstreams, cx.now);
+                    p.tries.arm(&mut p.ex, cx.upstreams, cx.now);
                 }
                 Err(AcquireError::NoServer) => {
-                    let (f, why) = match p.last {
+                    let (f, why) = match p.tries.last {
                         Some(f) => (f, "every server tried"),
                         None => (Failure::NoServer, "no server available"),
                     };
                     let status = f.status();
-                    let quiet = p.last.is_some();
+                    let quiet = p.tries.last.is_some();
                     self.proxy_answer(id, status, why, !quiet, f, sites, cx);
                     return true;
                 }
@@ -410,19 +390,22 @@ impl State {
             frame::write_window_update(&mut self.out, id, (initial - s.recv_window) as u32);
             s.recv_window = initial;
         }
-        // No streaming compression or splice for HTTP/2 streams yet: the body is relayed
-        // as the upstream sent it (`admit: false` keeps the head from promising a coding).
-        let types = Vec::new();
-        let policy = crate::upstream::exchange::Policy {
-            min_bytes: 0,
-            types: &types,
-            admit: false,
-        };
+        // Compressed exactly as for HTTP/1.1: the same decision at the head, the same
+        // streaming jobs on the pool (the completion names this stream, so only it waits
+        // for its chunk). Never spliced (`splice_to` stays false): the bytes must pass
+        // through here to be framed as DATA.
+        let pool = sites.offload();
+        let policy = crate::upstream::exchange::policy(&sites.config().compression, pool);
         let room = p.ex.body_room();
-        let step = p.ex.pump(cx.upstreams, cx.now, &policy);
+        let mut step = p.ex.pump(cx.upstreams, cx.now, &policy);
         // Body bytes went up: room for `body_in` (no event will say so if the upstream
         // took them all).
         moved |= p.ex.body_room() > room;
+        let tag = cx.slot | ((id as usize) << 32);
+        match p.ex.compress_step(pool, cx.notifier, tag, cx.generation) {
+            Ok(m) => moved |= m,
+            Err((f, why)) => step = Step::Failed(f, why),
+        }
         if p.ex.relay.head_out && !p.headers_sent {
             let pending = p.ex.pending_out();
             let Ok(Some(h)) = upstream_response::parse(pending, RESP_HEAD_MAX, s.head_only) else {
@@ -503,15 +486,7 @@ impl State {
             || (p.wants_body() && p.ex.waiting != Waiting::Connect && !p.ex.body_done());
         p.deadline = match waits_client {
             true => None,
-            false => {
-                let up = &cx.upstreams.conf()[p.ex.upstream];
-                let limit = match p.ex.waiting {
-                    Waiting::Connect => up.connect_timeout,
-                    Waiting::Send => up.send_timeout,
-                    Waiting::Read => up.read_timeout,
-                };
-                Some(p.ex.since + limit)
-            }
+            false => Some(p.ex.deadline(cx.upstreams)),
         };
         moved
     }
@@ -578,44 +553,11 @@ impl State {
         else {
             return true;
         };
-        let conf = cx.upstreams.conf().clone();
-        let up = &conf[p.ex.upstream];
-        let addr = up
-            .servers
-            .get(p.ex.server)
-            .map_or("-".into(), |s| s.text.clone());
-        if let Some(k) = p.ex.conn.take() {
-            cx.upstreams.discard(k);
-        }
         let replayable = p.ex.replayable() && !p.headers_sent && !p.ex.relay.head_out;
-        p.last = Some(f);
-        if p.ex.reused && replayable && !p.fresh_retry && matches!(f, Failure::Reset) {
-            log::debug!("upstream {addr}: reused connection failed ({why}); fresh one");
-            p.fresh_retry = true;
-            p.ex.restart(cx.now);
-            return true;
-        }
-        if f != Failure::NoServer {
-            let down = cx
-                .upstreams
-                .health()
-                .failed(p.ex.upstream, p.ex.server, f, cx.now);
-            log::warn!(
-                "upstream {} {addr}: h2 stream {id}: {why} ({}){}",
-                up.name,
-                f.name(),
-                if down { "; marked down" } else { "" }
-            );
-        }
-        let retry = matches!(
-            f,
-            Failure::Refused | Failure::ConnectTimeout | Failure::Reset | Failure::ReadTimeout
-        );
-        if replayable && retry && p.idempotent && p.retries > 0 {
-            p.retries -= 1;
-            p.ex.tried.push(p.ex.server);
-            p.fresh_retry = false;
-            p.ex.restart(cx.now);
+        let who = format!("h2 stream {id}: ");
+        if p.tries
+            .failed(&mut p.ex, f, &why, replayable, cx.upstreams, &who, cx.now)
+        {
             return true;
         }
         if p.headers_sent || p.ex.relay.head_out {
@@ -714,11 +656,7 @@ impl State {
             })
             .collect();
         for (id, w) in late {
-            let f = match w {
-                Waiting::Connect => Failure::ConnectTimeout,
-                Waiting::Send => Failure::SendTimeout,
-                Waiting::Read => Failure::ReadTimeout,
-            };
+            let f = w.timed_out();
             self.proxy_failed(id, f, format!("{} timed out", f.name()), sites, cx);
         }
     }
