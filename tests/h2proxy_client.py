@@ -3,7 +3,7 @@
 
 usage: h2proxy_client.py HOST PORT [--tls CA_PEM] [--out DIR] JSON
 
-JSON = {"streams": [S, ...], "sequential": false}
+JSON = {"streams": [S, ...], "sequential": false, "stall_ms": N}
   S = {"path": "/x", "method": "GET", "headers": [[k, v], ...],
        "body_len": N            # request body: N bytes, byte i = i % 251
        "content_length": true,  # announce it (else the body is sent without one)
@@ -11,7 +11,9 @@ JSON = {"streams": [S, ...], "sequential": false}
        "until": "text",         # gunzip the body as it arrives; once it holds "text",
        "then": S}               #   print `seen I ms=T` and open stream S (appended)
 Streams are opened all at once on one connection (or one after the other with
-"sequential"). Request bodies are sent as the server's flow-control windows allow.
+"sequential"). Request bodies are sent as the server's flow-control windows allow; with
+"stall_ms", a stream whose body could not move for that long prints `stalled I sent=N`
+(once), N being the body bytes sent so far.
 
 Prints, as streams end: `resp I status=S len=N ms=T` (the body goes to DIR/I),
 `reset I code=C` (the server reset it), `cancelled I` (we did), `hdr I name: value`;
@@ -20,6 +22,7 @@ answered after the last stream.
 """
 import json
 import os
+import select
 import socket
 import ssl
 import sys
@@ -90,6 +93,7 @@ def main():
             sending[sid] = [pattern(n), 0]
 
     def send_more():
+        moved = False
         for sid in list(sending):
             data, pos = sending[sid]
             while True:
@@ -105,6 +109,8 @@ def main():
                 n = min(room, left)
                 c.send_data(sid, data[pos:pos + n])
                 pos += n
+                moved = True
+        return moved
 
     def ended(sid):
         order.append(ids[sid])
@@ -117,9 +123,26 @@ def main():
     else:
         for i in range(len(specs)):
             open_stream(i)
+    stall_ms = spec.get("stall_ms")
+    stalled = set()
+    last_move = time.monotonic()
     send_more()
     sock.sendall(c.data_to_send())
     while len(order) < len(specs):
+        if stall_ms is not None and not (ca and sock.pending()):
+            # Poll, so that a body stuck on its window is noticed.
+            if not select.select([sock], [], [], 0.05)[0]:
+                if send_more():
+                    last_move = time.monotonic()
+                elif (time.monotonic() - last_move) * 1000 >= stall_ms:
+                    for sid, (_, pos) in sending.items():
+                        if sid not in stalled:
+                            stalled.add(sid)
+                            print(f"stalled {ids[sid]} sent={pos}", flush=True)
+                out_data = c.data_to_send()
+                if out_data:
+                    sock.sendall(out_data)
+                continue
         data = sock.recv(1 << 16)
         if not data:
             print("eof")
@@ -175,7 +198,8 @@ def main():
                 ended(sid)
             elif isinstance(e, h2.events.ConnectionTerminated):
                 print(f"goaway code={int(e.error_code)}")
-        send_more()
+        if send_more():
+            last_move = time.monotonic()
         out_data = c.data_to_send()
         if out_data:
             sock.sendall(out_data)

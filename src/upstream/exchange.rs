@@ -12,7 +12,8 @@
 //! Backpressure: the response is read only into the room `relay::Relay::read_buf` offers,
 //! at most `OUT_MAX` (64 KiB) unsent bytes per exchange (plus `ZIN_MAX` waiting for the
 //! compressor), so the upstream is read exactly as fast as the client takes bytes;
-//! request bodies wait in at most `BODY_MAX` (64 KiB) bytes on the way up. How the body
+//! request bodies wait in at most `BODY_MAX` (64 KiB) bytes on the way up (plus, while
+//! the body so far fits in it, a copy of up to `BODY_MAX` for a replay). How the body
 //! is framed for the client (passed, de-chunked, compressed) is the relay's business;
 //! a compressed body's chunks go to the pool one job at a time (`compress_step`).
 
@@ -93,8 +94,13 @@ pub struct Exchange {
     written: u64,
     body: ReqBody,
     body_limits: Limits,
-    /// Some body byte went to the upstream: the request cannot be replayed.
+    /// Some body byte went to the upstream.
     pub body_sent: bool,
+    /// Every body byte taken from the client so far, while they fit in `BODY_MAX`
+    /// (`replay_ok`): a retry sends them again after the head, so a request whose pooled
+    /// connection turned out dead is replayed whole even after its body went up.
+    replay: Vec<u8>,
+    replay_ok: bool,
     /// The response side: head parsing, framing, compression input (pure bytes).
     pub relay: Relay,
     pub out: Vec<u8>,
@@ -149,6 +155,8 @@ impl Exchange {
                 max_body_bytes: body_limit,
             },
             body_sent: false,
+            replay: Vec::new(),
+            replay_ok: true,
             relay: Relay::new(client),
             out: Vec::new(),
             out_pos: 0,
@@ -228,7 +236,7 @@ impl Exchange {
     /// Whether a failure now can be retried on another connection: nothing of the
     /// response arrived and the request can be sent again whole.
     pub fn replayable(&self) -> bool {
-        !self.body_sent && self.relay.untouched()
+        (!self.body_sent || self.replay_ok) && self.relay.untouched()
     }
 
     /// Body bytes the exchange can take now.
@@ -256,16 +264,27 @@ impl Exchange {
             self.req_pos = 0;
         }
         self.req.extend_from_slice(&avail[..n]);
+        if self.replay_ok {
+            if self.replay.len() + n <= BODY_MAX {
+                self.replay.extend_from_slice(&avail[..n]);
+            } else {
+                self.replay_ok = false;
+                self.replay = Vec::new();
+            }
+        }
         if done {
             self.body = ReqBody::Done;
         }
         Ok(n)
     }
 
-    /// Start over on another connection (a retry): the head goes out again.
+    /// Start over on another connection (a retry): the head goes out again, and the
+    /// body bytes taken so far (`replayable` says they are all in `replay`).
     pub fn restart(&mut self, now: Instant) {
         self.conn = None;
         self.req = self.head.clone();
+        self.req.extend_from_slice(&self.replay);
+        self.body_sent = false;
         self.req_pos = 0;
         self.written = 0;
         self.relay.restart();

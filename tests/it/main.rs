@@ -34,3 +34,4 @@ mod support;
 mod timeouts;
 mod timers;
 mod tls;
+mod upstream_support;

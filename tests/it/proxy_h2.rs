@@ -5,156 +5,20 @@
 
 use crate::proxy_relay::{gunzip, text};
 use crate::support::*;
+use crate::upstream_support::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// One request as the upstream read it (chunked bodies with their framing).
-#[derive(Clone, Debug)]
-struct Got {
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Got {
-    fn header(&self, name: &str) -> Vec<String> {
-        self.head
-            .split("\r\n")
-            .skip(1)
-            .filter_map(|l| l.split_once(':'))
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim().to_string())
-            .collect()
-    }
-
-    fn path(&self) -> &str {
-        self.head.split(' ').nth(1).unwrap_or("")
-    }
-}
-
-/// What the handler does with a request: write to the socket, then keep it or not.
-type Handler = dyn Fn(&Got, &mut std::net::TcpStream) -> bool + Send + Sync;
-
-struct Upstream {
-    addr: SocketAddr,
-    got: Arc<Mutex<Vec<Got>>>,
-    /// Connections accepted, and connections the proxy closed (EOF read).
-    conns: Arc<AtomicUsize>,
-    eofs: Arc<AtomicUsize>,
-}
-
-impl Upstream {
-    fn got(&self) -> Vec<Got> {
-        self.got.lock().unwrap().clone()
-    }
-}
-
-fn fill(s: &mut impl Read, buf: &mut Vec<u8>) -> bool {
-    let mut b = [0u8; 65536];
-    match s.read(&mut b) {
-        Ok(0) | Err(_) => false,
-        Ok(n) => {
-            buf.extend_from_slice(&b[..n]);
-            true
-        }
-    }
-}
-
-fn read_request(s: &mut impl Read, buf: &mut Vec<u8>) -> Option<Got> {
-    let end = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        if !fill(s, buf) {
-            return None;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-    buf.drain(..end);
-    let g = Got {
-        head,
-        body: Vec::new(),
-    };
-    let len: Option<usize> = g
-        .header("content-length")
-        .first()
-        .and_then(|v| v.parse().ok());
-    let chunked = g
-        .header("transfer-encoding")
-        .iter()
-        .any(|v| v.contains("chunked"));
-    let mut body = Vec::new();
-    if let Some(n) = len {
-        while buf.len() < n {
-            if !fill(s, buf) {
-                return None;
-            }
-        }
-        body = buf.drain(..n).collect();
-    } else if chunked {
-        loop {
-            if let Some(i) = find(buf, b"\r\n0\r\n\r\n")
-                .map(|i| i + 7)
-                .or_else(|| buf.starts_with(b"0\r\n\r\n").then_some(5))
-            {
-                body = buf.drain(..i).collect();
-                break;
-            }
-            if !fill(s, buf) {
-                return None;
-            }
-        }
-    }
-    Some(Got { body, ..g })
-}
-
-fn upstream(
-    handler: impl Fn(&Got, &mut std::net::TcpStream) -> bool + Send + Sync + 'static,
-) -> Upstream {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let handler: Arc<Handler> = Arc::new(handler);
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let conns = Arc::new(AtomicUsize::new(0));
-    let eofs = Arc::new(AtomicUsize::new(0));
-    let (g, c, e) = (got.clone(), conns.clone(), eofs.clone());
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            c.fetch_add(1, Ordering::SeqCst);
-            let (g, h, e) = (g.clone(), handler.clone(), e.clone());
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                loop {
-                    let Some(req) = read_request(&mut s, &mut buf) else {
-                        e.fetch_add(1, Ordering::SeqCst);
-                        return;
-                    };
-                    g.lock().unwrap().push(req.clone());
-                    if !h(&req, &mut s) {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    Upstream {
-        addr,
-        got,
-        conns,
-        eofs,
-    }
-}
 
 /// The upstream every test uses: `/api/small`, `/api/big` (10 MiB), `/api/chunked`,
 /// `/api/slow` (300 ms), `/api/echo` (the body's length), `/api/die` (cut mid-body),
 /// `/api/stall` (head and a part of a long body, then nothing), `/api/hang` (nothing).
 fn app() -> Upstream {
-    upstream(|g, s| {
+    serve(|g, s| {
         let len = |b: &[u8]| {
             format!(
                 "HTTP/1.1 200 OK\r\nContent-Type: application/x-test\r\nContent-Length: {}\r\n\r\n",
@@ -314,37 +178,6 @@ fn spec(streams: &[String]) -> String {
     format!("{{\"streams\": [{}]}}", streams.join(","))
 }
 
-/// Waits (bounded) for `f` to hold.
-fn eventually(within: Duration, f: impl Fn() -> bool) -> bool {
-    let end = Instant::now() + within;
-    while Instant::now() < end {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    f()
-}
-
-/// Decode a chunked body: its data.
-fn dechunk(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    loop {
-        let Some(nl) = find(&raw[at..], b"\r\n") else {
-            return out;
-        };
-        let line = std::str::from_utf8(&raw[at..at + nl]).unwrap();
-        let n = usize::from_str_radix(line.split(';').next().unwrap().trim(), 16).unwrap();
-        at += nl + 2;
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&raw[at..at + n]);
-        at += n + 2;
-    }
-}
-
 #[test]
 fn small_10_mib_and_chunked_upstream_bodies_arrive_exact_over_h2_and_h2c() {
     let u = app();
@@ -429,7 +262,7 @@ fn a_1_mib_post_arrives_exact_at_the_upstream_with_and_without_content_length() 
         .find(|g| g.header("content-length").is_empty())
         .unwrap();
     assert_eq!(without.header("transfer-encoding"), ["chunked"]);
-    assert!(dechunk(&without.body) == want, "chunked body differs");
+    assert!(dechunk(&without.body).0 == want, "chunked body differs");
     // The upstream's answer (the length it read) came back.
     let echoed = std::fs::read(dir.path().join("0")).unwrap();
     assert_eq!(echoed, n.to_string().as_bytes());
@@ -611,6 +444,109 @@ fn each_proxied_stream_is_logged_and_counted_with_its_upstream() {
     assert!(ok, "log: {}", std::fs::read_to_string(log.path()).unwrap());
 }
 
+/// Bytes queued in the kernel for the TCP socket `local` -> `remote` (loopback ports):
+/// (send queue, receive queue), from /proc/net/tcp.
+fn tcp_queues(local: u16, remote: u16) -> (u64, u64) {
+    let t = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |f: &str| u16::from_str_radix(f.rsplit(':').next().unwrap(), 16).unwrap();
+    for l in t.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if port(f[1]) == local && port(f[2]) == remote {
+            let (tx, rx) = f[4].split_once(':').unwrap();
+            return (
+                u64::from_str_radix(tx, 16).unwrap(),
+                u64::from_str_radix(rx, 16).unwrap(),
+            );
+        }
+    }
+    panic!("no socket {local} -> {remote} in /proc/net/tcp");
+}
+
+#[test]
+fn an_h2_upload_is_held_by_flow_control_while_the_upstream_reads_nothing() {
+    // The upstream takes the head, then reads nothing for 2 s: the client's window must
+    // open only as far as the upstream (and the buffers on the way) take bytes.
+    const LEN: usize = 32 << 20;
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(128 * 1024).unwrap();
+    sock.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    sock.listen(16).unwrap();
+    let listener: TcpListener = sock.into();
+    let up = listener.local_addr().unwrap();
+    let queued = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let q = queued.clone();
+    accept_each(listener, move |mut s| {
+        let mut buf = Vec::new();
+        let Some(head) = read_head(&mut s, &mut buf) else {
+            return;
+        };
+        std::thread::sleep(Duration::from_secs(2));
+        // What went past vireo while nothing is read: queued in the kernel between it
+        // and here, and what the head's read took along.
+        let (mine, theirs) = (up.port(), s.peer_addr().unwrap().port());
+        *q.lock().unwrap() =
+            Some(tcp_queues(theirs, mine).0 + tcp_queues(mine, theirs).1 + buf.len() as u64);
+        let len: usize = header(&head, "content-length").unwrap().parse().unwrap();
+        let want: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        while buf.len() < len && fill(&mut s, &mut buf) {}
+        let answer = match buf[..] == want[..] {
+            true => format!("ok {}", buf.len()),
+            false => format!("bad, {} bytes", buf.len()),
+        };
+        let _ = s.write_all(
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{answer}",
+                answer.len()
+            )
+            .as_bytes(),
+        );
+    });
+    let s = TestServer::start_with(
+        &format!(
+            "workers = 1\n[limits]\nmax_body_bytes = {}\n[[proxy]]\npath = \"/api/\"\npass = \"http://{up}\"\nmax_body_bytes = {}\n[http2]\ncleartext = true\n",
+            LEN * 2,
+            LEN * 2
+        ),
+        |_| {},
+    );
+    let hwm_before = vm_hwm_kib(s.child.id());
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "{{\"streams\": [{{\"path\": \"/api/up\", \"method\": \"PUT\", \"body_len\": {LEN}}}], \"stall_ms\": 500}}"
+    );
+    let out = client(s.addr, None, Some(dir.path()), &spec);
+    let r = responses(&out);
+    assert_eq!(r[&0].0, "200", "{out}");
+    assert_eq!(
+        std::fs::read(dir.path().join("0")).unwrap(),
+        format!("ok {LEN}").as_bytes(),
+        "the upstream got other bytes"
+    );
+    let sent: u64 = out
+        .lines()
+        .find_map(|l| l.strip_prefix("stalled 0 sent="))
+        .unwrap_or_else(|| panic!("the upload never waited for its window: {out}"))
+        .parse()
+        .unwrap();
+    let kernel = queued.lock().unwrap().expect("queues measured");
+    // The client may have sent: the stream's window (64 KiB; a WINDOW_UPDATE only once
+    // less than half of it is left and less than half of it waits unfed, so at most
+    // 1.5 windows wait in vireo) plus what the exchange took (its 64 KiB) and passed on.
+    let bound = 65_535 * 3 / 2 + 64 * 1024 + kernel;
+    eprintln!(
+        "h2 upload: {sent} bytes sent while the upstream read nothing; {kernel} past vireo; \
+         {} in vireo; bound {bound}",
+        sent.saturating_sub(kernel)
+    );
+    assert!(sent <= bound, "{sent} bytes sent, bound {bound}");
+    let hwm_after = vm_hwm_kib(s.child.id());
+    assert!(
+        hwm_after < hwm_before + 16 * 1024,
+        "peak RSS grew from {hwm_before} KiB to {hwm_after} KiB"
+    );
+}
+
 fn gzip(b: &[u8]) -> Vec<u8> {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(b).unwrap();
@@ -634,7 +570,7 @@ fn get_accepting(path: &str, coding: &str) -> String {
 /// ETag), `/api/textc/N` (the same chunked, in 16 KiB chunks), `/api/gz` (text already
 /// gzipped by the upstream), `/api/slowtext` (1 MiB, a 500 ms pause, 1 MiB, chunked).
 fn text_app() -> Upstream {
-    upstream(|g, s| {
+    serve(|g, s| {
         let path = g.path().to_string();
         if let Some(n) = path.strip_prefix("/api/text/") {
             let b = text(n.parse().unwrap());
@@ -815,7 +751,7 @@ fn a_compressed_event_stream_over_h2_delivers_its_first_event_at_once() {
     let go_rx = Mutex::new(go_rx);
     let waited = Arc::new(Mutex::new(None::<bool>));
     let w = waited.clone();
-    let u = upstream(move |g, s| {
+    let u = serve(move |g, s| {
         if g.path() == "/api/go" {
             let _ = go_tx.lock().unwrap().send(());
             return s
@@ -939,7 +875,7 @@ fn a_proxied_post_behind_auth_is_relayed_over_h2_after_the_password_check() {
         .find(|g| g.header("transfer-encoding") == ["chunked"])
         .expect("the chunked body");
     assert!(
-        dechunk(&chunked.body) == sent(100_000),
+        dechunk(&chunked.body).0 == sent(100_000),
         "the chunked body differs"
     );
     // Again with the verdicts cached (no pool job): the same answers.

@@ -1,68 +1,71 @@
 //! Active health checks and periodic re-resolution of upstream servers (issue 23): small
-//! upstream servers on std threads whose `/healthz` answer the test switches.
+//! upstream servers (`upstream_support`) whose `/healthz` answer the test switches.
 
 use crate::support::*;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use crate::upstream_support::serve;
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An upstream answering every request with its `name`, and `/healthz` with 200 while
-/// `healthy`, else 500. Counts the checks it saw.
+/// `healthy`, else 500. Counts the checks it saw. While not `alive`, it closes every
+/// connection on its first request without answering (a passive failure).
 struct Named {
     addr: SocketAddr,
     healthy: Arc<AtomicBool>,
+    alive: Arc<AtomicBool>,
     checks: Arc<AtomicUsize>,
 }
 
 fn named(name: &'static str) -> Named {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let healthy = Arc::new(AtomicBool::new(true));
+    let alive = Arc::new(AtomicBool::new(true));
     let checks = Arc::new(AtomicUsize::new(0));
-    let (h, n) = (healthy.clone(), checks.clone());
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            let (h, n) = (h.clone(), n.clone());
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                loop {
-                    let end = loop {
-                        if let Some(i) = find(&buf, b"\r\n\r\n") {
-                            break i + 4;
-                        }
-                        let mut b = [0u8; 4096];
-                        match s.read(&mut b) {
-                            Ok(0) | Err(_) => return,
-                            Ok(k) => buf.extend_from_slice(&b[..k]),
-                        }
-                    };
-                    let check = buf.starts_with(b"GET /healthz ");
-                    buf.drain(..end);
-                    let resp = if check {
-                        n.fetch_add(1, Ordering::SeqCst);
-                        if h.load(Ordering::SeqCst) {
-                            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_string()
-                        } else {
-                            "HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\nsick".to_string()
-                        }
-                    } else {
-                        format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{name}")
-                    };
-                    if s.write_all(resp.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
+    let (h, al, n) = (healthy.clone(), alive.clone(), checks.clone());
+    let addr = serve(move |g, s| {
+        if !al.load(Ordering::SeqCst) {
+            return false;
         }
-    });
+        let resp = if g.head.starts_with("GET /healthz ") {
+            n.fetch_add(1, Ordering::SeqCst);
+            if h.load(Ordering::SeqCst) {
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_string()
+            } else {
+                "HTTP/1.1 500 Oops\r\nContent-Length: 4\r\n\r\nsick".to_string()
+            }
+        } else {
+            format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{name}")
+        };
+        s.write_all(resp.as_bytes()).is_ok()
+    })
+    .addr;
     Named {
         addr,
         healthy,
+        alive,
         checks,
     }
+}
+
+/// Who answered `n` GETs, each on a fresh connection: the servers' names (a status
+/// where it was not a 200), counted.
+fn answers(s: &TestServer, n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        let r = get(s.addr, "/x");
+        let k = match r.status {
+            200 => String::from_utf8_lossy(&r.body).to_string(),
+            st => st.to_string(),
+        };
+        *m.entry(k).or_insert(0) += 1;
+    }
+    m
+}
+
+fn counted(pairs: &[(&str, usize)]) -> std::collections::BTreeMap<String, usize> {
+    pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
 }
 
 fn checked(servers: &str) -> TestServer {
@@ -169,4 +172,76 @@ fn a_host_name_is_re_resolved_and_served() {
         let r = get(s.addr, "/x");
         assert_eq!((r.status, &r.body[..]), (200, &b"a"[..]));
     }
+}
+
+#[test]
+fn a_backup_takes_traffic_only_while_every_primary_fails_its_check_and_hands_it_back() {
+    let (a, c, b) = (named("a"), named("c"), named("b"));
+    let s = checked(&format!(
+        "\"{}\", \"{}\", {{ addr = \"{}\", backup = true }}",
+        a.addr, c.addr, b.addr
+    ));
+    wait_checks(&a, 1);
+    wait_checks(&c, 1);
+    let m = answers(&s, 10);
+    assert!(
+        m.len() == 2 && m.contains_key("a") && m.contains_key("c"),
+        "before any failure: {m:?}"
+    );
+    // One primary down: the other takes everything, the backup nothing.
+    a.healthy.store(false, Ordering::SeqCst);
+    wait_checks(&a, 3);
+    assert_eq!(answers(&s, 10), counted(&[("c", 10)]), "one primary down");
+    // Every primary down: the backup.
+    c.healthy.store(false, Ordering::SeqCst);
+    wait_checks(&c, 3);
+    assert_eq!(answers(&s, 10), counted(&[("b", 10)]), "every primary down");
+    // One primary back: the backup is left again.
+    a.healthy.store(true, Ordering::SeqCst);
+    wait_checks(&a, 3);
+    assert_eq!(answers(&s, 10), counted(&[("a", 10)]), "a primary back");
+    assert!(
+        b.checks.load(Ordering::SeqCst) > 0,
+        "the backup is checked too"
+    );
+}
+
+#[test]
+fn a_backup_takes_traffic_only_while_every_primary_failed_passively_and_hands_it_back() {
+    // No active checks: a server that drops requests is marked down by its failure
+    // (`max_fails = 1`) for `fail_timeout`, the request retried on the next one.
+    let (a, c, b) = (named("a"), named("c"), named("b"));
+    let s = TestServer::start_with(
+        &format!(
+            "[[upstream]]\nname = \"app\"\nservers = [\"{}\", \"{}\", {{ addr = \"{}\", backup = true }}]\n\
+             max_fails = 1\nfail_timeout = \"1s\"\nretries = 2\n\
+             [[proxy]]\npath = \"/\"\nupstream = \"app\"\n",
+            a.addr, c.addr, b.addr
+        ),
+        |_| {},
+    );
+    let m = answers(&s, 10);
+    assert!(
+        m.len() == 2 && m.contains_key("a") && m.contains_key("c"),
+        "before any failure: {m:?}"
+    );
+    // One primary failing: every request still answered, by the other primary.
+    a.alive.store(false, Ordering::SeqCst);
+    assert_eq!(
+        answers(&s, 10),
+        counted(&[("c", 10)]),
+        "one primary failing"
+    );
+    // Every primary failing: the backup answers.
+    c.alive.store(false, Ordering::SeqCst);
+    assert_eq!(
+        answers(&s, 10),
+        counted(&[("b", 10)]),
+        "every primary failing"
+    );
+    // A primary recovers: once its fail_timeout is over it is tried again and keeps the
+    // traffic (c, still failing, is retried past), the backup gets nothing.
+    a.alive.store(true, Ordering::SeqCst);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(answers(&s, 10), counted(&[("a", 10)]), "a primary back");
 }

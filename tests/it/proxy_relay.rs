@@ -1,43 +1,22 @@
 //! The proxy's response relay (issue 23): streaming compression of proxied responses on
 //! the pool, de-chunking for HTTP/1.0 clients, and the splice(2) relay on plain sockets.
-//! Upstreams are small std servers started here (as in `proxy.rs`, whose helpers these
-//! copy in small).
+//! Upstreams are the shared recording servers of `upstream_support`.
 
 use crate::support::*;
+use crate::upstream_support::{header, serve};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-/// An upstream answering every request (read up to its blank line; no bodies) with the
-/// bytes `answer` returns for the request head, on one thread per connection.
+/// An upstream answering every request with the bytes `answer` writes for its head,
+/// keeping the connection.
 fn upstream(answer: impl Fn(&str, &mut TcpStream) + Send + Sync + 'static) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let answer = std::sync::Arc::new(answer);
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            let answer = answer.clone();
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                loop {
-                    let Some(end) = find(&buf, b"\r\n\r\n") else {
-                        let mut b = [0u8; 8192];
-                        match s.read(&mut b) {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&b[..n]),
-                        }
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end + 4]).to_string();
-                    buf.drain(..end + 4);
-                    answer(&head, &mut s);
-                }
-            });
-        }
-    });
-    addr
+    serve(move |g, s| {
+        answer(&g.head, s);
+        true
+    })
+    .addr
 }
 
 fn proxy(addr: SocketAddr, extra: &str) -> TestServer {
@@ -73,7 +52,7 @@ fn read_response(c: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
     let head = String::from_utf8(buf[..end].to_vec()).unwrap();
     buf.drain(..end);
     let h = |name: &str| header(&head, name);
-    if h("transfer-encoding").as_deref() == Some("chunked") {
+    if h("transfer-encoding") == Some("chunked") {
         let mut body = Vec::new();
         loop {
             let line = loop {
@@ -105,14 +84,6 @@ fn read_response(c: &mut TcpStream, buf: &mut Vec<u8>) -> (String, Vec<u8>) {
     }
     while fill(c, buf) > 0 {}
     (head, std::mem::take(buf))
-}
-
-fn header(head: &str, name: &str) -> Option<String> {
-    head.split("\r\n")
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim().to_string())
 }
 
 pub(crate) fn gunzip(b: &[u8]) -> Vec<u8> {
@@ -152,22 +123,11 @@ fn a_compressible_upstream_response_is_gzipped_on_the_pool_and_decodes_exactly()
     let mut buf = Vec::new();
     let (head, got) = read_response(&mut c, &mut buf);
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert_eq!(
-        header(&head, "content-encoding").as_deref(),
-        Some("gzip"),
-        "{head}"
-    );
+    assert_eq!(header(&head, "content-encoding"), Some("gzip"), "{head}");
     assert_eq!(header(&head, "content-length"), None, "{head}");
     assert_eq!(header(&head, "accept-ranges"), None, "{head}");
-    assert_eq!(
-        header(&head, "vary").as_deref(),
-        Some("Cookie, Accept-Encoding")
-    );
-    assert_eq!(
-        header(&head, "etag").as_deref(),
-        Some("W/\"v1\""),
-        "weakened"
-    );
+    assert_eq!(header(&head, "vary"), Some("Cookie, Accept-Encoding"));
+    assert_eq!(header(&head, "etag"), Some("W/\"v1\""), "weakened");
     assert!(got.len() < body.len() / 10, "{} bytes", got.len());
     assert!(gunzip(&got) == body, "the decoded body differs");
     // Off the reactor: the pool's compression jobs ran it (one or more per chunk).
@@ -185,10 +145,7 @@ fn a_compressible_upstream_response_is_gzipped_on_the_pool_and_decodes_exactly()
         .unwrap();
     let (head, again) = read_response(&mut c, &mut buf);
     assert_eq!(header(&head, "content-encoding"), None, "{head}");
-    assert_eq!(
-        header(&head, "vary").as_deref(),
-        Some("Cookie, Accept-Encoding")
-    );
+    assert_eq!(header(&head, "vary"), Some("Cookie, Accept-Encoding"));
     assert!(again == body);
 }
 
@@ -223,11 +180,7 @@ fn a_compressed_event_stream_delivers_its_first_event_at_once() {
             continue;
         };
         let head = String::from_utf8_lossy(&raw[..end]).to_string();
-        assert_eq!(
-            header(&head, "content-encoding").as_deref(),
-            Some("gzip"),
-            "{head}"
-        );
+        assert_eq!(header(&head, "content-encoding"), Some("gzip"), "{head}");
         // De-chunk what is complete and feed the decoder the new bytes.
         let mut at = end + 4;
         let mut data = Vec::new();
@@ -278,16 +231,12 @@ fn encoded_and_incompressible_upstream_responses_pass_untouched() {
         let (head, body) = read_response(&mut c, &mut buf);
         assert_eq!(
             header(&head, "content-length"),
-            Some(len.to_string()),
+            Some(len.to_string().as_str()),
             "{path}: {head}"
         );
         assert_eq!(body.len(), len, "{path}");
         let enc = header(&head, "content-encoding");
-        assert_eq!(
-            enc.as_deref(),
-            (path == "/api/gz").then_some("gzip"),
-            "{path}: {head}"
-        );
+        assert_eq!(enc, (path == "/api/gz").then_some("gzip"), "{path}: {head}");
     }
 }
 
@@ -323,10 +272,6 @@ fn a_route_with_compress_off_and_an_http10_client_get_identity() {
     let head = String::from_utf8_lossy(&raw[..end]).to_string();
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert_eq!(header(&head, "transfer-encoding"), None, "{head}");
-    assert_eq!(
-        header(&head, "connection").as_deref(),
-        Some("close"),
-        "{head}"
-    );
+    assert_eq!(header(&head, "connection"), Some("close"), "{head}");
     assert_eq!(&raw[end..], vec![b'x'; 0x400].as_slice());
 }

@@ -4,6 +4,7 @@
 //! frames through vireo and read the echoes.
 
 use crate::support::*;
+use crate::upstream_support::{accept_each, header, read_head};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -153,69 +154,46 @@ struct Echo {
     heads: Arc<Mutex<Vec<String>>>,
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.split("\r\n")
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .find(|(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-}
-
 fn echo_upstream() -> Echo {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let heads = Arc::new(Mutex::new(Vec::new()));
     let h = heads.clone();
-    std::thread::spawn(move || {
-        for s in listener.incoming() {
-            let Ok(mut s) = s else { continue };
-            let h = h.clone();
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let end = loop {
-                    if let Some(i) = find(&buf, b"\r\n\r\n") {
-                        break i + 4;
-                    }
-                    let mut b = [0u8; 4096];
-                    match s.read(&mut b) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&b[..n]),
-                    }
-                };
-                let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                h.lock().unwrap().push(head.clone());
-                let upgrade = header(&head, "upgrade").is_some_and(|u| u == "websocket");
-                if head.starts_with("GET /ws/deny") {
-                    let _ =
-                        s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\n\r\ndenied");
-                    return;
-                }
-                if !upgrade {
-                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nno upgrade");
-                    return;
-                }
-                let key = header(&head, "sec-websocket-key").unwrap_or("").to_string();
-                let _ = s.write_all(
-                    format!(
-                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                         Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-                        accept_of(&key)
-                    )
-                    .as_bytes(),
-                );
-                // Bytes that came with the head belong to the first frames.
-                let mut r = std::io::Cursor::new(buf[end..].to_vec()).chain(s.try_clone().unwrap());
-                while let Some((op, payload)) = read_frame(&mut r) {
-                    write_frame(&mut s, op, &payload, false);
-                    if op == 8 {
-                        let _ = s.shutdown(std::net::Shutdown::Write);
-                        // Read to the client's EOF, then close.
-                        let mut sink = Vec::new();
-                        let _ = r.read_to_end(&mut sink);
-                        return;
-                    }
-                }
-            });
+    accept_each(listener, move |mut s| {
+        let mut buf = Vec::new();
+        let Some(head) = read_head(&mut s, &mut buf) else {
+            return;
+        };
+        h.lock().unwrap().push(head.clone());
+        let upgrade = header(&head, "upgrade").is_some_and(|u| u == "websocket");
+        if head.starts_with("GET /ws/deny") {
+            let _ = s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\n\r\ndenied");
+            return;
+        }
+        if !upgrade {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nno upgrade");
+            return;
+        }
+        let key = header(&head, "sec-websocket-key").unwrap_or("").to_string();
+        let _ = s.write_all(
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+                accept_of(&key)
+            )
+            .as_bytes(),
+        );
+        // Bytes that came with the head belong to the first frames.
+        let mut r = std::io::Cursor::new(buf).chain(s.try_clone().unwrap());
+        while let Some((op, payload)) = read_frame(&mut r) {
+            write_frame(&mut s, op, &payload, false);
+            if op == 8 {
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                // Read to the client's EOF, then close.
+                let mut sink = Vec::new();
+                let _ = r.read_to_end(&mut sink);
+                return;
+            }
         }
     });
     Echo { addr, heads }

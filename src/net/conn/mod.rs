@@ -555,7 +555,7 @@ impl<S: Transport> Conn<S> {
         let quiet = self.head_sent();
         match class {
             Class::Upstream if self.is_proxying() => self.proxy_timeout(site, cx),
-            Class::Body if self.is_proxying() => Next::Close,
+            Class::Body if self.is_proxying() => self.proxy_body_timeout(site, cx),
             Class::Header if self.has_pending() && quiet => {
                 // Some of a request arrived but not its head: tell the client why.
                 self.queue_error(408, cx);

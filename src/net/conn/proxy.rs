@@ -523,6 +523,28 @@ impl<S: Transport> Conn<S> {
         Next::Yield
     }
 
+    /// The client stopped sending its body for `timeouts.body`: the upstream connection
+    /// closes (half a request can never be pooled), and the client gets 408 while
+    /// nothing of the response went out (nginx: `client_body_timeout`), else the cut.
+    pub(super) fn proxy_body_timeout(&mut self, sites: &Sites, cx: &mut Cx) -> Next {
+        let Phase::Proxy(p) = &self.phase else {
+            return Next::Close;
+        };
+        if p.tunnel.is_some() {
+            return Next::Close;
+        }
+        let server = cx.upstreams.conf()[p.ex.upstream]
+            .servers
+            .get(p.ex.server)
+            .map_or("-".into(), |s| s.text.clone());
+        log::info!(
+            "{}: request body stalled for {:?} (upstream {server}): 408, upstream connection closed",
+            self.peer.addr(),
+            sites.config().timeouts.body
+        );
+        self.proxy_client_error(408, cx)
+    }
+
     /// The client's body was malformed or too large: answer and close (nothing after it
     /// can be framed).
     fn proxy_client_error(&mut self, status: u16, cx: &mut Cx) -> Next {
@@ -533,6 +555,10 @@ impl<S: Transport> Conn<S> {
             cx.upstreams.discard(k);
         }
         if p.ex.relay.head_out {
+            // Part of the response went out: only the cut tells the client.
+            let (status, bytes) = (p.ex.relay.status, p.ex.relay.body_bytes);
+            self.log_proxied(&p, status, bytes, cx);
+            self.phase = Phase::Closing { linger: false };
             return Next::Close;
         }
         let reply = Reply {
