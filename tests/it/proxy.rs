@@ -1532,3 +1532,105 @@ fn a_proxied_post_behind_auth_is_relayed_after_the_password_check() {
     assert!(got[..3].iter().all(|g| g.body == big));
     assert_eq!(dechunk(&got[3].body).0, b"hello world");
 }
+
+#[test]
+fn a_502_503_504_goes_to_the_next_server_for_idempotent_methods_and_is_the_answer_otherwise() {
+    let sick = upstream(|g| {
+        let status = match g.path() {
+            "/api/502" => "502 Bad Gateway",
+            "/api/504" => "504 Gateway Timeout",
+            "/api/500" => "500 Internal Server Error",
+            _ => "503 Service Unavailable",
+        };
+        (
+            format!("HTTP/1.1 {status}\r\nContent-Length: 4\r\n\r\nsick").into_bytes(),
+            true,
+        )
+    });
+    let live = upstream(|_| ok("live"));
+    let conf = |servers: &str, retries: u32| {
+        format!(
+            "workers = 1\n[[upstream]]\nname = \"two\"\nservers = [{servers}]\nmax_fails = 0\nretries = {retries}\n\
+             [[proxy]]\npath = \"/api/\"\nupstream = \"two\"\n"
+        )
+    };
+    let both = format!("\"{}\", \"{}\"", sick.addr, live.addr);
+    let s = TestServer::start_with(&conf(&both, 1), |_| {});
+    let mut c = Client::connect(s.addr);
+    // Round robin sends every other request to the sick server first.
+    for path in ["/api/503", "/api/502", "/api/504", "/api/503"] {
+        for _ in 0..2 {
+            let r = c.get(path);
+            assert_eq!((r.status, &r.body[..]), (200, &b"live"[..]), "GET {path}");
+        }
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        c.send(b"POST /api/503 HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
+        let r = c.read_response();
+        statuses.push(r.status);
+        if r.status == 503 {
+            assert_eq!(r.body, b"sick", "a POST gets the upstream's own 503");
+        }
+    }
+    assert!(
+        statuses.contains(&503) && statuses.contains(&200),
+        "POST is never retried: {statuses:?}"
+    );
+    // A 500 is the application's answer, not a retry.
+    let codes: Vec<u16> = (0..4).map(|_| c.get("/api/500").status).collect();
+    assert!(codes.contains(&500), "{codes:?}");
+    let seen = sick.got().len();
+    assert!(seen >= 8, "the sick server saw {seen} requests");
+
+    // Alone, or with retries = 0, the 503 is passed on as the upstream sent it.
+    for (servers, retries) in [(format!("\"{}\"", sick.addr), 1), (both.clone(), 0)] {
+        let s = TestServer::start_with(&conf(&servers, retries), |_| {});
+        let mut c = Client::connect(s.addr);
+        let rs: Vec<Response> = (0..2).map(|_| c.get("/api/503")).collect();
+        assert!(
+            rs.iter().any(|r| r.status == 503 && r.body == b"sick"),
+            "servers {servers} retries {retries}: {:?}",
+            rs.iter().map(|r| r.status).collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn an_answer_before_the_whole_request_body_says_connection_close() {
+    // Answers at once after the head, then reads (and drops) the body: nginx's `return`.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    accept_each(l, |mut s| {
+        let mut buf = Vec::new();
+        if read_head(&mut s, &mut buf).is_none() {
+            return;
+        }
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        let mut sink = [0u8; 65536];
+        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
+    });
+    let s = TestServer::start_with(
+        &format!(
+            "[[upstream]]\nname = \"app\"\nservers = [\"{addr}\"]\n[[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n"
+        ),
+        |_| {},
+    );
+    let mut c = Client::connect(s.addr);
+    let total = 512 * 1024;
+    c.send(
+        format!("POST /api/post HTTP/1.1\r\nHost: h\r\nContent-Length: {total}\r\n\r\n").as_bytes(),
+    );
+    c.send(&vec![b'x'; 64 * 1024]);
+    let r = c.read_response();
+    assert_eq!((r.status, &r.body[..]), (200, &b"ok"[..]));
+    assert_eq!(
+        r.header("connection").map(|v| v.to_ascii_lowercase()),
+        Some("close".to_string()),
+        "the head promised keep-alive though the body was still coming: {}",
+        r.head
+    );
+    // The rest of the body is taken, then the connection closes.
+    let _ = c.stream.write_all(&vec![b'x'; total - 64 * 1024]);
+    assert!(c.read_to_close().is_empty(), "no second response");
+}
