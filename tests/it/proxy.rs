@@ -431,11 +431,27 @@ fn smuggling_attempts_never_show_the_upstream_two_requests() {
 
 #[test]
 fn slow_upstream_requests_do_not_hold_up_static_ones() {
-    let u = upstream(|_| {
-        std::thread::sleep(Duration::from_millis(1500));
+    // The upstream holds every request until the test lets go: 1,000 static answers must
+    // all come while 8 proxied requests are still waiting on it (no clock involved).
+    let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+    let g2 = gate.clone();
+    let u = upstream(move |_| {
+        let (open, cv) = &*g2;
+        let mut o = open.lock().unwrap();
+        while !*o {
+            o = cv.wait(o).unwrap();
+        }
         ok("slow")
     });
-    let s = proxy_to(&u, "");
+    // One reactor: the slow exchanges and the static requests share its loop.
+    let s = TestServer::start_with(
+        &format!(
+            "workers = 1\n[[upstream]]\nname = \"app\"\nservers = [\"{}\"]\nread_timeout = \"120s\"\n\
+             [[proxy]]\npath = \"/api/\"\nupstream = \"app\"\n",
+            u.addr
+        ),
+        |root| std::fs::write(root.join("static.txt"), "static").unwrap(),
+    );
     let mut slow: Vec<Client> = (0..8)
         .map(|_| {
             let mut c = Client::connect(s.addr);
@@ -443,16 +459,16 @@ fn slow_upstream_requests_do_not_hold_up_static_ones() {
             c
         })
         .collect();
-    let t = Instant::now();
-    let mut c = Client::connect(s.addr);
-    for _ in 0..300 {
-        assert_eq!(c.get("/static.txt").body, b"static");
-    }
     assert!(
-        t.elapsed() < Duration::from_millis(1200),
-        "static requests waited: {:?}",
-        t.elapsed()
+        eventually(Duration::from_secs(10), || u.got().len() == 8),
+        "the 8 slow requests did not all reach the upstream"
     );
+    let mut c = Client::connect(s.addr);
+    for i in 0..1000 {
+        assert_eq!(c.get("/static.txt").body, b"static", "static request {i}");
+    }
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
     for c in &mut slow {
         assert_eq!(c.read_response().body, b"slow");
     }
