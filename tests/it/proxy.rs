@@ -1145,24 +1145,6 @@ impl BodyCheck {
     }
 }
 
-/// Bytes queued in the kernel for the TCP socket `local` -> `remote` (both loopback
-/// ports): (send queue, receive queue), from /proc/net/tcp.
-fn tcp_queues(local: u16, remote: u16) -> (u64, u64) {
-    let t = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let port = |f: &str| u16::from_str_radix(f.rsplit(':').next().unwrap(), 16).unwrap();
-    for l in t.lines().skip(1) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if port(f[1]) == local && port(f[2]) == remote {
-            let (tx, rx) = f[4].split_once(':').unwrap();
-            return (
-                u64::from_str_radix(tx, 16).unwrap(),
-                u64::from_str_radix(rx, 16).unwrap(),
-            );
-        }
-    }
-    panic!("no socket {local} -> {remote} in /proc/net/tcp");
-}
-
 /// An upstream that takes a request head and then reads nothing until `go` says so;
 /// then reads the body (Content-Length or chunked, de-chunked here), checks it against
 /// `body_at` and answers `ok N` or `bad at P`. Its receive buffer is fixed (128 KiB, so

@@ -444,24 +444,6 @@ fn each_proxied_stream_is_logged_and_counted_with_its_upstream() {
     assert!(ok, "log: {}", std::fs::read_to_string(log.path()).unwrap());
 }
 
-/// Bytes queued in the kernel for the TCP socket `local` -> `remote` (loopback ports):
-/// (send queue, receive queue), from /proc/net/tcp.
-fn tcp_queues(local: u16, remote: u16) -> (u64, u64) {
-    let t = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let port = |f: &str| u16::from_str_radix(f.rsplit(':').next().unwrap(), 16).unwrap();
-    for l in t.lines().skip(1) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if port(f[1]) == local && port(f[2]) == remote {
-            let (tx, rx) = f[4].split_once(':').unwrap();
-            return (
-                u64::from_str_radix(tx, 16).unwrap(),
-                u64::from_str_radix(rx, 16).unwrap(),
-            );
-        }
-    }
-    panic!("no socket {local} -> {remote} in /proc/net/tcp");
-}
-
 #[test]
 fn an_h2_upload_is_held_by_flow_control_while_the_upstream_reads_nothing() {
     // The upstream takes the head, then reads nothing for 2 s: the client's window must

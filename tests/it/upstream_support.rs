@@ -281,3 +281,21 @@ pub fn eventually(within: Duration, f: impl Fn() -> bool) -> bool {
     }
     f()
 }
+
+/// Bytes queued in the kernel for the TCP socket `local` -> `remote` (loopback ports):
+/// (send queue, receive queue), from /proc/net/tcp.
+pub fn tcp_queues(local: u16, remote: u16) -> (u64, u64) {
+    let t = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let port = |f: &str| u16::from_str_radix(f.rsplit(':').next().unwrap(), 16).unwrap();
+    for l in t.lines().skip(1) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if port(f[1]) == local && port(f[2]) == remote {
+            let (tx, rx) = f[4].split_once(':').unwrap();
+            return (
+                u64::from_str_radix(tx, 16).unwrap(),
+                u64::from_str_radix(rx, 16).unwrap(),
+            );
+        }
+    }
+    panic!("no socket {local} -> {remote} in /proc/net/tcp");
+}
