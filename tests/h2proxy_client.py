@@ -36,7 +36,7 @@ import h2.settings
 
 
 def pattern(n):
-    return bytes(i % 251 for i in range(n))
+    return (bytes(range(251)) * (n // 251 + 1))[:n]
 
 
 def main():

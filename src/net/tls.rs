@@ -86,7 +86,15 @@ pub struct TlsStream<T = TcpStream> {
     /// drained then, so once rustls has no plaintext left the next recv would only say
     /// EAGAIN (edge triggering brings a new event for bytes that arrive later).
     drained: bool,
+    /// A handshake read stopped at `HANDSHAKE_READ_MAX` before the socket said
+    /// WouldBlock: more may be waiting (no new edge will say so).
+    capped: bool,
 }
+
+/// Bytes read into rustls per handshake step. A client may send application data right
+/// after its Finished (TLS 1.3); rustls buffers only so much unprocessed input ("message
+/// buffer full"), so the rest waits in the socket until the handshake is done.
+const HANDSHAKE_READ_MAX: usize = 16 * 1024;
 
 impl<T: Transport> Stream<T> {
     /// A TLS stream for a connection accepted on a TLS listener.
@@ -101,6 +109,7 @@ impl<T: Transport> Stream<T> {
             notified: false,
             in_pass: false,
             drained: false,
+            capped: false,
         })))
     }
 
@@ -227,6 +236,10 @@ impl<T: Transport> TlsStream<T> {
                         // before rustls buffers more.
                         return Ok(total);
                     }
+                    if total >= HANDSHAKE_READ_MAX {
+                        self.capped = true;
+                        return Ok(total);
+                    }
                 }
                 Err(e) if would_block(&e) => {
                     if total == 0 {
@@ -291,7 +304,7 @@ impl<T: Transport> TlsStream<T> {
             fail(Failure::Eof);
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
-        io.readable = false;
+        io.readable = std::mem::take(&mut self.capped);
         if got == 0 {
             return Ok(Shake::Wait);
         }

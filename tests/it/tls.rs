@@ -156,6 +156,29 @@ fn pipelined_requests_answered_in_order() {
 }
 
 #[test]
+fn application_data_sent_with_the_clients_finished_does_not_overflow_the_handshake() {
+    // Queued before the handshake, rustls sends ~270 KB of pipelined requests right behind
+    // the client's Finished (TLS 1.3): the server must not read more into rustls than the
+    // handshake step can take ("message buffer full" closed the connection).
+    let s = start("");
+    let pad = "x".repeat(400);
+    let n = 600;
+    let req = format!("GET /tls.txt HTTP/1.1\r\nHost: t\r\nX-Pad: {pad}\r\n\r\n");
+    let mut stream = tls_stream(s.tls_addr, &s.client, "localhost");
+    stream.conn.set_buffer_limit(None);
+    stream
+        .conn
+        .writer()
+        .write_all(req.repeat(n).as_bytes())
+        .expect("queue");
+    let mut c = Client::over(stream);
+    for i in 0..n {
+        let r = c.read_response();
+        assert_eq!((r.status, r.body.as_slice()), (200, SMALL), "response {i}");
+    }
+}
+
+#[test]
 fn alpn_picks_http11() {
     // HTTP/2 off: h2 is not offered (with it on, tests/it/h2.rs).
     let s = start("[http2]\nenabled = false\n");
