@@ -9,27 +9,6 @@ use std::path::Path;
 const METRICS: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
 const SIZE: usize = 6 << 20;
 
-/// Drop `path`'s pages from the page cache; false if they stay (a filesystem that keeps
-/// them, like tmpfs: then there is nothing to test). Checked with a RWF_NOWAIT read of the
-/// file's last byte only: that read starts readahead around the page it probes, so it must
-/// not touch the first page of a window the server will probe (every 2 MiB from 0).
-fn evict(path: &Path) -> bool {
-    let f = std::fs::File::open(path).expect("open");
-    f.sync_all().expect("fsync");
-    for _ in 0..50 {
-        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
-        let mut b = [0u8; 1];
-        let mut bufs = [std::io::IoSliceMut::new(&mut b)];
-        let last = SIZE as u64 - 1;
-        let r = rustix::io::preadv2(&f, &mut bufs, last, rustix::io::ReadWriteFlags::NOWAIT);
-        if matches!(r, Err(rustix::io::Errno::AGAIN)) {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    false
-}
-
 /// Put `cold.bin` (`SIZE` bytes of `pattern(.., seed)`) in a server's root.
 fn write_cold(root: &Path, seed: u64) {
     std::fs::write(root.join("cold.bin"), pattern(SIZE, seed)).expect("write");
@@ -37,7 +16,7 @@ fn write_cold(root: &Path, seed: u64) {
 
 /// Evict the server's `cold.bin`; false, with a note, where the filesystem keeps pages.
 fn evicted(s: &TestServer) -> bool {
-    let ok = evict(&s.dir.path().join("root/cold.bin"));
+    let ok = evict_file(&s.dir.path().join("root/cold.bin"), SIZE);
     // CI runs where eviction works (ext4) and says so: there a skip is a failure.
     if !ok && std::env::var_os("VIREO_REQUIRE_EVICTION").is_some() {
         panic!("VIREO_REQUIRE_EVICTION is set but this filesystem keeps evicted pages");

@@ -106,23 +106,11 @@ fn fetch_updated(
     r
 }
 
-/// Drop `path`'s pages (`COLD` bytes) from the page cache; false, with a note, where the
-/// filesystem keeps them (a failure where CI says eviction works). Probed with a
-/// RWF_NOWAIT read of the last byte only, as in `cold.rs`: readahead around a probed page
-/// would warm a window the server is about to probe.
+/// Drop `path`'s pages (`COLD` bytes) from the page cache (`evict_file`); false, with a
+/// note, where the filesystem keeps them (a failure where CI says eviction works).
 fn evicted(path: &Path) -> bool {
-    let f = std::fs::File::open(path).expect("open");
-    f.sync_all().expect("fsync");
-    for _ in 0..50 {
-        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
-        let mut b = [0u8; 1];
-        let mut bufs = [std::io::IoSliceMut::new(&mut b)];
-        let last = COLD as u64 - 1;
-        let r = rustix::io::preadv2(&f, &mut bufs, last, rustix::io::ReadWriteFlags::NOWAIT);
-        if matches!(r, Err(rustix::io::Errno::AGAIN)) {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+    if evict_file(path, COLD) {
+        return true;
     }
     if std::env::var_os("VIREO_REQUIRE_EVICTION").is_some() {
         panic!("VIREO_REQUIRE_EVICTION is set but this filesystem keeps evicted pages");

@@ -670,3 +670,25 @@ impl TlsServer {
         Client::over(tls_handshake(self.tls_addr, &self.client, "localhost").expect("handshake"))
     }
 }
+
+/// Drop the `len`-byte file at `path` from the page cache; false where the filesystem keeps
+/// evicted pages (tmpfs: nothing to test). Checked with a RWF_NOWAIT read of the last byte
+/// only: that read starts readahead around the page it probes, so it must not touch the
+/// first page of a window the server will probe (every 2 MiB from 0). Retried for up to 5 s:
+/// pages the server just read may still be locked by readahead on a loaded machine.
+pub fn evict_file(path: &Path, len: usize) -> bool {
+    let f = std::fs::File::open(path).expect("open");
+    f.sync_all().expect("fsync");
+    for _ in 0..500 {
+        rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed).expect("fadvise");
+        let mut b = [0u8; 1];
+        let mut bufs = [std::io::IoSliceMut::new(&mut b)];
+        let last = len as u64 - 1;
+        let r = rustix::io::preadv2(&f, &mut bufs, last, rustix::io::ReadWriteFlags::NOWAIT);
+        if matches!(r, Err(rustix::io::Errno::AGAIN)) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
